@@ -1,0 +1,21 @@
+"""minillm: a language model rebuilt from first principles, then made fast.
+
+The autograd engine (``Tensor``, ``ops``) is NumPy; the hot primitives run on a swappable
+backend (``set_backend``: numpy, numba, c, cuda-sim, cupy).
+"""
+from . import backends, functional, nn, ops
+from .backends import set_backend, use_backend
+from .gradcheck import gradcheck
+from .ops import cat, split, stack, where
+from .random import manual_seed
+from .tensor import Tensor, arange, is_grad_enabled, no_grad, ones, randn, tensor, zeros
+
+__version__ = "0.1.0"
+
+float32, float64, float16 = "float32", "float64", "float16"
+
+__all__ = [
+    "Tensor", "tensor", "zeros", "ones", "randn", "arange", "no_grad", "is_grad_enabled",
+    "cat", "stack", "split", "where", "gradcheck", "manual_seed", "set_backend",
+    "use_backend", "backends", "functional", "nn", "ops",
+]

@@ -1,0 +1,134 @@
+"""Swappable backends for the hot primitives.
+
+A backend is one module ``<name>_backend.py`` exposing ``xp`` (its array module) and any
+of the primitives of the reference backend ``numpy_backend``; whatever it leaves out falls
+back to the reference. Pick one with ``set_backend(name)``, ``use_backend(name)`` or the
+environment variable ``MINILLM_BACKEND``. Autograd lives apart (``minillm.ops``): it calls
+``current().<primitive>`` and never knows which backend answered.
+"""
+import contextlib
+import importlib
+import os
+import types
+
+import numpy as np
+
+PRIMITIVES = (
+    "matmul",
+    "attention_forward", "attention_backward",
+    "layernorm_forward", "layernorm_backward",
+)
+
+KNOWN = {
+    "numpy": "numpy_backend",
+    "numba": "numba_backend",
+    "c": "c_backend",
+    "cuda-sim": "cuda_sim_backend",
+    "cupy": "cupy_backend",
+}
+
+
+class BackendUnavailable(RuntimeError):
+    """Raised by a backend module at import time, with the reason it cannot run here."""
+
+
+_loaded = {}
+_reasons = {}
+_current = None
+
+
+def _load(name):
+    if name in _loaded:
+        return _loaded[name]
+    if name not in KNOWN:
+        raise ValueError(f"set_backend: unknown backend {name!r}; known backends: {', '.join(KNOWN)}")
+    if name in _reasons:
+        raise BackendUnavailable(f"backend {name!r} is not available here: {_reasons[name]}")
+    try:
+        module = importlib.import_module(f".{KNOWN[name]}", __name__)
+    except BackendUnavailable as exc:
+        _reasons[name] = str(exc)
+        raise BackendUnavailable(f"backend {name!r} is not available here: {exc}") from None
+    reference = importlib.import_module(".numpy_backend", __name__)
+    backend = types.SimpleNamespace(name=name, xp=module.xp)
+    for primitive in PRIMITIVES:
+        setattr(backend, primitive, getattr(module, primitive, getattr(reference, primitive)))
+    _loaded[name] = backend
+    return backend
+
+
+def get(name):
+    """The backend called ``name`` (loading it if needed)."""
+    return _load(name)
+
+
+def current():
+    """The active backend; the first call honours ``MINILLM_BACKEND`` (default numpy)."""
+    global _current
+    if _current is None:
+        _current = _load(os.environ.get("MINILLM_BACKEND", "numpy"))
+    return _current
+
+
+def set_backend(name):
+    global _current
+    _current = _load(name)
+    return _current
+
+
+@contextlib.contextmanager
+def use_backend(name):
+    global _current
+    previous = current()
+    _current = _load(name)
+    try:
+        yield _current
+    finally:
+        _current = previous
+
+
+def status():
+    """Every known backend mapped to "ok" or the reason it cannot run here."""
+    report = {}
+    for name in KNOWN:
+        try:
+            _load(name)
+            report[name] = "ok"
+        except BackendUnavailable:
+            report[name] = _reasons[name]
+    return report
+
+
+def available():
+    return [name for name, state in status().items() if state == "ok"]
+
+
+# ---- array helpers shared by autograd and backends ----------------------------------------
+def xp_of(array):
+    """NumPy or CuPy, whichever owns ``array``."""
+    return np if isinstance(array, (np.ndarray, np.generic)) else importlib.import_module("cupy")
+
+
+def to_numpy(array):
+    return np.asarray(array) if isinstance(array, (np.ndarray, np.generic)) else array.get()
+
+
+def asarray(data, dtype=None):
+    """``data`` as an array of the active backend's module."""
+    xp = current().xp
+    if xp is not np and isinstance(data, np.ndarray):
+        return xp.asarray(data, dtype=dtype)
+    if xp is np and not isinstance(data, (np.ndarray, np.generic, list, tuple, int, float, bool)):
+        data = to_numpy(data)
+    return xp.asarray(data, dtype=dtype)
+
+
+def scatter_add(target, index, values):
+    """``target[index] += values`` with repeated indices adding up (an embedding's backward)."""
+    xp = xp_of(target)
+    if xp is np:
+        np.add.at(target, index, values)
+    else:
+        import cupyx
+        cupyx.scatter_add(target, index, values)
+    return target

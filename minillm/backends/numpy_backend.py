@@ -1,0 +1,83 @@
+"""The reference backend: each primitive in plain, composite array code.
+
+Written against ``xp_of(array)`` rather than NumPy itself, so the same lines serve as the
+fallback for CuPy arrays. Every other backend is tested against these functions.
+
+Shapes: attention takes ``q`` (N, Tq, D), ``k`` and ``v`` (N, Tk, D) with N = batch·heads;
+layer norm takes ``x`` (N, D) and ``w``, ``b`` (D,).
+"""
+import numpy as np
+
+from . import xp_of
+
+xp = np
+
+
+def matmul(a, b, trans_a=False, trans_b=False):
+    """``op(a) @ op(b)`` for (..., M, K) operands, where op transposes the last two axes
+    when asked; batch axes broadcast. The backward of a matmul needs both transposes."""
+    xp_ = xp_of(a)
+    a = a.swapaxes(-1, -2) if trans_a else a
+    b = b.swapaxes(-1, -2) if trans_b else b
+    return xp_.matmul(a, b)
+
+
+def causal_mask(xp_, t_query, t_key):
+    """True where query i may see key j. Queries are the *last* t_query positions of the
+    key sequence, so one new token attends to the whole cache (equal to torch's
+    ``is_causal`` when t_query == t_key)."""
+    offset = t_key - t_query
+    return xp_.arange(t_key)[None, :] <= (xp_.arange(t_query)[:, None] + offset)
+
+
+def attention_forward(q, k, v, causal, scale):
+    """``out = softmax(scale · q kᵀ) v`` and the row-wise log-sum-exp ``lse`` that lets the
+    backward rebuild the probabilities without storing them."""
+    xp_ = xp_of(q)
+    scores = matmul(q, k, trans_b=True) * scale  # (N, Tq, Tk)
+    if causal:
+        scores = xp_.where(causal_mask(xp_, q.shape[1], k.shape[1]), scores, -xp_.inf)
+    peak = scores.max(axis=-1, keepdims=True)
+    weights = xp_.exp(scores - peak)
+    total = weights.sum(axis=-1, keepdims=True)
+    out = matmul(weights / total, v)
+    lse = (peak + xp_.log(total))[..., 0]
+    return out.astype(q.dtype, copy=False), lse.astype(np.float32 if q.dtype != np.float64 else q.dtype)
+
+
+def attention_backward(q, k, v, out, lse, dout, causal, scale):
+    """With P = exp(S − lse): dV = Pᵀ dO, dP = dO Vᵀ, dS = P ⊙ (dP − rowsum(dO ⊙ O)),
+    dQ = scale · dS K, dK = scale · dSᵀ Q."""
+    xp_ = xp_of(q)
+    scores = matmul(q, k, trans_b=True) * scale
+    probs = xp_.exp(scores - lse[..., None])
+    if causal:
+        probs = xp_.where(causal_mask(xp_, q.shape[1], k.shape[1]), probs, 0)
+    dv = matmul(probs, dout, trans_a=True)
+    dprobs = matmul(dout, v, trans_b=True)
+    row = (dout * out).sum(axis=-1, keepdims=True)
+    dscores = probs * (dprobs - row) * scale
+    dq = matmul(dscores, k)
+    dk = matmul(dscores, q, trans_a=True)
+    return tuple(g.astype(q.dtype, copy=False) for g in (dq, dk, dv))
+
+
+def layernorm_forward(x, w, b, eps):
+    """``y = (x − mean) · rstd · w + b`` over the last axis; returns y, mean, rstd."""
+    xp_ = xp_of(x)
+    mean = x.mean(axis=-1)
+    centred = x - mean[:, None]
+    rstd = 1.0 / xp_.sqrt((centred * centred).mean(axis=-1) + eps)
+    y = centred * rstd[:, None] * w + b
+    return y.astype(x.dtype, copy=False), mean, rstd.astype(mean.dtype, copy=False)
+
+
+def layernorm_backward(dy, x, w, mean, rstd):
+    """With x̂ = (x − mean)·rstd and g = dy·w: dx = rstd · (g − mean(g) − x̂ · mean(g ⊙ x̂))."""
+    xhat = (x - mean[:, None]) * rstd[:, None]
+    g = dy * w
+    dx = rstd[:, None] * (g - g.mean(axis=-1, keepdims=True)
+                          - xhat * (g * xhat).mean(axis=-1, keepdims=True))
+    dw = (dy * xhat).sum(axis=0)
+    db = dy.sum(axis=0)
+    return dx.astype(x.dtype, copy=False), dw.astype(w.dtype, copy=False), db.astype(w.dtype, copy=False)

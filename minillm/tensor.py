@@ -1,0 +1,210 @@
+"""The Tensor: an n-dimensional array that remembers how it was made.
+
+Every differentiable op (see ``ops.py``) returns a Tensor holding its parents and a
+``_backward(g)`` function that maps the gradient of the output to the gradients of the
+parents. ``backward()`` sorts the graph topologically and walks it once in reverse,
+adding the gradient of every use of a value — the chain rule, nothing more.
+"""
+import contextlib
+
+import numpy as np
+
+from . import backends
+
+_grad_enabled = True
+
+
+@contextlib.contextmanager
+def no_grad():
+    """Inside this block ops record no graph (inference, optimizer updates)."""
+    global _grad_enabled
+    previous, _grad_enabled = _grad_enabled, False
+    try:
+        yield
+    finally:
+        _grad_enabled = previous
+
+
+def is_grad_enabled():
+    return _grad_enabled
+
+
+def _is_floating(dtype):
+    return np.issubdtype(dtype, np.floating)
+
+
+class Tensor:
+    """An array plus the bookkeeping reverse-mode autodiff needs.
+
+    ``data`` is an array of the active backend's array module (NumPy, or CuPy on a GPU).
+    ``grad`` is a Tensor of the same shape, filled (and accumulated) by ``backward()``.
+    """
+
+    __array_priority__ = 1000  # so that `ndarray * Tensor` defers to Tensor.__rmul__
+
+    def __init__(self, data, requires_grad=False):
+        if isinstance(data, np.generic):  # NumPy turns 0-d results into scalars
+            data = np.asarray(data)
+        if requires_grad and not _is_floating(data.dtype):
+            raise TypeError(
+                f"tensor: only floating-point tensors can require grad; got dtype {data.dtype}")
+        self.data = data
+        self.requires_grad = requires_grad
+        self.grad = None
+        self._parents = ()
+        self._backward = None
+        self._op = None
+
+    # ---- properties that mirror torch / numpy -------------------------------------------
+    shape = property(lambda self: tuple(self.data.shape))
+    dtype = property(lambda self: self.data.dtype)
+    ndim = property(lambda self: self.data.ndim)
+    size = property(lambda self: self.data.size)
+    is_leaf = property(lambda self: self._backward is None)
+
+    def numel(self):
+        return int(self.data.size)
+
+    def __len__(self):
+        return len(self.data)
+
+    def numpy(self):
+        """The data as a NumPy array (copied to the host when it lives on a GPU)."""
+        return backends.to_numpy(self.data)
+
+    def __array__(self, dtype=None, copy=None):
+        array = self.numpy()
+        return array if dtype is None else array.astype(dtype)
+
+    def item(self):
+        if self.data.size != 1:
+            raise ValueError(f"item: only a one-element tensor converts to a number; got shape {self.shape}")
+        return self.data.reshape(()).item()
+
+    def tolist(self):
+        return self.numpy().tolist()
+
+    def detach(self):
+        """The same data, cut from the graph."""
+        return Tensor(self.data)
+
+    def requires_grad_(self, requires_grad=True):
+        if requires_grad and not _is_floating(self.dtype):
+            raise TypeError(
+                f"requires_grad_: only floating-point tensors can require grad; got dtype {self.dtype}")
+        self.requires_grad = requires_grad
+        return self
+
+    def to(self, dtype):
+        """A converted copy; differentiable (the gradient is converted back)."""
+        from .ops import cast
+        return cast(self, dtype)
+
+    float = lambda self: self.to(np.float32)
+    double = lambda self: self.to(np.float64)
+    half = lambda self: self.to(np.float16)
+
+    def __repr__(self):
+        grad = f", requires_grad=True" if self.requires_grad else ""
+        body = np.array2string(self.numpy(), separator=", ", prefix="tensor(", threshold=50)
+        return f"tensor({body}, dtype={self.dtype}{grad})"
+
+    # ---- autograd ------------------------------------------------------------------------
+    def backward(self, grad=None):
+        """Accumulate d(self)/d(leaf) into ``leaf.grad`` for every leaf that requires grad.
+
+        ``grad`` is the upstream gradient; it may be omitted only for a scalar.
+        """
+        if not self.requires_grad:
+            raise RuntimeError("backward: this tensor does not require grad and has no graph "
+                               "(create leaves with requires_grad=True)")
+        if grad is None:
+            if self.data.size != 1:
+                raise RuntimeError(
+                    f"backward: grad can be implied only for a scalar output; this output has "
+                    f"shape {self.shape}, so pass grad= of that shape (or reduce it with .sum())")
+            seed = backends.xp_of(self.data).ones_like(self.data)
+        else:
+            seed = grad.data if isinstance(grad, Tensor) else backends.asarray(grad, self.dtype)
+            if tuple(seed.shape) != self.shape:
+                raise ValueError(f"backward: grad has shape {tuple(seed.shape)}, expected {self.shape}")
+
+        grads = {id(self): seed}
+        for node in reversed(_topological_order(self)):
+            g = grads.pop(id(node), None)
+            if g is None:
+                continue
+            if node._backward is None:
+                g = g.astype(node.dtype, copy=False)
+                node.grad = Tensor(g) if node.grad is None else Tensor(node.grad.data + g)
+                continue
+            for parent, parent_grad in zip(node._parents, node._backward(g)):
+                if parent_grad is None or not parent.requires_grad:
+                    continue
+                key = id(parent)
+                grads[key] = grads[key] + parent_grad if key in grads else parent_grad
+
+    def zero_grad(self):
+        self.grad = None
+
+
+def _topological_order(root):
+    """Nodes that require grad, parents before children (iterative: graphs of long
+    sequences are deeper than Python's recursion limit)."""
+    order, seen, stack = [], set(), [(root, False)]
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            order.append(node)
+            continue
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        stack.append((node, True))
+        for parent in node._parents:
+            if parent.requires_grad and id(parent) not in seen:
+                stack.append((parent, False))
+    return order
+
+
+# ---- constructors ----------------------------------------------------------------------
+_DEFAULT_FLOAT = np.float32
+
+
+def tensor(data, requires_grad=False, dtype=None):
+    """A new leaf tensor. Python floats become float32; NumPy arrays keep their dtype
+    (so float64 arrays stay float64 end to end, as gradcheck needs)."""
+    if isinstance(data, Tensor):
+        data = data.data
+    if dtype is None and not hasattr(data, "dtype"):
+        probe = np.asarray(data)
+        dtype = _DEFAULT_FLOAT if _is_floating(probe.dtype) else probe.dtype
+    return Tensor(backends.asarray(data, dtype), requires_grad=requires_grad)
+
+
+def _filled(fill, shape, dtype, requires_grad):
+    shape = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
+    xp = backends.current().xp
+    return Tensor(fill(xp, tuple(shape), np.dtype(dtype or _DEFAULT_FLOAT)), requires_grad)
+
+
+def zeros(*shape, dtype=None, requires_grad=False):
+    return _filled(lambda xp, s, d: xp.zeros(s, d), shape, dtype, requires_grad)
+
+
+def ones(*shape, dtype=None, requires_grad=False):
+    return _filled(lambda xp, s, d: xp.ones(s, d), shape, dtype, requires_grad)
+
+
+def randn(*shape, dtype=None, requires_grad=False):
+    from .random import generator
+    return _filled(lambda xp, s, d: xp.asarray(generator().standard_normal(s).astype(d)),
+                   shape, dtype, requires_grad)
+
+
+def arange(start, end=None, step=1, dtype=None):
+    if end is None:
+        start, end = 0, start
+    probe = np.arange(start, end, step)
+    dtype = dtype or (np.int64 if probe.dtype.kind in "iu" else _DEFAULT_FLOAT)
+    return Tensor(backends.asarray(probe, dtype))

@@ -1,0 +1,250 @@
+"""Every op in the registry: forward against NumPy in float64, and backward against
+central differences (gradcheck) on hypothesis-drawn shapes and values."""
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+
+import minillm
+from minillm import functional as F, ops
+from strategies import (away_from_zero, broadcastable_pairs, distinct, matmul_shapes, positive,
+                        shapes, sides, values)
+
+
+def _softmax(x, axis):
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def _erf(x):
+    return np.vectorize(math.erf)(x)
+
+
+def _binary(fn, ref, right=values):
+    @st.composite
+    def case(draw):
+        sa, sb = draw(broadcastable_pairs())
+        return fn, ref, [draw(values(sa)), draw(right(sb))]
+    return case()
+
+
+def _unary(fn, ref, domain=values, min_dims=0):
+    @st.composite
+    def case(draw):
+        return fn, ref, [draw(domain(draw(shapes(min_dims))))]
+    return case()
+
+
+@st.composite
+def _reduction(draw, fn, ref, domain=values):
+    shape = draw(shapes(1))
+    dim = draw(st.one_of(st.none(), st.integers(-len(shape), len(shape) - 1)))
+    keepdim = draw(st.booleans())
+    return (lambda x: fn(x, dim, keepdim)), (lambda x: ref(x, dim, keepdim)), [draw(domain(shape))]
+
+
+@st.composite
+def _var_case(draw):
+    shape = draw(shapes(1).filter(lambda s: max(s) > 1))
+    dim = int(np.argmax(shape))
+    keepdim = draw(st.booleans())
+    return (lambda x: x.var(dim, keepdim)), (lambda x: x.var(axis=dim, ddof=1, keepdims=keepdim)), \
+        [draw(values(shape))]
+
+
+@st.composite
+def _matmul_case(draw):
+    sa, sb = draw(matmul_shapes())
+    return (lambda a, b: a @ b), np.matmul, [draw(values(sa)), draw(values(sb))]
+
+
+@st.composite
+def _reshape_case(draw):
+    shape = draw(shapes(1))
+    target = (-1,) + shape[:1] if draw(st.booleans()) else (int(np.prod(shape)),)
+    return (lambda x: x.reshape(target)), (lambda x: x.reshape(target)), [draw(values(shape))]
+
+
+@st.composite
+def _permute_case(draw):
+    shape = draw(shapes(1))
+    dims = tuple(draw(st.permutations(list(range(len(shape))))))
+    return (lambda x: x.permute(dims)), (lambda x: x.transpose(dims)), [draw(values(shape))]
+
+
+@st.composite
+def _getitem_case(draw):
+    shape = draw(shapes(2, 3))
+    kind = draw(st.sampled_from(["slice", "gather", "mixed"]))
+    if kind == "slice":
+        index = (slice(draw(st.integers(0, shape[0] - 1)), None), slice(None, None, -1))
+    elif kind == "gather":  # repeated rows: the backward must add, not overwrite
+        index = np.asarray(draw(st.lists(st.integers(0, shape[0] - 1), min_size=1, max_size=6)))
+    else:
+        rows = np.asarray(draw(st.lists(st.integers(0, shape[0] - 1), min_size=1, max_size=4)))
+        cols = np.asarray(draw(st.lists(st.integers(0, shape[1] - 1), min_size=len(rows), max_size=len(rows))))
+        index = (rows, cols)
+    return (lambda x: x[index]), (lambda x: x[index]), [draw(values(shape))]
+
+
+@st.composite
+def _cat_case(draw):
+    shape = draw(shapes(1))
+    axis = draw(st.integers(0, len(shape) - 1))
+    count = draw(st.integers(1, 3))
+    arrays = []
+    for _ in range(count):
+        s = list(shape)
+        s[axis] = draw(sides)
+        arrays.append(draw(values(tuple(s))))
+    return (lambda *xs: minillm.cat(xs, dim=axis)), (lambda *xs: np.concatenate(xs, axis=axis)), arrays
+
+
+@st.composite
+def _softmax_case(draw, fn, ref):
+    shape = draw(shapes(1))
+    dim = draw(st.integers(-len(shape), len(shape) - 1))
+    return (lambda x: fn(x, dim)), (lambda x: ref(x, dim)), [draw(values(shape, -5, 5))]
+
+
+@st.composite
+def _where_case(draw):
+    sa, sb = draw(broadcastable_pairs())
+    cond = draw(st.lists(st.booleans(), min_size=int(np.prod(sa, dtype=int)),
+                         max_size=int(np.prod(sa, dtype=int)))).copy()
+    cond = np.asarray(cond, bool).reshape(sa)
+    return (lambda a, b: minillm.where(cond, a, b)), (lambda a, b: np.where(cond, a, b)), \
+        [draw(values(sa)), draw(values(sb))]
+
+
+@st.composite
+def _clip_case(draw):
+    shape = draw(shapes())
+    x = draw(distinct(shape, gap=0.1))
+    lo, hi = -0.42, 0.37  # never within eps of a value on the spaced grid above
+    return (lambda x: x.clip(lo, hi)), (lambda x: np.clip(x, lo, hi)), [x]
+
+
+@st.composite
+def _dropout_case(draw):
+    shape = draw(shapes(1))
+    p = draw(st.sampled_from([0.1, 0.5]))
+
+    def fn(x):
+        minillm.manual_seed(7)  # the same mask on every finite-difference call
+        return ops.dropout(x, p)
+
+    def ref(x):
+        minillm.manual_seed(7)
+        keep = minillm.random.generator().random(x.shape) >= p
+        return x * keep / (1 - p)
+
+    return fn, ref, [draw(values(shape))]
+
+
+@st.composite
+def _layer_norm_case(draw):
+    rows, width = draw(sides), draw(sides.filter(lambda d: d > 1))
+    x = draw(values((rows, width)))
+
+    def ref(x, w, b):
+        mu = x.mean(-1, keepdims=True)
+        return (x - mu) / np.sqrt(x.var(-1, keepdims=True) + 1e-5) * w + b
+
+    return (lambda x, w, b: ops.layer_norm_rows(x, w, b, 1e-5)), ref, \
+        [x, draw(values((width,))), draw(values((width,)))]
+
+
+@st.composite
+def _attention_case(draw):
+    n, d = draw(sides), draw(sides)
+    tq = draw(sides)
+    causal = draw(st.booleans())
+    tk = draw(sides.filter(lambda t: t >= tq)) if causal else draw(sides)
+    scale = 1 / math.sqrt(d)
+
+    def ref(q, k, v):
+        s = q @ k.swapaxes(-1, -2) * scale
+        if causal:
+            s = np.where(np.arange(tk)[None] <= np.arange(tq)[:, None] + tk - tq, s, -np.inf)
+        return _softmax(s, -1) @ v
+
+    return (lambda q, k, v: ops.attention(q, k, v, causal, scale)), ref, \
+        [draw(values((n, tq, d))), draw(values((n, tk, d))), draw(values((n, tk, d)))]
+
+
+@st.composite
+def _bce_logits_case(draw):
+    shape = draw(shapes())
+    x = draw(values(shape, -6, 6))
+    y = draw(values(shape, 0, 1))
+    return ops.bce_with_logits, (lambda x, y: np.logaddexp(0, x) - x * y), [x, y]
+
+
+def _reduce_ref(name):
+    def ref(x, dim, keepdim):
+        return getattr(np, name)(x, axis=dim, keepdims=keepdim)
+    return ref
+
+
+CASES = {
+    "add": _binary(lambda a, b: a + b, np.add),
+    "sub": _binary(lambda a, b: a - b, np.subtract),
+    "mul": _binary(lambda a, b: a * b, np.multiply),
+    "div": _binary(lambda a, b: a / b, np.divide, right=away_from_zero),
+    "neg": _unary(lambda a: -a, np.negative),
+    "pow": st.one_of(
+        _unary(lambda a: a ** 3, lambda a: a ** 3),
+        _unary(lambda a: a ** -0.5, lambda a: a ** -0.5, domain=positive),
+        _binary(lambda a, b: a ** b, np.power, right=values).map(
+            lambda c: (c[0], c[1], [np.abs(c[2][0]) + 0.5, c[2][1]]))),
+    "matmul": _matmul_case(),
+    "sum": _reduction(ops.sum, _reduce_ref("sum")),
+    "mean": _reduction(ops.mean, _reduce_ref("mean")),
+    "max": _reduction(ops.max, _reduce_ref("max"), domain=distinct),
+    "min": _reduction(ops.min, _reduce_ref("min"), domain=distinct),
+    "var": _var_case(),
+    "reshape": _reshape_case(),
+    "permute": _permute_case(),
+    "getitem": _getitem_case(),
+    "cat": _cat_case(),
+    "cast": _unary(lambda a: a.to(np.float64) * 2, lambda a: a * 2),
+    "exp": _unary(ops.exp, np.exp),
+    "log": _unary(ops.log, np.log, domain=positive),
+    "sqrt": _unary(ops.sqrt, np.sqrt, domain=positive),
+    "tanh": _unary(ops.tanh, np.tanh),
+    "abs": _unary(ops.abs, np.abs, domain=away_from_zero),
+    "relu": _unary(ops.relu, lambda x: np.maximum(x, 0), domain=away_from_zero),
+    "sigmoid": _unary(ops.sigmoid, lambda x: 1 / (1 + np.exp(-x)), domain=lambda s: values(s, -8, 8)),
+    "gelu": _unary(ops.gelu, lambda x: 0.5 * x * (1 + _erf(x / math.sqrt(2)))),
+    "gelu_tanh": _unary(lambda x: ops.gelu(x, "tanh"),
+                        lambda x: 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)))),
+    "clip": _clip_case(),
+    "softmax": _softmax_case(ops.softmax, _softmax),
+    "log_softmax": _softmax_case(ops.log_softmax, lambda x, d: np.log(_softmax(x, d))),
+    "where": _where_case(),
+    "dropout": _dropout_case(),
+    "layer_norm": _layer_norm_case(),
+    "attention": _attention_case(),
+    "bce_with_logits": _bce_logits_case(),
+}
+
+
+def test_every_registered_op_has_a_property_test():
+    missing = sorted(set(ops.OPS) - set(CASES))
+    assert not missing, f"ops without a gradcheck property test: {missing}"
+    stale = sorted(set(CASES) - set(ops.OPS))
+    assert not stale, f"test cases for ops that no longer exist: {stale}"
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+@given(data=st.data())
+def test_op_forward_and_gradient(name, data):
+    fn, ref, arrays = data.draw(CASES[name])
+    inputs = [minillm.tensor(a, requires_grad=True) for a in arrays]
+    out = fn(*inputs)
+    np.testing.assert_allclose(out.numpy(), ref(*arrays), rtol=1e-10, atol=1e-12,
+                               err_msg=f"{name} forward differs from NumPy")
+    assert out.dtype == np.float64, f"{name} did not stay float64 end to end"
+    assert minillm.gradcheck(fn, *inputs, verbose=False)
