@@ -144,6 +144,11 @@ def matmul(a, b):
         np.broadcast_shapes(a2.shape[:-2], b2.shape[:-2])
     except ValueError:
         raise ValueError(f"matmul: batch dimensions of {a.shape} and {b.shape} cannot be broadcast") from None
+    if a2.ndim > 2 and b2.ndim == 2:
+        # (..., M, K) @ (K, N): one (ΣM, K) @ (K, N) product, and a weight gradient that is
+        # one product too instead of a batch of them summed afterwards.
+        folded = matmul(reshape(a, (-1, a.shape[-1])), b)
+        return reshape(folded, a.shape[:-1] + b.shape[-1:])
     kernel = backends.current().matmul
     out = kernel(a2, b2)
 
