@@ -56,10 +56,7 @@ def cross_entropy(logits, target, ignore_index=-100, reduction="mean"):
     if valid.size and (valid.min() < 0 or valid.max() >= n_classes):
         raise IndexError(f"cross_entropy: target index {int(valid.max() if valid.max() >= n_classes else valid.min())} "
                          f"is out of range for {n_classes} classes")
-    xp = backends.xp_of(keep)
-    safe_target = xp.where(keep, target, 0)
-    picked = log_softmax(logits, dim=-1)[xp.arange(logits.shape[0]), safe_target]
-    loss = -ops.where(keep, picked, 0.0)
+    loss = ops.cross_entropy_rows(logits, target, ignore_index)
     return _reduce(loss, reduction, "cross_entropy", count=max(int(keep.sum()), 1))
 
 

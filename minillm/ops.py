@@ -485,6 +485,17 @@ def attention(q, k, v, causal, scale):
     return result(out, (q, k, v), backward, "attention")
 
 
+@op("cross_entropy")
+def cross_entropy_rows(logits, target, ignore_index):
+    """Per-row softmax cross-entropy of (N, C) logits against (N,) integer targets, fused
+    in the backend: the probabilities are never stored, only each row's log-sum-exp."""
+    backend = backends.current()
+    losses, lse = backend.cross_entropy_forward(logits.data, target, ignore_index)
+    return result(losses, (logits,),
+                  lambda g: (backend.cross_entropy_backward(logits.data, target, lse, g, ignore_index),),
+                  "cross_entropy")
+
+
 @op("bce_with_logits")
 def bce_with_logits(x, y):
     """Elementwise max(x,0) − x·y + log(1 + e^−|x|): the stable form of BCE on logits,

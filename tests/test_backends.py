@@ -109,6 +109,25 @@ def test_layernorm_forward_and_backward(name, data):
         assert close(got, ref), label
 
 
+@pytest.mark.parametrize("name", AVAILABLE)
+@given(data=st.data())
+def test_cross_entropy_forward_and_backward(name, data):
+    backend = backends.get(name)
+    rows, classes = data.draw(awkward), data.draw(st.sampled_from([1, 2, 7, 96, 257]))
+    logits = draw_array(data, (rows, classes), scale=4.0)
+    target = np.random.default_rng(rows).integers(0, classes, rows)
+    target[::3] = -100  # ignored rows: no loss, no gradient
+    dloss = draw_array(data, (rows,))
+    ref_loss, ref_lse = reference.cross_entropy_forward(logits, target, -100)
+    ref_grad = reference.cross_entropy_backward(logits, target, ref_lse, dloss, -100)
+
+    xs, dls = on(backend, logits, dloss)
+    ts = backend.xp.asarray(target)
+    loss, lse = backend.cross_entropy_forward(xs, ts, -100)
+    assert close(loss, ref_loss) and close(lse, ref_lse)
+    assert close(backend.cross_entropy_backward(xs, ts, lse, dls, -100), ref_grad)
+
+
 def transformer_block(x, p, n_head):
     """A pre-LN block written with functional ops: x + attn(ln(x)), then x + mlp(ln(x))."""
     b, t, c = x.shape

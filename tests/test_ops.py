@@ -182,6 +182,19 @@ def _bce_logits_case(draw):
     return ops.bce_with_logits, (lambda x, y: np.logaddexp(0, x) - x * y), [x, y]
 
 
+@st.composite
+def _cross_entropy_case(draw):
+    rows, classes = draw(sides), draw(sides)
+    target = np.asarray(draw(st.lists(st.sampled_from(list(range(classes)) + [-100]),
+                                      min_size=rows, max_size=rows)))
+
+    def ref(z):
+        lse = np.log(np.exp(z - z.max(1, keepdims=True)).sum(1)) + z.max(1)
+        return np.where(target == -100, 0, lse - z[np.arange(rows), np.maximum(target, 0)])
+
+    return (lambda z: ops.cross_entropy_rows(z, target, -100)), ref, [draw(values((rows, classes), -6, 6))]
+
+
 def _reduce_ref(name):
     def ref(x, dim, keepdim):
         return getattr(np, name)(x, axis=dim, keepdims=keepdim)
@@ -228,6 +241,7 @@ CASES = {
     "layer_norm": _layer_norm_case(),
     "attention": _attention_case(),
     "bce_with_logits": _bce_logits_case(),
+    "cross_entropy": _cross_entropy_case(),
 }
 
 

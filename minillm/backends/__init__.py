@@ -17,6 +17,7 @@ PRIMITIVES = (
     "matmul",
     "attention_forward", "attention_backward",
     "layernorm_forward", "layernorm_backward",
+    "cross_entropy_forward", "cross_entropy_backward",
 )
 
 KNOWN = {

@@ -81,3 +81,23 @@ def layernorm_backward(dy, x, w, mean, rstd):
     dw = (dy * xhat).sum(axis=0)
     db = dy.sum(axis=0)
     return dx.astype(x.dtype, copy=False), dw.astype(w.dtype, copy=False), db.astype(w.dtype, copy=False)
+
+
+def cross_entropy_forward(logits, target, ignore_index):
+    """Per-row loss ``lse − logits[target]`` (0 for ignored rows) and the row's lse.
+    ``logits`` (N, C), ``target`` (N,) integers."""
+    xp_ = xp_of(logits)
+    peak = logits.max(axis=-1)
+    lse = peak + xp_.log(xp_.exp(logits - peak[:, None]).sum(axis=-1))
+    keep = target != ignore_index
+    picked = logits[xp_.arange(logits.shape[0]), xp_.where(keep, target, 0)]
+    return xp_.where(keep, lse - picked, 0).astype(logits.dtype, copy=False), lse
+
+
+def cross_entropy_backward(logits, target, lse, dloss, ignore_index):
+    """d loss_r / d logits_r = (softmax(logits_r) − onehot(target_r)) · dloss_r."""
+    xp_ = xp_of(logits)
+    keep = target != ignore_index
+    grad = xp_.exp(logits - lse[:, None])
+    grad[xp_.arange(logits.shape[0]), xp_.where(keep, target, 0)] -= 1
+    return (grad * xp_.where(keep, dloss, 0)[:, None]).astype(logits.dtype, copy=False)
