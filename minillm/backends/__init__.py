@@ -1,8 +1,8 @@
 """Swappable backends for the hot primitives.
 
 A backend is one module ``<name>_backend.py`` exposing ``xp`` (its array module) and any
-of the primitives of the reference backend ``numpy_backend``; whatever it leaves out falls
-back to the reference. Pick one with ``set_backend(name)``, ``use_backend(name)`` or the
+of the primitives of the reference backend ``numpy_backend`` (as functions, or as methods
+of an object named ``primitives``); whatever it leaves out falls back to the reference. Pick one with ``set_backend(name)``, ``use_backend(name)`` or the
 environment variable ``MINILLM_BACKEND``. Autograd lives apart (``minillm.ops``): it calls
 ``current().<primitive>`` and never knows which backend answered.
 """
@@ -23,6 +23,8 @@ PRIMITIVES = (
 KNOWN = {
     "numpy": "numpy_backend",
     "numba": "numba_backend",
+    "cuda-sim": "cuda_sim_backend",
+    "cupy": "cupy_backend",
 }
 
 
@@ -49,8 +51,9 @@ def _load(name):
         raise BackendUnavailable(f"backend {name!r} is not available here: {exc}") from None
     reference = importlib.import_module(".numpy_backend", __name__)
     backend = types.SimpleNamespace(name=name, xp=module.xp)
+    provider = getattr(module, "primitives", module)  # an object, or the module's functions
     for primitive in PRIMITIVES:
-        setattr(backend, primitive, getattr(module, primitive, getattr(reference, primitive)))
+        setattr(backend, primitive, getattr(provider, primitive, getattr(reference, primitive)))
     _loaded[name] = backend
     return backend
 

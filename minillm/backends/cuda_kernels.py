@@ -1,0 +1,164 @@
+"""The backend primitives on top of the CUDA kernels in ``kernels/cuda/``: output
+allocation and launch geometry, written once for both the GPU (``xp = cupy`` with a
+RawModule launcher) and the CPU harness (``xp = numpy`` with the cuda-sim launcher).
+
+The kernels are fp32. Other dtypes (float64 for gradcheck, float16) take the reference
+composite, as does attention with a head size above the kernels' HEAD_DIM_MAX.
+"""
+import numpy as np
+
+from . import numpy_backend as reference
+
+GEMM_BLOCK, GEMM_THREADS = 128, 256   # BM = BN and (BM/TM)·(BN/TN) in sgemm.cu
+ATTN_THREADS, HEAD_DIM_MAX = 64, 128  # attention.cu
+LN_THREADS, CE_THREADS = 128, 256     # layernorm.cu, cross_entropy.cu
+ELEMENTWISE_THREADS = 256
+
+
+def _address(a):
+    return a.ctypes.data if isinstance(a, np.ndarray) else a.data.ptr
+
+
+def _blocks(n, per_block):
+    return (n + per_block - 1) // per_block
+
+
+class CudaKernels:
+    def __init__(self, xp, launch):
+        self.xp, self.launch = xp, launch
+
+    def _fp32(self, *arrays):
+        return all(a.dtype == np.float32 for a in arrays)
+
+    def _contiguous(self, a):
+        return self.xp.ascontiguousarray(a)
+
+    # ---- matmul -----------------------------------------------------------------------------
+    def _batched_view(self, a, batch):
+        """(array, batch stride in elements) for ``a`` broadcast to ``batch`` leading dims."""
+        xp = self.xp
+        if a.ndim == 2:
+            return a, 0
+        full = xp.broadcast_to(a, batch + a.shape[-2:])
+        if a.shape[:-2] == batch and a.ndim == 3:
+            return a, a.strides[0] // a.itemsize
+        flat = xp.ascontiguousarray(full).reshape((-1,) + a.shape[-2:])
+        return flat, flat.strides[0] // flat.itemsize
+
+    def matmul(self, a, b, trans_a=False, trans_b=False):
+        if not self._fp32(a, b):
+            return reference.matmul(a, b, trans_a, trans_b)
+        xp = self.xp
+        op_a = a.swapaxes(-1, -2) if trans_a else a
+        op_b = b.swapaxes(-1, -2) if trans_b else b
+        m, k = op_a.shape[-2:]
+        n = op_b.shape[-1]
+        batch = tuple(np.broadcast_shapes(op_a.shape[:-2], op_b.shape[:-2]))
+        batches = int(np.prod(batch, dtype=np.int64))
+        out = xp.empty((batches, m, n), np.float32)
+        if m == 0 or n == 0 or batches == 0:
+            return out.reshape(batch + (m, n))
+        grid = (_blocks(n, GEMM_BLOCK), _blocks(m, GEMM_BLOCK), batches)
+        a3, sab = self._batched_view(op_a, batch)
+        b3, sbb = self._batched_view(op_b, batch)
+        vectorizable = (k % 4 == 0 and n % 4 == 0 and a3.flags.c_contiguous and b3.flags.c_contiguous
+                        and (batches == 1 or (sab == m * k and sbb == k * n))
+                        and _address(a3) % 16 == 0 and _address(b3) % 16 == 0)
+        if vectorizable:
+            self.launch("sgemm_v5_vectorized", grid, (GEMM_THREADS,), a3, b3, out, m, n, k)
+        else:
+            sam, sak = (s // a3.itemsize for s in a3.strides[-2:])
+            sbk, sbn = (s // b3.itemsize for s in b3.strides[-2:])
+            self.launch("sgemm_v4_registers", grid, (GEMM_THREADS,), a3, b3, out, m, n, k,
+                        sab, sam, sak, sbb, sbk, sbn)
+        return out.reshape(batch + (m, n))
+
+    # ---- attention ---------------------------------------------------------------------------
+    def _attention_ok(self, q, k, v):
+        return self._fp32(q, k, v) and q.shape[-1] <= HEAD_DIM_MAX and q.shape[-1] == v.shape[-1]
+
+    def attention_forward(self, q, k, v, causal, scale):
+        if not self._attention_ok(q, k, v):
+            return reference.attention_forward(q, k, v, causal, scale)
+        q, k, v = (self._contiguous(t) for t in (q, k, v))
+        n, t_query, d = q.shape
+        out = self.xp.empty_like(q)
+        lse = self.xp.empty((n, t_query), np.float32)
+        self.launch("attention_forward", (_blocks(t_query, ATTN_THREADS), n), (ATTN_THREADS,),
+                    q, k, v, out, lse, t_query, k.shape[1], d, int(causal), float(scale))
+        return out, lse
+
+    def attention_backward(self, q, k, v, out, lse, dout, causal, scale):
+        if not self._attention_ok(q, k, v):
+            return reference.attention_backward(q, k, v, out, lse, dout, causal, scale)
+        xp = self.xp
+        q, k, v, out, lse, dout = (self._contiguous(t) for t in (q, k, v, out, lse, dout))
+        n, t_query, d = q.shape
+        t_key = k.shape[1]
+        row_dot = xp.empty((n, t_query), np.float32)
+        self.launch("attention_row_dot", (_blocks(n * t_query, ELEMENTWISE_THREADS),), (ELEMENTWISE_THREADS,),
+                    dout, out, row_dot, n * t_query, d)
+        dq, dk, dv = xp.empty_like(q), xp.empty_like(k), xp.empty_like(v)
+        common = (t_query, t_key, d, int(causal), float(scale))
+        self.launch("attention_backward_dq", (_blocks(t_query, ATTN_THREADS), n), (ATTN_THREADS,),
+                    q, k, v, lse, row_dot, dout, dq, *common)
+        self.launch("attention_backward_dkv", (_blocks(t_key, ATTN_THREADS), n), (ATTN_THREADS,),
+                    q, k, v, lse, row_dot, dout, dk, dv, *common)
+        return dq, dk, dv
+
+    # ---- layer norm --------------------------------------------------------------------------
+    def layernorm_forward(self, x, w, b, eps):
+        if not self._fp32(x, w, b):
+            return reference.layernorm_forward(x, w, b, eps)
+        xp = self.xp
+        x = self._contiguous(x)
+        rows, d = x.shape
+        y = xp.empty_like(x)
+        mean, rstd = xp.empty(rows, np.float32), xp.empty(rows, np.float32)
+        if rows:
+            self.launch("layernorm_forward", (rows,), (LN_THREADS,), x, self._contiguous(w), self._contiguous(b),
+                        y, mean, rstd, d, float(eps))
+        return y, mean, rstd
+
+    def layernorm_backward(self, dy, x, w, mean, rstd):
+        if not self._fp32(dy, x, w):
+            return reference.layernorm_backward(dy, x, w, mean, rstd)
+        xp = self.xp
+        dy, x = self._contiguous(dy), self._contiguous(x)
+        rows, d = x.shape
+        blocks = max(1, min(rows, 128))
+        dx = xp.empty_like(x)
+        dw_part, db_part = xp.empty((blocks, d), np.float32), xp.empty((blocks, d), np.float32)
+        dw, db = xp.empty(d, np.float32), xp.empty(d, np.float32)
+        self.launch("layernorm_backward", (blocks,), (LN_THREADS,), dy, x, self._contiguous(w), mean, rstd,
+                    dx, dw_part, db_part, rows, d)
+        for part, total in ((dw_part, dw), (db_part, db)):
+            self.launch("layernorm_reduce_columns", (_blocks(d, ELEMENTWISE_THREADS),), (ELEMENTWISE_THREADS,),
+                        part, total, blocks, d)
+        return dx, dw, db
+
+    # ---- softmax cross-entropy ------------------------------------------------------------
+    def cross_entropy_forward(self, logits, target, ignore_index):
+        if not self._fp32(logits):
+            return reference.cross_entropy_forward(logits, target, ignore_index)
+        xp = self.xp
+        logits, target = self._contiguous(logits), xp.ascontiguousarray(target, dtype=np.int64)
+        rows, classes = logits.shape
+        loss, lse = xp.empty(rows, np.float32), xp.empty(rows, np.float32)
+        if rows:
+            self.launch("cross_entropy_forward", (rows,), (CE_THREADS,), logits, target, loss, lse,
+                        classes, int(ignore_index))
+        return loss, lse
+
+    def cross_entropy_backward(self, logits, target, lse, dloss, ignore_index):
+        if not self._fp32(logits, dloss):
+            return reference.cross_entropy_backward(logits, target, lse, dloss, ignore_index)
+        xp = self.xp
+        logits, target = self._contiguous(logits), xp.ascontiguousarray(target, dtype=np.int64)
+        rows, classes = logits.shape
+        dlogits = xp.empty_like(logits)
+        if rows * classes:
+            self.launch("cross_entropy_backward", (_blocks(rows * classes, ELEMENTWISE_THREADS),),
+                        (ELEMENTWISE_THREADS,), logits, target, self._contiguous(lse), self._contiguous(dloss),
+                        dlogits, rows, classes, int(ignore_index))
+        return dlogits
