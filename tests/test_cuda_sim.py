@@ -18,28 +18,9 @@ sim = pytest.importorskip("minillm.backends.cuda_sim_backend") if "cuda-sim" in 
 awkward = st.sampled_from([1, 3, 7, 31, 64, 67, 129])
 
 
-def sgemm(version, a, b):
-    """Launch one numbered SGEMM version with the geometry it was written for."""
-    m, k = a.shape
-    n = b.shape[1]
-    c = np.full((m, n), np.nan, np.float32)  # every element must be written
-    if version in ("sgemm_v1_naive", "sgemm_v2_coalesced"):
-        rows_x = version == "sgemm_v1_naive"
-        grid = (math.ceil(m / 16), math.ceil(n / 16)) if rows_x else (math.ceil(n / 16), math.ceil(m / 16))
-        sim.launch(version, grid, (16, 16), a, b, c, m, n, k)
-    elif version == "sgemm_v3_shared":
-        sim.launch(version, (math.ceil(n / 32), math.ceil(m / 32)), (32, 32), a, b, c, m, n, k)
-    elif version == "sgemm_v4_registers":
-        sim.launch(version, (math.ceil(n / 128), math.ceil(m / 128), 1), (256,), a, b, c, m, n, k, 0, k, 1, 0, n, 1)
-    else:
-        sim.launch(version, (math.ceil(n / 128), math.ceil(m / 128), 1), (256,), a, b, c, m, n, k)
-    return c
 
 
-VERSIONS = ["sgemm_v1_naive", "sgemm_v2_coalesced", "sgemm_v3_shared", "sgemm_v4_registers", "sgemm_v5_vectorized"]
-
-
-@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize("version", sim.primitives.SGEMM_VERSIONS if sim else [])
 @given(m=awkward, n=awkward, k=awkward)
 def test_every_numbered_sgemm_version(version, m, n, k):
     if version == "sgemm_v5_vectorized":  # its documented precondition: float4-aligned rows
@@ -48,7 +29,7 @@ def test_every_numbered_sgemm_version(version, m, n, k):
     a = rng.standard_normal((m, k)).astype(np.float32)
     b = rng.standard_normal((k, n)).astype(np.float32)
     ref = a.astype(np.float64) @ b.astype(np.float64)
-    c = sgemm(version, a, b)
+    c = sim.primitives.sgemm_numbered(version, a, b)
     assert np.linalg.norm(c - ref) <= 1e-5 * np.linalg.norm(ref) + 1e-6
 
 

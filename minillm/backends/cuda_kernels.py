@@ -34,6 +34,34 @@ class CudaKernels:
         return self.xp.ascontiguousarray(a)
 
     # ---- matmul -----------------------------------------------------------------------------
+    SGEMM_VERSIONS = ("sgemm_v1_naive", "sgemm_v2_coalesced", "sgemm_v3_shared", "sgemm_v4_registers",
+                      "sgemm_v5_vectorized")
+
+    def sgemm_numbered(self, version, a, b):
+        """C = A·B for 2-D float32 A, B with one numbered SGEMM version, launched with the
+        geometry it was written for (lesson 02 and the benchmarks walk through them).
+        v5 needs K and N to be multiples of 4."""
+        m, k = a.shape
+        n = b.shape[1]
+        c = self.xp.empty((m, n), np.float32)
+        if version == "sgemm_v1_naive":
+            self.launch(version, (_blocks(m, 16), _blocks(n, 16)), (16, 16), a, b, c, m, n, k)
+        elif version == "sgemm_v2_coalesced":
+            self.launch(version, (_blocks(n, 16), _blocks(m, 16)), (16, 16), a, b, c, m, n, k)
+        elif version == "sgemm_v3_shared":
+            self.launch(version, (_blocks(n, 32), _blocks(m, 32)), (32, 32), a, b, c, m, n, k)
+        elif version == "sgemm_v4_registers":
+            self.launch(version, (_blocks(n, GEMM_BLOCK), _blocks(m, GEMM_BLOCK), 1), (GEMM_THREADS,),
+                        a, b, c, m, n, k, 0, k, 1, 0, n, 1)
+        elif version == "sgemm_v5_vectorized":
+            if k % 4 or n % 4:
+                raise ValueError(f"sgemm_v5_vectorized: K and N must be multiples of 4; got K={k}, N={n}")
+            self.launch(version, (_blocks(n, GEMM_BLOCK), _blocks(m, GEMM_BLOCK), 1), (GEMM_THREADS,),
+                        a, b, c, m, n, k)
+        else:
+            raise ValueError(f"sgemm_numbered: unknown version {version!r}; versions: {', '.join(self.SGEMM_VERSIONS)}")
+        return c
+
     def _batched_view(self, a, batch):
         """(array, batch stride in elements) for ``a`` broadcast to ``batch`` leading dims."""
         xp = self.xp

@@ -1,0 +1,1 @@
+"""Microbenchmarks and end-to-end timings for minillm's backends (see RESULTS.md)."""

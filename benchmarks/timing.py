@@ -1,0 +1,134 @@
+"""How every benchmark measures: warm-up calls, then the median of repeats; inputs rotated
+through several copies so caches do not flatter; on a GPU, CUDA events around each call."""
+import json
+import os
+import platform
+import resource
+import subprocess
+import time
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+
+
+def median_seconds(fn, inputs, repeats=5, warmup=2, sync=None):
+    """Median wall time of ``fn(*inputs[i % len(inputs)])`` over ``repeats`` calls."""
+    for i in range(warmup):
+        fn(*inputs[i % len(inputs)])
+    if sync:
+        sync()
+    times = []
+    for i in range(repeats):
+        start = time.perf_counter()
+        fn(*inputs[i % len(inputs)])
+        if sync:
+            sync()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def gpu_median_seconds(fn, inputs, repeats=10, warmup=3):
+    """Median of CUDA-event times (device time of the work ``fn`` enqueues)."""
+    import cupy
+    for i in range(warmup):
+        fn(*inputs[i % len(inputs)])
+    cupy.cuda.runtime.deviceSynchronize()
+    times = []
+    for i in range(repeats):
+        start, end = cupy.cuda.Event(), cupy.cuda.Event()
+        start.record()
+        fn(*inputs[i % len(inputs)])
+        end.record()
+        end.synchronize()
+        times.append(cupy.cuda.get_elapsed_time(start, end) / 1000)
+    return float(np.median(times))
+
+
+class GpuPeakMemory:
+    """Peak bytes held by CuPy's memory pool inside the ``with`` block."""
+
+    def __enter__(self):
+        import cupy
+        from cupy.cuda import memory_hook
+
+        tracker = self
+
+        class Hook(memory_hook.MemoryHook):
+            name = "peak"
+
+            def malloc_postprocess(self, device_id, size, mem_size, mem_ptr, pmem_id):
+                tracker.current += mem_size
+                tracker.peak = max(tracker.peak, tracker.current)
+
+            def free_postprocess(self, device_id, mem_size, mem_ptr, pmem_id):
+                tracker.current -= mem_size
+
+        cupy.get_default_memory_pool().free_all_blocks()
+        self.current = self.peak = 0
+        self._hook = Hook()
+        self._hook.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self._hook.__exit__(*exc)
+
+
+def peak_rss_bytes():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _cpu_model():
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _blas():
+    try:
+        config = np.show_config(mode="dicts")
+        blas = config["Build Dependencies"]["blas"]
+        return f"{blas.get('name')} {blas.get('version')}"
+    except Exception:  # numpy < 1.26 has no dict mode
+        return "unknown"
+
+
+def machine_info(gpu=False):
+    info = {
+        "date": date.today().isoformat(),
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "blas": _blas(),
+    }
+    try:
+        info["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                        cwd=Path(__file__).parent).stdout.strip() or "unknown"
+    except OSError:
+        info["commit"] = "unknown"
+    for module in ("numba", "torch", "cupy"):
+        try:
+            info[module] = __import__(module).__version__
+        except ImportError:
+            pass
+    if gpu:
+        import cupy
+        props = cupy.cuda.runtime.getDeviceProperties(0)
+        info["gpu"] = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
+        info["cuda_runtime"] = cupy.cuda.runtime.runtimeGetVersion()
+    return info
+
+
+def write_json(results, folder, stem):
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{stem}.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(results, indent=2))
+    tmp.replace(path)
+    return path

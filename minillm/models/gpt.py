@@ -1,0 +1,104 @@
+"""GPT: a decoder-only transformer language model (nanoGPT's shape, minillm's engine)."""
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from .. import functional as F
+from ..nn import Dropout, Embedding, LayerNorm, Linear, Module, ModuleList
+from ..nn.transformer import KVCache, TransformerBlock
+from ..random import generator
+from ..tensor import Tensor, no_grad
+
+
+@dataclass
+class GPTConfig:
+    vocab_size: int = 96
+    block_size: int = 128
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 128
+    dropout: float = 0.0
+    bias: bool = True
+
+
+class GPT(Module):
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        self.wte = Embedding(config.vocab_size, config.n_embd)   # token embeddings
+        self.wpe = Embedding(config.block_size, config.n_embd)   # learned positions
+        self.drop = Dropout(config.dropout)
+        self.blocks = ModuleList(TransformerBlock(config.n_embd, config.n_head, dropout=config.dropout,
+                                                  bias=config.bias) for _ in range(config.n_layer))
+        self.ln_f = LayerNorm(config.n_embd)
+        self.lm_head = Linear(config.n_embd, config.vocab_size, bias=False)
+        self._init_weights()
+
+    def _init_weights(self):
+        """N(0, 0.02) as GPT-2, residual projections scaled by 1/√(2·n_layer) so the residual
+        stream's variance does not grow with depth."""
+        rng = generator()
+        for name, p in self.named_parameters():
+            if p.ndim == 2:
+                std = 0.02 / np.sqrt(2 * self.config.n_layer) if name.endswith(("out_proj.weight", "mlp.proj.weight")) \
+                    else 0.02
+                p.data = rng.normal(0.0, std, p.shape).astype(np.float32)
+            elif name.endswith("bias"):
+                p.data = np.zeros(p.shape, np.float32)
+        from .. import backends
+        for p in self.parameters():
+            p.data = backends.asarray(p.data)
+
+    def forward(self, idx, targets=None, caches=None):
+        """idx (B, T) token ids → logits (B, T, vocab), and the mean cross-entropy if
+        ``targets`` (B, T) are given. With ``caches`` (one KVCache per block) ``idx`` holds
+        only the new tokens."""
+        idx = idx.numpy() if isinstance(idx, Tensor) else np.asarray(idx)
+        b, t = idx.shape
+        start = len(caches[0]) if caches else 0
+        if start + t > self.config.block_size:
+            raise ValueError(f"GPT: sequence of {start + t} tokens exceeds block_size {self.config.block_size}")
+        x = self.drop(self.wte(idx) + self.wpe(np.arange(start, start + t)))  # (B, T, C)
+        for i, block in enumerate(self.blocks):
+            x = block(x, is_causal=True, cache=caches[i] if caches else None)
+        logits = self.lm_head(self.ln_f(x))                                 # (B, T, vocab)
+        loss = None if targets is None else F.cross_entropy(logits, np.asarray(targets).reshape(-1))
+        return logits, loss
+
+    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, use_cache=True):
+        """Sample ``max_new_tokens`` tokens after ``idx`` (B, T), each from
+        softmax(logits / temperature) over the top_k most likely. Without the cache the
+        context is cropped to the last block_size tokens; with it, generation stops
+        growing the cache at block_size and restarts it from the cropped context."""
+        if temperature <= 0:
+            raise ValueError(f"generate: temperature must be > 0; got {temperature}")
+        idx = np.asarray(idx.numpy() if isinstance(idx, Tensor) else idx)
+        was_training = self.training
+        self.eval()
+        caches, pending = None, idx
+        with no_grad():
+            for _ in range(max_new_tokens):
+                if not use_cache or caches is None or len(caches[0]) + pending.shape[1] > self.config.block_size:
+                    caches = [KVCache() for _ in self.blocks] if use_cache else None
+                    pending = idx[:, -self.config.block_size:]
+                logits, _ = self(pending, caches=caches)
+                next_token = sample(logits.numpy()[:, -1, :], temperature, top_k)
+                idx = np.concatenate([idx, next_token[:, None]], axis=1)
+                pending = next_token[:, None] if use_cache else idx
+        self.train(was_training)
+        return idx
+
+    def config_dict(self):
+        return asdict(self.config)
+
+
+def sample(logits, temperature=1.0, top_k=None):
+    """One token per row drawn from softmax(logits / temperature), keeping the top_k."""
+    logits = logits.astype(np.float64) / temperature
+    if top_k is not None:
+        kth = np.sort(logits, axis=-1)[:, -min(top_k, logits.shape[-1])][:, None]
+        logits = np.where(logits < kth, -np.inf, logits)
+    probs = np.exp(logits - logits.max(-1, keepdims=True))
+    probs /= probs.sum(-1, keepdims=True)
+    rng = generator()
+    return np.array([rng.choice(len(p), p=p) for p in probs])

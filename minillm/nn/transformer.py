@@ -1,0 +1,150 @@
+"""Attention and the transformer block (documents 003 §2.3–2.4, 004 §3.2)."""
+import math
+
+import numpy as np
+
+from .. import functional as F
+from .. import ops
+from ..tensor import Tensor
+from .layers import GELU, Dropout, LayerNorm, Linear
+from .module import Module
+
+
+class KVCache:
+    """Keys and values of the positions seen so far, so generating one more token costs
+    one query against the cache instead of re-running the whole prefix."""
+
+    def __init__(self):
+        self.k = self.v = None
+
+    def append(self, k, v):  # (B, nh, T, hs) each
+        self.k = k if self.k is None else ops.cat([self.k, k], dim=2)
+        self.v = v if self.v is None else ops.cat([self.v, v], dim=2)
+        return self.k, self.v
+
+    def __len__(self):
+        return 0 if self.k is None else self.k.shape[2]
+
+
+class MultiHeadAttention(Module):
+    """softmax(Q Kᵀ / √d_k) V in ``num_heads`` heads of size d_k = embed_dim / num_heads.
+
+    Self-attention when ``key``/``value`` are omitted, cross-attention (a decoder attending
+    to an encoder) otherwise. ``key_padding_mask`` (B, Tk) is True at padding positions."""
+
+    def __init__(self, embed_dim, num_heads, bias=True, dropout=0.0):
+        super().__init__()
+        if embed_dim % num_heads:
+            raise ValueError(f"MultiHeadAttention: embed_dim {embed_dim} is not divisible by num_heads {num_heads}")
+        self.embed_dim, self.num_heads, self.dropout = embed_dim, num_heads, dropout
+        self.q_proj = Linear(embed_dim, embed_dim, bias)
+        self.k_proj = Linear(embed_dim, embed_dim, bias)
+        self.v_proj = Linear(embed_dim, embed_dim, bias)
+        self.out_proj = Linear(embed_dim, embed_dim, bias)
+
+    def _heads(self, x):
+        b, t, c = x.shape
+        return x.reshape(b, t, self.num_heads, c // self.num_heads).transpose(1, 2)  # (B, nh, T, hs)
+
+    def forward(self, query, key=None, value=None, key_padding_mask=None, is_causal=False, cache=None,
+                need_weights=False):
+        key = query if key is None else key
+        value = key if value is None else value
+        b, t, c = query.shape
+        if c != self.embed_dim:
+            raise ValueError(f"MultiHeadAttention: expected embed_dim {self.embed_dim}, got input {query.shape}")
+        q, k, v = self._heads(self.q_proj(query)), self._heads(self.k_proj(key)), self._heads(self.v_proj(value))
+        if cache is not None:
+            k, v = cache.append(k, v)
+        mask = None
+        if key_padding_mask is not None:
+            keep = ~np.asarray(key_padding_mask.numpy() if isinstance(key_padding_mask, Tensor) else key_padding_mask,
+                               bool)
+            mask = keep[:, None, None, :]  # (B, 1, 1, Tk)
+        dropout = self.dropout if self.training else 0.0
+        if need_weights:
+            self.last_weights = _attention_weights(q, k, mask, is_causal)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal, dropout_p=dropout)
+        y = y.transpose(1, 2).reshape(b, t, c)  # (B, T, C): heads side by side again
+        return self.out_proj(y)
+
+
+def _attention_weights(q, k, mask, is_causal):
+    """The (B, nh, Tq, Tk) attention probabilities, for pictures (not on the training path)."""
+    from ..tensor import no_grad
+    with no_grad():
+        scores = (q @ k.transpose(-2, -1)) * (1 / math.sqrt(q.shape[-1]))
+        if is_causal:
+            from ..backends.numpy_backend import causal_mask
+            scores = scores.masked_fill(~causal_mask(np, q.shape[-2], k.shape[-2]), -np.inf)
+        if mask is not None:
+            scores = scores.masked_fill(~mask, -np.inf)
+        return F.softmax(scores, -1).numpy()
+
+
+class MLP(Module):
+    def __init__(self, embed_dim, hidden_dim, bias=True, dropout=0.0):
+        super().__init__()
+        self.fc = Linear(embed_dim, hidden_dim, bias)
+        self.act = GELU(approximate="tanh")
+        self.proj = Linear(hidden_dim, embed_dim, bias)
+        self.drop = Dropout(dropout)
+
+    def forward(self, x):
+        return self.drop(self.proj(self.act(self.fc(x))))
+
+
+class TransformerBlock(Module):
+    """x + Attention(LN(x)), then x + MLP(LN(x)) — pre-LN, as GPT-2 and most models since.
+    ``pre_norm=False`` is the 2017 paper's post-LN: LN(x + Attention(x)), LN(x + MLP(x)).
+    ``cross_attention=True`` adds encoder–decoder attention between the two (a decoder)."""
+
+    def __init__(self, embed_dim, num_heads, mlp_ratio=4, dropout=0.0, bias=True, pre_norm=True,
+                 cross_attention=False, residual=True):
+        super().__init__()
+        self.pre_norm, self.residual = pre_norm, residual
+        self.ln_1 = LayerNorm(embed_dim)
+        self.attn = MultiHeadAttention(embed_dim, num_heads, bias, dropout)
+        self.cross = MultiHeadAttention(embed_dim, num_heads, bias, dropout) if cross_attention else None
+        self.ln_cross = LayerNorm(embed_dim) if cross_attention else None
+        self.ln_2 = LayerNorm(embed_dim)
+        self.mlp = MLP(embed_dim, mlp_ratio * embed_dim, bias, dropout)
+        self.drop = Dropout(dropout)
+
+    def _sublayer(self, x, norm, fn):
+        if self.pre_norm:
+            out = self.drop(fn(norm(x)))
+            return x + out if self.residual else out
+        out = self.drop(fn(x))
+        return norm(x + out if self.residual else out)
+
+    def forward(self, x, is_causal=False, key_padding_mask=None, cache=None, memory=None, memory_mask=None):
+        x = self._sublayer(x, self.ln_1, lambda h: self.attn(h, key_padding_mask=key_padding_mask,
+                                                             is_causal=is_causal, cache=cache))
+        if self.cross is not None:
+            x = self._sublayer(x, self.ln_cross, lambda h: self.cross(h, memory, key_padding_mask=memory_mask))
+        return self._sublayer(x, self.ln_2, self.mlp)
+
+
+def sinusoidal_positions(length, dim):
+    """PE[p, 2i] = sin(p / 10000^(2i/d)), PE[p, 2i+1] = cos(p / 10000^(2i/d)) (the 2017 paper)."""
+    position = np.arange(length)[:, None]
+    rate = np.exp(-math.log(10000.0) * np.arange(0, dim, 2) / dim)
+    table = np.zeros((length, dim), np.float32)
+    table[:, 0::2] = np.sin(position * rate)
+    table[:, 1::2] = np.cos(position * rate)[:, : dim // 2]
+    return table
+
+
+class PositionalEncoding(Module):
+    """Adds fixed sinusoidal position vectors (not learned, so it has no parameters)."""
+
+    def __init__(self, dim, max_len=4096):
+        super().__init__()
+        self.table = sinusoidal_positions(max_len, dim)
+
+    def forward(self, x, start=0):
+        t = x.shape[1]
+        if start + t > len(self.table):
+            raise ValueError(f"PositionalEncoding: position {start + t} exceeds max_len {len(self.table)}")
+        return x + ops.as_tensor(self.table[start:start + t], x)
