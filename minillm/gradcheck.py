@@ -1,6 +1,7 @@
 """Finite-difference gradient checking (the numerical proof behind every backward)."""
 import numpy as np
 
+from . import backends
 from .random import generator
 from .tensor import Tensor, no_grad
 
@@ -31,7 +32,7 @@ def gradcheck(fn, *inputs, eps=1e-6, atol=1e-5, rtol=1e-4, max_elements=200, ver
     out = fn(*inputs)
     projection = None
     if out.size != 1:
-        projection = Tensor(np.asarray(generator().standard_normal(out.shape), np.float64))
+        projection = Tensor(backends.asarray(generator().standard_normal(out.shape), np.float64))
     _scalar(fn, inputs, projection).backward()
 
     for i in checked:

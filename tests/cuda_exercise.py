@@ -27,11 +27,11 @@ for m, n, k in [(1, 1, 1), (67, 31, 129), (130, 260, 36)]:
     prims.matmul(a, arr(n, k), trans_b=True)
     prims.matmul(arr(k, m), b, trans_a=True)
     prims.matmul(arr(3, m, k), arr(3, k, n))
-for n_heads, tq, tk, d, causal in [(1, 1, 1, 1, True), (3, 67, 67, 64, True), (2, 5, 70, 13, False), (2, 33, 40, 128, True)]:
+for n_heads, tq, tk, d, causal in [(1, 1, 1, 1, True), (3, 67, 67, 64, True), (2, 5, 70, 13, False), (2, 33, 40, 128, True), (2, 9, 9, 16, True), (3, 70, 70, 32, False)]:
     q, k, v, do = arr(n_heads, tq, d), arr(n_heads, tk, d), arr(n_heads, tk, d), arr(n_heads, tq, d)
     out, lse = prims.attention_forward(q, k, v, causal, 0.125)
     prims.attention_backward(q, k, v, out, lse, do, causal, 0.125)
-for rows, d in [(1, 2), (67, 129), (300, 768)]:
+for rows, d in [(1, 2), (67, 129), (300, 768), (3, 1500), (2, 5000)]:
     x, w, bias = arr(rows, d), arr(d), arr(d)
     y, mean, rstd = prims.layernorm_forward(x, w, bias, 1e-5)
     prims.layernorm_backward(arr(rows, d), x, w, mean, rstd)

@@ -68,7 +68,7 @@ def test_matmul(name, data):
 @given(data=st.data())
 def test_attention_forward_and_backward(name, data):
     backend = backends.get(name)
-    n, d = data.draw(st.sampled_from([1, 3, 4])), data.draw(st.sampled_from([1, 8, 13, 64]))
+    n, d = data.draw(st.sampled_from([1, 3, 4])), data.draw(st.sampled_from([1, 8, 13, 16, 32, 64]))
     causal = data.draw(st.booleans())
     t_query = data.draw(awkward)
     t_key = t_query + data.draw(st.sampled_from([0, 0, 1, 6])) if causal else data.draw(awkward)
@@ -91,7 +91,8 @@ def test_attention_forward_and_backward(name, data):
 @given(data=st.data())
 def test_layernorm_forward_and_backward(name, data):
     backend = backends.get(name)
-    rows, width = data.draw(awkward), data.draw(awkward.filter(lambda w: w > 1))
+    rows = data.draw(awkward)
+    width = data.draw(st.one_of(awkward.filter(lambda w: w > 1), st.sampled_from([1031, 4099])))
     x = draw_array(data, (rows, width), scale=3.0, offset=data.draw(st.sampled_from([0.0, 5.0])))
     # a row with (almost) no spread has rstd → 1/√eps, which amplifies float32 rounding
     # a thousandfold in any implementation: that is conditioning, not a kernel bug

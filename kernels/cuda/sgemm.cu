@@ -10,7 +10,7 @@
 //                     global element is read once per tile instead of 32 times
 //   v4 register tiles each thread computes an 8×8 patch of a 128×128 block tile, keeping
 //                     its accumulators in registers: 16 FMAs per pair of shared loads
-//   v5 vectorised     v4 with 128-bit (float4) global loads, A's tile stored transposed
+//   v5 vectorised     v4 with 128-bit (float4) loads from global and shared memory
 
 #define CEIL_DIV(a, b) (((a) + (b) - 1) / (b))
 
@@ -116,8 +116,8 @@ extern "C" __global__ void sgemm_v4_registers(const float* A, const float* B, fl
 // 16-byte aligned bases, so every float4 below is aligned; tiles that hang over an edge
 // fall back to bounds-checked scalar loads.
 extern "C" __global__ void sgemm_v5_vectorized(const float* A, const float* B, float* C, int M, int N, int K) {
-    __shared__ float As[BK][BM];
-    __shared__ float Bs[BK][BN];
+    __shared__ __align__(16) float As[BK][BM];
+    __shared__ __align__(16) float Bs[BK][BN];
     const int tid = threadIdx.x;
     const int thread_row = tid / (BN / TN), thread_col = tid % (BN / TN);
     const int row0 = blockIdx.y * BM, col0 = blockIdx.x * BN;
@@ -151,9 +151,15 @@ extern "C" __global__ void sgemm_v5_vectorized(const float* A, const float* B, f
         __syncthreads();
         for (int k = 0; k < BK; ++k) {
 #pragma unroll
-            for (int i = 0; i < TM; ++i) a_frag[i] = As[k][thread_row * TM + i];
+            for (int i = 0; i < TM; i += 4) {  // 128-bit shared-memory reads too
+                const float4 a4 = *reinterpret_cast<const float4*>(&As[k][thread_row * TM + i]);
+                a_frag[i] = a4.x; a_frag[i + 1] = a4.y; a_frag[i + 2] = a4.z; a_frag[i + 3] = a4.w;
+            }
 #pragma unroll
-            for (int j = 0; j < TN; ++j) b_frag[j] = Bs[k][thread_col * TN + j];
+            for (int j = 0; j < TN; j += 4) {
+                const float4 b4 = *reinterpret_cast<const float4*>(&Bs[k][thread_col * TN + j]);
+                b_frag[j] = b4.x; b_frag[j + 1] = b4.y; b_frag[j + 2] = b4.z; b_frag[j + 3] = b4.w;
+            }
 #pragma unroll
             for (int i = 0; i < TM; ++i)
 #pragma unroll

@@ -50,6 +50,7 @@ static inline float rsqrtf(float x) { return 1.0f / std::sqrt(x); }
 #define __device__ static inline
 #define __host__
 #define __forceinline__
+#define __align__(n) __attribute__((aligned(n)))
 #define __restrict__ __restrict
 #define __shared__ static thread_local
 

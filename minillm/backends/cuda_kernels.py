@@ -19,6 +19,16 @@ def _address(a):
     return a.ctypes.data if isinstance(a, np.ndarray) else a.data.ptr
 
 
+def _head_suffix(d):
+    """The attention build whose rows live in registers for this head size, if any."""
+    return f"_d{d}" if d in (16, 32, 64) else ""
+
+
+def _row_suffix(d):
+    """The layer-norm build that holds a row in registers (8 or 32 values per thread)."""
+    return "_r8" if d <= 8 * LN_THREADS else "_r32" if d <= 32 * LN_THREADS else ""
+
+
 def _blocks(n, per_block):
     return (n + per_block - 1) // per_block
 
@@ -112,7 +122,7 @@ class CudaKernels:
         n, t_query, d = q.shape
         out = self.xp.empty_like(q)
         lse = self.xp.empty((n, t_query), np.float32)
-        self.launch("attention_forward", (_blocks(t_query, ATTN_THREADS), n), (ATTN_THREADS,),
+        self.launch("attention_forward" + _head_suffix(d), (_blocks(t_query, ATTN_THREADS), n), (ATTN_THREADS,),
                     q, k, v, out, lse, t_query, k.shape[1], d, int(causal), float(scale))
         return out, lse
 
@@ -128,9 +138,9 @@ class CudaKernels:
                     dout, out, row_dot, n * t_query, d)
         dq, dk, dv = xp.empty_like(q), xp.empty_like(k), xp.empty_like(v)
         common = (t_query, t_key, d, int(causal), float(scale))
-        self.launch("attention_backward_dq", (_blocks(t_query, ATTN_THREADS), n), (ATTN_THREADS,),
+        self.launch("attention_backward_dq" + _head_suffix(d), (_blocks(t_query, ATTN_THREADS), n), (ATTN_THREADS,),
                     q, k, v, lse, row_dot, dout, dq, *common)
-        self.launch("attention_backward_dkv", (_blocks(t_key, ATTN_THREADS), n), (ATTN_THREADS,),
+        self.launch("attention_backward_dkv" + _head_suffix(d), (_blocks(t_key, ATTN_THREADS), n), (ATTN_THREADS,),
                     q, k, v, lse, row_dot, dout, dk, dv, *common)
         return dq, dk, dv
 
@@ -144,7 +154,7 @@ class CudaKernels:
         y = xp.empty_like(x)
         mean, rstd = xp.empty(rows, np.float32), xp.empty(rows, np.float32)
         if rows:
-            self.launch("layernorm_forward", (rows,), (LN_THREADS,), x, self._contiguous(w), self._contiguous(b),
+            self.launch("layernorm_forward" + _row_suffix(d), (rows,), (LN_THREADS,), x, self._contiguous(w), self._contiguous(b),
                         y, mean, rstd, d, float(eps))
         return y, mean, rstd
 
@@ -154,11 +164,11 @@ class CudaKernels:
         xp = self.xp
         dy, x = self._contiguous(dy), self._contiguous(x)
         rows, d = x.shape
-        blocks = max(1, min(rows, 128))
+        blocks = max(1, min(rows, 1024))
         dx = xp.empty_like(x)
         dw_part, db_part = xp.empty((blocks, d), np.float32), xp.empty((blocks, d), np.float32)
         dw, db = xp.empty(d, np.float32), xp.empty(d, np.float32)
-        self.launch("layernorm_backward", (blocks,), (LN_THREADS,), dy, x, self._contiguous(w), mean, rstd,
+        self.launch("layernorm_backward" + _row_suffix(d), (blocks,), (LN_THREADS,), dy, x, self._contiguous(w), mean, rstd,
                     dx, dw_part, db_part, rows, d)
         for part, total in ((dw_part, dw), (db_part, db)):
             self.launch("layernorm_reduce_columns", (_blocks(d, ELEMENTWISE_THREADS),), (ELEMENTWISE_THREADS,),
