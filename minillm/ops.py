@@ -11,7 +11,7 @@ import operator
 
 import numpy as np
 
-from . import backends
+from . import amp, backends
 from .backends import xp_of
 from .random import generator
 from .tensor import Tensor, is_grad_enabled
@@ -144,6 +144,11 @@ def matmul(a, b):
         np.broadcast_shapes(a2.shape[:-2], b2.shape[:-2])
     except ValueError:
         raise ValueError(f"matmul: batch dimensions of {a.shape} and {b.shape} cannot be broadcast") from None
+    if amp.is_autocast_enabled() and a.dtype == np.float32:
+        # mixed precision: the product runs in float16; the casts' backward hands float32
+        # gradients back to the float32 master weights
+        with amp.autocast(False):
+            return matmul(cast(a, np.float16), cast(b, np.float16))
     if a2.ndim > 2 and b2.ndim == 2:
         # (..., M, K) @ (K, N): one (ΣM, K) @ (K, N) product, and a weight gradient that is
         # one product too instead of a batch of them summed afterwards.
@@ -464,6 +469,8 @@ def dropout(a, p=0.5, training=True):
 @op("layer_norm")
 def layer_norm_rows(x, weight, bias, eps):
     """Layer norm over the last axis of a 2-D (N, D) tensor; kernels live in the backend."""
+    if x.dtype == np.float16:  # statistics in float32, as autocast does
+        x = cast(x, np.float32)
     backend = backends.current()
     y, mu, rstd = backend.layernorm_forward(x.data, weight.data, bias.data, eps)
 
@@ -489,6 +496,8 @@ def attention(q, k, v, causal, scale):
 def cross_entropy_rows(logits, target, ignore_index):
     """Per-row softmax cross-entropy of (N, C) logits against (N,) integer targets, fused
     in the backend: the probabilities are never stored, only each row's log-sum-exp."""
+    if logits.dtype == np.float16:  # log-sum-exp in half precision loses too much: fp32
+        logits = cast(logits, np.float32)
     backend = backends.current()
     losses, lse = backend.cross_entropy_forward(logits.data, target, ignore_index)
     return result(losses, (logits,),

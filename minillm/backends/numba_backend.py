@@ -15,6 +15,7 @@ import math
 import numpy as np
 
 from . import BackendUnavailable
+from . import numpy_backend as reference
 
 try:
     from numba import njit, prange
@@ -75,6 +76,8 @@ def _gemm_nt(a, b, c):
 
 
 def matmul(a, b, trans_a=False, trans_b=False):
+    if np.result_type(a.dtype, b.dtype) not in (np.float32, np.float64):  # float16 under autocast
+        return reference.matmul(a, b, trans_a, trans_b)
     op_a = a.swapaxes(-1, -2) if trans_a else a
     op_b = b.swapaxes(-1, -2) if trans_b else b
     batch = np.broadcast_shapes(op_a.shape[:-2], op_b.shape[:-2])

@@ -1,0 +1,161 @@
+"""Optimizers (document 000 §3.2.1, 002 §4.1) with PyTorch's formulas, and schedulers.
+
+    GD     θ ← θ − α ∇θ J(θ)                               (gradient descent, 梯度下降)
+    SGD    θ ← θ − η ∇L − η λ θ, with momentum / Nesterov  (weight decay, 权重衰减)
+    Adam   m ← β₁m + (1−β₁)g, v ← β₂v + (1−β₂)g², θ ← θ − η m̂ / (√v̂ + ε)
+    AdamW  Adam with decoupled decay: θ ← θ − η λ θ before the Adam step
+"""
+import math
+
+import numpy as np
+
+from . import backends
+from .tensor import no_grad
+
+
+class Optimizer:
+    def __init__(self, params, defaults):
+        self.params = list(params)
+        if not self.params:
+            raise ValueError(f"{type(self).__name__}: got an empty parameter list")
+        if defaults.get("lr", 0) < 0:
+            raise ValueError(f"{type(self).__name__}: lr must be >= 0; got {defaults['lr']}")
+        self.defaults = dict(defaults)
+        self.lr = defaults["lr"]
+        self.state = [{} for _ in self.params]
+        self.step_count = 0
+
+    def zero_grad(self):
+        for p in self.params:
+            p.grad = None
+
+    @no_grad()
+    def step(self):
+        self.step_count += 1
+        for p, state in zip(self.params, self.state):
+            if p.grad is not None:
+                self.update(p, p.grad.data.astype(p.dtype, copy=False), state)
+
+    def update(self, p, g, state):
+        raise NotImplementedError
+
+    def state_dict(self):
+        """Hyperparameters, step count and per-parameter buffers as plain data
+        (``arrays``: name → NumPy array, for a safetensors file; the rest is JSON)."""
+        arrays = {f"{i}.{key}": np.array(backends.to_numpy(value)) for i, state in enumerate(self.state)
+                  for key, value in state.items()}
+        return {"type": type(self).__name__, "lr": self.lr, "defaults": self.defaults,
+                "step_count": self.step_count, "arrays": arrays}
+
+    def load_state_dict(self, state_dict):
+        if state_dict.get("type") != type(self).__name__:
+            raise ValueError(f"{type(self).__name__}.load_state_dict: the state is from {state_dict.get('type')}")
+        self.lr, self.step_count = state_dict["lr"], state_dict["step_count"]
+        self.defaults.update(state_dict["defaults"])
+        self.state = [{} for _ in self.params]
+        for name, value in state_dict["arrays"].items():
+            index, key = name.split(".", 1)
+            if int(index) >= len(self.params):
+                raise ValueError(f"{type(self).__name__}.load_state_dict: state for parameter {index}, "
+                                 f"but the optimizer has {len(self.params)}")
+            self.state[int(index)][key] = backends.asarray(np.array(value))  # a copy: never share buffers
+
+
+class GD(Optimizer):
+    """Plain gradient descent: θ = θ − α ∇θ J(θ)."""
+
+    def __init__(self, params, lr):
+        super().__init__(params, {"lr": lr})
+
+    def update(self, p, g, state):
+        p.data -= self.lr * g
+
+
+class SGD(Optimizer):
+    def __init__(self, params, lr, momentum=0.0, nesterov=False, weight_decay=0.0):
+        if nesterov and momentum <= 0:
+            raise ValueError("SGD: nesterov needs momentum > 0")
+        super().__init__(params, {"lr": lr, "momentum": momentum, "nesterov": nesterov, "weight_decay": weight_decay})
+
+    def update(self, p, g, state):
+        d = self.defaults
+        if d["weight_decay"]:
+            g = g + d["weight_decay"] * p.data          # η(∇L + λθ) = η∇L + ηλθ
+        if d["momentum"]:
+            buf = state.get("momentum_buffer")
+            buf = g.copy() if buf is None else d["momentum"] * buf + g
+            state["momentum_buffer"] = buf
+            g = g + d["momentum"] * buf if d["nesterov"] else buf
+        p.data -= self.lr * g
+
+
+class Adam(Optimizer):
+    decoupled = False
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+        super().__init__(params, {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay})
+
+    def update(self, p, g, state):
+        d = self.defaults
+        beta1, beta2 = d["betas"]
+        if d["weight_decay"]:
+            if self.decoupled:
+                p.data *= 1 - self.lr * d["weight_decay"]
+            else:
+                g = g + d["weight_decay"] * p.data
+        xp = backends.xp_of(g)
+        m = state.setdefault("exp_avg", xp.zeros_like(p.data))
+        v = state.setdefault("exp_avg_sq", xp.zeros_like(p.data))
+        m *= beta1
+        m += (1 - beta1) * g
+        v *= beta2
+        v += (1 - beta2) * g * g
+        t = self.step_count
+        step_size = self.lr / (1 - beta1 ** t)
+        denom = xp.sqrt(v) / math.sqrt(1 - beta2 ** t) + d["eps"]
+        p.data -= (step_size * m / denom).astype(p.dtype, copy=False)
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter): θ ← θ(1 − ηλ), then Adam."""
+    decoupled = True
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2):
+        super().__init__(params, lr, betas, eps, weight_decay)
+
+
+class WarmupCosine:
+    """Linear warm-up from 0 to the base lr over ``warmup`` steps, then a cosine decay to
+    ``min_lr`` at ``total`` steps (and min_lr after)."""
+
+    def __init__(self, optimizer, warmup, total, min_lr=0.0):
+        if not 0 <= warmup <= total:
+            raise ValueError(f"WarmupCosine: need 0 <= warmup <= total; got warmup={warmup}, total={total}")
+        self.optimizer, self.warmup, self.total, self.min_lr = optimizer, warmup, total, min_lr
+        self.base_lr = optimizer.lr
+        self.last_step = 0
+        optimizer.lr = self.lr_at(0)
+
+    def lr_at(self, step):
+        if step < self.warmup:
+            return self.base_lr * (step + 1) / self.warmup
+        if step >= self.total:
+            return self.min_lr
+        progress = (step - self.warmup) / max(1, self.total - self.warmup)
+        return self.min_lr + 0.5 * (self.base_lr - self.min_lr) * (1 + math.cos(math.pi * progress))
+
+    def step(self):
+        self.last_step += 1
+        self.optimizer.lr = self.lr_at(self.last_step)
+
+
+class StepLR:
+    """Multiply the lr by ``gamma`` every ``step_size`` steps."""
+
+    def __init__(self, optimizer, step_size, gamma=0.1):
+        self.optimizer, self.step_size, self.gamma = optimizer, step_size, gamma
+        self.base_lr, self.last_step = optimizer.lr, 0
+
+    def step(self):
+        self.last_step += 1
+        self.optimizer.lr = self.base_lr * self.gamma ** (self.last_step // self.step_size)
