@@ -1,4 +1,23 @@
 from setuptools import find_packages, setup
+from setuptools.command.build_ext import build_ext
+
+
+class OptionalBuildExt(build_ext):
+    """The C kernels are the `c` backend; without a working compiler minillm still
+    installs, and `minillm info` reports why the `c` backend is unavailable."""
+
+    def run(self):
+        try:
+            super().run()
+        except Exception as exc:  # distutils raises several unrelated error types here
+            print(f"minillm: building the C kernels failed ({exc}); the 'c' backend will be unavailable")
+
+    def build_extension(self, ext):
+        try:
+            super().build_extension(ext)
+        except Exception as exc:
+            print(f"minillm: building {ext.name} failed ({exc}); the 'c' backend will be unavailable")
+
 
 setup(
     name="minillm",
@@ -24,5 +43,8 @@ setup(
         # pick the wheel matching the CUDA runtime: cupy-cuda12x for CUDA 12, cupy-cuda13x for 13
         "gpu": ["cupy-cuda12x"],
     },
+    setup_requires=["cffi>=1.15"],
+    cffi_modules=["minillm/backends/c_build.py:ffibuilder"],
+    cmdclass={"build_ext": OptionalBuildExt},
     entry_points={"console_scripts": ["minillm=minillm.cli:main"]},
 )

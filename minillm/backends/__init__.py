@@ -23,6 +23,7 @@ PRIMITIVES = (
 KNOWN = {
     "numpy": "numpy_backend",
     "numba": "numba_backend",
+    "c": "c_backend",
     "cuda-sim": "cuda_sim_backend",
     "cupy": "cupy_backend",
 }

@@ -1,0 +1,47 @@
+/* The C kernels of minillm's `c` backend. float32 throughout; row-major; every function
+ * handles any size. The cffi build reads this header for the Python bindings. */
+#ifndef MINILLM_KERNELS_H
+#define MINILLM_KERNELS_H
+
+/* ---- matmul: C (M×N) = A (M×K) · B (K×N) ---------------------------------------------
+ * The numbered versions teach the path from the naive loop to the final kernel; they take
+ * contiguous row-major operands. */
+void matmul_v1_naive(const float *A, const float *B, float *C, int M, int N, int K);
+void matmul_v2_reordered(const float *A, const float *B, float *C, int M, int N, int K);
+void matmul_v3_blocked(const float *A, const float *B, float *C, int M, int N, int K);
+/* v4 = packing + register-blocked micro-kernel, v5 = the same on every core: both are
+ * sgemm_strided with threads = 1 or 0 (all). */
+void matmul_v4_packed(const float *A, const float *B, float *C, int M, int N, int K);
+void matmul_v5_threaded(const float *A, const float *B, float *C, int M, int N, int K);
+
+/* The backend's kernel: `batches` products; element (m, k) of batch z of A is
+ * A[z*sab + m*sam + k*sak] (likewise B), so transposes and broadcast batches cost nothing.
+ * C is contiguous (batches × M × N). threads: 0 = all cores. */
+void sgemm_strided(const float *A, const float *B, float *C, int batches, int M, int N, int K,
+                   long long sab, long long sam, long long sak, long long sbb, long long sbk, long long sbn,
+                   int threads);
+
+/* ---- attention over (N, T, D): flash-style, online softmax, O(T·D) memory ------------- */
+void attention_forward(const float *q, const float *k, const float *v, float *out, float *lse,
+                       int n, int t_query, int t_key, int d, int causal, float scale);
+void attention_backward(const float *q, const float *k, const float *v, const float *out, const float *lse,
+                        const float *dout, float *dq, float *dk, float *dv,
+                        int n, int t_query, int t_key, int d, int causal, float scale);
+
+/* ---- layer norm over the rows of an (N, D) matrix ------------------------------------------ */
+void layernorm_forward(const float *x, const float *w, const float *b, float *y, float *mean, float *rstd,
+                       int rows, int d, float eps);
+void layernorm_backward(const float *dy, const float *x, const float *w, const float *mean, const float *rstd,
+                        float *dx, float *dw, float *db, int rows, int d);
+
+/* ---- softmax cross-entropy over (N, C) logits and int64 targets ----------------------------- */
+void cross_entropy_forward(const float *logits, const long long *target, float *loss, float *lse,
+                           int rows, int classes, long long ignore_index);
+void cross_entropy_backward(const float *logits, const long long *target, const float *lse, const float *dloss,
+                            float *dlogits, int rows, int classes, long long ignore_index);
+
+/* ---- how the library was built (for `minillm info` and the benchmarks) ---------------------- */
+const char *minillm_build_flags(void);
+int minillm_max_threads(void);
+
+#endif

@@ -1,0 +1,164 @@
+"""Backend ``c``: the hot primitives as C kernels (``kernels/c``) called through cffi.
+
+The extension is compiled at install time by ``setup.py``; when it is missing (running
+from a source tree) it is built once into ~/.cache/minillm. ``MINILLM_C_SANITIZE=1``
+loads an AddressSanitizer + UndefinedBehaviorSanitizer build instead (run Python with
+``LD_PRELOAD=$(gcc -print-file-name=libasan.so)``; ``make sanitize`` does it).
+The kernels are float32; other dtypes take the reference composite.
+"""
+import os
+
+import numpy as np
+
+from . import BackendUnavailable
+from . import numpy_backend as reference
+
+xp = np
+
+
+def _load():
+    sanitize = os.environ.get("MINILLM_C_SANITIZE") == "1"
+    if not sanitize:
+        try:
+            from minillm import _ckernels
+            return _ckernels
+        except ImportError:
+            pass
+    try:
+        from .c_build import build_in_cache
+        return build_in_cache(sanitize)
+    except Exception as exc:  # no compiler, no cffi, a failing build: say which
+        raise BackendUnavailable(f"the C kernels are not built and could not be built here: {exc}") from None
+
+
+_module = _load()
+ffi, lib = _module.ffi, _module.lib
+build_flags = ffi.string(lib.minillm_build_flags()).decode()
+
+
+def pointer(array):
+    """A C pointer to a NumPy array's data (float* or long long*, by dtype)."""
+    ctype = {np.dtype(np.float32): "float *", np.dtype(np.int64): "long long *"}[array.dtype]
+    return ffi.cast(ctype, array.ctypes.data)
+
+
+def _fp32(*arrays):
+    return all(a.dtype == np.float32 for a in arrays)
+
+
+def _c(array):
+    return np.ascontiguousarray(array)
+
+
+def _batched(a, batch):
+    """(array, batch stride) for ``a`` broadcast to ``batch``: 2-D operands get stride 0."""
+    if a.ndim == 2:
+        return a, 0
+    if a.shape[:-2] == batch and a.ndim == 3:
+        return a, a.strides[0] // a.itemsize
+    flat = np.ascontiguousarray(np.broadcast_to(a, batch + a.shape[-2:])).reshape((-1,) + a.shape[-2:])
+    return flat, flat.strides[0] // flat.itemsize
+
+
+def matmul(a, b, trans_a=False, trans_b=False, threads=0):
+    if not _fp32(a, b):
+        return reference.matmul(a, b, trans_a, trans_b)
+    op_a = a.swapaxes(-1, -2) if trans_a else a
+    op_b = b.swapaxes(-1, -2) if trans_b else b
+    m, k = op_a.shape[-2:]
+    n = op_b.shape[-1]
+    batch = tuple(np.broadcast_shapes(op_a.shape[:-2], op_b.shape[:-2]))
+    batches = int(np.prod(batch, dtype=np.int64))
+    out = np.empty((batches, m, n), np.float32)
+    if out.size:
+        a3, sab = _batched(op_a, batch)
+        b3, sbb = _batched(op_b, batch)
+        sam, sak = (s // 4 for s in a3.strides[-2:])
+        sbk, sbn = (s // 4 for s in b3.strides[-2:])
+        lib.sgemm_strided(pointer(a3), pointer(b3), pointer(out), batches, m, n, k, sab, sam, sak, sbb, sbk, sbn,
+                          threads)
+    return out.reshape(batch + (m, n))
+
+
+NUMBERED = ("matmul_v1_naive", "matmul_v2_reordered", "matmul_v3_blocked", "matmul_v4_packed",
+            "matmul_v5_threaded")
+
+
+def matmul_numbered(version, a, b):
+    """C = A·B with one of the numbered teaching versions (contiguous float32 A, B)."""
+    if version not in NUMBERED:
+        raise ValueError(f"matmul_numbered: unknown version {version!r}; versions: {', '.join(NUMBERED)}")
+    a, b = _c(a.astype(np.float32, copy=False)), _c(b.astype(np.float32, copy=False))
+    m, k = a.shape
+    n = b.shape[1]
+    out = np.empty((m, n), np.float32)
+    getattr(lib, version)(pointer(a), pointer(b), pointer(out), m, n, k)
+    return out
+
+
+def attention_forward(q, k, v, causal, scale):
+    if not _fp32(q, k, v) or q.shape[-1] != v.shape[-1]:
+        return reference.attention_forward(q, k, v, causal, scale)
+    q, k, v = _c(q), _c(k), _c(v)
+    n, t_query, d = q.shape
+    out, lse = np.empty_like(q), np.empty((n, t_query), np.float32)
+    lib.attention_forward(pointer(q), pointer(k), pointer(v), pointer(out), pointer(lse), n, t_query, k.shape[1],
+                          d, int(causal), float(scale))
+    return out, lse
+
+
+def attention_backward(q, k, v, out, lse, dout, causal, scale):
+    if not _fp32(q, k, v, dout) or q.shape[-1] != v.shape[-1]:
+        return reference.attention_backward(q, k, v, out, lse, dout, causal, scale)
+    q, k, v, out, lse, dout = (_c(t.astype(np.float32, copy=False)) for t in (q, k, v, out, lse, dout))
+    n, t_query, d = q.shape
+    dq, dk, dv = np.empty_like(q), np.empty_like(k), np.empty_like(v)
+    lib.attention_backward(pointer(q), pointer(k), pointer(v), pointer(out), pointer(lse), pointer(dout),
+                           pointer(dq), pointer(dk), pointer(dv), n, t_query, k.shape[1], d, int(causal),
+                           float(scale))
+    return dq, dk, dv
+
+
+def layernorm_forward(x, w, b, eps):
+    if not _fp32(x, w, b):
+        return reference.layernorm_forward(x, w, b, eps)
+    x, w, b = _c(x), _c(w), _c(b)
+    rows, d = x.shape
+    y, mean, rstd = np.empty_like(x), np.empty(rows, np.float32), np.empty(rows, np.float32)
+    lib.layernorm_forward(pointer(x), pointer(w), pointer(b), pointer(y), pointer(mean), pointer(rstd), rows, d,
+                          float(eps))
+    return y, mean, rstd
+
+
+def layernorm_backward(dy, x, w, mean, rstd):
+    if not _fp32(dy, x, w):
+        return reference.layernorm_backward(dy, x, w, mean, rstd)
+    dy, x, w, mean, rstd = _c(dy), _c(x), _c(w), _c(mean), _c(rstd)
+    rows, d = x.shape
+    dx, dw, db = np.empty_like(x), np.empty(d, np.float32), np.empty(d, np.float32)
+    lib.layernorm_backward(pointer(dy), pointer(x), pointer(w), pointer(mean), pointer(rstd), pointer(dx),
+                           pointer(dw), pointer(db), rows, d)
+    return dx, dw, db
+
+
+def cross_entropy_forward(logits, target, ignore_index):
+    if not _fp32(logits):
+        return reference.cross_entropy_forward(logits, target, ignore_index)
+    logits, target = _c(logits), np.ascontiguousarray(target, dtype=np.int64)
+    rows, classes = logits.shape
+    loss, lse = np.empty(rows, np.float32), np.empty(rows, np.float32)
+    lib.cross_entropy_forward(pointer(logits), pointer(target), pointer(loss), pointer(lse), rows, classes,
+                              int(ignore_index))
+    return loss, lse
+
+
+def cross_entropy_backward(logits, target, lse, dloss, ignore_index):
+    if not _fp32(logits, dloss):
+        return reference.cross_entropy_backward(logits, target, lse, dloss, ignore_index)
+    logits, target = _c(logits), np.ascontiguousarray(target, dtype=np.int64)
+    lse, dloss = _c(lse.astype(np.float32, copy=False)), _c(dloss)
+    rows, classes = logits.shape
+    dlogits = np.empty_like(logits)
+    lib.cross_entropy_backward(pointer(logits), pointer(target), pointer(lse), pointer(dloss), pointer(dlogits),
+                               rows, classes, int(ignore_index))
+    return dlogits

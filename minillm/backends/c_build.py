@@ -1,0 +1,105 @@
+"""Builds the C kernels (``kernels/c``) into a CPython extension with cffi's out-of-line
+API mode. ``setup.py`` calls ``ffibuilder`` at install time (``cffi_modules``); the ``c``
+backend calls ``build_in_cache`` when the installed extension is missing, and always for
+the AddressSanitizer + UBSan build (``MINILLM_C_SANITIZE=1``).
+
+Flags: ``-O3 -march=native -fopenmp``; when the compiler refuses one, the next set that
+it accepts (``-O3 -fopenmp``, then ``-O3``). ``minillm info`` prints what was used."""
+import hashlib
+import importlib.util
+import os
+import re
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+from pathlib import Path
+
+SOURCES = ("matmul.c", "attention.c", "layernorm.c", "cross_entropy.c", "build_info.c")
+FLAG_SETS = (["-O3", "-march=native", "-fopenmp"], ["-O3", "-fopenmp"], ["-O3"])
+SANITIZE_FLAGS = ["-O1", "-g", "-fno-omit-frame-pointer", "-fsanitize=address,undefined",
+                  "-fno-sanitize-recover=undefined", "-fopenmp"]
+
+
+def c_dir():
+    """kernels/c of the source tree. (setup.py runs this file on its own, outside the
+    package, so no relative imports here.)"""
+    return Path(os.environ.get("MINILLM_KERNELS") or Path(__file__).resolve().parents[2] / "kernels") / "c"
+
+
+def compiler():
+    return os.environ.get("CC") or sysconfig.get_config_var("CC").split()[0] or "cc"
+
+
+def compiler_accepts(flags):
+    """Can the C compiler build and link a small OpenMP-or-not program with ``flags``?"""
+    if shutil.which(compiler()) is None:
+        return False
+    with tempfile.TemporaryDirectory() as scratch:
+        source = Path(scratch) / "probe.c"
+        source.write_text("#include <math.h>\nint main(void) { return (int)sqrt(4.0) - 2; }\n")
+        result = subprocess.run([compiler(), *flags, str(source), "-o", str(Path(scratch) / "probe"), "-lm"],
+                                capture_output=True)
+        return result.returncode == 0
+
+
+def choose_flags(sanitize=False):
+    if sanitize:
+        if not compiler_accepts(SANITIZE_FLAGS):
+            raise RuntimeError(f"the C compiler ({compiler()}) cannot build with {' '.join(SANITIZE_FLAGS)}")
+        return SANITIZE_FLAGS
+    for flags in FLAG_SETS:
+        if compiler_accepts(flags):
+            return flags
+    print(f"minillm: no working C compiler found (tried {compiler()!r}); install gcc or clang and reinstall "
+          f"minillm to get the c backend")
+    return FLAG_SETS[-1]  # the build will fail, and setup.py carries on without the extension
+
+
+def declarations():
+    """The header's prototypes, without preprocessor lines and comments, for ffi.cdef."""
+    text = (c_dir() / "minillm_kernels.h").read_text()
+    text = re.sub(r"/\*.*?\*/", "", text, flags=re.S)
+    return "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+
+
+def make_builder(module_name="minillm._ckernels", sanitize=False, relative_to=None):
+    from cffi import FFI
+    flags = choose_flags(sanitize)
+    folder = c_dir() if relative_to is None else Path(os.path.relpath(c_dir(), relative_to))
+    ffi = FFI()
+    ffi.cdef(declarations())
+    ffi.set_source(module_name, '#include "minillm_kernels.h"',
+                   sources=[str(folder / name) for name in SOURCES], include_dirs=[str(folder)],
+                   extra_compile_args=flags + ["-std=c11"],
+                   extra_link_args=[f for f in flags if f.startswith(("-fopenmp", "-fsanitize"))] + ["-lm"],
+                   define_macros=[("MINILLM_BUILD_FLAGS", '"' + " ".join(flags) + '"')])
+    return ffi
+
+
+def ffibuilder():
+    """What ``setup.py`` builds: the optimised extension ``minillm._ckernels``."""
+    return make_builder(relative_to=os.getcwd())  # setuptools wants paths inside the project
+
+
+def build_in_cache(sanitize=False):
+    """Build (once per source version) into ~/.cache/minillm/c and import the module."""
+    name = "_minillm_ckernels_sanitized" if sanitize else "_minillm_ckernels"
+    digest = hashlib.sha256(str(sanitize).encode())
+    for source in sorted(c_dir().glob("*")):
+        digest.update(source.read_bytes())
+    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    folder = Path(root) / "minillm" / "c" / digest.hexdigest()[:16]
+    suffix = sysconfig.get_config_var("EXT_SUFFIX")
+    library = folder / f"{name}{suffix}"
+    if not library.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=folder) as scratch:
+            built = make_builder(name, sanitize).compile(tmpdir=scratch, verbose=False)
+            shutil.move(built, library)  # appears whole or not at all
+    spec = importlib.util.spec_from_file_location(name, library)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    sys.modules[name] = module
+    return module
