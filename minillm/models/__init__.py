@@ -1,4 +1,12 @@
-"""Models built from minillm.nn."""
+"""Models built from minillm.nn: the documents' history of language models, and the
+transformer family (decoder-only GPT, encoder-only BERT, encoder–decoder T5-style)."""
+from .base import LanguageModel, sample
+from .bert import BertClassifier, BertConfig, BertEncoder, encode_batch, mask_tokens
+from .encoder_decoder import EncoderDecoder, EncoderDecoderConfig, teacher_forcing_batch
 from .gpt import GPT, GPTConfig
+from .history import LSTMLM, MLPLM, NGramLM
+from .seed001 import Seed001LM
 
-__all__ = ["GPT", "GPTConfig"]
+__all__ = ["LanguageModel", "sample", "GPT", "GPTConfig", "Seed001LM", "LSTMLM", "MLPLM", "NGramLM",
+           "BertConfig", "BertEncoder", "BertClassifier", "mask_tokens", "encode_batch",
+           "EncoderDecoder", "EncoderDecoderConfig", "teacher_forcing_batch"]

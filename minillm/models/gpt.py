@@ -3,11 +3,11 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .. import functional as F
-from ..nn import Dropout, Embedding, LayerNorm, Linear, Module, ModuleList
+from ..nn import Dropout, Embedding, LayerNorm, Linear, ModuleList
 from ..nn.transformer import KVCache, TransformerBlock
 from ..random import generator
-from ..tensor import Tensor, no_grad
+from ..tensor import no_grad
+from .base import LanguageModel, as_ids, sample
 
 
 @dataclass
@@ -21,10 +21,11 @@ class GPTConfig:
     bias: bool = True
 
 
-class GPT(Module):
+class GPT(LanguageModel):
     def __init__(self, config):
         super().__init__()
         self.config = config
+        self.block_size = config.block_size
         self.wte = Embedding(config.vocab_size, config.n_embd)   # token embeddings
         self.wpe = Embedding(config.block_size, config.n_embd)   # learned positions
         self.drop = Dropout(config.dropout)
@@ -53,7 +54,7 @@ class GPT(Module):
         """idx (B, T) token ids → logits (B, T, vocab), and the mean cross-entropy if
         ``targets`` (B, T) are given. With ``caches`` (one KVCache per block) ``idx`` holds
         only the new tokens."""
-        idx = idx.numpy() if isinstance(idx, Tensor) else np.asarray(idx)
+        idx = as_ids(idx)
         b, t = idx.shape
         start = len(caches[0]) if caches else 0
         if start + t > self.config.block_size:
@@ -62,43 +63,32 @@ class GPT(Module):
         for i, block in enumerate(self.blocks):
             x = block(x, is_causal=True, cache=caches[i] if caches else None)
         logits = self.lm_head(self.ln_f(x))                                 # (B, T, vocab)
-        loss = None if targets is None else F.cross_entropy(logits, np.asarray(targets).reshape(-1))
-        return logits, loss
+        return logits, self.loss(logits, targets)
 
     def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, use_cache=True):
         """Sample ``max_new_tokens`` tokens after ``idx`` (B, T), each from
-        softmax(logits / temperature) over the top_k most likely. Without the cache the
-        context is cropped to the last block_size tokens; with it, generation stops
-        growing the cache at block_size and restarts it from the cropped context."""
-        if temperature <= 0:
-            raise ValueError(f"generate: temperature must be > 0; got {temperature}")
-        idx = np.asarray(idx.numpy() if isinstance(idx, Tensor) else idx)
+        softmax(logits / temperature) over the top_k most likely. With the KV cache each
+        new token costs one query against the cached keys and values. Past block_size the
+        context is cropped to its last block_size tokens; positions are learned and
+        absolute, so a cache cannot slide: each such step rebuilds it from the cropped
+        window, which gives exactly the tokens generation without the cache gives."""
+        if not use_cache:
+            return super().generate(idx, max_new_tokens, temperature, top_k)
+        idx = as_ids(idx)
         was_training = self.training
         self.eval()
         caches, pending = None, idx
         with no_grad():
             for _ in range(max_new_tokens):
-                if not use_cache or caches is None or len(caches[0]) + pending.shape[1] > self.config.block_size:
-                    caches = [KVCache() for _ in self.blocks] if use_cache else None
+                if caches is None or len(caches[0]) + pending.shape[1] > self.config.block_size:
+                    caches = [KVCache() for _ in self.blocks]
                     pending = idx[:, -self.config.block_size:]
                 logits, _ = self(pending, caches=caches)
                 next_token = sample(logits.numpy()[:, -1, :], temperature, top_k)
                 idx = np.concatenate([idx, next_token[:, None]], axis=1)
-                pending = next_token[:, None] if use_cache else idx
+                pending = next_token[:, None]
         self.train(was_training)
         return idx
 
     def config_dict(self):
         return asdict(self.config)
-
-
-def sample(logits, temperature=1.0, top_k=None):
-    """One token per row drawn from softmax(logits / temperature), keeping the top_k."""
-    logits = logits.astype(np.float64) / temperature
-    if top_k is not None:
-        kth = np.sort(logits, axis=-1)[:, -min(top_k, logits.shape[-1])][:, None]
-        logits = np.where(logits < kth, -np.inf, logits)
-    probs = np.exp(logits - logits.max(-1, keepdims=True))
-    probs /= probs.sum(-1, keepdims=True)
-    rng = generator()
-    return np.array([rng.choice(len(p), p=p) for p in probs])

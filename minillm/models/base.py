@@ -1,0 +1,53 @@
+"""What every language model here shares: ``forward(idx, targets=None) -> (logits, loss)``
+and sampling the next token from the predicted distribution (document 003 §4.2)."""
+import numpy as np
+
+from .. import functional as F
+from ..nn import Module
+from ..random import generator
+from ..tensor import Tensor, no_grad
+
+
+def sample(logits, temperature=1.0, top_k=None):
+    """One token per row drawn from softmax(logits / temperature), keeping the top_k."""
+    if temperature <= 0:
+        raise ValueError(f"sample: temperature must be > 0; got {temperature}")
+    logits = np.asarray(logits, np.float64) / temperature
+    if top_k is not None:
+        kth = np.sort(logits, axis=-1)[:, -min(top_k, logits.shape[-1])][:, None]
+        logits = np.where(logits < kth, -np.inf, logits)
+    probs = np.exp(logits - logits.max(-1, keepdims=True))
+    probs /= probs.sum(-1, keepdims=True)
+    rng = generator()
+    return np.array([rng.choice(len(p), p=p) for p in probs])
+
+
+def as_ids(idx):
+    return np.asarray(idx.numpy() if isinstance(idx, Tensor) else idx, np.int64)
+
+
+class LanguageModel(Module):
+    """A next-token model over a context of at most ``block_size`` tokens."""
+
+    block_size = None
+
+    def loss(self, logits, targets):
+        return None if targets is None else F.cross_entropy(logits, as_ids(targets).reshape(-1))
+
+    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None):
+        """Append ``max_new_tokens`` sampled tokens to ``idx`` (B, T); the context is cropped
+        to the last block_size tokens."""
+        idx = as_ids(idx)
+        was_training = self.training
+        self.eval()
+        with no_grad():
+            for _ in range(max_new_tokens):
+                context = idx[:, -self.block_size:] if self.block_size else idx
+                logits, _ = self(context)
+                idx = np.concatenate([idx, sample(logits.numpy()[:, -1, :], temperature, top_k)[:, None]], axis=1)
+        self.train(was_training)
+        return idx
+
+    def check_length(self, t):
+        if self.block_size and t > self.block_size:
+            raise ValueError(f"{type(self).__name__}: sequence of {t} tokens exceeds block_size {self.block_size}")

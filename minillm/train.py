@@ -1,0 +1,262 @@
+"""Training a language model: ``minillm train --key=value …`` or ``train(TrainConfig(…))``.
+
+AdamW with linear warm-up and cosine decay, global-norm gradient clipping, gradient
+accumulation, evaluation every ``eval_interval`` steps (train/val loss and perplexity),
+a progress bar with tokens/s, checkpoints (``checkpoint.py``), ``resume`` that continues
+bit-identically on the same backend, ``loss.png`` and ``metrics.json`` in ``out_dir``.
+"""
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import backends, checkpoint, data, optim, random as mrandom, tokenizers
+from .nn.utils import clip_grad_norm_
+from .tensor import no_grad
+
+MODELS = ("gpt", "lstm", "seed001")
+
+
+def _f(default, help):
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class TrainConfig:
+    data: str = _f("python-docs", "'python-docs' (the embedded corpus) or a path to a UTF-8 text file")
+    model: str = _f("gpt", "gpt, lstm or seed001 (the 001 document's single-layer model)")
+    out_dir: str = _f("out", "where checkpoints, loss.png and metrics.json go")
+    tokenizer: str = _f("char", "char or bpe")
+    vocab_size: int = _f(512, "BPE vocabulary size (bpe only)")
+    max_iters: int = _f(500, "optimizer steps in all (the schedule's length)")
+    stop_after: int = _f(0, "stop this run after this step (0: run to max_iters); resume goes on")
+    batch_size: int = _f(16, "sequences per micro-batch")
+    block_size: int = _f(64, "context length in tokens")
+    n_layer: int = _f(2, "transformer blocks (gpt) or LSTM layers (lstm)")
+    n_head: int = _f(4, "attention heads")
+    n_embd: int = _f(128, "embedding width")
+    dropout: float = _f(0.0, "dropout probability")
+    variant: str = _f("standard", "LSTM variant for --model=lstm: standard or document")
+    lr: float = _f(3e-3, "peak learning rate")
+    min_lr: float = _f(3e-4, "learning rate at the end of the cosine")
+    warmup_iters: int = _f(50, "linear warm-up steps")
+    weight_decay: float = _f(0.1, "AdamW's decoupled weight decay")
+    grad_clip: float = _f(1.0, "max global gradient norm (0: no clipping)")
+    grad_accum: int = _f(1, "micro-batches per optimizer step")
+    eval_interval: int = _f(100, "evaluate and checkpoint every this many steps")
+    eval_iters: int = _f(10, "batches per evaluation")
+    seed: int = _f(1337, "random seed")
+    backend: str = _f("", "numpy, numba, c, cuda-sim or cupy (default: $MINILLM_BACKEND or numpy)")
+    resume: bool = _f(False, "continue from the checkpoint in out_dir")
+    progress: bool = _f(True, "show a progress bar")
+    ddp: bool = _f(False, "data parallel over MPI ranks (launch with mpiexec)")
+
+    def validate(self):
+        checks = [(self.model in MODELS, f"model must be one of {', '.join(MODELS)}; got {self.model!r}"),
+                  (self.tokenizer in ("char", "bpe"), f"tokenizer must be char or bpe; got {self.tokenizer!r}"),
+                  (self.max_iters > 0, f"max_iters must be > 0; got {self.max_iters}"),
+                  (self.batch_size > 0 and self.block_size > 0 and self.grad_accum > 0,
+                   "batch_size, block_size and grad_accum must be > 0"),
+                  (self.n_embd % self.n_head == 0, f"n_embd {self.n_embd} must be divisible by n_head {self.n_head}"),
+                  (self.lr >= 0 and self.eval_interval > 0 and self.eval_iters > 0,
+                   "lr must be >= 0, eval_interval and eval_iters > 0")]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(f"train: {message}")
+        return self
+
+
+def build_model(config, vocab_size):
+    from .models import GPT, GPTConfig, LSTMLM, Seed001LM
+    if config.model == "gpt":
+        return GPT(GPTConfig(vocab_size, config.block_size, config.n_layer, config.n_head, config.n_embd,
+                             config.dropout))
+    if config.model == "lstm":
+        return LSTMLM(vocab_size, config.n_embd, config.n_embd, config.n_layer, config.variant, config.block_size)
+    return Seed001LM(vocab_size, config.n_embd, 4 * config.n_embd, config.block_size)
+
+
+def make_tokenizer(config, text):
+    if config.tokenizer == "bpe":
+        return tokenizers.BPETokenizer.train(text, config.vocab_size)
+    return tokenizers.CharTokenizer.train(text)
+
+
+def estimate_loss(model, splits, config, step):
+    """Mean loss over eval_iters batches of each split, drawn from a generator of its own
+    (so evaluating never changes the training data order)."""
+    model.eval()
+    out = {}
+    with no_grad():
+        for name, ids in splits.items():
+            rng = np.random.default_rng([config.seed, step, len(name)])
+            losses = [model(*data.batches(ids, config.block_size, config.batch_size, rng))[1].item()
+                      for _ in range(config.eval_iters)]
+            out[name] = float(np.mean(losses))
+    model.train()
+    return out
+
+
+class Trainer:
+    def __init__(self, config, log=print, rank=0, world_size=1, communicator=None):
+        self.config = config.validate()
+        self.log = log if rank == 0 else (lambda *a, **k: None)
+        self.rank, self.world_size, self.comm = rank, world_size, communicator
+        if config.backend:
+            backends.set_backend(config.backend)
+        self.out_dir = Path(config.out_dir)
+        corpus = data.corpus(config.data)
+        if config.resume:
+            self.tokenizer = tokenizers.load(self.out_dir / "tokenizer.json")
+        else:
+            self.tokenizer = make_tokenizer(config, corpus.train)
+        self.splits = {"train": np.asarray(self.tokenizer.encode(corpus.train)),
+                       "val": np.asarray(self.tokenizer.encode(corpus.val))}
+        for name, ids in self.splits.items():
+            if len(ids) <= config.block_size:
+                raise ValueError(f"train: the {name} split has {len(ids)} tokens, too few for block_size "
+                                 f"{config.block_size}; use a larger corpus or a smaller block_size")
+        mrandom.manual_seed(config.seed)
+        self.model = build_model(config, self.tokenizer.vocab_size)
+        self.optimizer = optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        self.schedule = optim.WarmupCosine(self.optimizer, min(config.warmup_iters, config.max_iters),
+                                           config.max_iters, config.min_lr)
+        self.data_rng = np.random.default_rng([config.seed, rank])
+        self.step, self.history = 0, []
+        if communicator is not None:
+            communicator.broadcast_parameters(self.model)
+        if config.resume:
+            self._restore()
+
+    # ---- checkpoints ----------------------------------------------------------------------
+    def _restore(self):
+        meta, weights, optimizer_arrays = checkpoint.load(self.out_dir)
+        saved = meta["config"]
+        for key in ("model", "n_layer", "n_head", "n_embd", "block_size", "variant", "tokenizer"):
+            if saved.get(key) != getattr(self.config, key):
+                raise ValueError(f"train: cannot resume: the checkpoint has {key}={saved.get(key)!r}, "
+                                 f"this run {key}={getattr(self.config, key)!r}")
+        self.model.load_state_dict(weights)
+        self.optimizer.load_state_dict(dict(meta["optimizer"], arrays=optimizer_arrays))
+        self.schedule.last_step = meta["step"]
+        self.optimizer.lr = meta["optimizer"]["lr"]
+        self.step, self.history = meta["step"], meta["history"]
+        self.data_rng.bit_generator.state = meta["data_rng"]
+        mrandom.set_state(meta["minillm_rng"])
+        self.log(f"resumed from {self.out_dir} at step {self.step}")
+
+    def save(self):
+        if self.rank != 0:
+            return
+        state = self.optimizer.state_dict()
+        arrays = state.pop("arrays")
+        meta = {"config": asdict(self.config), "optimizer": state, "history": self.history,
+                "data_rng": self.data_rng.bit_generator.state, "minillm_rng": mrandom.get_state(),
+                "backend": backends.current().name, "vocab_size": self.tokenizer.vocab_size}
+        checkpoint.save(self.out_dir, self.step, self.model.state_dict(), arrays, meta)
+        self.tokenizer.save(self.out_dir / "tokenizer.json")
+
+    # ---- the loop --------------------------------------------------------------------------
+    def train_step(self):
+        """One optimizer step over grad_accum micro-batches; returns the mean loss."""
+        config = self.config
+        total = 0.0
+        for _ in range(config.grad_accum):
+            x, y = data.batches(self.splits["train"], config.block_size, config.batch_size, self.data_rng)
+            _, loss = self.model(x, y)
+            (loss * (1.0 / config.grad_accum)).backward()
+            total += loss.item() / config.grad_accum
+        if self.comm is not None:
+            self.comm.average_gradients(self.model)
+        if config.grad_clip > 0:
+            clip_grad_norm_(self.model.parameters(), config.grad_clip)
+        self.optimizer.step()
+        self.optimizer.zero_grad()
+        self.schedule.step()
+        self.step += 1
+        return total
+
+    def evaluate(self):
+        losses = estimate_loss(self.model, self.splits, self.config, self.step)
+        entry = {"step": self.step, "train_loss": losses["train"], "val_loss": losses["val"],
+                 "val_perplexity": data.perplexity(losses["val"])}
+        self.history.append(entry)
+        self.log(f"step {self.step}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}, "
+                 f"val perplexity {entry['val_perplexity']:.2f}")
+        return entry
+
+    def run(self):
+        from tqdm import tqdm
+        config = self.config
+        end = min(config.max_iters, config.stop_after) if config.stop_after else config.max_iters
+        tokens_per_step = config.batch_size * config.block_size * config.grad_accum * self.world_size
+        self.log(f"training {config.model} ({self.model.num_parameters():,} parameters) on {config.data}: "
+                 f"{len(self.splits['train']):,} train tokens, vocab {self.tokenizer.vocab_size}, "
+                 f"backend {backends.current().name}")
+        bar = tqdm(total=end - self.step, disable=not config.progress or self.rank != 0, unit="step",
+                   dynamic_ncols=True)
+        start, first_step, loss = time.perf_counter(), self.step, float("nan")
+        while self.step < end:
+            if self.step % config.eval_interval == 0 and (not self.history or self.history[-1]["step"] != self.step):
+                self.evaluate()
+                self.save()
+            loss = self.train_step()
+            elapsed = time.perf_counter() - start
+            bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tokens_per_step * (self.step - first_step) / elapsed:,.0f}")
+            bar.update(1)
+        bar.close()
+        elapsed = time.perf_counter() - start
+        final = self.evaluate() if not self.history or self.history[-1]["step"] != self.step else self.history[-1]
+        self.save()
+        metrics = {"step": self.step, "train_loss": final["train_loss"], "val_loss": final["val_loss"],
+                   "val_perplexity": final["val_perplexity"], "last_batch_loss": loss,
+                   "tokens_per_second": tokens_per_step * (self.step - first_step) / max(elapsed, 1e-9),
+                   "seconds": elapsed, "parameters": self.model.num_parameters(), "backend": backends.current().name}
+        if self.rank == 0:
+            (self.out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+            plot_losses(self.history, self.out_dir / "loss.png", title=f"{config.model} on {config.data}")
+        return metrics
+
+
+def plot_losses(history, path, title=""):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    steps = [h["step"] for h in history]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(steps, [h["train_loss"] for h in history], marker="o", label="train")
+    ax.plot(steps, [h["val_loss"] for h in history], marker="o", label="val")
+    ax.set(xlabel="step", ylabel="cross-entropy (nats/token)", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def train(config, log=print):
+    return Trainer(config, log).run()
+
+
+def load(out_dir):
+    """(model, tokenizer) from a checkpoint directory, ready to generate or train on."""
+    meta, weights, _ = checkpoint.load(out_dir)
+    config = TrainConfig(**{k: v for k, v in meta["config"].items() if k in TrainConfig.__dataclass_fields__})
+    tokenizer = tokenizers.load(Path(out_dir) / "tokenizer.json")
+    model = build_model(config, tokenizer.vocab_size)
+    model.load_state_dict(weights)
+    model.eval()
+    return model, tokenizer
+
+
+def perplexity_of(model, tokenizer, text, block_size, batch_size=16, batches=10, seed=0):
+    """Mean cross-entropy and perplexity of ``model`` on ``text``."""
+    ids = np.asarray(tokenizer.encode(text))
+    rng = np.random.default_rng(seed)
+    model.eval()
+    with no_grad():
+        loss = float(np.mean([model(*data.batches(ids, block_size, batch_size, rng))[1].item()
+                              for _ in range(batches)]))
+    return loss, data.perplexity(loss)
