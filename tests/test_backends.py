@@ -129,6 +129,17 @@ def test_cross_entropy_forward_and_backward(name, data):
     assert close(backend.cross_entropy_backward(xs, ts, lse, dls, -100), ref_grad)
 
 
+@pytest.mark.parametrize("name", AVAILABLE)
+@given(data=st.data())
+def test_gelu_forward_and_backward(name, data):
+    backend = backends.get(name)
+    shape = (data.draw(awkward), data.draw(awkward))
+    x, dy = draw_array(data, shape, scale=3.0), draw_array(data, shape)
+    xs, dys = on(backend, x, dy)
+    assert close(backend.gelu_forward(xs), reference.gelu_forward(x))
+    assert close(backend.gelu_backward(xs, dys), reference.gelu_backward(x, dy))
+
+
 def transformer_block(x, p, n_head):
     """A pre-LN block written with functional ops: x + attn(ln(x)), then x + mlp(ln(x))."""
     b, t, c = x.shape

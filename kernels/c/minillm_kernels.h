@@ -40,6 +40,10 @@ void cross_entropy_forward(const float *logits, const long long *target, float *
 void cross_entropy_backward(const float *logits, const long long *target, const float *lse, const float *dloss,
                             float *dlogits, int rows, int classes, long long ignore_index);
 
+/* ---- GELU, tanh form, elementwise over n values ---------------------------------------------- */
+void gelu_forward(const float *x, float *y, long long n);
+void gelu_backward(const float *x, const float *dy, float *dx, long long n);
+
 /* ---- how the library was built (for `minillm info` and the benchmarks) ---------------------- */
 const char *minillm_build_flags(void);
 int minillm_max_threads(void);

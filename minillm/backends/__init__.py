@@ -18,6 +18,7 @@ PRIMITIVES = (
     "attention_forward", "attention_backward",
     "layernorm_forward", "layernorm_backward",
     "cross_entropy_forward", "cross_entropy_backward",
+    "gelu_forward", "gelu_backward",
 )
 
 KNOWN = {

@@ -162,3 +162,21 @@ def cross_entropy_backward(logits, target, lse, dloss, ignore_index):
     lib.cross_entropy_backward(pointer(logits), pointer(target), pointer(lse), pointer(dloss), pointer(dlogits),
                                rows, classes, int(ignore_index))
     return dlogits
+
+
+def gelu_forward(x):
+    if not _fp32(x):
+        return reference.gelu_forward(x)
+    x = _c(x)
+    y = np.empty_like(x)
+    lib.gelu_forward(pointer(x), pointer(y), x.size)
+    return y
+
+
+def gelu_backward(x, dy):
+    if not _fp32(x, dy):
+        return reference.gelu_backward(x, dy)
+    x, dy = _c(x), _c(dy)
+    dx = np.empty_like(x)
+    lib.gelu_backward(pointer(x), pointer(dy), pointer(dx), x.size)
+    return dx

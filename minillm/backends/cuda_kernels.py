@@ -200,3 +200,23 @@ class CudaKernels:
                         (ELEMENTWISE_THREADS,), logits, target, self._contiguous(lse), self._contiguous(dloss),
                         dlogits, rows, classes, int(ignore_index))
         return dlogits
+
+    # ---- GELU ------------------------------------------------------------------------------------
+    def _elementwise_grid(self, n):
+        return (max(1, min(_blocks(n, ELEMENTWISE_THREADS), 65535)),)
+
+    def gelu_forward(self, x):
+        if not self._fp32(x):
+            return reference.gelu_forward(x)
+        x = self._contiguous(x)
+        y = self.xp.empty_like(x)
+        self.launch("gelu_forward", self._elementwise_grid(x.size), (ELEMENTWISE_THREADS,), x, y, x.size)
+        return y
+
+    def gelu_backward(self, x, dy):
+        if not self._fp32(x, dy):
+            return reference.gelu_backward(x, dy)
+        x, dy = self._contiguous(x), self._contiguous(dy)
+        dx = self.xp.empty_like(x)
+        self.launch("gelu_backward", self._elementwise_grid(x.size), (ELEMENTWISE_THREADS,), x, dy, dx, x.size)
+        return dx

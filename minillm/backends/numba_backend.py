@@ -238,3 +238,40 @@ def layernorm_backward(dy, x, w, mean, rstd):
     db_parts = np.zeros((chunks, x.shape[1]), np.float64)
     _layernorm_backward(np.ascontiguousarray(dy), x, w, mean, rstd, dx, dw_parts, db_parts)
     return dx, dw_parts.sum(0).astype(w.dtype), db_parts.sum(0).astype(w.dtype)
+
+
+SQRT_2_OVER_PI = 0.7978845608028654
+
+
+@njit(**_jit)
+def _gelu_forward(x, y):
+    for i in prange(x.size):
+        v = x[i]
+        y[i] = 0.5 * v * (1.0 + math.tanh(SQRT_2_OVER_PI * v * (1.0 + 0.044715 * v * v)))
+
+
+@njit(**_jit)
+def _gelu_backward(x, dy, dx):
+    for i in prange(x.size):
+        v = x[i]
+        v2 = v * v
+        t = math.tanh(SQRT_2_OVER_PI * v * (1.0 + 0.044715 * v2))
+        dx[i] = dy[i] * (0.5 * (1.0 + t) + 0.5 * v * (1.0 - t * t) * SQRT_2_OVER_PI * (1.0 + 3.0 * 0.044715 * v2))
+
+
+def gelu_forward(x):
+    if x.dtype not in (np.float32, np.float64):
+        return reference.gelu_forward(x)
+    flat = np.ascontiguousarray(x).reshape(-1)
+    y = np.empty_like(flat)
+    _gelu_forward(flat, y)
+    return y.reshape(x.shape)
+
+
+def gelu_backward(x, dy):
+    if x.dtype not in (np.float32, np.float64):
+        return reference.gelu_backward(x, dy)
+    flat = np.ascontiguousarray(x).reshape(-1)
+    dx = np.empty_like(flat)
+    _gelu_backward(flat, np.ascontiguousarray(dy, dtype=x.dtype).reshape(-1), dx)
+    return dx.reshape(x.shape)

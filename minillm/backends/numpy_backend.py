@@ -101,3 +101,21 @@ def cross_entropy_backward(logits, target, lse, dloss, ignore_index):
     grad = xp_.exp(logits - lse[:, None])
     grad[xp_.arange(logits.shape[0]), xp_.where(keep, target, 0)] -= 1
     return (grad * xp_.where(keep, dloss, 0)[:, None]).astype(logits.dtype, copy=False)
+
+
+SQRT_2_OVER_PI = 0.7978845608028654
+
+
+def gelu_forward(x):
+    """GELU, tanh form: 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))). (x·x·x, not x**3:
+    NumPy's pow is many times slower.)"""
+    xp_ = xp_of(x)
+    return (0.5 * x * (1 + xp_.tanh(SQRT_2_OVER_PI * x * (1 + 0.044715 * x * x)))).astype(x.dtype, copy=False)
+
+
+def gelu_backward(x, dy):
+    xp_ = xp_of(x)
+    x2 = x * x
+    t = xp_.tanh(SQRT_2_OVER_PI * x * (1 + 0.044715 * x2))
+    grad = 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * SQRT_2_OVER_PI * (1 + 3 * 0.044715 * x2)
+    return (dy * grad).astype(x.dtype, copy=False)
