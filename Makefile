@@ -1,13 +1,14 @@
 # Two entry points for a fresh clone (python3, pip and a C compiler are all it needs):
 #   make demo   — create .venv, install, run the main job
 #   make test   — create .venv, install with the test extras, run the whole suite:
-#                 the tests, then the C kernels again under AddressSanitizer + UBSan
+#                 the tests (MPI ones included), the C kernels again under ASan + UBSan,
+#                 every lesson in --quick mode, and the benchmarks in --quick mode
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 SOURCES := setup.py pyproject.toml $(wildcard kernels/c/*.c kernels/c/*.h)
 
-.PHONY: demo test sanitize clean
+.PHONY: demo test sanitize lessons bench-quick clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,21 +19,34 @@ $(VENV)/.installed: $(SOURCES) | $(BIN)/python
 	touch $@
 
 $(VENV)/.installed-test: $(SOURCES) | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e ".[test,oracle]"
+	$(BIN)/python -m pip install --quiet -e ".[test,oracle,export,mpi]"
 	touch $@ $(VENV)/.installed
 
 demo: $(VENV)/.installed
 	$(BIN)/python -m minillm demo
 
 test: $(VENV)/.installed-test
-	$(BIN)/python -m pytest -q tests
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q tests
 	$(MAKE) --no-print-directory sanitize
+	$(MAKE) --no-print-directory lessons QUICK=--quick
+	$(MAKE) --no-print-directory bench-quick
 
 # The `c` backend's suite against an ASan + UBSan build of the kernels (built on first use).
 sanitize: $(VENV)/.installed-test
 	MINILLM_C_SANITIZE=1 LD_PRELOAD=$$(gcc -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0 \
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/test_backends.py tests/test_c_backend.py -k "c] or c_backend"
+
+# Every lesson; each exits non-zero if a claim it makes does not hold on this run.
+lessons: $(VENV)/.installed-test
+	@for n in 1 2 3 4 5 6 7; do \
+		echo "=== lesson $$n $(QUICK)"; \
+		PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m minillm lesson $$n $(QUICK) || exit 1; \
+	done
+
+# The benchmarks at small sizes, into a scratch folder, so they never rot (no timing asserts).
+bench-quick: $(VENV)/.installed-test
+	$(BIN)/python -m benchmarks --quick --out $$(mktemp -d)
 
 clean:
 	rm -rf $(VENV) build *.egg-info minillm/_ckernels*.so

@@ -42,6 +42,9 @@ setup(
         "oracle": ["torch==2.13.0"],
         # pick the wheel matching the CUDA runtime: cupy-cuda12x for CUDA 12, cupy-cuda13x for 13
         "gpu": ["cupy-cuda12x"],
+        "export": ["onnx>=1.14", "onnxruntime>=1.16"],
+        # MPI from PyPI: mpich's wheel carries the library and mpiexec, so no system MPI is needed
+        "mpi": ["mpi4py>=4.0", "mpich>=4.1"],
     },
     setup_requires=["cffi>=1.15"],
     cffi_modules=["minillm/backends/c_build.py:ffibuilder"],

@@ -12,8 +12,15 @@ from pathlib import Path
 import numpy as np
 
 
-def median_seconds(fn, inputs, repeats=5, warmup=2, sync=None):
+# Thread pools (numba's, OpenMP's, PyTorch's) spin for a while after their last parallel
+# region; on two cores a spinning pool halves the next library's speed. Each timing series
+# starts after this pause.
+SETTLE_SECONDS = 0.3
+
+
+def median_seconds(fn, inputs, repeats=5, warmup=3, sync=None):
     """Median wall time of ``fn(*inputs[i % len(inputs)])`` over ``repeats`` calls."""
+    time.sleep(SETTLE_SECONDS)
     for i in range(warmup):
         fn(*inputs[i % len(inputs)])
     if sync:
@@ -75,6 +82,14 @@ class GpuPeakMemory:
 
 
 def peak_rss_bytes():
+    """This process's peak resident memory. VmHWM, because Linux carries ru_maxrss over
+    fork and exec: a child would report its parent's peak."""
+    try:
+        for line in open("/proc/self/status"):
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 

@@ -55,7 +55,7 @@ class TorchGPT(nn.Module):
         for block in self.blocks:
             x = block(x)
         logits = self.lm_head(self.ln_f(x))
-        return logits, F.cross_entropy(logits.view(-1, logits.shape[-1]), targets.view(-1))
+        return logits, F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
 
     def load_minillm(self, state):
         """Copy a minillm GPT's state_dict (names map one to one: blocks.0.attn.q_proj.weight …)."""

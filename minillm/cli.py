@@ -5,37 +5,36 @@
     minillm eval   --out_dir=DIR
     minillm demo   the main job: a small GPT on the embedded corpus, losses, plot, a sample
     minillm info   versions, and which backends run here (and why not)
+    minillm compress --out_dir=DIR --report     the compression table for a trained GPT
+    minillm export --out_dir=DIR --onnx=model.onnx
     minillm bench  the benchmarks (python -m benchmarks)
     minillm lesson N [--quick]
 Every command takes --help.
 """
 import platform
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from . import config as cfg
-
-
-def _f(default, help):
-    return field(default=default, metadata={"help": help})
+from .config import option
 
 
 @dataclass
 class SampleConfig:
-    out_dir: str = _f("out", "checkpoint directory written by `minillm train`")
-    start: str = _f("\n", "the prompt (characters outside the vocabulary fall back to their bytes)")
-    max_new_tokens: int = _f(200, "tokens to generate")
-    temperature: float = _f(0.8, "divides the logits; lower is more conservative")
-    top_k: int = _f(0, "sample among the k most likely tokens (0: all)")
-    seed: int = _f(1337, "random seed")
-    num_samples: int = _f(1, "independent samples")
+    out_dir: str = option("out", "checkpoint directory written by `minillm train`")
+    start: str = option("\n", "the prompt (characters outside the vocabulary fall back to their bytes)")
+    max_new_tokens: int = option(200, "tokens to generate")
+    temperature: float = option(0.8, "divides the logits; lower is more conservative")
+    top_k: int = option(0, "sample among the k most likely tokens (0: all)")
+    seed: int = option(1337, "random seed")
+    num_samples: int = option(1, "independent samples")
 
 
 @dataclass
 class EvalConfig:
-    out_dir: str = _f("out", "checkpoint directory written by `minillm train`")
-    eval_iters: int = _f(20, "validation batches")
-    batch_size: int = _f(16, "sequences per batch")
+    out_dir: str = option("out", "checkpoint directory written by `minillm train`")
+    eval_iters: int = option(20, "validation batches")
+    batch_size: int = option(16, "sequences per batch")
 
 
 def info(argv):
@@ -91,6 +90,37 @@ def eval_command(argv):
     print(f"val loss {loss:.4f}, perplexity {ppl:.2f} ({meta['config']['data']}, step {meta['step']})")
 
 
+@dataclass
+class CompressConfig:
+    out_dir: str = option("out", "a trained GPT's checkpoint directory")
+    report: bool = option(True, "print the table (size, tokens/s, perplexity) for every technique")
+    fine_tune_steps: int = option(100, "fine-tuning steps after pruning and factorising")
+    distill_steps: int = option(300, "steps to train the distilled student")
+
+
+@dataclass
+class ExportConfig:
+    out_dir: str = option("out", "a trained GPT's checkpoint directory")
+    onnx: str = option("model.onnx", "where to write the ONNX file")
+
+
+def compress_command(argv):
+    from .compress import compression_table
+    from .compress.report import format_table
+    config = cfg.parse_args(CompressConfig(), argv)
+    rows, goals = compression_table(config.out_dir, config.fine_tune_steps, config.distill_steps)
+    if config.report:
+        print(format_table(rows, goals))
+
+
+def export_command(argv):
+    from .export import export_onnx
+    from .train import load
+    config = cfg.parse_args(ExportConfig(), argv)
+    model, _ = load(config.out_dir)
+    print(f"wrote {export_onnx(model, config.onnx)}")
+
+
 def demo_command(argv):
     from .demo import run
     run(argv)
@@ -110,6 +140,7 @@ def lesson_command(argv):
 
 COMMANDS = {"train": (train_command, "TrainConfig"), "sample": (sample_command, SampleConfig),
             "eval": (eval_command, EvalConfig), "demo": (demo_command, None), "info": (info, None),
+            "compress": (compress_command, CompressConfig), "export": (export_command, ExportConfig),
             "bench": (bench_command, None), "lesson": (lesson_command, None)}
 
 

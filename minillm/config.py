@@ -9,6 +9,11 @@ class ConfigError(ValueError):
     pass
 
 
+def option(default, help):
+    """A dataclass field with its --help text."""
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
 def _parse(field, text):
     kind = field.type if isinstance(field.type, type) else {"int": int, "float": float, "bool": bool,
                                                             "str": str}.get(str(field.type), str)

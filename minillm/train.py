@@ -7,51 +7,48 @@ bit-identically on the same backend, ``loss.png`` and ``metrics.json`` in ``out_
 """
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from . import backends, checkpoint, data, optim, random as mrandom, tokenizers
+from .config import option
 from .nn.utils import clip_grad_norm_
 from .tensor import no_grad
 
 MODELS = ("gpt", "lstm", "seed001")
 
 
-def _f(default, help):
-    return field(default=default, metadata={"help": help})
-
-
 @dataclass
 class TrainConfig:
-    data: str = _f("python-docs", "'python-docs' (the embedded corpus) or a path to a UTF-8 text file")
-    model: str = _f("gpt", "gpt, lstm or seed001 (the 001 document's single-layer model)")
-    out_dir: str = _f("out", "where checkpoints, loss.png and metrics.json go")
-    tokenizer: str = _f("char", "char or bpe")
-    vocab_size: int = _f(512, "BPE vocabulary size (bpe only)")
-    max_iters: int = _f(500, "optimizer steps in all (the schedule's length)")
-    stop_after: int = _f(0, "stop this run after this step (0: run to max_iters); resume goes on")
-    batch_size: int = _f(16, "sequences per micro-batch")
-    block_size: int = _f(64, "context length in tokens")
-    n_layer: int = _f(2, "transformer blocks (gpt) or LSTM layers (lstm)")
-    n_head: int = _f(4, "attention heads")
-    n_embd: int = _f(128, "embedding width")
-    dropout: float = _f(0.0, "dropout probability")
-    variant: str = _f("standard", "LSTM variant for --model=lstm: standard or document")
-    lr: float = _f(3e-3, "peak learning rate")
-    min_lr: float = _f(3e-4, "learning rate at the end of the cosine")
-    warmup_iters: int = _f(50, "linear warm-up steps")
-    weight_decay: float = _f(0.1, "AdamW's decoupled weight decay")
-    grad_clip: float = _f(1.0, "max global gradient norm (0: no clipping)")
-    grad_accum: int = _f(1, "micro-batches per optimizer step")
-    eval_interval: int = _f(100, "evaluate and checkpoint every this many steps")
-    eval_iters: int = _f(10, "batches per evaluation")
-    seed: int = _f(1337, "random seed")
-    backend: str = _f("", "numpy, numba, c, cuda-sim or cupy (default: $MINILLM_BACKEND or numpy)")
-    resume: bool = _f(False, "continue from the checkpoint in out_dir")
-    progress: bool = _f(True, "show a progress bar")
-    ddp: bool = _f(False, "data parallel over MPI ranks (launch with mpiexec)")
+    data: str = option("python-docs", "'python-docs' (the embedded corpus) or a path to a UTF-8 text file")
+    model: str = option("gpt", "gpt, lstm or seed001 (the 001 document's single-layer model)")
+    out_dir: str = option("out", "where checkpoints, loss.png and metrics.json go")
+    tokenizer: str = option("char", "char or bpe")
+    vocab_size: int = option(512, "BPE vocabulary size (bpe only)")
+    max_iters: int = option(500, "optimizer steps in all (the schedule's length)")
+    stop_after: int = option(0, "stop this run after this step (0: run to max_iters); resume goes on")
+    batch_size: int = option(16, "sequences per micro-batch")
+    block_size: int = option(64, "context length in tokens")
+    n_layer: int = option(2, "transformer blocks (gpt) or LSTM layers (lstm)")
+    n_head: int = option(4, "attention heads")
+    n_embd: int = option(128, "embedding width")
+    dropout: float = option(0.0, "dropout probability")
+    variant: str = option("standard", "LSTM variant for --model=lstm: standard or document")
+    lr: float = option(3e-3, "peak learning rate")
+    min_lr: float = option(3e-4, "learning rate at the end of the cosine")
+    warmup_iters: int = option(50, "linear warm-up steps")
+    weight_decay: float = option(0.1, "AdamW's decoupled weight decay")
+    grad_clip: float = option(1.0, "max global gradient norm (0: no clipping)")
+    grad_accum: int = option(1, "micro-batches per optimizer step")
+    eval_interval: int = option(100, "evaluate and checkpoint every this many steps")
+    eval_iters: int = option(10, "batches per evaluation")
+    seed: int = option(1337, "random seed")
+    backend: str = option("", "numpy, numba, c, cuda-sim or cupy (default: $MINILLM_BACKEND or numpy)")
+    resume: bool = option(False, "continue from the checkpoint in out_dir")
+    progress: bool = option(True, "show a progress bar")
+    ddp: bool = option(False, "data parallel over MPI ranks (launch with mpiexec)")
 
     def validate(self):
         checks = [(self.model in MODELS, f"model must be one of {', '.join(MODELS)}; got {self.model!r}"),
@@ -176,6 +173,7 @@ class Trainer:
         self.optimizer.zero_grad()
         self.schedule.step()
         self.step += 1
+        self.model.trained_steps = self.step
         return total
 
     def evaluate(self):
@@ -247,6 +245,7 @@ def load(out_dir):
     tokenizer = tokenizers.load(Path(out_dir) / "tokenizer.json")
     model = build_model(config, tokenizer.vocab_size)
     model.load_state_dict(weights)
+    model.trained_steps = meta["step"]
     model.eval()
     return model, tokenizer
 

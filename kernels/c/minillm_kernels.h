@@ -44,6 +44,9 @@ void cross_entropy_backward(const float *logits, const long long *target, const 
 void gelu_forward(const float *x, float *y, long long n);
 void gelu_backward(const float *x, const float *dy, float *dx, long long n);
 
+/* ---- int8 · int8ᵀ → int32: C (M×N) = A (M×K) · B (N×K)ᵀ, for quantised linear layers ---------- */
+void matmul_int8(const signed char *A, const signed char *B, int *C, int M, int N, int K);
+
 /* ---- how the library was built (for `minillm info` and the benchmarks) ---------------------- */
 const char *minillm_build_flags(void);
 int minillm_max_threads(void);

@@ -19,6 +19,7 @@ PRIMITIVES = (
     "layernorm_forward", "layernorm_backward",
     "cross_entropy_forward", "cross_entropy_backward",
     "gelu_forward", "gelu_backward",
+    "matmul_int8",
 )
 
 KNOWN = {
@@ -135,3 +136,16 @@ def scatter_add(target, index, values):
         import cupyx
         cupyx.scatter_add(target, index, values)
     return target
+
+
+def batched_operand(a, batch):
+    """(3-D array, batch stride in elements) for a matmul operand broadcast to the leading
+    ``batch`` dims: a 2-D operand is shared by every batch (stride 0), a full 3-D one is
+    used as it is, anything else becomes a contiguous copy."""
+    if a.ndim == 2:
+        return a, 0
+    if a.shape[:-2] == batch and a.ndim == 3:
+        return a, a.strides[0] // a.itemsize
+    xp = xp_of(a)
+    flat = xp.ascontiguousarray(xp.broadcast_to(a, batch + a.shape[-2:])).reshape((-1,) + a.shape[-2:])
+    return flat, flat.strides[0] // flat.itemsize

@@ -10,7 +10,7 @@ import os
 
 import numpy as np
 
-from . import BackendUnavailable
+from . import BackendUnavailable, batched_operand
 from . import numpy_backend as reference
 
 xp = np
@@ -37,8 +37,9 @@ build_flags = ffi.string(lib.minillm_build_flags()).decode()
 
 
 def pointer(array):
-    """A C pointer to a NumPy array's data (float* or long long*, by dtype)."""
-    ctype = {np.dtype(np.float32): "float *", np.dtype(np.int64): "long long *"}[array.dtype]
+    """A C pointer to a NumPy array's data, typed by its dtype."""
+    ctype = {np.dtype(np.float32): "float *", np.dtype(np.int64): "long long *", np.dtype(np.int32): "int *",
+             np.dtype(np.int8): "signed char *"}[array.dtype]
     return ffi.cast(ctype, array.ctypes.data)
 
 
@@ -48,16 +49,6 @@ def _fp32(*arrays):
 
 def _c(array):
     return np.ascontiguousarray(array)
-
-
-def _batched(a, batch):
-    """(array, batch stride) for ``a`` broadcast to ``batch``: 2-D operands get stride 0."""
-    if a.ndim == 2:
-        return a, 0
-    if a.shape[:-2] == batch and a.ndim == 3:
-        return a, a.strides[0] // a.itemsize
-    flat = np.ascontiguousarray(np.broadcast_to(a, batch + a.shape[-2:])).reshape((-1,) + a.shape[-2:])
-    return flat, flat.strides[0] // flat.itemsize
 
 
 def matmul(a, b, trans_a=False, trans_b=False, threads=0):
@@ -71,8 +62,8 @@ def matmul(a, b, trans_a=False, trans_b=False, threads=0):
     batches = int(np.prod(batch, dtype=np.int64))
     out = np.empty((batches, m, n), np.float32)
     if out.size:
-        a3, sab = _batched(op_a, batch)
-        b3, sbb = _batched(op_b, batch)
+        a3, sab = batched_operand(op_a, batch)
+        b3, sbb = batched_operand(op_b, batch)
         sam, sak = (s // 4 for s in a3.strides[-2:])
         sbk, sbn = (s // 4 for s in b3.strides[-2:])
         lib.sgemm_strided(pointer(a3), pointer(b3), pointer(out), batches, m, n, k, sab, sam, sak, sbb, sbk, sbn,
@@ -180,3 +171,10 @@ def gelu_backward(x, dy):
     dx = np.empty_like(x)
     lib.gelu_backward(pointer(x), pointer(dy), pointer(dx), x.size)
     return dx
+
+
+def matmul_int8(a, b):
+    a, b = _c(a.astype(np.int8, copy=False)), _c(b.astype(np.int8, copy=False))
+    out = np.empty((a.shape[0], b.shape[0]), np.int32)
+    lib.matmul_int8(pointer(a), pointer(b), pointer(out), a.shape[0], b.shape[0], a.shape[1])
+    return out

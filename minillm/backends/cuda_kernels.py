@@ -7,7 +7,7 @@ composite, as does attention with a head size above the kernels' HEAD_DIM_MAX.
 """
 import numpy as np
 
-from . import numpy_backend as reference
+from . import batched_operand, numpy_backend as reference
 
 GEMM_BLOCK, GEMM_THREADS = 128, 256   # BM = BN and (BM/TM)·(BN/TN) in sgemm.cu
 ATTN_THREADS, HEAD_DIM_MAX = 64, 128  # attention.cu
@@ -72,17 +72,6 @@ class CudaKernels:
             raise ValueError(f"sgemm_numbered: unknown version {version!r}; versions: {', '.join(self.SGEMM_VERSIONS)}")
         return c
 
-    def _batched_view(self, a, batch):
-        """(array, batch stride in elements) for ``a`` broadcast to ``batch`` leading dims."""
-        xp = self.xp
-        if a.ndim == 2:
-            return a, 0
-        full = xp.broadcast_to(a, batch + a.shape[-2:])
-        if a.shape[:-2] == batch and a.ndim == 3:
-            return a, a.strides[0] // a.itemsize
-        flat = xp.ascontiguousarray(full).reshape((-1,) + a.shape[-2:])
-        return flat, flat.strides[0] // flat.itemsize
-
     def matmul(self, a, b, trans_a=False, trans_b=False):
         if not self._fp32(a, b):
             return reference.matmul(a, b, trans_a, trans_b)
@@ -97,8 +86,8 @@ class CudaKernels:
         if m == 0 or n == 0 or batches == 0:
             return out.reshape(batch + (m, n))
         grid = (_blocks(n, GEMM_BLOCK), _blocks(m, GEMM_BLOCK), batches)
-        a3, sab = self._batched_view(op_a, batch)
-        b3, sbb = self._batched_view(op_b, batch)
+        a3, sab = batched_operand(op_a, batch)
+        b3, sbb = batched_operand(op_b, batch)
         vectorizable = (k % 4 == 0 and n % 4 == 0 and a3.flags.c_contiguous and b3.flags.c_contiguous
                         and (batches == 1 or (sab == m * k and sbb == k * n))
                         and _address(a3) % 16 == 0 and _address(b3) % 16 == 0)

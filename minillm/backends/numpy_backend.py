@@ -119,3 +119,9 @@ def gelu_backward(x, dy):
     t = xp_.tanh(SQRT_2_OVER_PI * x * (1 + 0.044715 * x2))
     grad = 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * SQRT_2_OVER_PI * (1 + 3 * 0.044715 * x2)
     return (dy * grad).astype(x.dtype, copy=False)
+
+
+def matmul_int8(a, b):
+    """(M, K) int8 · (N, K)ᵀ int8 → (M, N) int32, accumulating exactly in 32 bits."""
+    xp_ = xp_of(a)
+    return xp_.matmul(a.astype(xp_.int32), b.astype(xp_.int32).T)

@@ -30,7 +30,11 @@ class MultiHeadAttention(Module):
     """softmax(Q Kᵀ / √d_k) V in ``num_heads`` heads of size d_k = embed_dim / num_heads.
 
     Self-attention when ``key``/``value`` are omitted, cross-attention (a decoder attending
-    to an encoder) otherwise. ``key_padding_mask`` (B, Tk) is True at padding positions."""
+    to an encoder) otherwise. ``key_padding_mask`` (B, Tk) is True at padding positions.
+    Set ``record_weights = True`` to keep the last (B, nh, Tq, Tk) attention probabilities
+    in ``last_weights`` (for pictures; it costs a second, unfused computation)."""
+
+    record_weights = False
 
     def __init__(self, embed_dim, num_heads, bias=True, dropout=0.0):
         super().__init__()
@@ -46,8 +50,7 @@ class MultiHeadAttention(Module):
         b, t, c = x.shape
         return x.reshape(b, t, self.num_heads, c // self.num_heads).transpose(1, 2)  # (B, nh, T, hs)
 
-    def forward(self, query, key=None, value=None, key_padding_mask=None, is_causal=False, cache=None,
-                need_weights=False):
+    def forward(self, query, key=None, value=None, key_padding_mask=None, is_causal=False, cache=None):
         key = query if key is None else key
         value = key if value is None else value
         b, t, c = query.shape
@@ -62,7 +65,7 @@ class MultiHeadAttention(Module):
                                bool)
             mask = keep[:, None, None, :]  # (B, 1, 1, Tk)
         dropout = self.dropout if self.training else 0.0
-        if need_weights:
+        if self.record_weights:
             self.last_weights = _attention_weights(q, k, mask, is_causal)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal, dropout_p=dropout)
         y = y.transpose(1, 2).reshape(b, t, c)  # (B, T, C): heads side by side again

@@ -1,0 +1,82 @@
+"""python -m benchmarks [--quick] [--backend B …] [--op OP …] [--sizes N …] [--out DIR] [--report]
+
+Runs the CPU benchmarks on every available CPU backend (numpy, numba, c; cuda-sim is a
+correctness harness, not a speed target), the NumPy composite and PyTorch when it is
+installed. Writes ``<out>/cpu-<machine>-<date>.json``, PNG plots next to it, and prints
+Markdown tables; ``--report`` regenerates benchmarks/RESULTS.md from the JSON files.
+The GPU benchmarks are ``python -m benchmarks.cuda_bench`` (on a machine with CUDA).
+"""
+import argparse
+import re
+import time
+
+from minillm import backends
+
+from . import end_to_end, kernels, plots, report
+from .timing import machine_info, write_json
+
+OPS = ("matmul", "versions", "attention", "layernorm", "train_step", "generation", "numba_startup")
+CPU_BACKENDS = ("numpy", "numba", "c")
+
+FULL = dict(sizes=[128, 256, 512, 1024, 2048, 4096], gpt_shapes=[(2048, 256, 768), (2048, 256, 1024),
+                                                                  (2048, 1024, 256), (256, 2048, 1024)],
+            version_sizes=[256, 512, 1024, 2048], lengths=[128, 256, 512, 1024, 2048, 4096],
+            ln_shapes=[(2048, 256), (8192, 768), (16384, 1024), (4096, 4096)], configs=["base", "large"],
+            contexts=[16, 64, 128, 256, 512], repeats=5, steps=5, new_tokens=16)
+QUICK = dict(sizes=[128, 256, 512], gpt_shapes=[(2048, 256, 768)], version_sizes=[128, 256],
+             lengths=[128, 256], ln_shapes=[(2048, 256)], configs=["tiny"], contexts=[16, 64], repeats=3,
+             steps=3, new_tokens=8)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small sizes: about a minute on 2 cores")
+    parser.add_argument("--backend", nargs="*", help=f"subset of {', '.join(CPU_BACKENDS)}")
+    parser.add_argument("--op", nargs="*", choices=OPS, help="subset of the benchmarks")
+    parser.add_argument("--sizes", nargs="*", type=int, help="square matmul sizes / attention lengths")
+    parser.add_argument("--out", default="benchmarks/results", help="folder for the JSON and PNG files")
+    parser.add_argument("--report", action="store_true", help="rewrite benchmarks/RESULTS.md afterwards")
+    args = parser.parse_args(argv)
+
+    plan = dict(QUICK if args.quick else FULL)
+    if args.sizes:
+        plan.update(sizes=args.sizes, lengths=args.sizes, version_sizes=args.sizes)
+    available = backends.available()
+    names = [b for b in (args.backend or CPU_BACKENDS) if b in available]
+    skipped = [b for b in (args.backend or CPU_BACKENDS) if b not in available]
+    ops = args.op or OPS
+    kernel_names = [b for b in names if b != "numpy"]  # numpy's kernels are the composite columns
+    info = machine_info()
+    print(f"machine: {info['cpu']}, {info['cores']} cores, BLAS {info['blas']}; backends {', '.join(names)}"
+          + (f" (unavailable here: {', '.join(skipped)})" if skipped else ""))
+    results = {"machine": info, "quick": args.quick, "backends": kernel_names}
+    started = time.perf_counter()
+    steps = {
+        "matmul": lambda: kernels.matmul(kernel_names, plan["sizes"], plan["gpt_shapes"], plan["repeats"], print),
+        "versions": lambda: kernels.matmul_versions(plan["version_sizes"], plan["repeats"], print)
+        if "c" in available else [],
+        "attention": lambda: kernels.attention(kernel_names, plan["lengths"], plan["repeats"], print),
+        "layernorm": lambda: kernels.layernorm(kernel_names, plan["ln_shapes"], plan["repeats"], print),
+        "train_step": lambda: end_to_end.train_step(names, plan["configs"], plan["steps"], print),
+        "generation": lambda: end_to_end.generation(plan["contexts"], plan["new_tokens"], print,
+                                                    backend="c" if "c" in names else "numpy"),
+        "numba_startup": lambda: end_to_end.numba_startup(print) if "numba" in names else {},
+    }
+    for op in OPS:
+        if op in ops:
+            print(f"\n## {op}")
+            results[op] = steps[op]()
+    results["seconds"] = time.perf_counter() - started
+    slug = re.sub(r"[^a-z0-9]+", "-", info["cpu"].lower()).strip("-")
+    stem = f"cpu-{slug}-{info['date']}" + ("-quick" if args.quick else "")
+    path = write_json(results, args.out, stem)
+    images = plots.draw(results, args.out, stem)
+    print(f"\nwrote {path} and {', '.join(str(i) for i in images)} in {results['seconds']:.0f} s\n")
+    print(report.cpu_tables(results))
+    if args.report:
+        print(f"rewrote {report.write_results_md()}")
+
+
+if __name__ == "__main__":
+    main()

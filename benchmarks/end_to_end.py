@@ -1,0 +1,148 @@
+"""End to end: a GPT training step per backend against the same model in PyTorch (each in
+a fresh process, so peak RSS is the step's own), generation with and without the KV
+cache as the context grows, and Numba's compile and cached start-up times.
+
+    python -m benchmarks.end_to_end step --backend=c --config=base   (prints one JSON line)
+"""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+from .timing import median_seconds, peak_rss_bytes
+
+CONFIGS = {
+    "base": dict(vocab_size=96, block_size=128, n_layer=4, n_head=4, n_embd=256, batch=16),
+    "large": dict(vocab_size=96, block_size=256, n_layer=6, n_head=6, n_embd=384, batch=16),
+    "tiny": dict(vocab_size=96, block_size=64, n_layer=2, n_head=4, n_embd=128, batch=8),
+}
+
+
+def _step_in_this_process(backend, config_name, steps):
+    """ms/step and peak RSS of forward + backward + AdamW on ``backend`` ('torch' = peer)."""
+    c = CONFIGS[config_name]
+    rng = np.random.default_rng(0)
+    batches = [rng.integers(0, c["vocab_size"], (c["batch"], c["block_size"] + 1)) for _ in range(3)]
+    if backend == "torch":
+        import torch
+
+        from .torch_gpt import TorchGPT
+        torch.manual_seed(0)
+        model = TorchGPT(c["vocab_size"], c["block_size"], c["n_layer"], c["n_head"], c["n_embd"])
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+
+        def step(idx):
+            idx = torch.from_numpy(idx)
+            _, loss = model(idx[:, :-1], idx[:, 1:])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            return loss.item()
+    else:
+        import minillm
+        from minillm import optim
+        from minillm.models import GPT, GPTConfig
+        minillm.set_backend(backend)
+        minillm.manual_seed(0)
+        model = GPT(GPTConfig(c["vocab_size"], c["block_size"], c["n_layer"], c["n_head"], c["n_embd"]))
+        opt = optim.AdamW(model.parameters(), lr=1e-3)
+
+        def step(idx):
+            _, loss = model(idx[:, :-1], idx[:, 1:])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            return loss.item()
+
+    seconds = median_seconds(step, [(b,) for b in batches], repeats=steps, warmup=2)
+    tokens = c["batch"] * c["block_size"]
+    return {"backend": backend, "config": config_name, "ms_per_step": seconds * 1e3,
+            "tokens_per_s": tokens / seconds, "peak_rss_mb": peak_rss_bytes() / 2 ** 20}
+
+
+def train_step(names, config_names, steps, log):
+    """One subprocess per (backend, config); ratios against torch from the same run."""
+    rows = []
+    for config_name in config_names:
+        results = {}
+        for backend in list(names) + (["torch"] if _has_torch() else []):
+            command = [sys.executable, "-m", "benchmarks.end_to_end", "step", f"--backend={backend}",
+                       f"--config={config_name}", f"--steps={steps}"]
+            done = subprocess.run(command, capture_output=True, text=True, cwd=_root())
+            if done.returncode != 0:
+                log(f"  {backend}/{config_name} failed: {done.stderr.strip().splitlines()[-1:]}")
+                continue
+            results[backend] = json.loads(done.stdout.strip().splitlines()[-1])
+        for backend, r in results.items():
+            if "torch" in results and backend != "torch":
+                r["time_vs_torch"] = r["ms_per_step"] / results["torch"]["ms_per_step"]
+                r["rss_vs_torch"] = r["peak_rss_mb"] / results["torch"]["peak_rss_mb"]
+            r["config_detail"] = CONFIGS[config_name]
+            log("  " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                 for k, v in r.items() if k != "config_detail"))
+            rows.append(r)
+    return rows
+
+
+def generation(contexts, new_tokens, log, backend="numpy"):
+    """Milliseconds per generated token with and without the KV cache, starting from
+    prompts of growing length: with the cache the cost per token stays nearly flat."""
+    import minillm
+    from minillm.models import GPT, GPTConfig
+    rows = []
+    with minillm.use_backend(backend):
+        minillm.manual_seed(0)
+        block = max(contexts) + new_tokens
+        model = GPT(GPTConfig(96, block, 4, 4, 256))
+        for context in contexts:
+            prompt = np.random.default_rng(context).integers(0, 96, (1, context))
+            row = {"context": context, "backend": backend}
+            for use_cache in (True, False):
+                model.generate(prompt, 2, use_cache=use_cache)  # warm-up
+                start = time.perf_counter()
+                model.generate(prompt, new_tokens, use_cache=use_cache)
+                row["cached_ms_per_token" if use_cache else "uncached_ms_per_token"] = \
+                    (time.perf_counter() - start) / new_tokens * 1e3
+            row["cache_speedup"] = row["uncached_ms_per_token"] / row["cached_ms_per_token"]
+            log(f"  context {context}: {row['cached_ms_per_token']:.2f} ms/token with the cache, "
+                f"{row['uncached_ms_per_token']:.2f} without")
+            rows.append(row)
+    return rows
+
+
+def numba_startup(log):
+    """Seconds to first result of a fresh process on the numba backend: with an empty JIT
+    cache (compilation) and again with the cache filled."""
+    script = ("import time; t=time.perf_counter(); import numpy as np, minillm; "
+              "from minillm.backends import numba_backend as nb; x=np.ones((64,64),np.float32); "
+              "nb.matmul(x,x); q=np.ones((2,16,16),np.float32); o,l=nb.attention_forward(q,q,q,True,0.25); "
+              "nb.attention_backward(q,q,q,o,l,q,True,0.25); y,m,r=nb.layernorm_forward(x,x[0],x[0],1e-5); "
+              "nb.layernorm_backward(x,x,x[0],m,r); print(time.perf_counter()-t)")
+    with tempfile.TemporaryDirectory() as cache:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+        times = [float(subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
+                                      cwd=_root()).stdout.strip() or "nan") for _ in range(2)]
+    row = {"first_call_s": times[0], "cached_startup_s": times[1]}
+    log(f"  numba: {times[0]:.1f} s to first result with an empty cache, {times[1]:.1f} s with it filled")
+    return row
+
+
+def _has_torch():
+    try:
+        import torch  # noqa: F401
+        return True
+    except ImportError:
+        return False
+
+
+def _root():
+    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+if __name__ == "__main__":
+    args = dict(a[2:].split("=", 1) for a in sys.argv[2:])
+    print(json.dumps(_step_in_this_process(args["backend"], args.get("config", "base"), int(args.get("steps", 5)))))

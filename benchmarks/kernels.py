@@ -1,0 +1,159 @@
+"""CPU microbenchmarks of the hot primitives on every backend, against the NumPy
+composite (OpenBLAS for matmul), the machine's copy bandwidth and, when installed,
+PyTorch. Every ratio compares numbers taken in the same run."""
+import math
+import tracemalloc
+
+import numpy as np
+
+from minillm import backends
+from minillm.backends import numpy_backend as reference
+
+from .timing import median_seconds
+
+
+def _torch():
+    try:
+        import torch
+        return torch
+    except ImportError:
+        return None
+
+
+def _timed(fn, inputs, repeats, heavy):
+    """median_seconds, with fewer calls for cases that take seconds each."""
+    return median_seconds(fn, inputs, 2 if heavy else repeats, warmup=1 if heavy else 3)
+
+
+def _inputs(shapes, copies, seed):
+    """``copies`` independent sets of float32 arrays, rotated between calls so a result
+    never comes from data the previous call left in cache."""
+    rng = np.random.default_rng(seed)
+    return [tuple(rng.standard_normal(s).astype(np.float32) for s in shapes) for _ in range(copies)]
+
+
+def matmul(names, sizes, shapes, repeats, log):
+    """GFLOP/s of C = A·B for square sizes and the GPT training shapes (M, K, N)."""
+    torch = _torch()
+    rows = []
+    cases = [(n, n, n) for n in sizes] + list(shapes)
+    for m, k, n in cases:
+        inputs = _inputs([(m, k), (k, n)], 3, m + k + n)
+        gflop = 2.0 * m * k * n / 1e9
+        row = {"shape": f"{m}x{k}x{n}", "M": m, "K": k, "N": n}
+        heavy = gflop > 20
+        row["openblas_gflops"] = gflop / _timed(np.matmul, inputs, repeats, heavy)
+        if torch is not None:
+            t_inputs = [tuple(torch.from_numpy(a) for a in pair) for pair in inputs]
+            row["torch_gflops"] = gflop / _timed(torch.matmul, t_inputs, repeats, heavy)
+        for name in names:
+            kernel = backends.get(name).matmul
+            row[f"{name}_gflops"] = gflop / _timed(kernel, inputs, repeats, heavy)
+            row[f"{name}_vs_openblas"] = row[f"{name}_gflops"] / row["openblas_gflops"]
+        log(_fmt(row))
+        rows.append(row)
+    return rows
+
+
+def matmul_versions(sizes, repeats, log):
+    """Every numbered C version (lesson 02's steps) and numba, against OpenBLAS."""
+    from minillm.backends import c_backend
+    rows = []
+    for n in sizes:
+        inputs = _inputs([(n, n), (n, n)], 2, n)
+        gflop = 2.0 * n ** 3 / 1e9
+        row = {"n": n, "openblas_gflops": gflop / median_seconds(np.matmul, inputs, repeats)}
+        for version in c_backend.NUMBERED:
+            if version == "matmul_v1_naive" and n > 512:
+                continue  # minutes per call at 1024 and beyond; the trend is set by then
+            row[f"{version}_gflops"] = gflop / _timed(
+                lambda a, b, v=version: c_backend.matmul_numbered(v, a, b), inputs, repeats, gflop > 4)
+        log(_fmt(row))
+        rows.append(row)
+    return rows
+
+
+def _peak_bytes(fn, *args):
+    tracemalloc.start()
+    fn(*args)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return peak
+
+
+def attention(names, lengths, repeats, log, heads=32, d=64):
+    """Causal attention forward + backward over (B·H = 32, T, d = 64): time, and the peak
+    of NumPy allocations (tracemalloc) — O(T²) for the composite, O(T·d) when fused."""
+    torch = _torch()
+    rows = []
+    scale = 1 / math.sqrt(d)
+    for t in lengths:
+        inputs = _inputs([(heads, t, d)] * 4, 2, t)
+        row = {"T": t, "BH": heads, "d": d}
+
+        def step(impl):
+            def run(q, k, v, do):
+                out, lse = impl.attention_forward(q, k, v, True, scale)
+                impl.attention_backward(q, k, v, out, lse, do, True, scale)
+            return run
+
+        for label, impl in [("composite", reference)] + [(n, backends.get(n)) for n in names]:
+            row[f"{label}_ms"] = _timed(step(impl), inputs, repeats, t >= 2048) * 1e3
+            row[f"{label}_peak_mb"] = _peak_bytes(step(impl), *inputs[0]) / 2 ** 20
+        if torch is not None:
+            def torch_step(q, k, v, do):
+                q, k, v = (torch.from_numpy(a).requires_grad_() for a in (q, k, v))
+                out = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+                out.backward(torch.from_numpy(do))
+            row["torch_ms"] = _timed(torch_step, inputs, repeats, t >= 2048) * 1e3
+        for name in names:
+            row[f"{name}_speedup"] = row["composite_ms"] / row[f"{name}_ms"]
+        log(_fmt(row))
+        rows.append(row)
+    return rows
+
+
+def copy_bandwidth(nbytes, repeats):
+    """GB/s of a copy of ``nbytes`` (bytes read + bytes written), the memory roof."""
+    src = np.ones(nbytes // 4, np.float32)
+    dst = np.empty_like(src)
+    return 2 * nbytes / median_seconds(lambda a, b: np.copyto(b, a), [(src, dst)], repeats) / 1e9
+
+
+def layernorm(names, shapes, repeats, log):
+    """Forward + backward, as GB/s of the bytes they must move (forward reads x and
+    writes y; backward reads dy and x and writes dx), against a copy of the same bytes."""
+    torch = _torch()
+    rows = []
+    for r, d in shapes:
+        inputs = _inputs([(r, d), (d,), (d,), (r, d)], 2, r + d)
+        nbytes = r * d * 4
+        moved = 5 * nbytes  # x, y forward; dy, x, dx backward
+        row = {"rows": r, "d": d, "copy_GBs": copy_bandwidth(nbytes, repeats)}
+
+        def step(impl):
+            def run(x, w, b, dy):
+                y, mean, rstd = impl.layernorm_forward(x, w, b, 1e-5)
+                impl.layernorm_backward(dy, x, w, mean, rstd)
+            return run
+
+        for label, impl in [("composite", reference)] + [(n, backends.get(n)) for n in names]:
+            seconds = median_seconds(step(impl), inputs, repeats)
+            row[f"{label}_ms"] = seconds * 1e3
+            row[f"{label}_GBs"] = moved / seconds / 1e9
+            row[f"{label}_vs_copy"] = row[f"{label}_GBs"] / row["copy_GBs"]
+        if torch is not None:
+            def torch_step(x, w, b, dy):
+                x = torch.from_numpy(x).requires_grad_()
+                y = torch.nn.functional.layer_norm(x, (d,), torch.from_numpy(w), torch.from_numpy(b))
+                y.backward(torch.from_numpy(dy))
+            row["torch_ms"] = median_seconds(torch_step, inputs, repeats) * 1e3
+        for name in names:
+            row[f"{name}_speedup"] = row["composite_ms"] / row[f"{name}_ms"]
+        log(_fmt(row))
+        rows.append(row)
+    return rows
+
+
+def _fmt(row):
+    return "  " + ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items())

@@ -1,0 +1,128 @@
+"""Markdown from benchmark JSON, and benchmarks/RESULTS.md from the newest full runs.
+RESULTS.md holds nothing but what these functions read out of the JSON files."""
+import json
+from pathlib import Path
+
+HERE = Path(__file__).parent
+RESULTS = HERE / "results"
+
+
+def _table(header, rows):
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _cell(value):
+    if isinstance(value, float):
+        return f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
+    return "—" if value is None else str(value)
+
+
+def cpu_tables(results):
+    names = results["backends"]
+    out = []
+    if results.get("matmul"):
+        header = ["shape (M×K×N)", "OpenBLAS GFLOP/s"] + (["PyTorch"] if "torch_gflops" in results["matmul"][0] else [])
+        header += [f"{n} GFLOP/s (× OpenBLAS)" for n in names]
+        rows = [[r["shape"], r["openblas_gflops"]] + ([r["torch_gflops"]] if "torch_gflops" in r else [])
+                + [f"{r[f'{n}_gflops']:.3g} ({r[f'{n}_vs_openblas']:.2f}×)" for n in names]
+                for r in results["matmul"]]
+        out.append("### matmul (float32)\n\n" + _table(header, rows))
+    if results.get("versions"):
+        versions = [k[:-7] for k in results["versions"][0] if k.startswith("matmul_v")]
+        header = ["n", "OpenBLAS"] + [v.replace("matmul_", "") for v in versions]
+        rows = [[r["n"], r["openblas_gflops"]] + [r.get(f"{v}_gflops") for v in versions] for r in results["versions"]]
+        out.append("### the C matmul, step by step (GFLOP/s)\n\n" + _table(header, rows))
+    if results.get("attention"):
+        labels = ["composite"] + names
+        header = ["T"] + [f"{l} ms" for l in labels] + [f"{l} peak MB" for l in labels]
+        header += (["PyTorch ms"] if "torch_ms" in results["attention"][0] else [])
+        rows = [[r["T"]] + [r[f"{l}_ms"] for l in labels] + [r[f"{l}_peak_mb"] for l in labels]
+                + ([r["torch_ms"]] if "torch_ms" in r else []) for r in results["attention"]]
+        out.append("### causal attention forward + backward (B·H = 32, d = 64)\n\n" + _table(header, rows))
+    if results.get("layernorm"):
+        labels = ["composite"] + names
+        header = ["rows × d", "copy GB/s"] + [f"{l} GB/s (× copy)" for l in labels]
+        rows = [[f"{r['rows']}×{r['d']}", r["copy_GBs"]] + [f"{r[f'{l}_GBs']:.3g} ({r[f'{l}_vs_copy']:.2f}×)"
+                                                             for l in labels] for r in results["layernorm"]]
+        out.append("### layer norm forward + backward\n\n" + _table(header, rows))
+    if results.get("train_step"):
+        header = ["config", "backend", "ms/step", "tokens/s", "peak RSS MB", "time × torch", "RSS × torch"]
+        rows = [[r["config"], r["backend"], r["ms_per_step"], r["tokens_per_s"], r["peak_rss_mb"],
+                 r.get("time_vs_torch"), r.get("rss_vs_torch")] for r in results["train_step"]]
+        out.append("### GPT training step (forward, backward, AdamW)\n\n" + _table(header, rows))
+    if results.get("generation"):
+        header = ["context", "ms/token with KV cache", "ms/token without", "speed-up"]
+        rows = [[r["context"], r["cached_ms_per_token"], r["uncached_ms_per_token"], r["cache_speedup"]]
+                for r in results["generation"]]
+        out.append(f"### generation ({results['generation'][0]['backend']} backend)\n\n" + _table(header, rows))
+    if results.get("numba_startup"):
+        r = results["numba_startup"]
+        out.append(f"numba start-up: {r['first_call_s']:.1f} s to first result with an empty JIT cache, "
+                   f"{r['cached_startup_s']:.1f} s with the cache filled.")
+    return "\n\n".join(out)
+
+
+def gpu_tables(results):
+    out = []
+    versions = [k[:-7] for k in results["sgemm"][0] if k.startswith("sgemm_v") and k.endswith("_tflops")]
+    header = ["n", "cuBLAS TFLOP/s"] + [v.replace("sgemm_", "") + " (× cuBLAS)" for v in versions]
+    rows = [[r["n"], r["cublas_tflops"]] + [f"{r[f'{v}_tflops']:.3g} ({r[f'{v}_vs_cublas']:.2f}×)"
+                                            if f"{v}_tflops" in r else None for v in versions] for r in results["sgemm"]]
+    out.append("### SGEMM, numbered versions against cuBLAS\n\n" + _table(header, rows))
+    header = ["T", "fused ms", "composite ms", "speed-up", "fused peak MB", "composite peak MB"]
+    rows = [[r["T"], r["fused_ms"], r["composite_ms"], r["speedup"], r["fused_peak_mb"], r["composite_peak_mb"]]
+            for r in results["attention"]]
+    out.append("### flash attention forward + backward vs the CuPy composite (B·H = 32, d = 64, causal)\n\n"
+               + _table(header, rows))
+    header = ["rows × d", "copy GB/s", "forward GB/s (× copy)", "backward GB/s (× copy)"]
+    rows = [[f"{r['rows']}×{r['d']}", r["copy_GBs"], f"{r['forward_GBs']:.4g} ({r['forward_vs_copy']:.2f}×)",
+             f"{r['backward_GBs']:.4g} ({r['backward_vs_copy']:.2f}×)"] for r in results["layernorm"]]
+    out.append("### layer norm vs device-copy bandwidth\n\n" + _table(header, rows))
+    g = results["gpt_step"]
+    out.append(f"### GPT training step ({g['config']})\n\ncupy {g['cupy_ms']:.1f} ms/step "
+               f"({g['cupy_tokens_per_s']:,.0f} tokens/s) vs the numpy backend on the host "
+               f"{g['numpy_ms']:.0f} ms/step: {g['speedup']:.0f}× faster.")
+    return "\n\n".join(out)
+
+
+def _newest(pattern):
+    files = sorted(RESULTS.glob(pattern), key=lambda p: json.loads(p.read_text())["machine"]["date"])
+    files = [f for f in files if not f.stem.endswith("-quick")]
+    return files[-1] if files else None
+
+
+def write_results_md():
+    parts = ["# Benchmark results\n",
+             "Every number below was produced by a script in `benchmarks/` and is read out of the JSON file "
+             "named with it (regenerate with `python -m benchmarks --report`). Medians of repeats after "
+             "warm-up; ratios come from the same run.\n"]
+    cpu = _newest("cpu-*.json")
+    if cpu:
+        results = json.loads(cpu.read_text())
+        m = results["machine"]
+        parts.append(f"## CPU — {m['cpu']}, {m['cores']} cores ({m['date']}, commit {m['commit']})\n\n"
+                     f"`python -m benchmarks --report` → `results/{cpu.name}`; NumPy {m['numpy']} with "
+                     f"{m['blas']}" + (f", PyTorch {m['torch']}" if "torch" in m else "") + ".\n")
+        for image in ("matmul", "attention", "generation"):
+            if (RESULTS / f"{cpu.stem}-{image}.png").exists():
+                parts.append(f"![{image}](results/{cpu.stem}-{image}.png)\n")
+        parts.append(cpu_tables(results) + "\n")
+    gpu = _newest("cuda-*.json")
+    if gpu:
+        results = json.loads(gpu.read_text())
+        m = results["machine"]
+        parts.append(f"## GPU — {m['gpu']} ({m['date']})\n\n`python -m benchmarks.cuda_bench` on a lent "
+                     f"machine → `results/{gpu.name}` (logs and sanitizer output in `results/gpu-h100/`).\n")
+        parts.append(gpu_tables(results) + "\n")
+    mpi = _newest("mpi-*.json")
+    if mpi:
+        results = json.loads(mpi.read_text())
+        header = ["ranks", "tokens/s", "scaling efficiency"]
+        rows = [[r["ranks"], r["tokens_per_s"], r["efficiency"]] for r in results["runs"]]
+        parts.append(f"## Data-parallel training over MPI ({results['machine']['cpu']}, {results['machine']['date']})\n\n"
+                     f"`python -m benchmarks.mpi_scaling` → `results/{mpi.name}`\n\n" + _table(header, rows) + "\n")
+    path = HERE / "RESULTS.md"
+    path.write_text("\n".join(parts))
+    return path

@@ -1,0 +1,137 @@
+# %% [markdown]
+# # Lesson 02 — The CPU's path, told by one matrix product
+#
+# The documents compare the LLM's rise with the CPU's: from the von Neumann machine
+# (冯·诺依曼结构) that fetches every operand from memory, through caches (缓存),
+# instruction-set extensions for data parallelism (SIMD, 指令集扩展), pipelines and
+# superscalar issue, to many cores (多核) and finally heterogeneous CPU + GPU computing
+# (异构计算). One matrix product C = A·B (2n³ floating-point operations) walks the same
+# road. Each step below is a real kernel in `kernels/c/matmul.c`, checked against
+# NumPy, and timed here, now:
+#
+# | step | kernel | the CPU idea it uses |
+# |---|---|---|
+# | 1 | `matmul_v1_naive` — i, j, k loops | von Neumann: every operand from memory; B read down a column, one cache line per number |
+# | 2 | `matmul_v2_reordered` — i, k, j | locality: contiguous rows, and the compiler turns the inner loop into SIMD instructions |
+# | 3 | `matmul_v3_blocked` | the cache hierarchy: blocks of B reused while they sit in L2 |
+# | 4 | `matmul_v4_packed` | registers and pipelines: packed panels feed a 6×64 register tile, 24 AVX-512 fused multiply-adds per step |
+# | 5 | `matmul_v5_threaded` | many cores: the blocks shared out with OpenMP |
+# | — | NumPy / OpenBLAS | years of hand-tuned assembly: our practical peak |
+# | — | CUDA SGEMM v1–v5 | the heterogeneous step: the same ladder on a GPU (`kernels/cuda/sgemm.cu`) |
+#
+# Run: `python lessons/02_cpu_path.py [--quick]` or `minillm lesson 2`.
+
+# %%
+import os
+import time
+
+import numpy as np
+
+from minillm import backends
+from minillm.lessons import Checks, quick_mode, results_dir
+
+QUICK = quick_mode()
+N = 256 if QUICK else 1024
+checks = Checks("lesson 02")
+
+
+def gflops(fn, a, b, repeats=3):
+    fn(a, b)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn(a, b)
+        times.append(time.perf_counter() - start)
+    return 2 * a.shape[0] * a.shape[1] * b.shape[1] / np.median(times) / 1e9
+
+
+rng = np.random.default_rng(0)
+a = rng.standard_normal((N, N)).astype(np.float32)
+b = rng.standard_normal((N, N)).astype(np.float32)
+reference = a.astype(np.float64) @ b.astype(np.float64)
+
+# %% [markdown]
+# ## The practical peak
+# OpenBLAS's SGEMM on this machine is the ceiling we measure against.
+
+# %%
+peak = gflops(np.matmul, a, b)
+print(f"n = {N}: NumPy/OpenBLAS {peak:.1f} GFLOP/s on {os.cpu_count()} cores — the practical peak here")
+steps = {}
+
+# %% [markdown]
+# ## The C steps, one idea at a time
+
+# %%
+if "c" in backends.available():
+    from minillm.backends import c_backend
+    for version in c_backend.NUMBERED:
+        out = c_backend.matmul_numbered(version, a, b)
+        error = np.linalg.norm(out - reference) / np.linalg.norm(reference)
+        steps[version] = gflops(lambda x, y, v=version: c_backend.matmul_numbered(v, x, y), a, b,
+                                repeats=1 if version == "matmul_v1_naive" else 3)
+        print(f"  {version:22s} {steps[version]:8.1f} GFLOP/s  {steps[version] / peak:6.1%} of peak"
+              f"  (error vs float64 {error:.1e})")
+        checks.claim(error < 1e-5, f"{version} computes the right product")
+    checks.claim(steps["matmul_v2_reordered"] > 3 * steps["matmul_v1_naive"],
+                 "reordering the loops for contiguous, vectorised access gives more than 3×")
+    checks.claim(steps["matmul_v4_packed"] > 1.5 * steps["matmul_v2_reordered"],
+                 "packing + a register-blocked micro-kernel gives more than 1.5× over the reordered loop")
+    if (os.cpu_count() or 1) >= 2:
+        checks.claim(steps["matmul_v5_threaded"] > 1.2 * steps["matmul_v4_packed"],
+                     "a second core adds more than 20%")
+else:
+    print(f"the c backend is unavailable here: {backends.status()['c']}")
+
+# %% [markdown]
+# ## A JIT instead of C: Numba
+# The same idea (blocking, four rows at a time) written in Python and compiled at run time.
+
+# %%
+if "numba" in backends.available():
+    numba_matmul = backends.get("numba").matmul
+    steps["numba"] = gflops(numba_matmul, a, b)
+    print(f"  {'numba':22s} {steps['numba']:8.1f} GFLOP/s  {steps['numba'] / peak:6.1%} of peak")
+
+# %% [markdown]
+# ## The heterogeneous step: CUDA
+# On a GPU the `cupy` backend runs `kernels/cuda/sgemm.cu`; here, without one, the same
+# source runs on the CPU harness (`cuda-sim`) — to check it, not to time it.
+
+# %%
+name = "cupy" if "cupy" in backends.available() else "cuda-sim"
+if name in backends.available():
+    import importlib
+    cuda = importlib.import_module(f"minillm.backends.{backends.KNOWN[name]}").primitives
+    small = 64 if name == "cuda-sim" else N
+    xa, xb = (backends.get(name).xp.asarray(m[:small, :small]) for m in (a, b))
+    for version in cuda.SGEMM_VERSIONS:
+        out = backends.to_numpy(cuda.sgemm_numbered(version, xa, xb))
+        ok = np.allclose(out, reference[:small, :small] if small == N else a[:small, :small] @ b[:small, :small],
+                         atol=1e-3)
+        checks.claim(ok, f"CUDA {version} on {name} computes the right product")
+    print(f"see benchmarks/RESULTS.md for these kernels timed on an H100 against cuBLAS")
+
+# %% [markdown]
+# ## The whole road in one picture
+
+# %%
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+labels, values = list(steps), list(steps.values())
+fig, ax = plt.subplots(figsize=(8, 4))
+ax.barh([l.replace("matmul_", "") for l in labels] + ["OpenBLAS"], values + [peak])
+ax.set(xscale="log", xlabel="GFLOP/s (log scale)", title=f"one {N}×{N} matrix product, step by step")
+fig.tight_layout()
+picture = results_dir("02") / "matmul_steps.png"
+fig.savefig(picture, dpi=90)
+print(f"saved {picture}")
+checks.finish()
+
+# %% [markdown]
+# ## Try this
+# - Change `MR`/`NV` in `kernels/c/matmul.c` (the register tile) and reinstall: watch v4.
+# - Set `OMP_NUM_THREADS=1` and see v5 fall back to v4.
+# - Run with `--quick` off to use n = 1024, where the caches matter more.

@@ -1,0 +1,60 @@
+"""Running the lessons (``lessons/NN_topic.py``) and the checks they make.
+
+A lesson states claims about what it measured *in this run* and verifies each with
+``checks.claim(condition, text)``; ``checks.finish()`` exits non-zero if any failed, so
+CI notices when a lesson stops showing what it says."""
+import runpy
+import sys
+from pathlib import Path
+
+LESSONS_DIR = Path(__file__).resolve().parents[1] / "lessons"
+
+
+class Checks:
+    def __init__(self, lesson):
+        self.lesson, self.failed, self.passed = lesson, [], 0
+
+    def claim(self, condition, text):
+        mark = "ok  " if condition else "FAIL"
+        print(f"  [{mark}] {text}")
+        if condition:
+            self.passed += 1
+        else:
+            self.failed.append(text)
+        return bool(condition)
+
+    def finish(self):
+        print(f"\n{self.lesson}: {self.passed} claims held, {len(self.failed)} failed")
+        if self.failed:
+            sys.exit(1)
+
+
+def quick_mode(argv=None):
+    return "--quick" in (sys.argv[1:] if argv is None else argv)
+
+
+def results_dir(name):
+    """Where a lesson saves its pictures: lessons/results/<name>/."""
+    path = LESSONS_DIR / "results" / name
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def find(number):
+    matches = sorted(LESSONS_DIR.glob(f"{number:02d}_*.py"))
+    if not matches:
+        raise FileNotFoundError(f"lesson {number}: no lessons/{number:02d}_*.py (lessons ship with the source tree)")
+    return matches[0]
+
+
+def run_lesson(number, argv=()):
+    path = find(number)
+    saved = sys.argv
+    sys.argv = [str(path), *argv]
+    try:
+        runpy.run_path(str(path), run_name="__main__")
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    finally:
+        sys.argv = saved
+    return 0
