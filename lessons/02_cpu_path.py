@@ -31,18 +31,21 @@ from minillm import backends
 from minillm.lessons import Checks, quick_mode, results_dir
 
 QUICK = quick_mode()
-N = 256 if QUICK else 1024
+N = 512 if QUICK else 1024
 checks = Checks("lesson 02")
 
 
-def gflops(fn, a, b, repeats=3):
+def gflops(fn, a, b, repeats=5):
+    """Best of ``repeats`` after a pause: on two cores another library's spinning thread
+    pool can steal a timing, and the best run is the kernel's own speed."""
+    time.sleep(0.3)
     fn(a, b)
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         fn(a, b)
         times.append(time.perf_counter() - start)
-    return 2 * a.shape[0] * a.shape[1] * b.shape[1] / np.median(times) / 1e9
+    return 2 * a.shape[0] * a.shape[1] * b.shape[1] / min(times) / 1e9
 
 
 rng = np.random.default_rng(0)
@@ -69,7 +72,7 @@ if "c" in backends.available():
         out = c_backend.matmul_numbered(version, a, b)
         error = np.linalg.norm(out - reference) / np.linalg.norm(reference)
         steps[version] = gflops(lambda x, y, v=version: c_backend.matmul_numbered(v, x, y), a, b,
-                                repeats=1 if version == "matmul_v1_naive" else 3)
+                                repeats=2 if version == "matmul_v1_naive" else 5)
         print(f"  {version:22s} {steps[version]:8.1f} GFLOP/s  {steps[version] / peak:6.1%} of peak"
               f"  (error vs float64 {error:.1e})")
         checks.claim(error < 1e-5, f"{version} computes the right product")
@@ -104,11 +107,12 @@ if name in backends.available():
     import importlib
     cuda = importlib.import_module(f"minillm.backends.{backends.KNOWN[name]}").primitives
     small = 64 if name == "cuda-sim" else N
-    xa, xb = (backends.get(name).xp.asarray(m[:small, :small]) for m in (a, b))
+    sa, sb = np.ascontiguousarray(a[:small, :small]), np.ascontiguousarray(b[:small, :small])  # kernels want rows
+    xa, xb = (backends.get(name).xp.asarray(m) for m in (sa, sb))
+    expected = sa.astype(np.float64) @ sb.astype(np.float64)
     for version in cuda.SGEMM_VERSIONS:
         out = backends.to_numpy(cuda.sgemm_numbered(version, xa, xb))
-        ok = np.allclose(out, reference[:small, :small] if small == N else a[:small, :small] @ b[:small, :small],
-                         atol=1e-3)
+        ok = np.linalg.norm(out - expected) / np.linalg.norm(expected) < 1e-5
         checks.claim(ok, f"CUDA {version} on {name} computes the right product")
     print(f"see benchmarks/RESULTS.md for these kernels timed on an H100 against cuBLAS")
 

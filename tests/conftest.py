@@ -12,6 +12,10 @@ settings.register_profile("dev", max_examples=60, deadline=None,
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "mpi: runs MPI jobs (mpiexec -n 2); needs the extra 'mpi'")
+
+
 @pytest.fixture(autouse=True)
 def _seeded():
     import minillm

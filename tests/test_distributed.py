@@ -31,9 +31,17 @@ def test_two_ranks_equal_one_process_with_the_same_global_batch(tmp_path):
     ddp = np.load(tmp_path / "ddp.npz")
     assert bool(ddp["identical"]), "the ranks' parameters diverged"
     single = run.train(run.make_model(), run.global_batches(2))
+    everything = np.concatenate([p.numpy().ravel() for _, p in single.named_parameters()])
+    distributed = np.concatenate([ddp[name].ravel() for name, _ in single.named_parameters()])
+    overall = np.linalg.norm(distributed - everything) / np.linalg.norm(everything)
+    print(f"2 ranks vs 1 process: relative difference {overall:.1e}")
+    assert overall <= 1e-6
     for name, p in single.named_parameters():
-        error = np.linalg.norm(ddp[name] - p.numpy()) / np.linalg.norm(p.numpy())
-        assert error <= 1e-6, f"{name}: relative difference {error:.2e}"
+        # k_proj's bias gets a zero gradient in exact arithmetic (the softmax ignores a
+        # constant added to all key scores): it holds only rounding noise (~1e-21), hence
+        # the absolute floor
+        difference = np.linalg.norm(ddp[name] - p.numpy())
+        assert difference <= 1e-6 * np.linalg.norm(p.numpy()) + 1e-12, f"{name}: difference {difference:.2e}"
 
 
 def test_a_failing_rank_ends_the_whole_job_with_its_error():

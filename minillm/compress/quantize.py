@@ -3,12 +3,12 @@ symmetric — w ≈ s_w · q_w with s_w = max|w_row| / 127 and q_w = round(w / s
 
 A quantised linear layer computes y ≈ s_x s_w (q_x · q_wᵀ) + b: the product runs in
 int8 × int8 → int32 on the backend (``matmul_int8``), and the activation scale s_x is
-found at run time for every row (dynamic quantisation). Weights take a quarter of
-their float32 bytes."""
+found at run time for every row (dynamic quantisation). Embedding tables are stored as
+int8 rows too. Weights take a quarter of their float32 bytes."""
 import numpy as np
 
 from .. import backends
-from ..nn import Linear, Module
+from ..nn import Embedding, Linear, Module
 from ..tensor import Tensor
 
 
@@ -50,25 +50,51 @@ class QuantizedLinear(Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, int8"
 
 
-def _linears(module, prefix=""):
+class QuantizedEmbedding(Module):
+    """An embedding table stored as int8 rows with one scale per row; a lookup
+    dequantises only the rows it reads."""
+
+    def __init__(self, embedding):
+        super().__init__()
+        self.num_embeddings, self.embedding_dim = embedding.weight.shape
+        self.qweight, self.scale = quantize_symmetric(embedding.weight.numpy())
+
+    def forward(self, idx):
+        idx = np.asarray(idx.numpy() if isinstance(idx, Tensor) else idx)
+        rows = self.qweight[idx].astype(np.float32) * self.scale[idx][..., None]
+        return Tensor(backends.asarray(rows))
+
+    def state(self):
+        return {"qweight": self.qweight, "scale": self.scale}
+
+    def extra_repr(self):
+        return f"{self.num_embeddings}, {self.embedding_dim}, int8"
+
+
+QUANTIZED = {Linear: QuantizedLinear, Embedding: QuantizedEmbedding}
+
+
+def _quantizable(module, prefix=""):
+    """(parent, attribute, dotted path, layer) for every Linear/Embedding, quantised or not."""
     for name, child in list(module.named_children()):
         path = f"{prefix}.{name}" if prefix else name
-        if isinstance(child, (Linear, QuantizedLinear)):
+        if isinstance(child, tuple(QUANTIZED) + tuple(QUANTIZED.values())):
             yield module, name, path, child
         else:
-            yield from _linears(child, path)
+            yield from _quantizable(child, path)
 
 
 def quantize_model(model):
-    """Replace every Linear in ``model`` by a QuantizedLinear, in place; returns the model.
-    Refuses an untrained model (nothing worth measuring) and a quantised one."""
-    if any(isinstance(layer, QuantizedLinear) for *_, layer in _linears(model)):
+    """Replace every Linear and Embedding in ``model`` by its int8 counterpart, in place;
+    returns the model. Refuses an untrained model (nothing worth measuring) and a
+    quantised one."""
+    if any(isinstance(layer, tuple(QUANTIZED.values())) for *_, layer in _quantizable(model)):
         raise ValueError(f"quantize_model: {type(model).__name__} is already quantised")
     if not getattr(model, "trained_steps", 0):
         raise ValueError(f"quantize_model: {type(model).__name__} has not been trained (trained_steps = 0); "
                          f"quantising random weights measures nothing — train it or load a checkpoint first")
-    for parent, name, _, layer in list(_linears(model)):
-        setattr(parent, name, QuantizedLinear(layer))
+    for parent, name, _, layer in list(_quantizable(model)):
+        setattr(parent, name, QUANTIZED[type(layer)](layer))
     model.quantized = True
     return model
 
@@ -76,7 +102,7 @@ def quantize_model(model):
 def quantized_state(model):
     """Every array a quantised model needs, by dotted name (int8 where quantised)."""
     state = {name: p.numpy() for name, p in model.named_parameters()}
-    for _, _, path, layer in _linears(model):
-        if isinstance(layer, QuantizedLinear):
+    for _, _, path, layer in _quantizable(model):
+        if isinstance(layer, tuple(QUANTIZED.values())):
             state.update({f"{path}.{k}": v for k, v in layer.state().items()})
     return state
