@@ -46,7 +46,6 @@ setup(
         # MPI from PyPI: mpich's wheel carries the library and mpiexec, so no system MPI is needed
         "mpi": ["mpi4py>=4.0", "mpich>=4.1"],
     },
-    setup_requires=["cffi>=1.15"],
     cffi_modules=["minillm/backends/c_build.py:ffibuilder"],
     cmdclass={"build_ext": OptionalBuildExt},
     entry_points={"console_scripts": ["minillm=minillm.cli:main"]},

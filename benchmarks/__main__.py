@@ -50,7 +50,8 @@ def main(argv=None):
     info = machine_info()
     print(f"machine: {info['cpu']}, {info['cores']} cores, BLAS {info['blas']}; backends {', '.join(names)}"
           + (f" (unavailable here: {', '.join(skipped)})" if skipped else ""))
-    results = {"machine": info, "quick": args.quick, "backends": kernel_names}
+    results = {"machine": info, "quick": args.quick, "backends": kernel_names, "partial": bool(args.op or args.backend
+                                                                                                  or args.sizes)}
     started = time.perf_counter()
     steps = {
         "matmul": lambda: kernels.matmul(kernel_names, plan["sizes"], plan["gpt_shapes"], plan["repeats"], print),
@@ -69,7 +70,7 @@ def main(argv=None):
             results[op] = steps[op]()
     results["seconds"] = time.perf_counter() - started
     slug = re.sub(r"[^a-z0-9]+", "-", info["cpu"].lower()).strip("-")
-    stem = f"cpu-{slug}-{info['date']}" + ("-quick" if args.quick else "")
+    stem = f"cpu-{slug}-{info['date']}" + ("-quick" if args.quick else "") + ("-partial" if results["partial"] else "")
     path = write_json(results, args.out, stem)
     images = plots.draw(results, args.out, stem)
     print(f"\nwrote {path} and {', '.join(str(i) for i in images)} in {results['seconds']:.0f} s\n")

@@ -89,7 +89,7 @@ def gpu_tables(results):
 
 def _newest(pattern):
     files = sorted(RESULTS.glob(pattern), key=lambda p: json.loads(p.read_text())["machine"]["date"])
-    files = [f for f in files if not f.stem.endswith("-quick")]
+    files = [f for f in files if not f.stem.endswith(("-quick", "-partial"))]  # only full runs
     return files[-1] if files else None
 
 

@@ -10,6 +10,13 @@ from .ops import cat, split, stack, where
 from .random import manual_seed
 from .tensor import Tensor, arange, is_grad_enabled, no_grad, ones, randn, tensor, zeros
 
+
+def load(out_dir):
+    """(model, tokenizer) from a checkpoint directory written by `minillm train`."""
+    from .train import load as load_checkpoint
+    return load_checkpoint(out_dir)
+
+
 __version__ = "0.1.0"
 
 float32, float64, float16 = "float32", "float64", "float16"
@@ -17,5 +24,5 @@ float32, float64, float16 = "float32", "float64", "float16"
 __all__ = [
     "Tensor", "tensor", "zeros", "ones", "randn", "arange", "no_grad", "is_grad_enabled",
     "cat", "stack", "split", "where", "gradcheck", "manual_seed", "set_backend",
-    "use_backend", "backends", "functional", "nn", "ops",
+    "use_backend", "backends", "functional", "nn", "ops", "load",
 ]

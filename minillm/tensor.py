@@ -68,6 +68,10 @@ class Tensor:
     def __len__(self):
         return len(self.data)
 
+    def __bool__(self):
+        # as NumPy: one element converts, more is ambiguous (an error, never a silent True)
+        return bool(self.data)
+
     def numpy(self):
         """The data as a NumPy array (copied to the host when it lives on a GPU)."""
         return backends.to_numpy(self.data)

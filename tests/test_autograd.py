@@ -154,3 +154,9 @@ def test_gradcheck_passes_a_correct_backward_and_prints(capsys):
 def test_gradcheck_samples_large_inputs():
     x = minillm.tensor(np.random.default_rng(0).standard_normal((40, 40)), requires_grad=True)
     assert minillm.gradcheck(lambda a: a.tanh(), x, max_elements=50, verbose=False)
+
+
+def test_truth_value_of_a_tensor_is_numpys():
+    assert bool(minillm.tensor([2.0]))
+    with pytest.raises(ValueError, match="ambiguous"):
+        bool(minillm.tensor([1.0, 2.0]) == minillm.tensor([1.0, 3.0]))

@@ -25,7 +25,7 @@ def test_training_writes_checkpoint_metrics_and_plot(tmp_path):
     assert (out / "loss.png").stat().st_size > 1000
     assert json.loads((out / "metrics.json").read_text())["step"] == 12
     assert metrics["val_loss"] < np.log(metrics["parameters"])  # finite and sane
-    model, tokenizer = load(out)
+    model, tokenizer = minillm.load(out)
     assert model.generate(np.array([tokenizer.encode("def ")]), 5).shape == (1, 9)
     assert len(list(out.glob("model-*.safetensors"))) == 1  # old checkpoints are replaced
 

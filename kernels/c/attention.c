@@ -1,17 +1,42 @@
 /* Flash attention on the CPU, for (N, T, D) float32 tensors (N = batch·heads).
  *
- * Forward: each query row streams over its keys with an online softmax (running max,
- * running sum, running output), so no T×T matrix is ever stored; causal rows stop at
- * their own position (queries are the last Tq of the Tk positions). The row's
- * log-sum-exp is saved for the backward.
- * Backward: recompute P = exp(S − lse) block by block. dQ is accumulated row by row;
- * dK and dV are accumulated key by key in a second sweep, so the threads (over rows,
- * then over keys) never write the same output. Dot products over D are contiguous and
- * vectorised by the compiler. */
+ * Forward: each query row streams over its keys in blocks of KEY_BLOCK with an online
+ * softmax (running max, running sum, running output), so no T×T matrix is ever stored;
+ * causal rows stop at their own position (queries are the last Tq of the Tk positions).
+ * The row's log-sum-exp is saved for the backward.
+ *
+ * Vectorising: a dot product per (query, key) pair ends in a horizontal sum, which wastes
+ * most of a 16-lane vector. So each head's keys are first transposed (Kᵀ: D × Tk, O(T·D)
+ * memory like K itself), and a block of scores s_j = Σ_c q_c Kᵀ[c][j] becomes D vector
+ * multiply-adds running along j. exp is a polynomial (exp_poly) the compiler vectorises.
+ * The output Σ_j p_j v_j is one multiply-add along D per key.
+ *
+ * Backward: recompute P = exp(S − lse). dQ by rows (scores and dP = dO·Vᵀ vectorised
+ * along keys), then dK and dV by keys (scores and dP vectorised along queries, using
+ * Qᵀ and dOᵀ), so the threads never write the same output. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include "minillm_kernels.h"
+
+#define KEY_BLOCK 256
+
+/* e^x for x <= 0 to within 2 ulp: x = n·ln2 + r, e^r by its Taylor polynomial, 2^n by
+ * building the float's exponent bits. Branch-free, so loops over it vectorise. */
+static inline float exp_poly(float x) {
+    x = x < -87.0f ? -87.0f : x;
+    const float n = floorf(x * 1.44269504088896341f + 0.5f);
+    const float r = x - n * 0.693359375f + n * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    const union { int i; float f; } scale = {.i = ((int)n + 127) << 23};  /* 2^n */
+    return p * scale.f;
+}
 
 static inline float dot(const float *restrict a, const float *restrict b, int d) {
     float acc = 0.0f;
@@ -25,33 +50,68 @@ static inline void axpy(float alpha, const float *restrict x, float *restrict y,
     for (int c = 0; c < d; ++c) y[c] += alpha * x[c];
 }
 
+/* out[z] (D × T) = in[z] (T × D) transposed, for every head. */
+static float *transpose_heads(const float *in, int n, int t, int d) {
+    float *out = malloc(sizeof(float) * (size_t)n * t * d);
+#pragma omp parallel for collapse(2) schedule(static)
+    for (long z = 0; z < n; ++z)
+        for (int c = 0; c < d; ++c)
+            for (int j = 0; j < t; ++j) out[(z * d + c) * t + j] = in[(z * t + j) * d + c];
+    return out;
+}
+
+/* s[j] = scale · Σ_c row[c] · colsT[c][first + j] for j < count (colsT is D × stride). */
+static inline void scores(const float *restrict row, const float *restrict colsT, long stride, int first, int count,
+                          int d, float scale, float *restrict s) {
+    memset(s, 0, sizeof(float) * count);
+    for (int c = 0; c < d; ++c) {
+        const float rc = row[c] * scale;
+        const float *col = colsT + c * stride + first;
+#pragma omp simd
+        for (int j = 0; j < count; ++j) s[j] += rc * col[j];
+    }
+}
+
 void attention_forward(const float *q, const float *k, const float *v, float *out, float *lse, int n, int t_query,
                        int t_key, int d, int causal, float scale) {
     const int offset = t_key - t_query;
-#pragma omp parallel for schedule(dynamic, 16)
-    for (long row = 0; row < (long)n * t_query; ++row) {
-        const long z = row / t_query;
-        const int i = (int)(row % t_query);
-        const int last = causal ? i + offset + 1 : t_key;
-        const float *qi = q + row * d, *kz = k + z * t_key * d, *vz = v + z * t_key * d;
-        float *acc = out + row * d;
-        memset(acc, 0, sizeof(float) * d);
-        float peak = -INFINITY, total = 0.0f;
-        for (int j = 0; j < last; ++j) {
-            const float s = dot(qi, kz + (long)j * d, d) * scale;
-            if (s > peak) {  /* a new maximum: rescale what was gathered so far */
-                const float correction = expf(peak - s);
+    float *kT = transpose_heads(k, n, t_key, d);
+#pragma omp parallel
+    {
+        float s[KEY_BLOCK];
+#pragma omp for schedule(dynamic, 8)
+        for (long row = 0; row < (long)n * t_query; ++row) {
+            const long z = row / t_query;
+            const int i = (int)(row % t_query);
+            const int last = causal ? i + offset + 1 : t_key;
+            const float *vz = v + z * t_key * d;
+            float *acc = out + row * d;
+            memset(acc, 0, sizeof(float) * d);
+            float peak = -INFINITY, total = 0.0f;
+            for (int j0 = 0; j0 < last; j0 += KEY_BLOCK) {
+                const int count = last - j0 < KEY_BLOCK ? last - j0 : KEY_BLOCK;
+                scores(q + row * d, kT + z * d * t_key, t_key, j0, count, d, scale, s);
+                float block_peak = peak;
+#pragma omp simd reduction(max : block_peak)
+                for (int j = 0; j < count; ++j) block_peak = s[j] > block_peak ? s[j] : block_peak;
+                const float correction = exp_poly(peak - block_peak);  /* rescale what came before */
                 total *= correction;
                 for (int c = 0; c < d; ++c) acc[c] *= correction;
-                peak = s;
+                peak = block_peak;
+                float block_total = 0.0f;
+#pragma omp simd reduction(+ : block_total)
+                for (int j = 0; j < count; ++j) {
+                    s[j] = exp_poly(s[j] - peak);
+                    block_total += s[j];
+                }
+                total += block_total;
+                for (int j = 0; j < count; ++j) axpy(s[j], vz + (long)(j0 + j) * d, acc, d);
             }
-            const float p = expf(s - peak);
-            total += p;
-            axpy(p, vz + (long)j * d, acc, d);
+            for (int c = 0; c < d; ++c) acc[c] /= total;
+            lse[row] = peak + logf(total);
         }
-        for (int c = 0; c < d; ++c) acc[c] /= total;
-        lse[row] = peak + logf(total);
     }
+    free(kT);
 }
 
 void attention_backward(const float *q, const float *k, const float *v, const float *out, const float *lse,
@@ -61,40 +121,63 @@ void attention_backward(const float *q, const float *k, const float *v, const fl
     float *row_dot = malloc(sizeof(float) * (size_t)n * t_query);  /* rowsum(dO ⊙ O) */
 #pragma omp parallel for
     for (long row = 0; row < (long)n * t_query; ++row) row_dot[row] = dot(dout + row * d, out + row * d, d);
+    float *kT = transpose_heads(k, n, t_key, d), *vT = transpose_heads(v, n, t_key, d);
 
-#pragma omp parallel for schedule(dynamic, 16)
-    for (long row = 0; row < (long)n * t_query; ++row) {
-        const long z = row / t_query;
-        const int i = (int)(row % t_query);
-        const int last = causal ? i + offset + 1 : t_key;
-        const float *qi = q + row * d, *doi = dout + row * d;
-        const float *kz = k + z * t_key * d, *vz = v + z * t_key * d;
-        float *dqi = dq + row * d;
-        memset(dqi, 0, sizeof(float) * d);
-        for (int j = 0; j < last; ++j) {
-            const float p = expf(dot(qi, kz + (long)j * d, d) * scale - lse[row]);
-            const float ds = p * (dot(doi, vz + (long)j * d, d) - row_dot[row]) * scale;
-            axpy(ds, kz + (long)j * d, dqi, d);
+#pragma omp parallel
+    {
+        float s[KEY_BLOCK], dp[KEY_BLOCK];
+#pragma omp for schedule(dynamic, 8)
+        for (long row = 0; row < (long)n * t_query; ++row) {
+            const long z = row / t_query;
+            const int i = (int)(row % t_query);
+            const int last = causal ? i + offset + 1 : t_key;
+            const float *kz = k + z * t_key * d;
+            float *dqi = dq + row * d;
+            memset(dqi, 0, sizeof(float) * d);
+            for (int j0 = 0; j0 < last; j0 += KEY_BLOCK) {
+                const int count = last - j0 < KEY_BLOCK ? last - j0 : KEY_BLOCK;
+                scores(q + row * d, kT + z * d * t_key, t_key, j0, count, d, scale, s);
+                scores(dout + row * d, vT + z * d * t_key, t_key, j0, count, d, 1.0f, dp);
+#pragma omp simd
+                for (int j = 0; j < count; ++j) s[j] = exp_poly(s[j] - lse[row]) * (dp[j] - row_dot[row]) * scale;
+                for (int j = 0; j < count; ++j) axpy(s[j], kz + (long)(j0 + j) * d, dqi, d);
+            }
         }
     }
+    free(kT);
+    free(vT);
 
-#pragma omp parallel for schedule(dynamic, 16)
-    for (long key = 0; key < (long)n * t_key; ++key) {
-        const long z = key / t_key;
-        const int j = (int)(key % t_key);
-        const int first = causal ? (j - offset > 0 ? j - offset : 0) : 0;
-        const float *kj = k + key * d, *vj = v + key * d;
-        const float *qz = q + z * t_query * d, *doz = dout + z * t_query * d;
-        float *dkj = dk + key * d, *dvj = dv + key * d;
-        memset(dkj, 0, sizeof(float) * d);
-        memset(dvj, 0, sizeof(float) * d);
-        for (int i = first; i < t_query; ++i) {
-            const long row = z * t_query + i;
-            const float p = expf(dot(qz + (long)i * d, kj, d) * scale - lse[row]);
-            const float ds = p * (dot(doz + (long)i * d, vj, d) - row_dot[row]) * scale;
-            axpy(p, doz + (long)i * d, dvj, d);
-            axpy(ds, qz + (long)i * d, dkj, d);
+    float *qT = transpose_heads(q, n, t_query, d), *doT = transpose_heads(dout, n, t_query, d);
+#pragma omp parallel
+    {
+        float s[KEY_BLOCK], dp[KEY_BLOCK];
+#pragma omp for schedule(dynamic, 8)
+        for (long key = 0; key < (long)n * t_key; ++key) {
+            const long z = key / t_key;
+            const int j = (int)(key % t_key);
+            const int first = causal ? (j - offset > 0 ? j - offset : 0) : 0;
+            const float *qz = q + z * t_query * d, *doz = dout + z * t_query * d;
+            const float *lse_z = lse + z * t_query, *dot_z = row_dot + z * t_query;
+            float *dkj = dk + key * d, *dvj = dv + key * d;
+            memset(dkj, 0, sizeof(float) * d);
+            memset(dvj, 0, sizeof(float) * d);
+            for (int i0 = first; i0 < t_query; i0 += KEY_BLOCK) {
+                const int count = t_query - i0 < KEY_BLOCK ? t_query - i0 : KEY_BLOCK;
+                scores(k + key * d, qT + z * d * t_query, t_query, i0, count, d, scale, s);
+                scores(v + key * d, doT + z * d * t_query, t_query, i0, count, d, 1.0f, dp);
+#pragma omp simd
+                for (int r = 0; r < count; ++r) {
+                    s[r] = exp_poly(s[r] - lse_z[i0 + r]);                        /* p */
+                    dp[r] = s[r] * (dp[r] - dot_z[i0 + r]) * scale;               /* ds */
+                }
+                for (int r = 0; r < count; ++r) {
+                    axpy(s[r], doz + (long)(i0 + r) * d, dvj, d);
+                    axpy(dp[r], qz + (long)(i0 + r) * d, dkj, d);
+                }
+            }
         }
     }
+    free(qT);
+    free(doT);
     free(row_dot);
 }
