@@ -2,8 +2,6 @@
 positions, tanh GELU, separate q/k/v/out projections, no weight tying), the peer in the
 end-to-end benchmark. Weights can be copied from a minillm model, so both compute the
 same function."""
-import math
-
 import torch
 from torch import nn
 from torch.nn import functional as F

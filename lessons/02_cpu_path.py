@@ -114,7 +114,7 @@ if name in backends.available():
         out = backends.to_numpy(cuda.sgemm_numbered(version, xa, xb))
         ok = np.linalg.norm(out - expected) / np.linalg.norm(expected) < 1e-5
         checks.claim(ok, f"CUDA {version} on {name} computes the right product")
-    print(f"see benchmarks/RESULTS.md for these kernels timed on an H100 against cuBLAS")
+    print("see benchmarks/RESULTS.md for these kernels timed on an H100 against cuBLAS")
 
 # %% [markdown]
 # ## The whole road in one picture

@@ -73,8 +73,8 @@ def export_onnx(model, path, opset=17):
         inner = node("Mul", [root, node("Mul", [f, node("Add", [one, node("Mul", [k_cubic, node("Mul", [f, f])])])])])
         gelu = node("Mul", [node("Mul", [half, f]), node("Add", [one, node("Tanh", [inner])])])
         x = node("Add", [x, linear(gelu, block.mlp.proj)])
-    logits = node("MatMul", [layer_norm(x, model.ln_f), weight(model.lm_head.weight, transpose=True)])
-    nodes[-1].output[0] = "logits"
+    nodes.append(helper.make_node("MatMul", [layer_norm(x, model.ln_f), weight(model.lm_head.weight, transpose=True)],
+                                  ["logits"]))
 
     graph = helper.make_graph(
         nodes, "minillm_gpt",

@@ -109,7 +109,7 @@ class Tensor:
     half = lambda self: self.to(np.float16)
 
     def __repr__(self):
-        grad = f", requires_grad=True" if self.requires_grad else ""
+        grad = ", requires_grad=True" if self.requires_grad else ""
         body = np.array2string(self.numpy(), separator=", ", prefix="tensor(", threshold=50)
         return f"tensor({body}, dtype={self.dtype}{grad})"
 

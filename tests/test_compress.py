@@ -7,7 +7,7 @@ from hypothesis import given, settings, strategies as st
 
 import minillm
 from minillm import backends, nn
-from minillm.compress import (Masks, distill, factorize, factorize_model, prune_heads, prune_magnitude,
+from minillm.compress import (distill, factorize, factorize_model, prune_heads, prune_magnitude,
                               prune_neurons, quantize_model, quantize_symmetric)
 from minillm.compress.quantize import QuantizedLinear
 from minillm.models import GPT, GPTConfig, LSTMLM

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from minillm import backends
-from minillm.backends import cuda_source, numpy_backend as reference
+from minillm.backends import cuda_source
 
 pytestmark = pytest.mark.skipif("cuda-sim" not in backends.available(),
                                 reason=f"cuda-sim unavailable: {backends.status().get('cuda-sim')}")

@@ -1,5 +1,4 @@
 """Classification metrics by hand, and the lesson machinery."""
-import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 

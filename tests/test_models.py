@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import minillm
-from minillm import data, functional as F, nn, optim
+from minillm import data, functional as F, optim
 from minillm.models import (GPT, LSTMLM, MLPLM, BertClassifier, BertConfig, BertEncoder, EncoderDecoder,
                             EncoderDecoderConfig, GPTConfig, NGramLM, Seed001LM, encode_batch, mask_tokens,
                             teacher_forcing_batch)

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 import minillm
-from minillm import functional as F, ops
+from minillm import ops
 from strategies import (away_from_zero, broadcastable_pairs, distinct, matmul_shapes, positive,
                         shapes, sides, values)
 

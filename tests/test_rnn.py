@@ -17,7 +17,7 @@ def document_reference(p, xs, h, c):
     for x in xs:
         i = sigmoid(x @ p["W_ix"].T + h @ p["W_ih"].T + p["b_i"])
         f = sigmoid(x @ p["W_fx"].T + h @ p["W_fh"].T + p["b_f"])
-        _o = sigmoid(x @ p["W_ox"].T + h @ p["W_oh"].T + p["b_o"])  # shadowed: feeds nothing
+        sigmoid(x @ p["W_ox"].T + h @ p["W_oh"].T + p["b_o"])  # the output gate: shadowed, feeds nothing
         h = np.tanh(h @ p["W_ih"].T + x @ p["W_hx"].T + p["b_h"])
         c = f * c + i * h
         ys.append(sigmoid(c @ p["W_oh"].T + p["b_o"]))

@@ -1,7 +1,7 @@
 """Tokenizers round-trip any text; the corpora, the Markov source and the CSV reader."""
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, strategies as st
 
 from minillm import data, tokenizers
 

@@ -27,7 +27,6 @@ import numpy as np
 from .. import functional as F
 from .. import ops
 from ..random import generator
-from ..tensor import Tensor
 from .module import Module, Parameter
 
 VARIANTS = ("standard", "document")
