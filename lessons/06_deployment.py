@@ -68,9 +68,12 @@ prompt = np.asarray([tokenizer.encode("Return the ")])
 timings = {}
 for use_cache in (True, False):
     model.generate(prompt, 2, use_cache=use_cache)
-    start = time.perf_counter()
-    model.generate(prompt, 48, use_cache=use_cache)
-    timings[use_cache] = (time.perf_counter() - start) / 48 * 1e3
+    runs = []
+    for _ in range(3):  # best of three: a timing on two shared cores has outliers
+        start = time.perf_counter()
+        model.generate(prompt, 48, use_cache=use_cache)
+        runs.append((time.perf_counter() - start) / 48 * 1e3)
+    timings[use_cache] = min(runs)
 print(f"generation: {timings[True]:.2f} ms/token with the KV cache, {timings[False]:.2f} without")
 checks.claim(timings[True] < timings[False], "the KV cache makes each new token cheaper")
 
