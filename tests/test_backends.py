@@ -206,3 +206,28 @@ def test_use_backend_restores_the_previous_one():
     with minillm.use_backend("numba") as inner:
         assert backends.current() is inner and inner.name == "numba"
     assert backends.current().name == before
+
+
+@pytest.mark.parametrize("name", AVAILABLE)
+def test_the_gpt_model_trains_with_the_same_losses_as_numpy(name):
+    from minillm.models import GPT, GPTConfig
+
+    def losses(backend):
+        with minillm.use_backend(backend):
+            minillm.manual_seed(0)
+            model = GPT(GPTConfig(vocab_size=17, block_size=12, n_layer=2, n_head=2, n_embd=16))
+            opt = minillm.optim.AdamW(model.parameters(), lr=1e-2)
+            rng = np.random.default_rng(0)
+            out = []
+            for _ in range(4):
+                idx = rng.integers(0, 17, (3, 13))
+                _, loss = model(idx[:, :-1], idx[:, 1:])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                out.append(loss.item())
+            return np.array(out)
+
+    expected, got = losses("numpy"), losses(name)
+    print(f"GPT on {name}: losses {np.round(got, 5)}")
+    np.testing.assert_allclose(got, expected, rtol=1e-4)

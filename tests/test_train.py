@@ -108,3 +108,15 @@ def test_command_line(tmp_path, capsys):
     text = capsys.readouterr()
     assert "val loss" in text.out and "--max_iters" in text.out
     assert "unknown config key nonsense" in text.err and "no checkpoint.json" in text.err
+
+
+def test_the_environment_variable_picks_the_backend_with_no_code_change(tmp_path):
+    import os
+    import subprocess
+    import sys
+    out = tmp_path / "env"
+    args = [f"--{k}={v}" for k, v in TINY.items() if k != "backend"] + [f"--out_dir={out}", "--max_iters=3"]
+    done = subprocess.run([sys.executable, "-m", "minillm", "train", *args], capture_output=True, text=True,
+                          env=dict(os.environ, MINILLM_BACKEND="numba"), timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert json.loads((out / "metrics.json").read_text())["backend"] == "numba"
