@@ -3,7 +3,7 @@
 The autograd engine (``Tensor``, ``ops``) is NumPy; the hot primitives run on a swappable
 backend (``set_backend``: numpy, numba, c, cuda-sim, cupy).
 """
-from . import backends, functional, nn, ops
+from . import amp, backends, functional, nn, ops, optim
 from .backends import set_backend, use_backend
 from .gradcheck import gradcheck
 from .ops import cat, split, stack, where
@@ -24,5 +24,5 @@ float32, float64, float16 = "float32", "float64", "float16"
 __all__ = [
     "Tensor", "tensor", "zeros", "ones", "randn", "arange", "no_grad", "is_grad_enabled",
     "cat", "stack", "split", "where", "gradcheck", "manual_seed", "set_backend",
-    "use_backend", "backends", "functional", "nn", "ops", "load",
+    "use_backend", "backends", "functional", "nn", "ops", "optim", "amp", "load",
 ]
