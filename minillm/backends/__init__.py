@@ -149,3 +149,17 @@ def batched_operand(a, batch):
     xp = xp_of(a)
     flat = xp.ascontiguousarray(xp.broadcast_to(a, batch + a.shape[-2:])).reshape((-1,) + a.shape[-2:])
     return flat, flat.strides[0] // flat.itemsize
+
+
+def gemm_operands(a, b, trans_a, trans_b):
+    """Everything a strided batched GEMM kernel needs for ``op(a) @ op(b)``:
+    (a3, batch stride of a, b3, batch stride of b, M, N, K, batch shape), where a3 and b3
+    are (possibly transposed, broadcast) views or copies with 3 axes."""
+    op_a = a.swapaxes(-1, -2) if trans_a else a
+    op_b = b.swapaxes(-1, -2) if trans_b else b
+    m, k = op_a.shape[-2:]
+    n = op_b.shape[-1]
+    batch = tuple(np.broadcast_shapes(op_a.shape[:-2], op_b.shape[:-2]))
+    a3, sab = batched_operand(op_a, batch)
+    b3, sbb = batched_operand(op_b, batch)
+    return a3, sab, b3, sbb, m, n, k, batch

@@ -10,7 +10,7 @@ import os
 
 import numpy as np
 
-from . import BackendUnavailable, batched_operand
+from . import BackendUnavailable, gemm_operands
 from . import numpy_backend as reference
 
 xp = np
@@ -54,16 +54,10 @@ def _c(array):
 def matmul(a, b, trans_a=False, trans_b=False, threads=0):
     if not _fp32(a, b):
         return reference.matmul(a, b, trans_a, trans_b)
-    op_a = a.swapaxes(-1, -2) if trans_a else a
-    op_b = b.swapaxes(-1, -2) if trans_b else b
-    m, k = op_a.shape[-2:]
-    n = op_b.shape[-1]
-    batch = tuple(np.broadcast_shapes(op_a.shape[:-2], op_b.shape[:-2]))
+    a3, sab, b3, sbb, m, n, k, batch = gemm_operands(a, b, trans_a, trans_b)
     batches = int(np.prod(batch, dtype=np.int64))
     out = np.empty((batches, m, n), np.float32)
     if out.size:
-        a3, sab = batched_operand(op_a, batch)
-        b3, sbb = batched_operand(op_b, batch)
         sam, sak = (s // 4 for s in a3.strides[-2:])
         sbk, sbn = (s // 4 for s in b3.strides[-2:])
         lib.sgemm_strided(pointer(a3), pointer(b3), pointer(out), batches, m, n, k, sab, sam, sak, sbb, sbk, sbn,

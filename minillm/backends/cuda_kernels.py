@@ -7,7 +7,7 @@ composite, as does attention with a head size above the kernels' HEAD_DIM_MAX.
 """
 import numpy as np
 
-from . import batched_operand, numpy_backend as reference
+from . import gemm_operands, numpy_backend as reference
 
 GEMM_BLOCK, GEMM_THREADS = 128, 256   # BM = BN and (BM/TM)·(BN/TN) in sgemm.cu
 ATTN_THREADS, HEAD_DIM_MAX = 64, 128  # attention.cu
@@ -75,19 +75,12 @@ class CudaKernels:
     def matmul(self, a, b, trans_a=False, trans_b=False):
         if not self._fp32(a, b):
             return reference.matmul(a, b, trans_a, trans_b)
-        xp = self.xp
-        op_a = a.swapaxes(-1, -2) if trans_a else a
-        op_b = b.swapaxes(-1, -2) if trans_b else b
-        m, k = op_a.shape[-2:]
-        n = op_b.shape[-1]
-        batch = tuple(np.broadcast_shapes(op_a.shape[:-2], op_b.shape[:-2]))
+        a3, sab, b3, sbb, m, n, k, batch = gemm_operands(a, b, trans_a, trans_b)
         batches = int(np.prod(batch, dtype=np.int64))
-        out = xp.empty((batches, m, n), np.float32)
+        out = self.xp.empty((batches, m, n), np.float32)
         if m == 0 or n == 0 or batches == 0:
             return out.reshape(batch + (m, n))
         grid = (_blocks(n, GEMM_BLOCK), _blocks(m, GEMM_BLOCK), batches)
-        a3, sab = batched_operand(op_a, batch)
-        b3, sbb = batched_operand(op_b, batch)
         vectorizable = (k % 4 == 0 and n % 4 == 0 and a3.flags.c_contiguous and b3.flags.c_contiguous
                         and (batches == 1 or (sab == m * k and sbb == k * n))
                         and _address(a3) % 16 == 0 and _address(b3) % 16 == 0)
