@@ -127,6 +127,8 @@ def demo_command(argv):
 
 
 def bench_command(argv):
+    from .lessons import use_source_tree
+    use_source_tree("benchmarks")
     from benchmarks.__main__ import main
     main(argv)
 
