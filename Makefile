@@ -25,8 +25,15 @@ $(VENV)/.installed-test: $(SOURCES) | $(BIN)/python
 demo: $(VENV)/.installed
 	$(BIN)/python -m minillm demo
 
+# What `make test` insists on: a backend that fails to build, or a test extra that did not
+# install, stops the run with its reason instead of its tests silently dropping out.
+# (cupy needs a GPU: add it with `make test REQUIRE_BACKENDS=numpy,numba,c,cuda-sim,cupy`.)
+REQUIRE_BACKENDS ?= numpy,numba,c,cuda-sim
+REQUIRE_MODULES ?= torch,mpi4py,onnx,onnxruntime
+
 test: $(VENV)/.installed-test
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q tests
+	PATH="$(CURDIR)/$(BIN):$$PATH" MINILLM_REQUIRE_BACKENDS=$(REQUIRE_BACKENDS) \
+	MINILLM_REQUIRE_MODULES=$(REQUIRE_MODULES) $(BIN)/python -m pytest -q tests
 	$(MAKE) --no-print-directory sanitize
 	$(MAKE) --no-print-directory lessons QUICK=--quick
 	$(MAKE) --no-print-directory bench-quick

@@ -22,10 +22,10 @@ from .config import option
 @dataclass
 class SampleConfig:
     out_dir: str = option("out", "checkpoint directory written by `minillm train`")
-    start: str = option("\n", "the prompt (characters outside the vocabulary fall back to their bytes)")
-    max_new_tokens: int = option(200, "tokens to generate")
-    temperature: float = option(0.8, "divides the logits; lower is more conservative")
-    top_k: int = option(0, "sample among the k most likely tokens (0: all)")
+    start: str = option("\n", "the prompt (a character tokenizer refuses characters it never saw)")
+    max_new_tokens: int = option(200, "tokens to generate (at least 1)")
+    temperature: float = option(0.8, "divides the logits; lower is more conservative, 0 is greedy")
+    top_k: int = option(0, "sample among the k most likely tokens (0: no top-k filter)")
     seed: int = option(1337, "random seed")
     num_samples: int = option(1, "independent samples")
 
@@ -68,6 +68,10 @@ def sample_command(argv):
     from .train import load
     config = cfg.parse_args(SampleConfig(), argv)
     model, tokenizer = load(config.out_dir)
+    unseen = tokenizer.unseen(config.start) if getattr(tokenizer, "fallback", None) == "unknown" else []
+    if unseen:
+        raise ValueError(f"--start has characters the tokenizer never saw in training: "
+                         f"{', '.join(map(repr, unseen))} (its vocabulary is {len(tokenizer.chars)} characters)")
     manual_seed(config.seed)
     prompt = tokenizer.encode(config.start) or [0]
     for _ in range(config.num_samples):

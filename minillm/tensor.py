@@ -139,7 +139,11 @@ class Tensor:
             if g is None:
                 continue
             if node._backward is None:
-                g = g.astype(node.dtype, copy=False)
+                # A leaf owns its gradient: `g` may be the seed, or an array (or a view of
+                # one) that `add`, `reshape`, `cat`… also handed to another parent, so it is
+                # copied on first store; in-place work on one `.grad` (clipping, unscaling)
+                # must never reach another.
+                g = g.astype(node.dtype, copy=True)
                 node.grad = Tensor(g) if node.grad is None else Tensor(node.grad.data + g)
                 continue
             for parent, parent_grad in zip(node._parents, node._backward(g)):

@@ -262,3 +262,21 @@ def test_op_forward_and_gradient(name, data):
                                err_msg=f"{name} forward differs from NumPy")
     assert out.dtype == np.float64, f"{name} did not stay float64 end to end"
     assert minillm.gradcheck(fn, *inputs, verbose=False)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+@given(data=st.data())
+def test_leaf_gradients_own_their_memory(name, data):
+    """Ops like add, reshape, permute and cat hand the upstream gradient (or views of it) to
+    their parents unchanged; a leaf must still get an array of its own, so that in-place work
+    on one `.grad` (clipping, unscaling) reaches no other gradient and not the seed."""
+    fn, _, arrays = data.draw(CASES[name])
+    inputs = [minillm.tensor(a, requires_grad=True) for a in arrays]
+    out = fn(*inputs)
+    seed = np.random.default_rng(0).standard_normal(out.shape)
+    out.backward(minillm.tensor(seed))
+    grads = [x.grad.data for x in inputs if x.grad is not None]
+    for i, g in enumerate(grads):
+        assert not np.shares_memory(g, seed), f"{name}: a leaf's gradient is the seed array"
+        for other in grads[i + 1:]:
+            assert not np.shares_memory(g, other), f"{name}: two leaves' gradients share memory"

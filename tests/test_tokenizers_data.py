@@ -16,10 +16,20 @@ def test_bpe_round_trips_any_text(text):
 
 
 @given(st.text())
-def test_char_tokenizer_round_trips_any_text_by_byte_fallback(text):
+def test_char_tokenizer_gives_unseen_characters_the_unknown_id(text):
     ids = CHARS.encode(text)
-    assert all(0 <= i < CHARS.vocab_size for i in ids)
-    assert CHARS.decode(ids) == text
+    assert CHARS.vocab_size == 8 + 1 and len(ids) == len(text)
+    expected = "".join(ch if ch in "abcdef \n" else "\ufffd" for ch in text)
+    assert CHARS.decode(ids) == expected
+    assert CHARS.unseen(text) == list(dict.fromkeys(ch for ch in text if ch not in "abcdef \n"))
+
+
+@given(st.text())
+def test_old_char_tokenizers_keep_their_byte_fallback(text):
+    old = tokenizers.from_dict({"kind": "char", "chars": list("abcdef \n")})  # a file from before 0.2
+    ids = old.encode(text)
+    assert old.vocab_size == 8 + 256 and all(0 <= i < old.vocab_size for i in ids)
+    assert old.decode(ids) == text
 
 
 def test_bpe_learns_merges_and_compresses():
@@ -32,6 +42,7 @@ def test_save_and_load(tmp_path):
         tok.save(tmp_path / "t.json")
         again = tokenizers.load(tmp_path / "t.json")
         assert again.encode("abc ✓ return") == tok.encode("abc ✓ return")
+        assert again.vocab_size == tok.vocab_size
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(ValueError, match="tokenizer: cannot read"):
         tokenizers.load(tmp_path / "bad.json")

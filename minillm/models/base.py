@@ -9,17 +9,29 @@ from ..tensor import Tensor, no_grad
 
 
 def sample(logits, temperature=1.0, top_k=None):
-    """One token per row drawn from softmax(logits / temperature), keeping the top_k."""
-    if temperature <= 0:
-        raise ValueError(f"sample: temperature must be > 0; got {temperature}")
+    """One token per row of ``logits`` (B, V), drawn from softmax(logits / temperature).
+
+    ``temperature=0`` is greedy decoding (the argmax, whatever the seed); ``top_k`` keeps
+    the k most likely tokens, and ``None`` or ``0`` keeps them all."""
+    if temperature < 0:
+        raise ValueError(f"sample: temperature must be >= 0 (0 is greedy); got {temperature}")
+    if top_k is not None and top_k < 0:
+        raise ValueError(f"sample: top_k must be >= 0 (0 keeps every token); got {top_k}")
+    if temperature == 0:
+        return np.asarray(logits).argmax(-1)
     logits = np.asarray(logits, np.float64) / temperature
-    if top_k is not None:
+    if top_k:
         kth = np.sort(logits, axis=-1)[:, -min(top_k, logits.shape[-1])][:, None]
         logits = np.where(logits < kth, -np.inf, logits)
     probs = np.exp(logits - logits.max(-1, keepdims=True))
     probs /= probs.sum(-1, keepdims=True)
     rng = generator()
     return np.array([rng.choice(len(p), p=p) for p in probs])
+
+
+def check_generation(max_new_tokens):
+    if int(max_new_tokens) != max_new_tokens or max_new_tokens < 1:
+        raise ValueError(f"generate: max_new_tokens must be a positive integer; got {max_new_tokens}")
 
 
 def as_ids(idx):
@@ -37,6 +49,7 @@ class LanguageModel(Module):
     def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None):
         """Append ``max_new_tokens`` sampled tokens to ``idx`` (B, T); the context is cropped
         to the last block_size tokens."""
+        check_generation(max_new_tokens)
         idx = as_ids(idx)
         was_training = self.training
         self.eval()

@@ -7,7 +7,7 @@ from ..nn import Dropout, Embedding, LayerNorm, Linear, ModuleList
 from ..nn.transformer import KVCache, TransformerBlock
 from ..random import generator
 from ..tensor import no_grad
-from .base import LanguageModel, as_ids, sample
+from .base import LanguageModel, as_ids, check_generation, sample
 
 
 @dataclass
@@ -72,6 +72,7 @@ class GPT(LanguageModel):
         context is cropped to its last block_size tokens; positions are learned and
         absolute, so a cache cannot slide: each such step rebuilds it from the cropped
         window, which gives exactly the tokens generation without the cache gives."""
+        check_generation(max_new_tokens)
         if not use_cache:
             return super().generate(idx, max_new_tokens, temperature, top_k)
         idx = as_ids(idx)
