@@ -10,8 +10,8 @@
  *                  contiguous slivers in exactly the order the micro-kernel reads them,
  *                  then a register-blocked micro-kernel computes an MR×NR tile of C held
  *                  entirely in vector registers: per k, one row of B (NR floats) and MR
- *                  broadcasts of A feed MR·NR/16 fused multiply-adds
- *  v5 threaded     v4 with the MC blocks of A shared out among the cores (OpenMP)
+ *                  broadcasts of A feed MR·NR/VW fused multiply-adds
+ *  v5 threaded     v4 with the packing and the tiles shared out among the cores (OpenMP)
  *
  * Packing also makes transposed or strided operands free: only the packing routines
  * see the strides. */
@@ -64,80 +64,127 @@ void matmul_v3_blocked(const float *A, const float *B, float *C, int M, int N, i
             }
 }
 
-/* ---- v4/v5: packing + micro-kernel ------------------------------------------------------------ */
-#define MR 6      /* rows of the register tile */
-#define NV 4      /* 16-float vectors per tile row: 6×4 = 24 accumulators of 32 zmm registers */
-#define NR (16 * NV) /* columns of the register tile */
-#define KC 384   /* depth of a packed panel (tuned on a 2-core AMD EPYC, AVX-512) */
-#define MC (16 * MR) /* an MC×KC block of A stays in L2; a multiple of MR, so packing never pads past it */
-#define NC 4096  /* a KC×NC panel of B (4 MB) stays in L3 */
+/* ---- v4/v5: packing + micro-kernel ------------------------------------------------------------
+ *
+ * The register tile is MR rows × NV vectors of C. Per k the micro-kernel loads NV vectors of
+ * the packed B row, broadcasts MR values of A, and issues MR·NV fused multiply-adds into
+ * accumulators that never leave the registers. It is sized to the register file:
+ *
+ *   AVX-512 (32 zmm): 12 rows × 2 vectors of 16 = 24 accumulators + 2 B vectors + 1 broadcast
+ *   AVX2    (16 ymm):  6 rows × 2 vectors of  8 = 12 accumulators + 2 B vectors + 1 broadcast
+ *
+ * (A tile wider than the register file is not "more work per load": the compiler spills the
+ * accumulators to the stack on every k, and the kernel runs at memory speed. The first 6×64
+ * AVX-512 tile did exactly that on an AVX2 machine: 5 GFLOP/s.)
+ *
+ * Cache arithmetic (Goto & van de Geijn; BLIS's analytical model). Loops, outer to inner:
+ * jc over NC columns (B panel KC×NC in L3), pc over KC, ic over MC rows (A block MC×KC in L2),
+ * jr over NR slivers of B, ir over MR slivers of A, then the micro-kernel over KC.
+ *   - the B sliver KC×NR is reused by every ir, so it must stay in L1 (32 KB on Zen 3/4):
+ *     AVX2 256×16×4 B = 16 KB, AVX-512 256×32×4 B = 32 KB (streams from L1/L2 at 1 load per
+ *     12 FMAs, which L2's 64 B/cycle feeds)
+ *   - the A block MC×KC is reused by every jr, so it stays in L2 (512 KB Zen 3, 1 MB Zen 4):
+ *     AVX2 120×256×4 B = 120 KB, AVX-512 240×256×4 B = 240 KB
+ *   - the B panel KC×NC = 256×4096×4 B = 4 MB stays in the shared L3 (32 MB).
+ * All threads pack the panels together and then share out the (jr, ir) tiles. Edge tiles are
+ * computed whole on zero-padded panels and only their valid part is written back. */
+#if defined(__AVX512F__)
+#define VW 16     /* floats per vector register */
+#define MR 12
+#else
+#define VW 8
+#define MR 6
+#endif
+#define NV 2
+#define NR (VW * NV)
+#define KC 256
+#define MC (20 * MR)
+#define NC 4096
 
-typedef float v16 __attribute__((vector_size(64)));  /* AVX-512 register; split by the compiler elsewhere */
+typedef float vec __attribute__((vector_size(VW * sizeof(float))));
 
 /* B[k0:k0+kc, j0:j0+nc] into slivers of NR columns: sliver s holds, for each k, its NR
- * values side by side (zero-padded past the edge). */
+ * values side by side (zero-padded past the edge). Slivers are shared out among threads. */
 static void pack_b(const float *B, long sbk, long sbn, int kc, int nc, float *packed) {
+#pragma omp for schedule(static)
     for (int s = 0; s < nc; s += NR) {
         const int width = nc - s < NR ? nc - s : NR;
+        float *out = packed + (long)s * kc;
         for (int k = 0; k < kc; ++k) {
             const float *row = B + k * sbk + s * sbn;
-            for (int j = 0; j < width; ++j) packed[j] = row[j * sbn];
-            for (int j = width; j < NR; ++j) packed[j] = 0.0f;
-            packed += NR;
+            if (sbn == 1 && width == NR)
+                memcpy(out, row, sizeof(float) * NR);
+            else {
+                for (int j = 0; j < width; ++j) out[j] = row[j * sbn];
+                for (int j = width; j < NR; ++j) out[j] = 0.0f;
+            }
+            out += NR;
         }
     }
 }
 
 /* A[i0:i0+mc, k0:k0+kc] into slivers of MR rows: for each k, the sliver's MR values. */
 static void pack_a(const float *A, long sam, long sak, int mc, int kc, float *packed) {
+#pragma omp for schedule(static)
     for (int s = 0; s < mc; s += MR) {
         const int height = mc - s < MR ? mc - s : MR;
+        float *out = packed + (long)s * kc;
         for (int k = 0; k < kc; ++k) {
             const float *col = A + s * sam + k * sak;
-            for (int i = 0; i < height; ++i) packed[i] = col[i * sam];
-            for (int i = height; i < MR; ++i) packed[i] = 0.0f;
-            packed += MR;
+            for (int i = 0; i < height; ++i) out[i] = col[i * sam];
+            for (int i = height; i < MR; ++i) out[i] = 0.0f;
+            out += MR;
         }
     }
 }
 
-/* tile (MR×NR, row stride NR) = Σ_k a[k] ⊗ b[k]: MR·NV accumulators live in registers;
- * per k, NV vector loads of B and MR broadcasts of A feed MR·NV fused multiply-adds. */
-static inline void micro_kernel(int kc, const float *restrict a, const float *restrict b, float *restrict tile) {
-    v16 acc[MR][NV];
+/* C[0:rows, 0:cols] (+)= Σ_k a[k] ⊗ b[k] over the packed slivers. A full tile is read and
+ * written in place (vector loads and stores, row stride ldc); an edge tile goes through a
+ * small buffer so that nothing outside C is touched. */
+static inline void micro_kernel(int kc, const float *restrict a, const float *restrict b, float *restrict C,
+                                long ldc, int rows, int cols, int accumulate) {
+    vec acc[MR][NV];
     for (int i = 0; i < MR; ++i)
-        for (int v = 0; v < NV; ++v) acc[i][v] = (v16){0};
+        for (int v = 0; v < NV; ++v) acc[i][v] = (vec){0};
     for (int k = 0; k < kc; ++k) {
-        v16 bv[NV];
-        for (int v = 0; v < NV; ++v) memcpy(&bv[v], b + 16 * v, sizeof bv[v]);
-        for (int i = 0; i < MR; ++i)  /* scalar × vector: one broadcast FMA each */
+        vec bv[NV];
+        for (int v = 0; v < NV; ++v) memcpy(&bv[v], b + VW * v, sizeof bv[v]);
+        for (int i = 0; i < MR; ++i)  /* scalar × vector: one broadcast, NV FMAs */
             for (int v = 0; v < NV; ++v) acc[i][v] += a[i] * bv[v];
         a += MR;
         b += NR;
     }
+    if (rows == MR && cols == NR) {
+        for (int i = 0; i < MR; ++i)
+            for (int v = 0; v < NV; ++v) {
+                vec c = acc[i][v];
+                if (accumulate) {
+                    vec old;
+                    memcpy(&old, C + i * ldc + VW * v, sizeof old);
+                    c += old;
+                }
+                memcpy(C + i * ldc + VW * v, &c, sizeof c);
+            }
+        return;
+    }
+    float tile[MR * NR] __attribute__((aligned(64)));
     for (int i = 0; i < MR; ++i)
-        for (int v = 0; v < NV; ++v) memcpy(tile + i * NR + 16 * v, &acc[i][v], sizeof acc[i][v]);
+        for (int v = 0; v < NV; ++v) memcpy(tile + i * NR + VW * v, &acc[i][v], sizeof acc[i][v]);
+    for (int i = 0; i < rows; ++i)
+        for (int j = 0; j < cols; ++j) C[i * ldc + j] = (accumulate ? C[i * ldc + j] : 0.0f) + tile[i * NR + j];
 }
 
-/* C[i0.., j0..] (+)= packed_a · packed_b for one MC×NC block, tile by tile. */
+/* C (+)= packed A block · packed B panel, tile by tile; the tiles are shared out. */
 static void macro_kernel(const float *pa, const float *pb, float *C, long ldc, int mc, int nc, int kc,
                          int accumulate) {
-    float tile[MR * NR] __attribute__((aligned(64)));
-    for (int j = 0; j < nc; j += NR) {
-        const int width = nc - j < NR ? nc - j : NR;
-        for (int i = 0; i < mc; i += MR) {
-            const int height = mc - i < MR ? mc - i : MR;
-            micro_kernel(kc, pa + (long)i * kc, pb + (long)j * kc, tile);
-            for (int r = 0; r < height; ++r) {
-                float *c = C + (i + r) * ldc + j;
-                const float *t = tile + r * NR;
-                if (accumulate)
-                    for (int q = 0; q < width; ++q) c[q] += t[q];
-                else
-                    for (int q = 0; q < width; ++q) c[q] = t[q];
-            }
+    const int slivers_b = (nc + NR - 1) / NR, slivers_a = (mc + MR - 1) / MR;
+#pragma omp for collapse(2) schedule(static)
+    for (int jr = 0; jr < slivers_b; ++jr)      /* jr outer: a B sliver stays in L1 across ir */
+        for (int ir = 0; ir < slivers_a; ++ir) {
+            const int j = jr * NR, i = ir * MR;
+            micro_kernel(kc, pa + (long)i * kc, pb + (long)j * kc, C + i * ldc + j, ldc,
+                         mc - i < MR ? mc - i : MR, nc - j < NR ? nc - j : NR, accumulate);
         }
-    }
 }
 
 static void gemm_one(const float *A, const float *B, float *C, int M, int N, int K, long sam, long sak, long sbk,
@@ -146,24 +193,25 @@ static void gemm_one(const float *A, const float *B, float *C, int M, int N, int
         memset(C, 0, sizeof(float) * (size_t)M * N);
         return;
     }
-    const int widest = N < NC ? N : NC, deepest = K < KC ? K : KC;
-    float *pack_b_buffer = aligned_alloc(64, sizeof(float) * (size_t)deepest * ((widest + NR - 1) / NR * NR));
+    const int widest = N < NC ? N : NC, deepest = K < KC ? K : KC, tallest = M < MC ? M : MC;
+    float *packed_b = aligned_alloc(64, sizeof(float) * (size_t)deepest * ((widest + NR - 1) / NR * NR));
+    float *packed_a = aligned_alloc(64, sizeof(float) * (size_t)deepest * ((tallest + MR - 1) / MR * MR));
+    /* one parallel region; the `omp for` loops inside share the work and end in barriers */
+#pragma omp parallel num_threads(threads) if (threads > 1)
     for (int jc = 0; jc < N; jc += NC) {
         const int nc = N - jc < NC ? N - jc : NC;
         for (int pc = 0; pc < K; pc += KC) {
             const int kc = K - pc < KC ? K - pc : KC;
-            pack_b(B + pc * sbk + jc * sbn, sbk, sbn, kc, nc, pack_b_buffer);
-            const int blocks = (M + MC - 1) / MC;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (threads > 1 && blocks > 1)
-            for (int block = 0; block < blocks; ++block) {
-                float pack_a_buffer[(MC + MR - 1) / MR * MR * KC] __attribute__((aligned(64)));
-                const int ic = block * MC, mc = M - ic < MC ? M - ic : MC;
-                pack_a(A + ic * sam + pc * sak, sam, sak, mc, kc, pack_a_buffer);
-                macro_kernel(pack_a_buffer, pack_b_buffer, C + (long)ic * N + jc, N, mc, nc, kc, pc > 0);
+            pack_b(B + pc * sbk + jc * sbn, sbk, sbn, kc, nc, packed_b);
+            for (int ic = 0; ic < M; ic += MC) {
+                const int mc = M - ic < MC ? M - ic : MC;
+                pack_a(A + ic * sam + pc * sak, sam, sak, mc, kc, packed_a);
+                macro_kernel(packed_a, packed_b, C + (long)ic * N + jc, N, mc, nc, kc, pc > 0);
             }
         }
     }
-    free(pack_b_buffer);
+    free(packed_a);
+    free(packed_b);
 }
 
 void sgemm_strided(const float *A, const float *B, float *C, int batches, int M, int N, int K, long long sab,
