@@ -97,23 +97,13 @@ class Adam(Optimizer):
 
     def update(self, p, g, state):
         d = self.defaults
-        beta1, beta2 = d["betas"]
-        if d["weight_decay"]:
-            if self.decoupled:
-                p.data *= 1 - self.lr * d["weight_decay"]
-            else:
-                g = g + d["weight_decay"] * p.data
         xp = backends.xp_of(g)
         m = state.setdefault("exp_avg", xp.zeros_like(p.data))
         v = state.setdefault("exp_avg_sq", xp.zeros_like(p.data))
-        m *= beta1
-        m += (1 - beta1) * g
-        v *= beta2
-        v += (1 - beta2) * g * g
-        t = self.step_count
-        step_size = self.lr / (1 - beta1 ** t)
-        denom = xp.sqrt(v) / math.sqrt(1 - beta2 ** t) + d["eps"]
-        p.data -= (step_size * m / denom).astype(p.dtype, copy=False)
+        beta1, beta2 = d["betas"]
+        # one fused pass per tensor where the backend has it (numpy_backend.adam_update is the formula)
+        backends.current().adam_update(p.data, g, m, v, self.lr, beta1, beta2, d["eps"], d["weight_decay"],
+                                       self.decoupled, self.step_count)
 
 
 class AdamW(Adam):

@@ -143,7 +143,7 @@ class Tensor:
                 # one) that `add`, `reshape`, `cat`… also handed to another parent, so it is
                 # copied on first store; in-place work on one `.grad` (clipping, unscaling)
                 # must never reach another.
-                g = g.astype(node.dtype, copy=True)
+                g = g.astype(node.dtype, order="C", copy=True)
                 node.grad = Tensor(g) if node.grad is None else Tensor(node.grad.data + g)
                 continue
             for parent, parent_grad in zip(node._parents, node._backward(g)):

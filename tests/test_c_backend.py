@@ -12,8 +12,9 @@ pytestmark = pytest.mark.skipif("c" not in backends.available(),
                                 reason=f"c backend unavailable: {backends.status().get('c')}")
 c = pytest.importorskip("minillm.backends.c_backend") if "c" in backends.available() else None
 
-# 1, primes, and sizes that straddle the register tile (6×64), MC (96) and KC (384)
-sizes = st.sampled_from([1, 2, 5, 7, 13, 63, 65, 97, 131, 385])
+# 1, primes, and sizes that straddle the register tiles (6×16 AVX2, 12×32 AVX-512), MC (120/240)
+# and KC (256)
+sizes = st.sampled_from([1, 2, 5, 7, 13, 17, 33, 63, 65, 97, 131, 241, 257, 385])
 
 
 @pytest.mark.parametrize("version", c.NUMBERED if c else [])
@@ -35,6 +36,21 @@ def test_strided_and_batched_operands_need_no_copies():
     np.testing.assert_allclose(c.matmul(a, a, trans_b=True), a @ a.swapaxes(1, 2), rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(c.matmul(a, a, trans_a=True), a.swapaxes(1, 2) @ a, rtol=1e-4, atol=1e-4)
     np.testing.assert_array_equal(c.matmul(np.zeros((4, 0), np.float32), np.zeros((0, 3), np.float32)), np.zeros((4, 3)))
+
+
+@given(t=st.sampled_from([1, 7, 65, 300]), d=st.sampled_from([1, 13, 32]), causal=st.booleans())
+def test_attention_v1_rows_agrees_with_the_tiles(t, d, causal):
+    """v1 stays a correct kernel: it is timed against v2 in the benchmarks."""
+    rng = np.random.default_rng(t * 31 + d)
+    q, k, v, dout = (rng.standard_normal((3, t, d)).astype(np.float32) for _ in range(4))
+    scale = d ** -0.5
+    rows_out, rows_lse = c.attention_forward(q, k, v, causal, scale, version="rows")
+    out, lse = c.attention_forward(q, k, v, causal, scale)
+    np.testing.assert_allclose(rows_out, out, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(rows_lse, lse, rtol=1e-5, atol=1e-5)
+    for got, ref in zip(c.attention_backward(q, k, v, out, lse, dout, causal, scale, version="rows"),
+                        c.attention_backward(q, k, v, out, lse, dout, causal, scale)):
+        np.testing.assert_allclose(got, ref, rtol=1e-3, atol=1e-4)
 
 
 def test_unknown_version_is_a_clear_error():

@@ -1,183 +1,154 @@
-/* Flash attention on the CPU, for (N, T, D) float32 tensors (N = batch·heads).
+/* Attention v2: flash attention in tiles that run on the GEMM micro-kernel, for (N, T, D)
+ * float32 tensors (N = batch·heads); the structure of PyTorch's CPU flash attention.
  *
- * Forward: each query row streams over its keys in blocks of KEY_BLOCK with an online
- * softmax (running max, running sum, running output), so no T×T matrix is ever stored;
- * causal rows stop at their own position (queries are the last Tq of the Tk positions).
- * The row's log-sum-exp is saved for the backward.
+ * v1 (attention_rows.c) took one query row at a time: every score cost a load of Kᵀ and a
+ * load/store of the score row, every output row an axpy per key. That is matrix-vector
+ * work, bound by the loads, and it reached a tenth of the GEMM's rate. Here a tile of QB
+ * query rows meets a block of KB keys, and both products of the tile are matrix-matrix:
  *
- * Vectorising: a dot product per (query, key) pair ends in a horizontal sum, which wastes
- * most of a 16-lane vector. So each head's keys are first transposed (Kᵀ: D × Tk, O(T·D)
- * memory like K itself), and a block of scores s_j = Σ_c q_c Kᵀ[c][j] becomes D vector
- * multiply-adds running along j. exp is a polynomial (exp_poly) the compiler vectorises.
- * The output Σ_j p_j v_j is one multiply-add along D per key.
+ *   S = scale · Q_tile · K_blockᵀ   (QB × KB)         O_tile += P · V_block   (QB × D)
  *
- * Backward: recompute P = exp(S − lse). dQ by rows (scores and dP = dO·Vᵀ vectorised
- * along keys), then dK and dV by keys (scores and dP vectorised along queries, using
- * Qᵀ and dOᵀ), so the threads never write the same output. */
+ * each one sgemm_block call (packing, register-blocked micro-kernel; transposes are strides).
+ * Between them an online softmax, vectorised along the key block: the running row maximum
+ * m and sum l are rescaled by e^(m_old − m_new) when a block raises the maximum, so no
+ * T×T matrix is ever stored: memory is O(T·D) plus one QB×KB tile per thread
+ * (64 × 256 × 4 B = 64 KB, in L2). Causal tiles stop at the diagonal: key blocks wholly
+ * above it are never computed; the one that straddles it is masked.
+ *
+ * Backward, one pass per head (each thread owns whole heads, so dK and dV accumulate with
+ * no races and no atomics). For each tile, with P recomputed from the saved log-sum-exp:
+ *
+ *   P  = exp(S − lse)          dV_block += Pᵀ · dO_tile     dP = dO_tile · V_blockᵀ
+ *   dS = P ∘ (dP − rowsum(dO ∘ O)) · scale
+ *   dQ_tile += dS · K_block    dK_block += dSᵀ · Q_tile
+ *
+ * five GEMMs per tile, as FlashAttention-2 and PyTorch's CPU kernel do it. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include "minillm_kernels.h"
+#include "exp_poly.h"
+#include "sgemm_block.h"
 
-#define KEY_BLOCK 256
+#define QB 64   /* query rows per tile */
+#define KB 256  /* keys per block */
 
-/* e^x for x <= 0 to within 2 ulp: x = n·ln2 + r, e^r by its Taylor polynomial, 2^n by
- * building the float's exponent bits. Branch-free, so loops over it vectorise. */
-static inline float exp_poly(float x) {
-    x = x < -87.0f ? -87.0f : x;
-    const float n = floorf(x * 1.44269504088896341f + 0.5f);
-    const float r = x - n * 0.693359375f + n * 2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
-    const union { int i; float f; } scale = {.i = ((int)n + 127) << 23};  /* 2^n */
-    return p * scale.f;
+/* The last key (exclusive) that query row i may see: queries are the last t_query of the
+ * t_key positions, so row i sees keys 0 … i + offset. */
+static inline int visible(int i, int offset, int t_key, int causal) {
+    return causal ? (i + offset + 1 < t_key ? i + offset + 1 : t_key) : t_key;
 }
 
-static inline float dot(const float *restrict a, const float *restrict b, int d) {
-    float acc = 0.0f;
-#pragma omp simd reduction(+ : acc)
-    for (int c = 0; c < d; ++c) acc += a[c] * b[c];
-    return acc;
-}
-
-static inline void axpy(float alpha, const float *restrict x, float *restrict y, int d) {
+/* P = exp(S − shift_row) for the tile's rows, zero past each row's last visible key. */
+static void exp_rows(float *s, int rows, int cols, const float *shift, int i0, int j0, int offset, int t_key,
+                     int causal) {
+    for (int r = 0; r < rows; ++r) {
+        float *row = s + (long)r * KB;
+        const float m = shift[r];
+        const int last = visible(i0 + r, offset, t_key, causal) - j0;
 #pragma omp simd
-    for (int c = 0; c < d; ++c) y[c] += alpha * x[c];
-}
-
-/* out[z] (D × T) = in[z] (T × D) transposed, for every head. */
-static float *transpose_heads(const float *in, int n, int t, int d) {
-    float *out = malloc(sizeof(float) * (size_t)n * t * d);
-#pragma omp parallel for collapse(2) schedule(static)
-    for (long z = 0; z < n; ++z)
-        for (int c = 0; c < d; ++c)
-            for (int j = 0; j < t; ++j) out[(z * d + c) * t + j] = in[(z * t + j) * d + c];
-    return out;
-}
-
-/* s[j] = scale · Σ_c row[c] · colsT[c][first + j] for j < count (colsT is D × stride). */
-static inline void scores(const float *restrict row, const float *restrict colsT, long stride, int first, int count,
-                          int d, float scale, float *restrict s) {
-    memset(s, 0, sizeof(float) * count);
-    for (int c = 0; c < d; ++c) {
-        const float rc = row[c] * scale;
-        const float *col = colsT + c * stride + first;
-#pragma omp simd
-        for (int j = 0; j < count; ++j) s[j] += rc * col[j];
+        for (int j = 0; j < cols; ++j) row[j] = j < last ? exp_poly(row[j] - m) : 0.0f;
     }
 }
 
 void attention_forward(const float *q, const float *k, const float *v, float *out, float *lse, int n, int t_query,
                        int t_key, int d, int causal, float scale) {
-    const int offset = t_key - t_query;
-    float *kT = transpose_heads(k, n, t_key, d);
+    const int offset = t_key - t_query, q_tiles = (t_query + QB - 1) / QB;
 #pragma omp parallel
     {
-        float s[KEY_BLOCK];
-#pragma omp for schedule(dynamic, 8)
-        for (long row = 0; row < (long)n * t_query; ++row) {
-            const long z = row / t_query;
-            const int i = (int)(row % t_query);
-            const int last = causal ? i + offset + 1 : t_key;
-            const float *vz = v + z * t_key * d;
-            float *acc = out + row * d;
-            memset(acc, 0, sizeof(float) * d);
-            float peak = -INFINITY, total = 0.0f;
-            for (int j0 = 0; j0 < last; j0 += KEY_BLOCK) {
-                const int count = last - j0 < KEY_BLOCK ? last - j0 : KEY_BLOCK;
-                scores(q + row * d, kT + z * d * t_key, t_key, j0, count, d, scale, s);
-                float block_peak = peak;
+        float *s = malloc(sizeof(float) * QB * KB);
+        float peak[QB], total[QB];
+#pragma omp for schedule(dynamic, 1)
+        for (long task = 0; task < (long)n * q_tiles; ++task) {
+            const long z = task / q_tiles;
+            const int i0 = (int)(task % q_tiles) * QB, rows = t_query - i0 < QB ? t_query - i0 : QB;
+            const float *qz = q + (z * t_query + i0) * d, *kz = k + z * t_key * d, *vz = v + z * t_key * d;
+            float *o = out + (z * t_query + i0) * d;
+            for (int r = 0; r < rows; ++r) peak[r] = -INFINITY, total[r] = 0.0f;
+            const int keys = visible(i0 + rows - 1, offset, t_key, causal);
+            for (int j0 = 0; j0 < keys; j0 += KB) {
+                const int cols = keys - j0 < KB ? keys - j0 : KB;
+                sgemm_block(qz, kz + (long)j0 * d, s, rows, cols, d, d, 1, 1, d, KB, 0, 1);  /* Q·Kᵀ */
+                for (int r = 0; r < rows; ++r) {
+                    float *row = s + (long)r * KB;
+                    const int last = visible(i0 + r, offset, t_key, causal) - j0;
+                    float block_peak = -INFINITY;
 #pragma omp simd reduction(max : block_peak)
-                for (int j = 0; j < count; ++j) block_peak = s[j] > block_peak ? s[j] : block_peak;
-                const float correction = exp_poly(peak - block_peak);  /* rescale what came before */
-                total *= correction;
-                for (int c = 0; c < d; ++c) acc[c] *= correction;
-                peak = block_peak;
-                float block_total = 0.0f;
+                    for (int j = 0; j < cols; ++j) {
+                        row[j] *= scale;
+                        block_peak = j < last && row[j] > block_peak ? row[j] : block_peak;
+                    }
+                    const float new_peak = block_peak > peak[r] ? block_peak : peak[r];
+                    const float correction = exp_poly(peak[r] - new_peak);  /* rescale what came before */
+                    peak[r] = new_peak;
+                    if (j0 > 0)
+                        for (int c = 0; c < d; ++c) o[(long)r * d + c] *= correction;
+                    float block_total = 0.0f;
 #pragma omp simd reduction(+ : block_total)
-                for (int j = 0; j < count; ++j) {
-                    s[j] = exp_poly(s[j] - peak);
-                    block_total += s[j];
+                    for (int j = 0; j < cols; ++j) {
+                        row[j] = j < last ? exp_poly(row[j] - new_peak) : 0.0f;
+                        block_total += row[j];
+                    }
+                    total[r] = total[r] * correction + block_total;
                 }
-                total += block_total;
-                for (int j = 0; j < count; ++j) axpy(s[j], vz + (long)(j0 + j) * d, acc, d);
+                sgemm_block(s, vz + (long)j0 * d, o, rows, d, cols, KB, 1, d, 1, d, j0 > 0, 1);  /* (+)= P·V */
             }
-            for (int c = 0; c < d; ++c) acc[c] /= total;
-            lse[row] = peak + logf(total);
+            for (int r = 0; r < rows; ++r) {
+                const float inv = 1.0f / total[r];
+                for (int c = 0; c < d; ++c) o[(long)r * d + c] *= inv;
+                lse[z * t_query + i0 + r] = peak[r] + logf(total[r]);
+            }
         }
+        free(s);
     }
-    free(kT);
 }
 
 void attention_backward(const float *q, const float *k, const float *v, const float *out, const float *lse,
                         const float *dout, float *dq, float *dk, float *dv, int n, int t_query, int t_key, int d,
                         int causal, float scale) {
     const int offset = t_key - t_query;
-    float *row_dot = malloc(sizeof(float) * (size_t)n * t_query);  /* rowsum(dO ⊙ O) */
-#pragma omp parallel for
-    for (long row = 0; row < (long)n * t_query; ++row) row_dot[row] = dot(dout + row * d, out + row * d, d);
-    float *kT = transpose_heads(k, n, t_key, d), *vT = transpose_heads(v, n, t_key, d);
-
+    memset(dq, 0, sizeof(float) * (size_t)n * t_query * d);
+    memset(dk, 0, sizeof(float) * (size_t)n * t_key * d);
+    memset(dv, 0, sizeof(float) * (size_t)n * t_key * d);
 #pragma omp parallel
     {
-        float s[KEY_BLOCK], dp[KEY_BLOCK];
-#pragma omp for schedule(dynamic, 8)
-        for (long row = 0; row < (long)n * t_query; ++row) {
-            const long z = row / t_query;
-            const int i = (int)(row % t_query);
-            const int last = causal ? i + offset + 1 : t_key;
-            const float *kz = k + z * t_key * d;
-            float *dqi = dq + row * d;
-            memset(dqi, 0, sizeof(float) * d);
-            for (int j0 = 0; j0 < last; j0 += KEY_BLOCK) {
-                const int count = last - j0 < KEY_BLOCK ? last - j0 : KEY_BLOCK;
-                scores(q + row * d, kT + z * d * t_key, t_key, j0, count, d, scale, s);
-                scores(dout + row * d, vT + z * d * t_key, t_key, j0, count, d, 1.0f, dp);
-#pragma omp simd
-                for (int j = 0; j < count; ++j) s[j] = exp_poly(s[j] - lse[row]) * (dp[j] - row_dot[row]) * scale;
-                for (int j = 0; j < count; ++j) axpy(s[j], kz + (long)(j0 + j) * d, dqi, d);
-            }
-        }
-    }
-    free(kT);
-    free(vT);
-
-    float *qT = transpose_heads(q, n, t_query, d), *doT = transpose_heads(dout, n, t_query, d);
-#pragma omp parallel
-    {
-        float s[KEY_BLOCK], dp[KEY_BLOCK];
-#pragma omp for schedule(dynamic, 8)
-        for (long key = 0; key < (long)n * t_key; ++key) {
-            const long z = key / t_key;
-            const int j = (int)(key % t_key);
-            const int first = causal ? (j - offset > 0 ? j - offset : 0) : 0;
-            const float *qz = q + z * t_query * d, *doz = dout + z * t_query * d;
-            const float *lse_z = lse + z * t_query, *dot_z = row_dot + z * t_query;
-            float *dkj = dk + key * d, *dvj = dv + key * d;
-            memset(dkj, 0, sizeof(float) * d);
-            memset(dvj, 0, sizeof(float) * d);
-            for (int i0 = first; i0 < t_query; i0 += KEY_BLOCK) {
-                const int count = t_query - i0 < KEY_BLOCK ? t_query - i0 : KEY_BLOCK;
-                scores(k + key * d, qT + z * d * t_query, t_query, i0, count, d, scale, s);
-                scores(v + key * d, doT + z * d * t_query, t_query, i0, count, d, 1.0f, dp);
-#pragma omp simd
-                for (int r = 0; r < count; ++r) {
-                    s[r] = exp_poly(s[r] - lse_z[i0 + r]);                        /* p */
-                    dp[r] = s[r] * (dp[r] - dot_z[i0 + r]) * scale;               /* ds */
+        float *p = malloc(sizeof(float) * QB * KB), *ds = malloc(sizeof(float) * QB * KB);
+        float row_dot[QB];  /* rowsum(dO ∘ O): the softmax's own term in dS */
+#pragma omp for schedule(dynamic, 1)
+        for (long z = 0; z < n; ++z) {
+            const float *qz = q + z * t_query * d, *kz = k + z * t_key * d, *vz = v + z * t_key * d;
+            const float *oz = out + z * t_query * d, *doz = dout + z * t_query * d, *lz = lse + z * t_query;
+            float *dqz = dq + z * t_query * d, *dkz = dk + z * t_key * d, *dvz = dv + z * t_key * d;
+            for (int i0 = 0; i0 < t_query; i0 += QB) {
+                const int rows = t_query - i0 < QB ? t_query - i0 : QB;
+                for (int r = 0; r < rows; ++r) {
+                    float acc = 0.0f;
+#pragma omp simd reduction(+ : acc)
+                    for (int c = 0; c < d; ++c) acc += doz[(long)(i0 + r) * d + c] * oz[(long)(i0 + r) * d + c];
+                    row_dot[r] = acc;
                 }
-                for (int r = 0; r < count; ++r) {
-                    axpy(s[r], doz + (long)(i0 + r) * d, dvj, d);
-                    axpy(dp[r], qz + (long)(i0 + r) * d, dkj, d);
+                const int keys = visible(i0 + rows - 1, offset, t_key, causal);
+                for (int j0 = 0; j0 < keys; j0 += KB) {
+                    const int cols = keys - j0 < KB ? keys - j0 : KB;
+                    const float *qt = qz + (long)i0 * d, *dot = doz + (long)i0 * d;
+                    sgemm_block(qt, kz + (long)j0 * d, p, rows, cols, d, d, 1, 1, d, KB, 0, 1);      /* Q·Kᵀ */
+                    for (int r = 0; r < rows; ++r)
+                        for (int j = 0; j < cols; ++j) p[(long)r * KB + j] *= scale;
+                    exp_rows(p, rows, cols, lz + i0, i0, j0, offset, t_key, causal);                /* P */
+                    sgemm_block(p, dot, dvz + (long)j0 * d, cols, d, rows, 1, KB, d, 1, d, 1, 1);   /* dV += Pᵀ·dO */
+                    sgemm_block(dot, vz + (long)j0 * d, ds, rows, cols, d, d, 1, 1, d, KB, 0, 1);   /* dP = dO·Vᵀ */
+                    for (int r = 0; r < rows; ++r) {
+                        float *dsr = ds + (long)r * KB;
+                        const float *pr = p + (long)r * KB;
+#pragma omp simd
+                        for (int j = 0; j < cols; ++j) dsr[j] = pr[j] * (dsr[j] - row_dot[r]) * scale;
+                    }
+                    sgemm_block(ds, kz + (long)j0 * d, dqz + (long)i0 * d, rows, d, cols, KB, 1, d, 1, d, 1, 1);
+                    sgemm_block(ds, qt, dkz + (long)j0 * d, cols, d, rows, 1, KB, d, 1, d, 1, 1);   /* dK += dSᵀ·Q */
                 }
             }
         }
+        free(p);
+        free(ds);
     }
-    free(qT);
-    free(doT);
-    free(row_dot);
 }

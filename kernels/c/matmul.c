@@ -21,6 +21,7 @@
 #include <omp.h>
 #endif
 #include "minillm_kernels.h"
+#include "sgemm_block.h"
 
 void matmul_v1_naive(const float *A, const float *B, float *C, int M, int N, int K) {
     for (int i = 0; i < M; ++i)
@@ -187,26 +188,37 @@ static void macro_kernel(const float *pa, const float *pb, float *C, long ldc, i
         }
 }
 
-static void gemm_one(const float *A, const float *B, float *C, int M, int N, int K, long sam, long sak, long sbk,
-                     long sbn, int threads) {
+/* aligned_alloc wants a size that is a multiple of the alignment (C11 7.22.3.1). */
+static float *alloc_floats(size_t count) {
+    return aligned_alloc(64, (sizeof(float) * count + 63) / 64 * 64);
+}
+
+/* C (M×N, row stride ldc) = A·B, or += when `accumulate`; element (m, k) of A is A[m*sam + k*sak],
+ * likewise B. The blocks are chosen evenly (M = 128 is two blocks of 66 rows, not 120 + 8). */
+void sgemm_block(const float *A, const float *B, float *C, int M, int N, int K, long sam, long sak, long sbk,
+                 long sbn, long ldc, int accumulate, int threads) {
     if (K == 0) {
-        memset(C, 0, sizeof(float) * (size_t)M * N);
+        if (!accumulate)
+            for (int i = 0; i < M; ++i) memset(C + i * ldc, 0, sizeof(float) * N);
         return;
     }
-    const int widest = N < NC ? N : NC, deepest = K < KC ? K : KC, tallest = M < MC ? M : MC;
-    float *packed_b = aligned_alloc(64, sizeof(float) * (size_t)deepest * ((widest + NR - 1) / NR * NR));
-    float *packed_a = aligned_alloc(64, sizeof(float) * (size_t)deepest * ((tallest + MR - 1) / MR * MR));
+    const int k_blocks = (K + KC - 1) / KC, m_blocks = (M + MC - 1) / MC;
+    const int kc_max = (K + k_blocks - 1) / k_blocks;
+    const int mc_max = ((M + m_blocks - 1) / m_blocks + MR - 1) / MR * MR;
+    const int nc_max = N < NC ? N : NC;
+    float *packed_b = alloc_floats((size_t)kc_max * ((nc_max + NR - 1) / NR * NR));
+    float *packed_a = alloc_floats((size_t)kc_max * mc_max);
     /* one parallel region; the `omp for` loops inside share the work and end in barriers */
 #pragma omp parallel num_threads(threads) if (threads > 1)
     for (int jc = 0; jc < N; jc += NC) {
         const int nc = N - jc < NC ? N - jc : NC;
-        for (int pc = 0; pc < K; pc += KC) {
-            const int kc = K - pc < KC ? K - pc : KC;
+        for (int pc = 0; pc < K; pc += kc_max) {
+            const int kc = K - pc < kc_max ? K - pc : kc_max;
             pack_b(B + pc * sbk + jc * sbn, sbk, sbn, kc, nc, packed_b);
-            for (int ic = 0; ic < M; ic += MC) {
-                const int mc = M - ic < MC ? M - ic : MC;
+            for (int ic = 0; ic < M; ic += mc_max) {
+                const int mc = M - ic < mc_max ? M - ic : mc_max;
                 pack_a(A + ic * sam + pc * sak, sam, sak, mc, kc, packed_a);
-                macro_kernel(packed_a, packed_b, C + (long)ic * N + jc, N, mc, nc, kc, pc > 0);
+                macro_kernel(packed_a, packed_b, C + (long)ic * ldc + jc, ldc, mc, nc, kc, accumulate || pc > 0);
             }
         }
     }
@@ -221,14 +233,15 @@ void sgemm_strided(const float *A, const float *B, float *C, int batches, int M,
 #else
     threads = 1;
 #endif
-    if (batches >= 2 * threads && M <= MC) {
+    if (batches >= 2 * threads && M <= 2 * MC) {
         /* many small products (attention heads): one product per thread at a time */
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (threads > 1)
         for (int z = 0; z < batches; ++z)
-            gemm_one(A + z * sab, B + z * sbb, C + (long long)z * M * N, M, N, K, sam, sak, sbk, sbn, 1);
+            sgemm_block(A + z * sab, B + z * sbb, C + (long long)z * M * N, M, N, K, sam, sak, sbk, sbn, N, 0, 1);
     } else {
         for (int z = 0; z < batches; ++z)
-            gemm_one(A + z * sab, B + z * sbb, C + (long long)z * M * N, M, N, K, sam, sak, sbk, sbn, threads);
+            sgemm_block(A + z * sab, B + z * sbb, C + (long long)z * M * N, M, N, K, sam, sak, sbk, sbn, N, 0,
+                        threads);
     }
 }
 

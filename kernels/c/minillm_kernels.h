@@ -28,6 +28,13 @@ void attention_backward(const float *q, const float *k, const float *v, const fl
                         const float *dout, float *dq, float *dk, float *dv,
                         int n, int t_query, int t_key, int d, int causal, float scale);
 
+/* v1, one query row at a time (attention_rows.c): the step before the tiles, kept to be timed */
+void attention_rows_forward(const float *q, const float *k, const float *v, float *out, float *lse,
+                            int n, int t_query, int t_key, int d, int causal, float scale);
+void attention_rows_backward(const float *q, const float *k, const float *v, const float *out, const float *lse,
+                             const float *dout, float *dq, float *dk, float *dv,
+                             int n, int t_query, int t_key, int d, int causal, float scale);
+
 /* ---- layer norm over the rows of an (N, D) matrix ------------------------------------------ */
 void layernorm_forward(const float *x, const float *w, const float *b, float *y, float *mean, float *rstd,
                        int rows, int d, float eps);
@@ -43,6 +50,10 @@ void cross_entropy_backward(const float *logits, const long long *target, const 
 /* ---- GELU, tanh form, elementwise over n values ---------------------------------------------- */
 void gelu_forward(const float *x, float *y, long long n);
 void gelu_backward(const float *x, const float *dy, float *dx, long long n);
+
+/* ---- Adam / AdamW: one fused pass over a float32 parameter and its two moments ----------- */
+void adam_update(float *p, const float *g, float *m, float *v, long long n, float lr, float beta1, float beta2,
+                 float eps, float weight_decay, int decoupled, float step_size, float rsqrt_bc2);
 
 /* ---- int8 · int8ᵀ → int32: C (M×N) = A (M×K) · B (N×K)ᵀ, for quantised linear layers ---------- */
 void matmul_int8(const signed char *A, const signed char *B, int *C, int M, int N, int K);

@@ -20,6 +20,7 @@ PRIMITIVES = (
     "cross_entropy_forward", "cross_entropy_backward",
     "gelu_forward", "gelu_backward",
     "matmul_int8",
+    "adam_update",
 )
 
 KNOWN = {

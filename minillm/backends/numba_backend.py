@@ -275,3 +275,27 @@ def gelu_backward(x, dy):
     dx = np.empty_like(flat)
     _gelu_backward(flat, np.ascontiguousarray(dy, dtype=x.dtype).reshape(-1), dx)
     return dx.reshape(x.shape)
+
+
+@njit(**_jit)
+def _adam_update(p, g, m, v, beta1, beta2, eps, keep, coupled, step_size, rsqrt_bc2):
+    # every scalar arrives as the arrays' dtype, so no float64 literal promotes the loop
+    one = p.dtype.type(1)
+    for i in prange(p.size):
+        grad = g[i] + coupled * p[i]
+        mi = beta1 * m[i] + (one - beta1) * grad
+        vi = beta2 * v[i] + (one - beta2) * grad * grad
+        m[i] = mi
+        v[i] = vi
+        p[i] = p[i] * keep - step_size * mi / (math.sqrt(vi) * rsqrt_bc2 + eps)
+
+
+def adam_update(p, g, m, v, lr, beta1, beta2, eps, weight_decay, decoupled, step):
+    """One fused pass per tensor (see numpy_backend.adam_update for the formula)."""
+    if not (p.dtype == g.dtype == m.dtype == v.dtype == np.float32
+            and all(a.flags.c_contiguous for a in (p, g, m, v))):
+        return reference.adam_update(p, g, m, v, lr, beta1, beta2, eps, weight_decay, decoupled, step)
+    f = np.float32
+    keep, coupled = (1 - lr * weight_decay, 0.0) if decoupled else (1.0, weight_decay)
+    _adam_update(p.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1), f(beta1), f(beta2), f(eps), f(keep),
+                 f(coupled), f(lr / (1 - beta1 ** step)), f(1 / math.sqrt(1 - beta2 ** step)))

@@ -6,6 +6,8 @@ fallback for CuPy arrays. Every other backend is tested against these functions.
 Shapes: attention takes ``q`` (N, Tq, D), ``k`` and ``v`` (N, Tk, D) with N = batch·heads;
 layer norm takes ``x`` (N, D) and ``w``, ``b`` (D,).
 """
+import math
+
 import numpy as np
 
 from . import xp_of
@@ -125,3 +127,26 @@ def matmul_int8(a, b):
     """(M, K) int8 · (N, K)ᵀ int8 → (M, N) int32, accumulating exactly in 32 bits."""
     xp_ = xp_of(a)
     return xp_.matmul(a.astype(xp_.int32), b.astype(xp_.int32).T)
+
+
+def adam_update(p, g, m, v, lr, beta1, beta2, eps, weight_decay, decoupled, step):
+    """One Adam step, in place on the parameter ``p`` and the moments ``m``, ``v``:
+
+        AdamW (decoupled):  θ ← θ(1 − ηλ)          Adam: g ← g + λθ
+        m ← β₁m + (1−β₁)g,  v ← β₂v + (1−β₂)g²
+        θ ← θ − η/(1−β₁ᵗ) · m / (√v / √(1−β₂ᵗ) + ε)
+
+    Several NumPy passes and temporaries per tensor here; a backend fuses them into one."""
+    xp_ = xp_of(p)
+    if weight_decay:
+        if decoupled:
+            p *= 1 - lr * weight_decay
+        else:
+            g = g + weight_decay * p
+    m *= beta1
+    m += (1 - beta1) * g
+    v *= beta2
+    v += (1 - beta2) * g * g
+    step_size = lr / (1 - beta1 ** step)
+    denom = xp_.sqrt(v) / math.sqrt(1 - beta2 ** step) + eps
+    p -= (step_size * m / denom).astype(p.dtype, copy=False)
