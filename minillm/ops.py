@@ -274,8 +274,14 @@ def getitem(a, index):
     except IndexError as exc:
         raise IndexError(f"index: {exc} (tensor shape {a.shape})") from None
 
+    basic = all(i is None or i is Ellipsis or isinstance(i, (slice, int, np.integer))
+                for i in (index if isinstance(index, tuple) else (index,)))
+
     def backward(g):
         full = xp_of(g).zeros(a.shape, dtype=g.dtype)
+        if basic:  # slices and integers select each element at most once: a plain store
+            full[index] = g
+            return (full,)
         return (backends.scatter_add(full, index, g),)
 
     return result(out, (a,), backward, "getitem")
