@@ -280,3 +280,16 @@ def test_leaf_gradients_own_their_memory(name, data):
         assert not np.shares_memory(g, seed), f"{name}: a leaf's gradient is the seed array"
         for other in grads[i + 1:]:
             assert not np.shares_memory(g, other), f"{name}: two leaves' gradients share memory"
+
+
+@given(rows=st.integers(1, 9), index=st.lists(st.integers(-9, 8), min_size=1, max_size=40),
+       width=st.sampled_from([(), (1,), (5,)]))
+def test_scatter_add_matches_numpy_add_at(rows, index, width):
+    """The embedding backward's sorted scatter-add against np.add.at: repeated and negative
+    indices (-1 and rows-1 name the same row) must add up, never overwrite."""
+    index = np.asarray([i % rows - (rows if i < 0 else 0) for i in index])
+    values = np.random.default_rng(len(index)).standard_normal(index.shape + width)
+    expected = np.zeros((rows,) + width)
+    np.add.at(expected, index, values)
+    got = minillm.backends.scatter_add(np.zeros((rows,) + width), index, values)
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
