@@ -1,7 +1,8 @@
 """The Numba backend: the hot primitives as JIT-compiled, multi-threaded CPU loops.
 
-- matmul: cache-blocked and register-blocked (four rows of C share each load of B), with
-  a dot-product variant for ``a @ bᵀ`` so the backward never copies a transpose.
+- matmul: the BLIS structure of kernels/c/matmul.c in Numba (numba_gemm.py): packed
+  panels and a 6×16 register tile the SLP vectoriser turns into FMAs on vector registers;
+  ``_gemm_rows`` is v1, the row-blocked loop it replaced.
 - attention: flash-style. Each query row streams over the keys with an *online softmax*
   (running max m, running sum l, running output acc), so the T×T matrix never exists;
   causal rows stop at their own position. The backward recomputes the probabilities
@@ -14,13 +15,15 @@ import math
 
 import numpy as np
 
-from . import BackendUnavailable
+from . import BackendUnavailable, gemm_operands
 from . import numpy_backend as reference
 
 try:
     from numba import njit, prange
 except ImportError as exc:  # pragma: no cover - numba is a hard dependency, but say why
     raise BackendUnavailable(f"numba is not importable ({exc})") from None
+
+from .numba_gemm import sgemm  # noqa: E402 (after the import check above)
 
 xp = np
 
@@ -32,65 +35,50 @@ _jit = dict(parallel=True, fastmath=True, cache=True, nogil=True)
 
 
 @njit(**_jit)
-def _gemm_nn(a, b, c):
-    """c[z] = a[z] @ b[z] for 3-D operands (a may be a transposed view)."""
-    batches, m, k_total = a.shape
-    n = b.shape[2]
-    row_blocks = (m + ROWS - 1) // ROWS
-    for task in prange(batches * row_blocks):
-        z, i0 = task // row_blocks, (task % row_blocks) * ROWS
+def _gemm_rows(a, b, c):
+    """v1: c = a @ b (2-D, contiguous), four rows of C at a time: each B element loaded once
+    serves four rows, but C's rows are loaded, updated and stored on every k — the
+    memory-bound pattern that numba_gemm's register tile removes."""
+    m, k_total = a.shape
+    n = b.shape[1]
+    c[:, :] = 0
+    for block in prange((m + ROWS - 1) // ROWS):
+        i0 = block * ROWS
         rows = min(ROWS, m - i0)
         for j0 in range(0, n, N_BLOCK):
             j1 = min(j0 + N_BLOCK, n)
             for k0 in range(0, k_total, K_BLOCK):
                 k1 = min(k0 + K_BLOCK, k_total)
-                if rows == ROWS:
+                for i in range(i0, i0 + rows):
                     for k in range(k0, k1):
-                        a0, a1, a2, a3 = a[z, i0, k], a[z, i0 + 1, k], a[z, i0 + 2, k], a[z, i0 + 3, k]
+                        aik = a[i, k]
                         for j in range(j0, j1):
-                            bkj = b[z, k, j]
-                            c[z, i0, j] += a0 * bkj
-                            c[z, i0 + 1, j] += a1 * bkj
-                            c[z, i0 + 2, j] += a2 * bkj
-                            c[z, i0 + 3, j] += a3 * bkj
-                else:
-                    for i in range(i0, i0 + rows):
-                        for k in range(k0, k1):
-                            aik = a[z, i, k]
-                            for j in range(j0, j1):
-                                c[z, i, j] += aik * b[z, k, j]
+                            c[i, j] += aik * b[k, j]
 
 
-@njit(**_jit)
-def _gemm_nt(a, b, c):
-    """c[z] = a[z] @ b[z]ᵀ: every output is a dot product of two contiguous rows."""
-    batches, m, k_total = a.shape
-    n = b.shape[1]
-    for task in prange(batches * m):
-        z, i = task // m, task % m
-        for j in range(n):
-            acc = 0.0
-            for k in range(k_total):
-                acc += a[z, i, k] * b[z, j, k]
-            c[z, i, j] = acc
+NUMBERED = ("v1_rows", "v2_packed")
+
+
+def matmul_numbered(version, a, b):
+    """C = A·B (2-D float32) with one of the numbered teaching versions."""
+    if version not in NUMBERED:
+        raise ValueError(f"matmul_numbered: unknown version {version!r}; versions: {', '.join(NUMBERED)}")
+    a, b = (np.ascontiguousarray(x, np.float32) for x in (a, b))
+    c = np.empty((a.shape[0], b.shape[1]), np.float32)
+    (_gemm_rows if version == "v1_rows" else sgemm)(a, b, c)
+    return c
 
 
 def matmul(a, b, trans_a=False, trans_b=False):
-    if np.result_type(a.dtype, b.dtype) not in (np.float32, np.float64):  # float16 under autocast
+    """float32 through the packed GEMM (numba_gemm.py); other dtypes (float64 for
+    gradcheck, float16 under autocast) take the reference."""
+    if a.dtype != np.float32 or b.dtype != np.float32:
         return reference.matmul(a, b, trans_a, trans_b)
-    op_a = a.swapaxes(-1, -2) if trans_a else a
-    op_b = b.swapaxes(-1, -2) if trans_b else b
-    batch = np.broadcast_shapes(op_a.shape[:-2], op_b.shape[:-2])
-    m, n = op_a.shape[-2], op_b.shape[-1]
-    dtype = np.result_type(a.dtype, b.dtype)
-    a3 = np.broadcast_to(op_a, batch + op_a.shape[-2:]).reshape((-1,) + op_a.shape[-2:]).astype(dtype, copy=False)
-    c = np.zeros((a3.shape[0], m, n), dtype)
-    if trans_b and not trans_a:
-        b3 = np.ascontiguousarray(np.broadcast_to(b, batch + b.shape[-2:]).reshape((-1,) + b.shape[-2:]), dtype)
-        _gemm_nt(np.ascontiguousarray(a3), b3, c)
-    else:
-        b3 = np.ascontiguousarray(np.broadcast_to(op_b, batch + op_b.shape[-2:]).reshape((-1,) + op_b.shape[-2:]), dtype)
-        _gemm_nn(a3, b3, c)
+    a3, _, b3, _, m, n, k, batch = gemm_operands(a, b, trans_a, trans_b)
+    batches = int(np.prod(batch, dtype=np.int64))
+    c = np.empty((batches, m, n), np.float32)
+    for z in range(batches):  # a 2-D operand is shared by every batch
+        sgemm(a3 if a3.ndim == 2 else a3[z], b3 if b3.ndim == 2 else b3[z], c[z])
     return c.reshape(batch + (m, n))
 
 
