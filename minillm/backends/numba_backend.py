@@ -228,27 +228,51 @@ def layernorm_backward(dy, x, w, mean, rstd):
     return dx, dw_parts.sum(0).astype(w.dtype), db_parts.sum(0).astype(w.dtype)
 
 
-SQRT_2_OVER_PI = 0.7978845608028654
+_f = np.float32
+SQRT_2_OVER_PI, GELU_CUBIC, HALF, ONE = _f(0.7978845608028654), _f(0.044715), _f(0.5), _f(1.0)
+# tanh as a clamped rational function (the 13/6 form Eigen uses, as in kernels/c/gelu.c):
+# math.tanh is a scalar libm call that stops the loop from vectorising, and the former
+# version's float64 literals (0.5, 1.0, …) silently promoted every float32 lane to float64.
+TANH_LIMIT = _f(7.90531110763549805)
+TANH_P = tuple(_f(c) for c in (-2.76076847742355e-16, 2.00018790482477e-13, -8.60467152213735e-11,
+                                5.12229709037114e-08, 1.48572235717979e-05, 6.37261928875436e-04,
+                                4.89352455891786e-03))
+TANH_Q = tuple(_f(c) for c in (1.19825839466702e-06, 1.18534705686654e-04, 2.26843463243900e-03,
+                                4.89352518554385e-03))
+
+
+@njit(fastmath=True, cache=True, inline="always")
+def _tanh(x):
+    x = min(max(x, -TANH_LIMIT), TANH_LIMIT)
+    x2 = x * x
+    p = TANH_P[0]
+    for c in TANH_P[1:]:
+        p = p * x2 + c
+    q = TANH_Q[0]
+    for c in TANH_Q[1:]:
+        q = q * x2 + c
+    return x * p / q
 
 
 @njit(**_jit)
 def _gelu_forward(x, y):
     for i in prange(x.size):
         v = x[i]
-        y[i] = 0.5 * v * (1.0 + math.tanh(SQRT_2_OVER_PI * v * (1.0 + 0.044715 * v * v)))
+        y[i] = HALF * v * (ONE + _tanh(SQRT_2_OVER_PI * v * (ONE + GELU_CUBIC * v * v)))
 
 
 @njit(**_jit)
 def _gelu_backward(x, dy, dx):
+    three = _f(3.0)
     for i in prange(x.size):
         v = x[i]
         v2 = v * v
-        t = math.tanh(SQRT_2_OVER_PI * v * (1.0 + 0.044715 * v2))
-        dx[i] = dy[i] * (0.5 * (1.0 + t) + 0.5 * v * (1.0 - t * t) * SQRT_2_OVER_PI * (1.0 + 3.0 * 0.044715 * v2))
+        t = _tanh(SQRT_2_OVER_PI * v * (ONE + GELU_CUBIC * v2))
+        dx[i] = dy[i] * (HALF * (ONE + t) + HALF * v * (ONE - t * t) * SQRT_2_OVER_PI * (ONE + three * GELU_CUBIC * v2))
 
 
 def gelu_forward(x):
-    if x.dtype not in (np.float32, np.float64):
+    if x.dtype != np.float32:
         return reference.gelu_forward(x)
     flat = np.ascontiguousarray(x).reshape(-1)
     y = np.empty_like(flat)
@@ -257,7 +281,7 @@ def gelu_forward(x):
 
 
 def gelu_backward(x, dy):
-    if x.dtype not in (np.float32, np.float64):
+    if x.dtype != np.float32:
         return reference.gelu_backward(x, dy)
     flat = np.ascontiguousarray(x).reshape(-1)
     dx = np.empty_like(flat)
