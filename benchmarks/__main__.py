@@ -18,13 +18,18 @@ from .timing import machine_info, write_json
 OPS = ("matmul", "versions", "attention", "layernorm", "train_step", "generation", "numba_startup")
 CPU_BACKENDS = ("numpy", "numba", "c")
 
-FULL = dict(sizes=[128, 256, 512, 1024, 2048, 4096], gpt_shapes=[(2048, 256, 768), (2048, 256, 1024),
-                                                                  (2048, 1024, 256), (256, 2048, 1024)],
-            version_sizes=[256, 512, 1024, 2048], lengths=[128, 256, 512, 1024, 2048, 4096],
-            ln_shapes=[(2048, 256), (8192, 768), (16384, 1024), (4096, 4096)], configs=["base", "large"],
+# The matmuls of a GPT step (M×K×N): nanoGPT's CPU recipe (B·T = 768 rows, C = 128, vocab 66),
+# forward and the two backward products, then the `base` config's.
+RECIPE_SHAPES = [(768, 128, 384), (768, 128, 128), (768, 128, 512), (768, 512, 128), (768, 128, 66),
+                 (128, 768, 128), (512, 768, 128), (128, 768, 512), (66, 768, 128)]
+BASE_SHAPES = [(2048, 256, 768), (2048, 256, 1024), (2048, 1024, 256), (256, 2048, 1024)]
+
+FULL = dict(sizes=[128, 256, 512, 1024, 2048, 4096], gpt_shapes=RECIPE_SHAPES + BASE_SHAPES,
+            version_sizes=[256, 512, 1024, 2048], lengths=[64, 256, 1024, 4096], attn_shapes=[(48, 32), (32, 64)],
+            ln_shapes=[(2048, 256), (8192, 768), (16384, 1024), (4096, 4096)], configs=["recipe", "base", "large"],
             contexts=[16, 64, 128, 256, 512], repeats=5, steps=5, new_tokens=16)
-QUICK = dict(sizes=[128, 256, 512], gpt_shapes=[(2048, 256, 768)], version_sizes=[128, 256],
-             lengths=[128, 256], ln_shapes=[(2048, 256)], configs=["tiny"], contexts=[16, 64], repeats=3,
+QUICK = dict(sizes=[128, 256, 512], gpt_shapes=[(768, 128, 384)], version_sizes=[128, 256],
+             lengths=[64, 128], attn_shapes=[(8, 32)], ln_shapes=[(2048, 256)], configs=["tiny"], contexts=[16, 64], repeats=3,
              steps=3, new_tokens=8)
 
 
@@ -57,7 +62,8 @@ def main(argv=None):
         "matmul": lambda: kernels.matmul(kernel_names, plan["sizes"], plan["gpt_shapes"], plan["repeats"], print),
         "versions": lambda: kernels.matmul_versions(plan["version_sizes"], plan["repeats"], print)
         if "c" in available else [],
-        "attention": lambda: kernels.attention(kernel_names, plan["lengths"], plan["repeats"], print),
+        "attention": lambda: kernels.attention(kernel_names, plan["lengths"], plan["repeats"], print,
+                                               plan["attn_shapes"]),
         "layernorm": lambda: kernels.layernorm(kernel_names, plan["ln_shapes"], plan["repeats"], print),
         "train_step": lambda: end_to_end.train_step(names, plan["configs"], plan["steps"], print),
         "generation": lambda: end_to_end.generation(plan["contexts"], plan["new_tokens"], print,

@@ -16,6 +16,8 @@ import numpy as np
 from .timing import median_seconds, peak_rss_bytes
 
 CONFIGS = {
+    # nanoGPT's CPU recipe for shakespeare_char (its README): 65 characters + our unknown id
+    "recipe": dict(vocab_size=66, block_size=64, n_layer=4, n_head=4, n_embd=128, batch=12),
     "base": dict(vocab_size=96, block_size=128, n_layer=4, n_head=4, n_embd=256, batch=16),
     "large": dict(vocab_size=96, block_size=256, n_layer=6, n_head=6, n_embd=384, batch=16),
     "tiny": dict(vocab_size=96, block_size=64, n_layer=2, n_head=4, n_embd=128, batch=8),

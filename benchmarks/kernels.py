@@ -56,18 +56,21 @@ def matmul(names, sizes, shapes, repeats, log):
 
 
 def matmul_versions(sizes, repeats, log):
-    """Every numbered C version (lesson 02's steps) and numba, against OpenBLAS."""
-    from minillm.backends import c_backend
+    """Every numbered C and Numba version (lesson 02's steps) against OpenBLAS."""
+    from minillm.backends import c_backend, numba_backend
+    versions = [(f"c_{v.replace('matmul_', '')}", lambda a, b, v=v: c_backend.matmul_numbered(v, a, b), v)
+                for v in c_backend.NUMBERED]
+    versions += [(f"numba_{v}", lambda a, b, v=v: numba_backend.matmul_numbered(v, a, b), v)
+                 for v in numba_backend.NUMBERED]
     rows = []
     for n in sizes:
         inputs = _inputs([(n, n), (n, n)], 2, n)
         gflop = 2.0 * n ** 3 / 1e9
         row = {"n": n, "openblas_gflops": gflop / median_seconds(np.matmul, inputs, repeats)}
-        for version in c_backend.NUMBERED:
-            if version == "matmul_v1_naive" and n > 512:
+        for label, kernel, version in versions:
+            if version in ("matmul_v1_naive", "v1_rows") and n > 512:
                 continue  # minutes per call at 1024 and beyond; the trend is set by then
-            row[f"{version}_gflops"] = gflop / _timed(
-                lambda a, b, v=version: c_backend.matmul_numbered(v, a, b), inputs, repeats, gflop > 4)
+            row[f"{label}_gflops"] = gflop / _timed(kernel, inputs, repeats, gflop > 4)
         log(_fmt(row))
         rows.append(row)
     return rows
@@ -81,35 +84,47 @@ def _peak_bytes(fn, *args):
     return peak
 
 
-def attention(names, lengths, repeats, log, heads=32, d=64):
-    """Causal attention forward + backward over (B·H = 32, T, d = 64): time, and the peak
-    of NumPy allocations (tracemalloc) — O(T²) for the composite, O(T·d) when fused."""
+def attention(names, lengths, repeats, log, shapes=((32, 64),)):
+    """Causal attention forward + backward over (B·H, T, d) for each (B·H, d) in ``shapes``:
+    time, and the peak of NumPy allocations (tracemalloc) — O(T²) for the composite, O(T·d)
+    when fused. The C backend's v1 (one query row at a time) is timed beside its tiles."""
     torch = _torch()
     rows = []
-    scale = 1 / math.sqrt(d)
-    for t in lengths:
-        inputs = _inputs([(heads, t, d)] * 4, 2, t)
-        row = {"T": t, "BH": heads, "d": d}
+    for heads, d in shapes:
+        scale = 1 / math.sqrt(d)
+        for t in lengths:
+            inputs = _inputs([(heads, t, d)] * 4, 2, t)
+            row = {"T": t, "BH": heads, "d": d}
+            heavy = t >= 2048
 
-        def step(impl):
-            def run(q, k, v, do):
-                out, lse = impl.attention_forward(q, k, v, True, scale)
-                impl.attention_backward(q, k, v, out, lse, do, True, scale)
-            return run
+            def step(impl, **options):
+                def run(q, k, v, do):
+                    out, lse = impl.attention_forward(q, k, v, True, scale, **options)
+                    impl.attention_backward(q, k, v, out, lse, do, True, scale, **options)
+                return run
 
-        for label, impl in [("composite", reference)] + [(n, backends.get(n)) for n in names]:
-            row[f"{label}_ms"] = _timed(step(impl), inputs, repeats, t >= 2048) * 1e3
-            row[f"{label}_peak_mb"] = _peak_bytes(step(impl), *inputs[0]) / 2 ** 20
-        if torch is not None:
-            def torch_step(q, k, v, do):
-                q, k, v = (torch.from_numpy(a).requires_grad_() for a in (q, k, v))
-                out = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
-                out.backward(torch.from_numpy(do))
-            row["torch_ms"] = _timed(torch_step, inputs, repeats, t >= 2048) * 1e3
-        for name in names:
-            row[f"{name}_speedup"] = row["composite_ms"] / row[f"{name}_ms"]
-        log(_fmt(row))
-        rows.append(row)
+            impls = [("composite", reference, {})] + [(n, backends.get(n), {}) for n in names]
+            if "c" in names:
+                from minillm.backends import c_backend
+                impls.append(("c_v1_rows", c_backend, {"version": "rows"}))
+            for label, impl, options in impls:
+                if label == "composite" and t > 2048:
+                    continue  # the T×T composite needs gigabytes past this: the fused kernels exist for it
+                row[f"{label}_ms"] = _timed(step(impl, **options), inputs, repeats, heavy) * 1e3
+                row[f"{label}_peak_mb"] = _peak_bytes(step(impl, **options), *inputs[0]) / 2 ** 20
+            if torch is not None:
+                def torch_step(q, k, v, do):
+                    q, k, v = (torch.from_numpy(a).requires_grad_() for a in (q, k, v))
+                    out = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+                    out.backward(torch.from_numpy(do))
+                row["torch_ms"] = _timed(torch_step, inputs, repeats, heavy) * 1e3
+                for name in names:
+                    row[f"{name}_vs_torch"] = row[f"{name}_ms"] / row["torch_ms"]
+            for name in names:
+                if "composite_ms" in row:
+                    row[f"{name}_speedup"] = row["composite_ms"] / row[f"{name}_ms"]
+            log(_fmt(row))
+            rows.append(row)
     return rows
 
 

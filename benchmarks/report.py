@@ -30,17 +30,23 @@ def cpu_tables(results):
                 for r in results["matmul"]]
         out.append("### matmul (float32)\n\n" + _table(header, rows))
     if results.get("versions"):
-        versions = [k[:-7] for k in results["versions"][0] if k.startswith("matmul_v")]
+        versions = list(dict.fromkeys(k[:-7] for r in results["versions"] for k in r
+                                      if k.endswith("_gflops") and k != "openblas_gflops"))
         header = ["n", "OpenBLAS"] + [v.replace("matmul_", "") for v in versions]
         rows = [[r["n"], r["openblas_gflops"]] + [r.get(f"{v}_gflops") for v in versions] for r in results["versions"]]
-        out.append("### the C matmul, step by step (GFLOP/s)\n\n" + _table(header, rows))
+        out.append("### the matmul, step by step (GFLOP/s; C and Numba numbered versions)\n\n" + _table(header, rows))
     if results.get("attention"):
-        labels = ["composite"] + names
-        header = ["T"] + [f"{l} ms" for l in labels] + [f"{l} peak MB" for l in labels]
-        header += (["PyTorch ms"] if "torch_ms" in results["attention"][0] else [])
-        rows = [[r["T"]] + [r[f"{l}_ms"] for l in labels] + [r[f"{l}_peak_mb"] for l in labels]
-                + ([r["torch_ms"]] if "torch_ms" in r else []) for r in results["attention"]]
-        out.append("### causal attention forward + backward (B·H = 32, d = 64)\n\n" + _table(header, rows))
+        attention = results["attention"]
+        labels = [l for l in ["composite"] + names + ["c_v1_rows"] if any(f"{l}_ms" in r for r in attention)]
+        torch = any("torch_ms" in r for r in attention)
+        for bh, d in dict.fromkeys((r.get("BH", 32), r.get("d", 64)) for r in attention):
+            group = [r for r in attention if (r.get("BH", 32), r.get("d", 64)) == (bh, d)]
+            header = ["T"] + [f"{l} ms" for l in labels] + (["PyTorch SDPA ms"] if torch else [])
+            header += [f"{n} × torch" for n in names if torch] + [f"{l} peak MB" for l in labels]
+            rows = [[r["T"]] + [r.get(f"{l}_ms") for l in labels] + ([r.get("torch_ms")] if torch else [])
+                    + [r.get(f"{n}_vs_torch") for n in names if torch] + [r.get(f"{l}_peak_mb") for l in labels]
+                    for r in group]
+            out.append(f"### causal attention forward + backward (B·H = {bh}, d = {d})\n\n" + _table(header, rows))
     if results.get("layernorm"):
         labels = ["composite"] + names
         header = ["rows × d", "copy GB/s"] + [f"{l} GB/s (× copy)" for l in labels]
@@ -102,7 +108,8 @@ def write_results_md():
     if cpu:
         results = json.loads(cpu.read_text())
         m = results["machine"]
-        parts.append(f"## CPU — {m['cpu']}, {m['cores']} cores ({m['date']}, commit {m['commit']})\n\n"
+        parts.append(f"## CPU — {m['cpu']}, {m.get('simd', 'SIMD not recorded')}, {m['cores']} cores "
+                     f"({m['date']}, commit {m['commit']})\n\n"
                      f"`python -m benchmarks --report` → `results/{cpu.name}`; NumPy {m['numpy']} with "
                      f"{m['blas']}" + (f", PyTorch {m['torch']}" if "torch" in m else "") + ".\n")
         for image in ("matmul", "attention", "generation"):
