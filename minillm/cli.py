@@ -1,7 +1,7 @@
 """The ``minillm`` command (also ``python -m minillm``).
 
     minillm train  --data=PATH|python-docs --model=gpt|lstm|seed001 --out_dir=DIR --key=value…
-    minillm sample --out_dir=DIR --start=TEXT --max_new_tokens=N --temperature=T --top_k=K --seed=S
+    minillm sample --out_dir=DIR --start=TEXT --max_new_tokens=N --temperature=T --top_k=K --top_p=P --seed=S
     minillm eval   --out_dir=DIR
     minillm demo   the main job: a small GPT on the embedded corpus, losses, plot, a sample
     minillm info   versions, and which backends run here (and why not)
@@ -26,6 +26,7 @@ class SampleConfig:
     max_new_tokens: int = option(200, "tokens to generate (at least 1)")
     temperature: float = option(0.8, "divides the logits; lower is more conservative, 0 is greedy")
     top_k: int = option(0, "sample among the k most likely tokens (0: no top-k filter)")
+    top_p: float = option(1.0, "nucleus sampling: the most likely tokens up to this probability mass (1: all)")
     seed: int = option(1337, "random seed")
     num_samples: int = option(1, "independent samples")
 
@@ -76,7 +77,7 @@ def sample_command(argv):
     prompt = tokenizer.encode(config.start) or [0]
     for _ in range(config.num_samples):
         out = model.generate(np.asarray([prompt]), config.max_new_tokens, temperature=config.temperature,
-                             top_k=config.top_k or None)
+                             top_k=config.top_k or None, top_p=config.top_p)
         print(tokenizer.decode(out[0].tolist()))
         print("---")
 

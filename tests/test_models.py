@@ -57,6 +57,22 @@ def test_kv_cache_generation_equals_no_cache(new_tokens):
     assert cached.shape == (2, 4 + new_tokens)
 
 
+def test_preallocated_kv_cache_writes_in_place_and_refuses_overflow():
+    from minillm.nn import KVCache
+    cache = KVCache(capacity=5)
+    rng = np.random.default_rng(0)
+    parts = [rng.standard_normal((2, 3, t, 4)).astype(np.float32) for t in (2, 1, 2)]
+    with minillm.no_grad():
+        for part in parts:
+            k, v = cache.append(minillm.tensor(part), minillm.tensor(part * 2))
+        buffer = cache.k
+        np.testing.assert_array_equal(k.numpy(), np.concatenate(parts, axis=2))
+        np.testing.assert_array_equal(v.numpy(), 2 * np.concatenate(parts, axis=2))
+        assert len(cache) == 5 and cache.k is buffer  # written in place, never reallocated
+        with pytest.raises(ValueError, match="KVCache: 6 positions exceed the capacity of 5"):
+            cache.append(minillm.tensor(parts[1]), minillm.tensor(parts[1]))
+
+
 def test_seed001_and_gpt_gradcheck_in_float64():
     rng = np.random.default_rng(0)
     idx, targets = rng.integers(0, 7, (2, 5)), rng.integers(0, 7, (2, 5))

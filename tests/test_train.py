@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import given, strategies as st
 
 import minillm
 from minillm import checkpoint, cli
@@ -152,3 +153,30 @@ def test_the_environment_variable_picks_the_backend_with_no_code_change(tmp_path
                           env=dict(os.environ, MINILLM_BACKEND="numba"), timeout=300)
     assert done.returncode == 0, done.stderr
     assert json.loads((out / "metrics.json").read_text())["backend"] == "numba"
+
+
+@given(seed=st.integers(0, 2 ** 16), vocab=st.sampled_from([1, 2, 7, 66]), top_p=st.floats(0.01, 1.0))
+def test_top_p_keeps_the_smallest_most_likely_set_reaching_p(seed, vocab, top_p):
+    """Nucleus sampling by its definition, written as a plain loop over one row."""
+    from minillm.models.base import next_token_probs
+    logits = np.random.default_rng(seed).standard_normal((3, vocab)) * 3
+    probs = next_token_probs(logits, top_p=top_p)
+    full = next_token_probs(logits)
+    for row, p in zip(full, probs):
+        kept, mass = [], 0.0
+        for token in np.argsort(-row, kind="stable"):
+            if mass >= top_p:
+                break
+            kept.append(token)
+            mass += row[token]
+        assert set(np.flatnonzero(p)) == set(kept)
+        np.testing.assert_allclose(p[kept], row[kept] / row[kept].sum(), rtol=1e-12)
+
+
+def test_top_p_errors_and_the_command_line(tmp_path, capsys):
+    from minillm.models import sample
+    with pytest.raises(ValueError, match=r"top_p must be in \(0, 1\] \(1 keeps every token\); got 0"):
+        sample(np.zeros((1, 3)), top_p=0)
+    run(tmp_path, "p", max_iters=4)
+    assert cli.main(["sample", f"--out_dir={tmp_path / 'p'}", "--max_new_tokens=8", "--top_p=0.5"]) == 0
+    assert len(capsys.readouterr().out) > 8

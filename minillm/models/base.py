@@ -8,25 +8,46 @@ from ..random import generator
 from ..tensor import Tensor, no_grad
 
 
-def sample(logits, temperature=1.0, top_k=None):
+def sample(logits, temperature=1.0, top_k=None, top_p=None):
     """One token per row of ``logits`` (B, V), drawn from softmax(logits / temperature).
 
     ``temperature=0`` is greedy decoding (the argmax, whatever the seed); ``top_k`` keeps
-    the k most likely tokens, and ``None`` or ``0`` keeps them all."""
+    the k most likely tokens, and ``None`` or ``0`` keeps them all; ``top_p`` (nucleus
+    sampling, Holtzman et al. 2019) keeps the smallest set of most likely tokens whose
+    probabilities add up to at least p (the most likely token always stays), and ``None``
+    or ``1`` keeps them all. Both filters may be combined: top-k first, as Hugging Face does."""
     if temperature < 0:
         raise ValueError(f"sample: temperature must be >= 0 (0 is greedy); got {temperature}")
     if top_k is not None and top_k < 0:
         raise ValueError(f"sample: top_k must be >= 0 (0 keeps every token); got {top_k}")
+    if top_p is not None and not 0 < top_p <= 1:
+        raise ValueError(f"sample: top_p must be in (0, 1] (1 keeps every token); got {top_p}")
     if temperature == 0:
         return np.asarray(logits).argmax(-1)
+    probs = next_token_probs(logits, temperature, top_k, top_p)
+    rng = generator()
+    return np.array([rng.choice(len(p), p=p) for p in probs])
+
+
+def next_token_probs(logits, temperature=1.0, top_k=None, top_p=None):
+    """The distribution ``sample`` draws from: softmax(logits / temperature) (B, V), with the
+    top-k and then the top-p filter applied and the rest renormalised."""
     logits = np.asarray(logits, np.float64) / temperature
     if top_k:
         kth = np.sort(logits, axis=-1)[:, -min(top_k, logits.shape[-1])][:, None]
         logits = np.where(logits < kth, -np.inf, logits)
     probs = np.exp(logits - logits.max(-1, keepdims=True))
     probs /= probs.sum(-1, keepdims=True)
-    rng = generator()
-    return np.array([rng.choice(len(p), p=p) for p in probs])
+    if top_p is not None and top_p < 1:
+        order = np.argsort(-probs, axis=-1, kind="stable")
+        ranked = np.take_along_axis(probs, order, -1)
+        # a token stays when the mass of the tokens ranked above it is still below p
+        keep_ranked = np.cumsum(ranked, -1) - ranked < top_p
+        keep = np.zeros_like(keep_ranked)
+        np.put_along_axis(keep, order, keep_ranked, -1)
+        probs = np.where(keep, probs, 0.0)
+        probs /= probs.sum(-1, keepdims=True)
+    return probs
 
 
 def check_generation(max_new_tokens):
@@ -46,7 +67,7 @@ class LanguageModel(Module):
     def loss(self, logits, targets):
         return None if targets is None else F.cross_entropy(logits, as_ids(targets).reshape(-1))
 
-    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None):
+    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None):
         """Append ``max_new_tokens`` sampled tokens to ``idx`` (B, T); the context is cropped
         to the last block_size tokens."""
         check_generation(max_new_tokens)
@@ -57,7 +78,8 @@ class LanguageModel(Module):
             for _ in range(max_new_tokens):
                 context = idx[:, -self.block_size:] if self.block_size else idx
                 logits, _ = self(context)
-                idx = np.concatenate([idx, sample(logits.numpy()[:, -1, :], temperature, top_k)[:, None]], axis=1)
+                next_token = sample(logits.numpy()[:, -1, :], temperature, top_k, top_p)
+                idx = np.concatenate([idx, next_token[:, None]], axis=1)
         self.train(was_training)
         return idx
 

@@ -65,7 +65,7 @@ class GPT(LanguageModel):
         logits = self.lm_head(self.ln_f(x))                                 # (B, T, vocab)
         return logits, self.loss(logits, targets)
 
-    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, use_cache=True):
+    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, use_cache=True, top_p=None):
         """Sample ``max_new_tokens`` tokens after ``idx`` (B, T), each from
         softmax(logits / temperature) over the top_k most likely. With the KV cache each
         new token costs one query against the cached keys and values. Past block_size the
@@ -74,7 +74,7 @@ class GPT(LanguageModel):
         window, which gives exactly the tokens generation without the cache gives."""
         check_generation(max_new_tokens)
         if not use_cache:
-            return super().generate(idx, max_new_tokens, temperature, top_k)
+            return super().generate(idx, max_new_tokens, temperature, top_k, top_p)
         idx = as_ids(idx)
         was_training = self.training
         self.eval()
@@ -82,10 +82,10 @@ class GPT(LanguageModel):
         with no_grad():
             for _ in range(max_new_tokens):
                 if caches is None or len(caches[0]) + pending.shape[1] > self.config.block_size:
-                    caches = [KVCache() for _ in self.blocks]
+                    caches = [KVCache(self.config.block_size) for _ in self.blocks]
                     pending = idx[:, -self.config.block_size:]
                 logits, _ = self(pending, caches=caches)
-                next_token = sample(logits.numpy()[:, -1, :], temperature, top_k)
+                next_token = sample(logits.numpy()[:, -1, :], temperature, top_k, top_p)
                 idx = np.concatenate([idx, next_token[:, None]], axis=1)
                 pending = next_token[:, None]
         self.train(was_training)

@@ -3,27 +3,48 @@ import math
 
 import numpy as np
 
+from .. import backends, ops
 from .. import functional as F
-from .. import ops
-from ..tensor import Tensor
+from ..tensor import Tensor, is_grad_enabled
 from .layers import GELU, Dropout, LayerNorm, Linear
 from .module import Module
 
 
 class KVCache:
     """Keys and values of the positions seen so far, so generating one more token costs
-    one query against the cache instead of re-running the whole prefix."""
+    one query against the cache instead of re-running the whole prefix.
 
-    def __init__(self):
+    With ``capacity`` (the model's block size) the buffers are allocated once, at the first
+    append, and each new position is written in place: a token costs the same whatever the
+    context, where concatenating would copy the whole cache on every token (O(T²) over a
+    generation). Without it, or when gradients are recorded, keys and values are joined
+    with ``cat`` (differentiable)."""
+
+    def __init__(self, capacity=None):
+        self.capacity = capacity
         self.k = self.v = None
+        self.length = 0
 
     def append(self, k, v):  # (B, nh, T, hs) each
-        self.k = k if self.k is None else ops.cat([self.k, k], dim=2)
-        self.v = v if self.v is None else ops.cat([self.v, v], dim=2)
-        return self.k, self.v
+        if self.capacity is None or is_grad_enabled():
+            self.k = k if self.k is None else ops.cat([self.k, k], dim=2)
+            self.v = v if self.v is None else ops.cat([self.v, v], dim=2)
+            self.length = self.k.shape[2]
+            return self.k, self.v
+        end = self.length + k.shape[2]
+        if end > self.capacity:
+            raise ValueError(f"KVCache: {end} positions exceed the capacity of {self.capacity}")
+        if self.k is None:
+            xp = backends.xp_of(k.data)
+            shape = k.shape[:2] + (self.capacity,) + k.shape[3:]
+            self.k, self.v = xp.empty(shape, k.dtype), xp.empty(shape, v.dtype)
+        self.k[:, :, self.length:end] = k.data
+        self.v[:, :, self.length:end] = v.data
+        self.length = end
+        return Tensor(self.k[:, :, :end]), Tensor(self.v[:, :, :end])
 
     def __len__(self):
-        return 0 if self.k is None else self.k.shape[2]
+        return self.length
 
 
 class MultiHeadAttention(Module):
