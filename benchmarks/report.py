@@ -130,6 +130,42 @@ def write_results_md():
         rows = [[r["ranks"], r["tokens_per_s"], r["efficiency"]] for r in results["runs"]]
         parts.append(f"## Data-parallel training over MPI ({results['machine']['cpu']}, {results['machine']['date']})\n\n"
                      f"`python -m benchmarks.mpi_scaling` → `results/{mpi.name}`\n\n" + _table(header, rows) + "\n")
+    parts += _recipe_section() + _profile_section()
     path = HERE / "RESULTS.md"
     path.write_text("\n".join(parts))
     return path
+
+
+def _recipe_section():
+    recipe = _newest("recipe-*.json")
+    if not recipe:
+        return []
+    results = json.loads(recipe.read_text())
+    m = results["machine"]
+    header = ["implementation", "iterations", "wall s", "ms/iter", "val loss", "time × torch", "val loss − torch's"]
+    rows = [[r["impl"], r["iters"], r["seconds"], r["ms_per_iter"], r["val_loss"], r.get("time_vs_torch"),
+             r.get("val_loss_vs_torch")] for r in results["runs"]]
+    return [f"## nanoGPT's CPU recipe end to end ({m['cpu']}, {m.get('simd', '')}, {m['date']}, commit {m['commit']})\n\n"
+            f"`python -m benchmarks.recipe --iters={results['iters']} --impls=c,torch --out=benchmarks/results` → "
+            f"`results/{recipe.name}`: the same data (python-docs at character level), batches, initial weights "
+            f"and hyper-parameters in each implementation, each in its own process; wall time of the training "
+            f"loop, validation loss on the same 20 batches afterwards.\n\n" + _table(header, rows) + "\n"]
+
+
+def _profile_section():
+    out = []
+    for after in sorted(RESULTS.glob("profile-*-after.json")):
+        backend = after.stem.split("-")[1]
+        befores = sorted(RESULTS.glob(f"profile-{backend}-before-*.json"))
+        runs = [json.loads(f.read_text()) for f in befores[-1:] + [after]]
+        labels = [f.stem.split(f"profile-{backend}-")[1] for f in befores[-1:] + [after]]
+        groups = list(runs[-1]["groups"])
+        header = ["where the time goes (ms/step)"] + labels
+        rows = [[g] + [r["groups"].get(g) for r in runs] for g in groups]
+        rows.append(["total under cProfile"] + [r["ms_per_step"] for r in runs])
+        m = runs[-1]["machine"]
+        out.append(f"### step breakdown, `{backend}` backend, recipe shape ({m['date']})\n\n"
+                   f"`python -m benchmarks.profile_step --backend={backend} --label=… --out=benchmarks/results`, "
+                   f"run on each commit (the old one from a git worktree); cProfile's own time per function, "
+                   f"grouped.\n\n" + _table(header, rows) + "\n")
+    return out
