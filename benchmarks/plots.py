@@ -27,21 +27,28 @@ def draw(results, folder, stem):
 
     attention = results.get("attention", [])
     if attention:
-        fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-        lengths = [r["T"] for r in attention]
-        for label in ["composite"] + results["backends"]:
-            left.plot(lengths, [r[f"{label}_ms"] for r in attention], marker="o", label=label)
-            right.plot(lengths, [r[f"{label}_peak_mb"] for r in attention], marker="o", label=label)
-        if "torch_ms" in attention[0]:
-            left.plot(lengths, [r["torch_ms"] for r in attention], ":", color="gray", label="PyTorch")
-        left.set(xscale="log", yscale="log", xlabel="T", ylabel="ms (forward + backward)",
-                 title="causal attention, B·H = 32, d = 64")
-        right.set(xscale="log", yscale="log", xlabel="T", ylabel="peak MB (NumPy allocations)",
-                  title="memory: O(T²) composite vs O(T·d) fused")
-        for ax in (left, right):
-            _ticks(ax, lengths)
-            ax.grid(alpha=0.3)
-            ax.legend()
+        groups = list(dict.fromkeys((r.get("BH", 32), r.get("d", 64)) for r in attention))
+        fig, axes = plt.subplots(len(groups), 2, figsize=(10, 4 * len(groups)), squeeze=False)
+        labels = ["composite"] + results["backends"] + ["c_v1_rows"]
+        for (bh, d), (left, right) in zip(groups, axes):
+            rows = [r for r in attention if (r.get("BH", 32), r.get("d", 64)) == (bh, d)]
+            for label in labels:  # a kernel missing at some T (the composite past 2048) draws what it has
+                points = [(r["T"], r[f"{label}_ms"], r[f"{label}_peak_mb"]) for r in rows if f"{label}_ms" in r]
+                if points:
+                    t, ms, mb = zip(*points)
+                    left.plot(t, ms, marker="o", label=label)
+                    right.plot(t, mb, marker="o", label=label)
+            torch_points = [(r["T"], r["torch_ms"]) for r in rows if "torch_ms" in r]
+            if torch_points:
+                left.plot(*zip(*torch_points), ":", color="gray", label="PyTorch SDPA")
+            left.set(xscale="log", yscale="log", xlabel="T", ylabel="ms (forward + backward)",
+                     title=f"causal attention, B·H = {bh}, d = {d}")
+            right.set(xscale="log", yscale="log", xlabel="T", ylabel="peak MB (NumPy allocations)",
+                      title="memory: O(T²) composite vs O(T·d) fused")
+            for ax in (left, right):
+                _ticks(ax, [r["T"] for r in rows])
+                ax.grid(alpha=0.3)
+                ax.legend()
         written.append(_save(fig, folder / f"{stem}-attention.png"))
 
     generation = results.get("generation", [])

@@ -131,6 +131,8 @@ def write_results_md():
         parts.append(f"## Data-parallel training over MPI ({results['machine']['cpu']}, {results['machine']['date']})\n\n"
                      f"`python -m benchmarks.mpi_scaling` → `results/{mpi.name}`\n\n" + _table(header, rows) + "\n")
     parts += _recipe_section() + _profile_section()
+    if cpu:
+        parts += _goals_section(json.loads(cpu.read_text()))
     path = HERE / "RESULTS.md"
     path.write_text("\n".join(parts))
     return path
@@ -169,3 +171,57 @@ def _profile_section():
                    f"run on each commit (the old one from a git worktree); cProfile's own time per function, "
                    f"grouped.\n\n" + _table(header, rows) + "\n")
     return out
+
+
+def _goals_section(cpu):
+    """The CPU speed goals of issues #15 and #16, each computed from the JSON of the runs above."""
+    recipe = _newest("recipe-*.json")
+    steps = {(r["config"], r["backend"]): r for r in cpu.get("train_step", [])}
+    matmul = {r["shape"]: r for r in cpu.get("matmul", [])}
+    square = [f"{n}x{n}x{n}" for n in (1024, 2048, 4096) if f"{n}x{n}x{n}" in matmul]
+    gpt = [r["shape"] for r in cpu.get("matmul", []) if len(set(r["shape"].split("x"))) > 1]
+    attention = cpu.get("attention", [])
+    generation = {r["context"]: r for r in cpu.get("generation", [])}
+    rows = []
+
+    def goal(what, target, value, met):
+        rows.append([what, target, value, "met" if met else "not met"])
+
+    if recipe:
+        c = next((r for r in json.loads(recipe.read_text())["runs"] if r["impl"] == "c"), None)
+        if c:
+            goal("recipe: c wall time × torch's, same val loss (±0.03)", "≤ 0.7",
+                 f"{c['time_vs_torch']:.2f} (Δ loss {c['val_loss_vs_torch']:+.3f})",
+                 c["time_vs_torch"] <= 0.7 and abs(c["val_loss_vs_torch"]) <= 0.03)
+    for config in ("recipe", "base", "large"):
+        if (config, "c") in steps:
+            r = steps[(config, "c")]
+            goal(f"step `{config}`: c time × torch (RSS × torch)", "≤ 0.8 (≤ 1.0)",
+                 f"{r['time_vs_torch']:.2f} ({r['rss_vs_torch']:.2f})", r["time_vs_torch"] <= 0.8 and r["rss_vs_torch"] <= 1)
+    for label, shapes in (("1024³–4096³", square), ("the GPT step's shapes", gpt)):
+        if shapes:
+            worst = min(matmul[s]["c_vs_openblas"] for s in shapes)
+            goal(f"SGEMM c × OpenBLAS, {label} (worst)", "≥ 1.0", f"{worst:.2f}", worst >= 1.0)
+    if attention and "c_vs_torch" in attention[0]:
+        worst = max(r["c_vs_torch"] for r in attention)
+        goal("attention fwd+bwd c × torch SDPA (worst of all shapes)", "≤ 1.0", f"{worst:.2f}", worst <= 1.0)
+    if 512 in generation:
+        speedup = generation[512]["cache_speedup"]
+        goal("KV cache speed-up at context 512", "≥ 10×", f"{speedup:.1f}×", speedup >= 10)
+    for label, shapes in (("1024³, 2048³", [s for s in square if not s.startswith("4096")]), ("GPT shapes", gpt)):
+        if shapes and "numba_vs_openblas" in matmul[shapes[0]]:
+            worst = min(matmul[s]["numba_vs_openblas"] for s in shapes)
+            goal(f"SGEMM numba × OpenBLAS, {label} (worst)", "≥ 0.5", f"{worst:.2f}", worst >= 0.5)
+    for config in ("recipe", "base", "large"):
+        if (config, "numba") in steps and (config, "numpy") in steps:
+            ratio = steps[(config, "numba")]["ms_per_step"] / steps[(config, "numpy")]["ms_per_step"]
+            goal(f"step `{config}`: numba time × numpy's", "≤ 1.0", f"{ratio:.2f}", ratio <= 1.0)
+    middle = [r for r in attention if 256 <= r["T"] <= 1024 and "numba_speedup" in r]
+    if middle:
+        worst = min(r["numba_speedup"] for r in middle)
+        goal("attention numba speed-up over the composite, T 256–1024 (worst)", "≥ 2×", f"{worst:.2f}×", worst >= 2)
+    if cpu.get("numba_startup"):
+        cached = cpu["numba_startup"]["cached_startup_s"]
+        goal("numba start-up with the JIT cache filled", "< 1 s", f"{cached:.1f} s", cached < 1)
+    return ["## The CPU goals of issues #15 and #16, from the runs above\n\n"
+            + _table(["goal", "target", "measured", ""], rows) + "\n"]
