@@ -243,15 +243,17 @@ TANH_Q = tuple(_f(c) for c in (1.19825839466702e-06, 1.18534705686654e-04, 2.268
 
 @njit(fastmath=True, cache=True, inline="always")
 def _tanh(x):
-    x = min(max(x, -TANH_LIMIT), TANH_LIMIT)
-    x2 = x * x
+    clamped = min(max(x, -TANH_LIMIT), TANH_LIMIT)
+    x2 = clamped * clamped
     p = TANH_P[0]
     for c in TANH_P[1:]:
         p = p * x2 + c
     q = TANH_Q[0]
     for c in TANH_Q[1:]:
         q = q * x2 + c
-    return x * p / q
+    # exactly ±1 past the clamp (a select, not a branch, so the loop still vectorises), so
+    # GELU's derivative (1 − t²) is exactly 0 there, as the float64 reference's
+    return clamped * p / q if abs(x) < TANH_LIMIT else (ONE if x > 0 else -ONE)
 
 
 @njit(**_jit)
