@@ -37,7 +37,7 @@ def cpu_tables(results):
         out.append("### the matmul, step by step (GFLOP/s; C and Numba numbered versions)\n\n" + _table(header, rows))
     if results.get("attention"):
         attention = results["attention"]
-        labels = [l for l in ["composite"] + names + ["c_v1_rows"] if any(f"{l}_ms" in r for r in attention)]
+        labels = [l for l in ["composite"] + names + ["numba_v1_rows", "c_v1_rows"] if any(f"{l}_ms" in r for r in attention)]
         torch = any("torch_ms" in r for r in attention)
         for bh, d in dict.fromkeys((r.get("BH", 32), r.get("d", 64)) for r in attention):
             group = [r for r in attention if (r.get("BH", 32), r.get("d", 64)) == (bh, d)]

@@ -44,3 +44,18 @@ def test_slp_is_switched_on_only_while_compiling():
     numba_gemm.sgemm(np.ones((3, 2), np.float32), np.ones((2, 4), np.float32), np.empty((3, 4), np.float32))
     assert config.SLP_VECTORIZE == before
     assert len(numba_gemm._gemm.signatures) == 1  # strided and contiguous operands share one compile
+
+
+@given(t=st.sampled_from([1, 7, 65, 300]), d=st.sampled_from([1, 13, 32]), causal=st.booleans())
+def test_attention_v1_rows_agrees_with_the_tiles(t, d, causal):
+    """v1 stays a correct kernel: it serves float64 and is timed against the tiles."""
+    rng = np.random.default_rng(t * 31 + d)
+    q, k, v, dout = (rng.standard_normal((2, t, d)).astype(np.float32) for _ in range(4))
+    scale = np.float32(d ** -0.5)
+    out, lse = numba_backend.attention_forward(q, k, v, causal, scale)
+    rows_out, rows_lse = numba_backend.attention_forward(q, k, v, causal, scale, version="rows")
+    np.testing.assert_allclose(rows_out, out, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(rows_lse, lse, rtol=1e-5, atol=1e-5)
+    for got, ref in zip(numba_backend.attention_backward(q, k, v, out, lse, dout, causal, scale, version="rows"),
+                        numba_backend.attention_backward(q, k, v, out, lse, dout, causal, scale)):
+        np.testing.assert_allclose(got, ref, rtol=1e-3, atol=1e-4)

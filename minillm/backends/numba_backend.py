@@ -3,11 +3,11 @@
 - matmul: the BLIS structure of kernels/c/matmul.c in Numba (numba_gemm.py): packed
   panels and a 6×16 register tile the SLP vectoriser turns into FMAs on vector registers;
   ``_gemm_rows`` is v1, the row-blocked loop it replaced.
-- attention: flash-style. Each query row streams over the keys with an *online softmax*
-  (running max m, running sum l, running output acc), so the T×T matrix never exists;
-  causal rows stop at their own position. The backward recomputes the probabilities
-  from the saved log-sum-exp, in one pass over query rows (dQ) and one over key rows
-  (dK, dV), so no two threads ever write the same output.
+- attention: flash-style, in float32 tiles of queries × keys on the GEMM micro-kernel
+  (numba_attention.py). v1 stays here: each query row streams over the keys with an
+  *online softmax* (running max m, running sum l, running output acc), so the T×T matrix
+  never exists; its backward makes one pass over query rows (dQ) and one over key rows
+  (dK, dV). It serves float64 (gradcheck) and is timed against the tiles.
 - layer norm: one read of each row for its statistics, one to normalise; the backward
   reduces dw and db per thread, then adds the partial sums.
 """
@@ -23,7 +23,8 @@ try:
 except ImportError as exc:  # pragma: no cover - numba is a hard dependency, but say why
     raise BackendUnavailable(f"numba is not importable ({exc})") from None
 
-from .numba_gemm import sgemm  # noqa: E402 (after the import check above)
+from . import numba_attention  # noqa: E402 (after the import check above)
+from .numba_gemm import sgemm  # noqa: E402
 
 xp = np
 
@@ -111,7 +112,11 @@ def _attention_forward(q, k, v, causal, scale, out, lse):
         lse[z, i] = peak + math.log(total)
 
 
-def attention_forward(q, k, v, causal, scale):
+def attention_forward(q, k, v, causal, scale, version="tiles"):
+    """float32: the tiles of numba_attention.py; ``version="rows"`` (or float64) runs v1, the
+    row kernels here."""
+    if version == "tiles" and q.dtype == k.dtype == v.dtype == np.float32:
+        return numba_attention.attention_forward(q, k, v, causal, scale)
     out = np.empty_like(q)
     lse = np.empty(q.shape[:2], np.float64 if q.dtype == np.float64 else np.float32)
     _attention_forward(q, k, v, causal, scale, out, lse)
@@ -164,7 +169,9 @@ def _attention_backward_dkv(q, k, v, out, lse, dout, causal, scale, dk, dv):
                 dk[z, j, x] += ds * q[z, i, x]
 
 
-def attention_backward(q, k, v, out, lse, dout, causal, scale):
+def attention_backward(q, k, v, out, lse, dout, causal, scale, version="tiles"):
+    if version == "tiles" and q.dtype == k.dtype == v.dtype == dout.dtype == np.float32:
+        return numba_attention.attention_backward(q, k, v, out, lse, dout, causal, scale)
     dout = np.ascontiguousarray(dout)
     dq, dk, dv = np.empty_like(q), np.empty_like(k), np.empty_like(v)
     _attention_backward_dq(q, k, v, out, lse, dout, causal, scale, dq)

@@ -149,3 +149,33 @@ def sgemm(a, b, c):
     """c (M×N float32) = a (M×K) @ b (K×N), float32 arrays or views of any strides."""
     compile_kernels()
     _gemm(a, b, c, numba.get_num_threads())
+
+
+@njit(fastmath=FLAGS, cache=True, nogil=True)
+def gemm_into(a, b, c, accumulate, packed_a, packed_b, tile):
+    """c (+)= a @ b on one thread, for small products inside other parallel kernels (the
+    attention tiles): the same packing and micro-kernel, no blocking beyond KC. The caller
+    owns the scratch: ``packed_a`` (≥ ⌈M/MR⌉·KC, MR), ``packed_b`` (≥ ⌈N/NR⌉·KC, NR), ``tile``
+    (MR·NR), so a loop of calls allocates nothing."""
+    m, k = a.shape
+    n = b.shape[1]
+    if k == 0 and not accumulate:
+        c[:, :] = 0
+    for pc in range(0, k, KC):
+        kc = min(KC, k - pc)
+        for s in range((n + NR - 1) // NR):
+            width = min(NR, n - s * NR)
+            for kk in range(kc):
+                for j in range(NR):
+                    packed_b[s * kc + kk, j] = b[pc + kk, s * NR + j] if j < width else np.float32(0)
+        _pack_a(a, 0, pc, m, kc, packed_a)
+        for jr in range((n + NR - 1) // NR):
+            for ir in range((m + MR - 1) // MR):
+                micro_kernel(kc, packed_a, ir * kc, packed_b, jr * kc, c, ir * MR, jr * NR,
+                             min(MR, m - ir * MR), min(NR, n - jr * NR), accumulate or pc > 0, tile)
+
+
+def scratch(m, n):
+    """Scratch for gemm_into with at most m rows and n columns (K up to KC per block)."""
+    return (np.empty(((m + MR - 1) // MR * KC, MR), np.float32), np.empty(((n + NR - 1) // NR * KC, NR), np.float32),
+            np.empty(MR * NR, np.float32))
