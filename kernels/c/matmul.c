@@ -226,6 +226,60 @@ void sgemm_block(const float *A, const float *B, float *C, int M, int N, int K, 
     free(packed_b);
 }
 
+/* Few rows of A (generating one token: M is the batch, often 1). Packing B would copy the
+ * whole matrix to use each element once, and a register tile of MR rows would be mostly
+ * padding, so B is read where it lies, the columns of C shared out among the threads:
+ *   B with contiguous rows (sbn = 1):    C[i, :] += A[i, k] · B[k, :], vectorised along N;
+ *   B with contiguous columns (sbk = 1, x · Wᵀ as a Linear layer computes it):
+ *                                        C[i, j] = A[i, :] · B[:, j], vectorised along K.
+ * Returns 0 when neither layout applies (the packed path takes it). */
+#define FEW_ROWS 4
+#define COLUMN_CHUNK 256
+
+static int gemm_few_rows(const float *A, const float *B, float *C, int M, int N, int K, long sam, long sak, long sbk,
+                         long sbn, int threads) {
+    const int parallel = threads > 1 && (long)N * K >= 65536;  /* below that, waking a thread costs more */
+    if (sbn == 1) {
+#pragma omp parallel for schedule(static) num_threads(threads) if (parallel)
+        for (int j0 = 0; j0 < N; j0 += COLUMN_CHUNK) {
+            const int j1 = j0 + COLUMN_CHUNK < N ? j0 + COLUMN_CHUNK : N;
+            for (int i = 0; i < M; ++i) {
+                float *restrict c = C + (long)i * N;
+                for (int j = j0; j < j1; ++j) c[j] = 0.0f;
+                for (int k = 0; k < K; ++k) {
+                    const float a = A[i * sam + k * sak];
+                    const float *restrict b = B + k * sbk;
+#pragma omp simd
+                    for (int j = j0; j < j1; ++j) c[j] += a * b[j];
+                }
+            }
+        }
+        return 1;
+    }
+    if (sbk == 1 && sak == 1) {
+#pragma omp parallel for schedule(static) num_threads(threads) if (parallel)
+        for (int j = 0; j < N; ++j) {
+            const float *restrict b = B + j * sbn;
+            for (int i = 0; i < M; ++i) {
+                const float *restrict a = A + i * sam;
+                float acc = 0.0f;
+#pragma omp simd reduction(+ : acc)
+                for (int k = 0; k < K; ++k) acc += a[k] * b[k];
+                C[(long)i * N + j] = acc;
+            }
+        }
+        return 1;
+    }
+    return 0;
+}
+
+static void gemm_one(const float *A, const float *B, float *C, int M, int N, int K, long sam, long sak, long sbk,
+                     long sbn, int threads) {
+    if (M <= FEW_ROWS && gemm_few_rows(A, B, C, M, N, K, sam, sak, sbk, sbn, threads))
+        return;
+    sgemm_block(A, B, C, M, N, K, sam, sak, sbk, sbn, N, 0, threads);
+}
+
 void sgemm_strided(const float *A, const float *B, float *C, int batches, int M, int N, int K, long long sab,
                    long long sam, long long sak, long long sbb, long long sbk, long long sbn, int threads) {
 #ifdef _OPENMP
@@ -237,11 +291,10 @@ void sgemm_strided(const float *A, const float *B, float *C, int batches, int M,
         /* many small products (attention heads): one product per thread at a time */
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (threads > 1)
         for (int z = 0; z < batches; ++z)
-            sgemm_block(A + z * sab, B + z * sbb, C + (long long)z * M * N, M, N, K, sam, sak, sbk, sbn, N, 0, 1);
+            gemm_one(A + z * sab, B + z * sbb, C + (long long)z * M * N, M, N, K, sam, sak, sbk, sbn, 1);
     } else {
         for (int z = 0; z < batches; ++z)
-            sgemm_block(A + z * sab, B + z * sbb, C + (long long)z * M * N, M, N, K, sam, sak, sbk, sbn, N, 0,
-                        threads);
+            gemm_one(A + z * sab, B + z * sbb, C + (long long)z * M * N, M, N, K, sam, sak, sbk, sbn, threads);
     }
 }
 
