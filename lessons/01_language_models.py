@@ -35,7 +35,7 @@ QUICK = quick_mode()
 STEPS = 150 if QUICK else 1500
 TRAIN_CHARS = 60_000 if QUICK else 300_000
 checks = Checks("lesson 01")
-minillm.set_backend("c" if "c" in minillm.backends.available() else "numpy")
+minillm.set_backend("c" if minillm.backends.is_available("c") else "numpy")
 
 corpus = data.corpus("python-docs")
 tokenizer = tokenizers.CharTokenizer.train(corpus.text)

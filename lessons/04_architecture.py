@@ -32,7 +32,7 @@ from minillm.train import perplexity_of
 
 QUICK = quick_mode()
 checks = Checks("lesson 04")
-minillm.set_backend("c" if "c" in minillm.backends.available() else "numpy")
+minillm.set_backend("c" if minillm.backends.is_available("c") else "numpy")
 
 
 def fit(model, batch_fn, steps, lr=3e-3):

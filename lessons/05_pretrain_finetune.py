@@ -29,7 +29,7 @@ from minillm.models import BertClassifier, BertConfig, BertEncoder, encode_batch
 
 QUICK = quick_mode()
 checks = Checks("lesson 05")
-minillm.set_backend("c" if "c" in minillm.backends.available() else "numpy")
+minillm.set_backend("c" if minillm.backends.is_available("c") else "numpy")
 rng = np.random.default_rng(0)
 
 train_set = data.sentiment_dataset(2000, seed=1)

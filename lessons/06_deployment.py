@@ -35,7 +35,7 @@ from minillm.train import TrainConfig, Trainer, load
 
 QUICK = quick_mode()
 checks = Checks("lesson 06")
-backend = "c" if "c" in minillm.backends.available() else "numpy"
+backend = "c" if minillm.backends.is_available("c") else "numpy"
 out_dir = Path(tempfile.mkdtemp(prefix="minillm-lesson06-"))
 config = TrainConfig(out_dir=str(out_dir), max_iters=150 if QUICK else 1200, batch_size=16, block_size=64,
                      n_layer=2, n_head=4, n_embd=128, eval_interval=10_000, eval_iters=4, progress=False,

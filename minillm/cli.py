@@ -45,7 +45,7 @@ def info(argv):
     print(f"minillm {__version__}  python {platform.python_version()}  numpy {np.__version__}")
     for name, state in backends.status().items():
         print(f"  backend {name:9s} {state}")
-    if backends.status().get("c") == "ok":
+    if backends.is_available("c"):
         from .backends import c_backend
         print(f"  c kernels built with: {c_backend.build_flags}, {c_backend.lib.minillm_max_threads()} threads")
 

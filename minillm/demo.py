@@ -15,7 +15,7 @@ DEMO = dict(data="python-docs", model="gpt", out_dir="out/demo", max_iters=1200,
 
 def fastest_cpu_backend():
     """The C kernels when they were built here, else the NumPy reference."""
-    return "c" if backends.status().get("c") == "ok" else "numpy"
+    return "c" if backends.is_available("c") else "numpy"
 
 
 def run(argv=()):

@@ -4,6 +4,7 @@ import math
 import numpy as np
 
 from . import backends, ops
+from .masks import causal_mask
 from .ops import dropout as _dropout, gelu, log_softmax, relu, sigmoid, softmax, tanh
 from .tensor import Tensor
 
@@ -132,7 +133,6 @@ def scaled_dot_product_attention(q, k, v, attn_mask=None, is_causal=False, scale
     scores = (q @ k.transpose(-2, -1)) * scale
     if is_causal:
         xp = backends.xp_of(q.data)
-        from .backends.numpy_backend import causal_mask
         scores = scores.masked_fill(~causal_mask(xp, q.shape[-2], k.shape[-2]), -np.inf)
     if attn_mask is not None:
         mask = attn_mask.data if isinstance(attn_mask, Tensor) else attn_mask

@@ -27,3 +27,10 @@ def test_a_missing_required_backend_or_module_fails_the_run():
     assert run.returncode != 0
     assert "required backend 'tpu'" in output and "unknown backend 'tpu'" in output
     assert "required module 'no_such_oracle' cannot be imported" in output
+
+
+def test_asking_for_one_backend_loads_only_that_one():
+    """The demo and the lessons ask whether `c` runs; that must not build the CUDA harness."""
+    script = ("from minillm import backends; assert backends.is_available('numpy'); "
+              "import sys; sys.exit(sorted(backends._loaded) != ['numpy'])")
+    assert subprocess.run([sys.executable, "-c", script], cwd=TESTS.parent).returncode == 0

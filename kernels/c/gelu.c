@@ -3,9 +3,11 @@
  * One pass over memory instead of NumPy's dozen temporaries.
  *
  * glibc's tanhf is a scalar call the compiler cannot vectorise, which made this loop
- * slower than NumPy's SIMD tanh. tanh_rational is a clamped rational approximation
- * (the 13/6 form Eigen uses; a few ulp in float) made of multiplies and one divide,
- * so the loop runs 16 lanes wide. */
+ * slower than NumPy's SIMD tanh. tanh_rational is the rational approximation Eigen uses
+ * for float (ptanh_float): tanh(x) ≈ x·p(x²)/q(x²), p of degree 6 in x² (so the numerator
+ * is odd of degree 13) and q of degree 3 in x² (degree 6), coefficients fitted on
+ * [−7.9, 7.9], a few ulp in float. Beyond ±7.90531… tanh rounds to ±1 in float, hence the
+ * clamp. Multiplies, adds and one divide: the loop runs a full vector wide. */
 #include "minillm_kernels.h"
 
 #define SQRT_2_OVER_PI 0.7978845608028654f

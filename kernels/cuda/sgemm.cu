@@ -9,7 +9,8 @@
 //   v3 shared tiles   a block stages 32×32 tiles of A and B in shared memory, so each
 //                     global element is read once per tile instead of 32 times
 //   v4 register tiles each thread computes an 8×8 patch of a 128×128 block tile, keeping
-//                     its accumulators in registers: 16 FMAs per pair of shared loads
+//                     its accumulators in registers: per k, 8 + 8 shared loads feed
+//                     8×8 = 64 FMAs (4 per load, where v3 does 1 per 2 loads)
 //   v5 vectorised     v4 with 128-bit (float4) loads from global and shared memory
 
 #define CEIL_DIV(a, b) (((a) + (b) - 1) / (b))

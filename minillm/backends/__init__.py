@@ -92,8 +92,18 @@ def use_backend(name):
         _current = previous
 
 
+def is_available(name):
+    """Whether backend ``name`` runs here, loading that backend only (``status()`` loads every
+    one, and building the CUDA harness for ``cuda-sim`` is not free)."""
+    try:
+        _load(name)
+        return True
+    except BackendUnavailable:
+        return False
+
+
 def status():
-    """Every known backend mapped to "ok" or the reason it cannot run here."""
+    """Every known backend mapped to "ok" or the reason it cannot run here (loads them all)."""
     report = {}
     for name in KNOWN:
         try:

@@ -10,6 +10,7 @@ import math
 
 import numpy as np
 
+from ..masks import causal_mask
 from . import xp_of
 
 xp = np
@@ -22,14 +23,6 @@ def matmul(a, b, trans_a=False, trans_b=False):
     a = a.swapaxes(-1, -2) if trans_a else a
     b = b.swapaxes(-1, -2) if trans_b else b
     return xp_.matmul(a, b)
-
-
-def causal_mask(xp_, t_query, t_key):
-    """True where query i may see key j. Queries are the *last* t_query positions of the
-    key sequence, so one new token attends to the whole cache (equal to torch's
-    ``is_causal`` when t_query == t_key)."""
-    offset = t_key - t_query
-    return xp_.arange(t_key)[None, :] <= (xp_.arange(t_query)[:, None] + offset)
 
 
 def attention_forward(q, k, v, causal, scale):

@@ -5,6 +5,7 @@ import numpy as np
 
 from .. import backends, ops
 from .. import functional as F
+from ..masks import causal_mask
 from ..tensor import Tensor, is_grad_enabled
 from .layers import GELU, Dropout, LayerNorm, Linear
 from .module import Module
@@ -99,7 +100,6 @@ def _attention_weights(q, k, mask, is_causal):
     with no_grad():
         scores = (q @ k.transpose(-2, -1)) * (1 / math.sqrt(q.shape[-1]))
         if is_causal:
-            from ..backends.numpy_backend import causal_mask
             scores = scores.masked_fill(~causal_mask(np, q.shape[-2], k.shape[-2]), -np.inf)
         if mask is not None:
             scores = scores.masked_fill(~mask, -np.inf)
