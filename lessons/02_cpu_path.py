@@ -14,7 +14,7 @@
 # | 1 | `matmul_v1_naive` — i, j, k loops | von Neumann: every operand from memory; B read down a column, one cache line per number |
 # | 2 | `matmul_v2_reordered` — i, k, j | locality: contiguous rows, and the compiler turns the inner loop into SIMD instructions |
 # | 3 | `matmul_v3_blocked` | the cache hierarchy: blocks of B reused while they sit in L2 |
-# | 4 | `matmul_v4_packed` | registers and pipelines: packed panels feed a 6×64 register tile, 24 AVX-512 fused multiply-adds per step |
+# | 4 | `matmul_v4_packed` | registers and pipelines: packed panels feed a register tile sized to the machine (6×16 on AVX2: 12 fused multiply-adds per step; 12×32 on AVX-512: 24) |
 # | 5 | `matmul_v5_threaded` | many cores: the blocks shared out with OpenMP |
 # | — | NumPy / OpenBLAS | years of hand-tuned assembly: our practical peak |
 # | — | CUDA SGEMM v1–v5 | the heterogeneous step: the same ladder on a GPU (`kernels/cuda/sgemm.cu`) |

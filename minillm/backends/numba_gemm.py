@@ -22,7 +22,8 @@ row of NR scalars into vector registers. What it took, read off ``inspect_asm()`
 
 The loop that results (AVX2, MR=6, NR=16) is the one a C compiler makes of matmul.c: per k,
 two ``vmovups`` of B, six ``vbroadcastss`` of A and twelve ``vfmadd231ps`` on ymm registers.
-On AVX-512 NR=32 fills zmm registers the same way.
+The tile is sized for AVX2's 16 vector registers; an AVX-512 machine runs it unchanged (a
+12×32 tile there, as kernels/c/matmul.c chooses, is left to do).
 """
 import numba
 import numpy as np
