@@ -6,7 +6,6 @@ one backend, the functions' own time grouped by what they do, in ms per step.
 Run it on two commits (a git worktree of the old one) to get a before/after breakdown.
 """
 import cProfile
-import json
 import pstats
 import sys
 

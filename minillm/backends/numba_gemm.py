@@ -174,9 +174,3 @@ def gemm_into(a, b, c, accumulate, packed_a, packed_b, tile):
             for ir in range((m + MR - 1) // MR):
                 micro_kernel(kc, packed_a, ir * kc, packed_b, jr * kc, c, ir * MR, jr * NR,
                              min(MR, m - ir * MR), min(NR, n - jr * NR), accumulate or pc > 0, tile)
-
-
-def scratch(m, n):
-    """Scratch for gemm_into with at most m rows and n columns (K up to KC per block)."""
-    return (np.empty(((m + MR - 1) // MR * KC, MR), np.float32), np.empty(((n + NR - 1) // NR * KC, NR), np.float32),
-            np.empty(MR * NR, np.float32))
