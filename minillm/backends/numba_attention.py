@@ -16,9 +16,8 @@ import math
 import numba
 import numpy as np
 from numba import njit, prange
-from numba.core import config
 
-from .numba_gemm import FLAGS, KC, MR, NR, gemm_into
+from .numba_gemm import FLAGS, KC, MR, NR, gemm_into, slp_vectorised
 
 QB, KB = 64, 256
 
@@ -134,20 +133,12 @@ def _backward(q, k, v, out, lse, dout, causal, scale, dq, dk, dv, chunks):
             _backward_head(q, k, v, out, lse, dout, causal, scale, dq, dk, dv, z, p, ds, row_dot, pa, pb, tile)
 
 
-def _with_slp(kernel, *args):
-    """Run ``kernel``, compiling it (first call) with LLVM's SLP vectoriser on: see numba_gemm."""
-    saved, config.SLP_VECTORIZE = config.SLP_VECTORIZE, 1
-    try:
-        kernel(*args)
-    finally:
-        config.SLP_VECTORIZE = saved
-
-
 def attention_forward(q, k, v, causal, scale):
     q, k, v = (np.ascontiguousarray(a) for a in (q, k, v))
     out = np.empty_like(q)
     lse = np.empty(q.shape[:2], np.float32)
-    _with_slp(_forward, q, k, v, bool(causal), np.float32(scale), out, lse, numba.get_num_threads())
+    with slp_vectorised():  # compiles on the first call: see numba_gemm
+        _forward(q, k, v, bool(causal), np.float32(scale), out, lse, numba.get_num_threads())
     return out, lse
 
 
@@ -155,6 +146,6 @@ def attention_backward(q, k, v, out, lse, dout, causal, scale):
     q, k, v, out, dout = (np.ascontiguousarray(a) for a in (q, k, v, out, dout))
     lse = np.ascontiguousarray(lse, np.float32)
     dq, dk, dv = np.empty_like(q), np.empty_like(k), np.empty_like(v)
-    _with_slp(_backward, q, k, v, out, lse, dout, bool(causal), np.float32(scale), dq, dk, dv,
-              numba.get_num_threads())
+    with slp_vectorised():
+        _backward(q, k, v, out, lse, dout, bool(causal), np.float32(scale), dq, dk, dv, numba.get_num_threads())
     return dq, dk, dv

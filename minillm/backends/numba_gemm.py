@@ -25,6 +25,8 @@ two ``vmovups`` of B, six ``vbroadcastss`` of A and twelve ``vfmadd231ps`` on ym
 The tile is sized for AVX2's 16 vector registers; an AVX-512 machine runs it unchanged (a
 12×32 tile there, as kernels/c/matmul.c chooses, is left to do).
 """
+import contextlib
+
 import numba
 import numpy as np
 from numba import njit, prange
@@ -85,14 +87,21 @@ def _pack_a(a, i0, k0, mc, kc, out):
                 out[s * kc + k, i] = a[i0 + s * MR + i, k0 + k] if i < height else np.float32(0)
 
 
+@njit(fastmath=FLAGS, cache=True, nogil=True)
+def _pack_b_sliver(b, k0, j0, kc, nc, out, s):
+    """Sliver s of B[k0:k0+kc, j0:j0+nc]: NR columns side by side for each k (row s·kc + k),
+    zero-padded past the edge."""
+    width = min(NR, nc - s * NR)
+    for k in range(kc):
+        for j in range(NR):
+            out[s * kc + k, j] = b[k0 + k, j0 + s * NR + j] if j < width else np.float32(0)
+
+
 @njit(fastmath=FLAGS, cache=True, nogil=True, parallel=True)
 def _pack_b(b, k0, j0, kc, nc, out):
     """B[k0:k0+kc, j0:j0+nc] into slivers of NR columns, shared out among the threads."""
     for s in prange((nc + NR - 1) // NR):
-        width = min(NR, nc - s * NR)
-        for k in range(kc):
-            for j in range(NR):
-                out[s * kc + k, j] = b[k0 + k, j0 + s * NR + j] if j < width else np.float32(0)
+        _pack_b_sliver(b, k0, j0, kc, nc, out, s)
 
 
 @njit(fastmath=FLAGS, cache=True, nogil=True, parallel=True)
@@ -130,19 +139,26 @@ def _gemm(a, b, c, threads):
 SIGNATURE = "void(float32[:, :], float32[:, :], float32[:, :], int64)"  # any strides: one compile serves all
 
 
-def compile_kernels():
-    """Compile (or load from Numba's disk cache) the one signature every call uses, with
-    SLP vectorisation switched on only meanwhile (Numba reads the setting each time it
-    builds an optimisation pipeline), so no other Numba code in the process is affected.
-    Compiling is then disabled, so contiguous and strided operands alike are converted to
-    this signature instead of triggering new compilations."""
-    if _gemm.signatures:
-        return
+@contextlib.contextmanager
+def slp_vectorised():
+    """LLVM's SLP vectoriser on for the kernels compiled inside the block (Numba reads the
+    setting each time it builds an optimisation pipeline), off again after, so no other
+    Numba code in the process is affected."""
     saved, config.SLP_VECTORIZE = config.SLP_VECTORIZE, 1
     try:
-        _gemm.compile(SIGNATURE)
+        yield
     finally:
         config.SLP_VECTORIZE = saved
+
+
+def compile_kernels():
+    """Compile (or load from Numba's disk cache) the one signature every call uses, with
+    SLP vectorisation on. Compiling is then disabled, so contiguous and strided operands
+    alike are converted to this signature instead of triggering new compilations."""
+    if _gemm.signatures:
+        return
+    with slp_vectorised():
+        _gemm.compile(SIGNATURE)
     _gemm.disable_compile()
 
 
@@ -165,10 +181,7 @@ def gemm_into(a, b, c, accumulate, packed_a, packed_b, tile):
     for pc in range(0, k, KC):
         kc = min(KC, k - pc)
         for s in range((n + NR - 1) // NR):
-            width = min(NR, n - s * NR)
-            for kk in range(kc):
-                for j in range(NR):
-                    packed_b[s * kc + kk, j] = b[pc + kk, s * NR + j] if j < width else np.float32(0)
+            _pack_b_sliver(b, pc, 0, kc, n, packed_b, s)
         _pack_a(a, 0, pc, m, kc, packed_a)
         for jr in range((n + NR - 1) // NR):
             for ir in range((m + MR - 1) // MR):
