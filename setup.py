@@ -34,12 +34,14 @@ setup(
         "tqdm>=4.60",
         "matplotlib>=3.5",
         "safetensors>=0.4",
+        "regex>=2023.0",  # GPT-2's pre-tokenizer needs Unicode classes (\\p{L}, \\p{N})
     ],
     extras_require={
         "test": ["pytest>=7", "hypothesis>=6.80"],
-        # torch is only an oracle for tests and a peer in benchmarks; 2.13.0 is the CPU wheel
-        # this project's machines carry locally.
-        "oracle": ["torch==2.13.0"],
+        # torch, transformers and tokenizers are only oracles for tests and peers in benchmarks
+        # (GPT-2's checkpoints and tokenizer are checked against Hugging Face's own code);
+        # torch 2.13.0 is the CPU wheel this project's machines carry locally.
+        "oracle": ["torch==2.13.0", "transformers>=4.40", "tokenizers>=0.19"],
         # pick the wheel matching the CUDA runtime: cupy-cuda12x for CUDA 12, cupy-cuda13x for 13
         "gpu": ["cupy-cuda12x"],
         "export": ["onnx>=1.14", "onnxruntime>=1.16"],

@@ -1,12 +1,13 @@
 """The ``minillm`` command (also ``python -m minillm``).
 
     minillm train  --data=PATH|python-docs --model=gpt|lstm|seed001 --out_dir=DIR --key=value…
-    minillm sample --out_dir=DIR --start=TEXT --max_new_tokens=N --temperature=T --top_k=K --top_p=P --seed=S
-    minillm eval   --out_dir=DIR
+    minillm prepare --data=FILE_OR_FOLDER --out=DIR --tokenizer=char|bpe|PATH   token files for --data=DIR
+    minillm sample --init_from=RUN_OR_HF_FOLDER --start=TEXT --max_new_tokens=N --temperature=T --top_k=K --top_p=P
+    minillm eval   --init_from=RUN_OR_HF_FOLDER --data=TEXT_OR_TOKEN_FOLDER
     minillm demo   the main job: a small GPT on the embedded corpus, losses, plot, a sample
     minillm info   versions, and which backends run here (and why not)
     minillm compress --out_dir=DIR --report     the compression table for a trained GPT
-    minillm export --out_dir=DIR --onnx=model.onnx
+    minillm export --out_dir=DIR --onnx=model.onnx | --hf=DIR   (ONNX, or a Hugging Face GPT-2 folder)
     minillm bench  the benchmarks (python -m benchmarks)
     minillm lesson N [--quick]
 Every command takes --help.
@@ -21,6 +22,7 @@ from .config import option
 
 @dataclass
 class SampleConfig:
+    init_from: str = option("", "a minillm run or a Hugging Face GPT-2 folder (default: out_dir)")
     out_dir: str = option("out", "checkpoint directory written by `minillm train`")
     start: str = option("\n", "the prompt (a character tokenizer refuses characters it never saw)")
     max_new_tokens: int = option(200, "tokens to generate (at least 1)")
@@ -33,7 +35,10 @@ class SampleConfig:
 
 @dataclass
 class EvalConfig:
+    init_from: str = option("", "a minillm run or a Hugging Face GPT-2 folder (default: out_dir)")
     out_dir: str = option("out", "checkpoint directory written by `minillm train`")
+    data: str = option("", "text file, 'python-docs' or token folder whose validation split is scored "
+                           "(default: the run's own data)")
     eval_iters: int = option(20, "validation batches")
     batch_size: int = option(16, "sequences per batch")
 
@@ -68,7 +73,10 @@ def sample_command(argv):
     from .random import manual_seed
     from .train import load
     config = cfg.parse_args(SampleConfig(), argv)
-    model, tokenizer = load(config.out_dir)
+    source = config.init_from or config.out_dir
+    model, tokenizer = load(source)
+    if tokenizer is None:
+        raise ValueError(f"{source} has no tokenizer (vocab.json + merges.txt) to read --start and print tokens")
     unseen = tokenizer.unseen(config.start) if getattr(tokenizer, "fallback", None) == "unknown" else []
     if unseen:
         raise ValueError(f"--start has characters the tokenizer never saw in training: "
@@ -83,16 +91,29 @@ def sample_command(argv):
 
 
 def eval_command(argv):
-    from . import data
+    from . import data, tokenfiles
     from .checkpoint import load as load_checkpoint
     from .train import load, perplexity_of
     config = cfg.parse_args(EvalConfig(), argv)
-    model, tokenizer = load(config.out_dir)
-    meta, _, _ = load_checkpoint(config.out_dir)
-    corpus = data.corpus(meta["config"]["data"])
-    loss, ppl = perplexity_of(model, tokenizer, corpus.val, meta["config"]["block_size"], config.batch_size,
-                              config.eval_iters)
-    print(f"val loss {loss:.4f}, perplexity {ppl:.2f} ({meta['config']['data']}, step {meta['step']})")
+    source = config.init_from or config.out_dir
+    model, tokenizer = load(source)
+    run = None
+    if not config.data:
+        try:
+            run, _, _ = load_checkpoint(source)
+        except Exception:
+            raise ValueError(f"eval: {source} is not a minillm run, so name the text to score with --data") from None
+    name = config.data or run["config"]["data"]
+    if tokenfiles.is_token_folder(name):
+        splits, their_tokenizer, _ = tokenfiles.load(name)
+        if their_tokenizer.to_dict() != tokenizer.to_dict():
+            raise ValueError(f"eval: the token files in {name} were written with another tokenizer than {source}'s")
+        text = splits["val"]
+    else:
+        text = data.corpus(name).val
+    loss, ppl = perplexity_of(model, tokenizer, text, model.block_size, config.batch_size, config.eval_iters)
+    where = f", step {run['step']}" if run else ""
+    print(f"val loss {loss:.4f}, perplexity {ppl:.2f} ({name}{where})")
 
 
 @dataclass
@@ -106,7 +127,17 @@ class CompressConfig:
 @dataclass
 class ExportConfig:
     out_dir: str = option("out", "a trained GPT's checkpoint directory")
-    onnx: str = option("model.onnx", "where to write the ONNX file")
+    onnx: str = option("", "where to write the ONNX file (model.onnx when --hf is not given)")
+    hf: str = option("", "write a Hugging Face GPT-2 folder here (config.json, model.safetensors, tokenizer)")
+
+
+@dataclass
+class PrepareConfig:
+    data: str = option("python-docs", "a UTF-8 text file, a folder of .txt/.md files (one corpus), or python-docs")
+    out: str = option("data", "folder for train.bin, val.bin, tokens.json and the tokenizer")
+    tokenizer: str = option("char", "char, bpe (trained here), or a tokenizer folder/file (e.g. GPT-2's)")
+    vocab_size: int = option(512, "BPE vocabulary size (bpe only)")
+    val_fraction: float = option(0.1, "the corpus's last fraction that is validation")
 
 
 def compress_command(argv):
@@ -122,8 +153,20 @@ def export_command(argv):
     from .export import export_onnx
     from .train import load
     config = cfg.parse_args(ExportConfig(), argv)
-    model, _ = load(config.out_dir)
-    print(f"wrote {export_onnx(model, config.onnx)}")
+    model, tokenizer = load(config.out_dir)
+    if config.hf:
+        print(f"wrote {model.save_pretrained(config.hf, tokenizer)}")
+    if config.onnx or not config.hf:
+        print(f"wrote {export_onnx(model, config.onnx or 'model.onnx')}")
+
+
+def prepare_command(argv):
+    from . import data, tokenfiles
+    config = cfg.parse_args(PrepareConfig(), argv)
+    source = data.corpus_file(config.data) if config.data == "python-docs" else config.data
+    meta = tokenfiles.prepare(source, config.out, config.tokenizer, config.vocab_size, config.val_fraction)
+    print(f"wrote {config.out}: {meta['train_tokens']:,} train and {meta['val_tokens']:,} val tokens "
+          f"({meta['dtype']}, vocab {meta['vocab_size']}); train with --data={config.out}")
 
 
 def demo_command(argv):
@@ -148,6 +191,7 @@ def lesson_command(argv):
 COMMANDS = {"train": (train_command, "TrainConfig"), "sample": (sample_command, SampleConfig),
             "eval": (eval_command, EvalConfig), "demo": (demo_command, None), "info": (info, None),
             "compress": (compress_command, CompressConfig), "export": (export_command, ExportConfig),
+            "prepare": (prepare_command, PrepareConfig),
             "bench": (bench_command, None), "lesson": (lesson_command, None)}
 
 

@@ -75,17 +75,23 @@ def _split(name, text, val_fraction=0.1):
     return Corpus(name, text, text[:cut], text[cut:])
 
 
+def corpus_file(source="python-docs"):
+    """The embedded corpus's text file (built on first use, cached in ~/.cache/minillm)."""
+    if source != "python-docs":
+        raise ValueError(f"corpus_file: only 'python-docs' is built here; got {source!r}")
+    path = _cache_dir() / f"python-docs-{sys.version_info.major}.{sys.version_info.minor}.txt"
+    if not path.exists():
+        tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+        tmp.write_text(_docstrings(), encoding="utf-8")
+        os.replace(tmp, path)
+    return path
+
+
 def corpus(source="python-docs"):
     """``"python-docs"`` (built on first use, cached in ~/.cache/minillm) or a path to a
     UTF-8 text file. The last 10% is the validation split."""
     if source == "python-docs":
-        version = f"{sys.version_info.major}.{sys.version_info.minor}"
-        path = _cache_dir() / f"python-docs-{version}.txt"
-        if not path.exists():
-            tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-            tmp.write_text(_docstrings(), encoding="utf-8")
-            os.replace(tmp, path)
-        return _split(source, path.read_text(encoding="utf-8"))
+        return _split(source, corpus_file(source).read_text(encoding="utf-8"))
     path = Path(source)
     if not path.is_file():
         raise FileNotFoundError(f"corpus: {source!r} is neither 'python-docs' nor a readable file")

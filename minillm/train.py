@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import backends, checkpoint, data, optim, random as mrandom, tokenizers
+from . import backends, checkpoint, data, optim, random as mrandom, tokenfiles, tokenizers
 from .config import option
 from .nn.utils import clip_grad_norm_
 from .tensor import no_grad
@@ -22,7 +22,8 @@ MODELS = ("gpt", "lstm", "seed001")
 
 @dataclass
 class TrainConfig:
-    data: str = option("python-docs", "'python-docs' (the embedded corpus) or a path to a UTF-8 text file")
+    data: str = option("python-docs", "'python-docs' (the embedded corpus), a UTF-8 text file, or a folder "
+                                      "of token files written by `minillm prepare` (memory-mapped)")
     model: str = option("gpt", "gpt, lstm or seed001 (the 001 document's single-layer model)")
     out_dir: str = option("out", "where checkpoints, loss.png and metrics.json go")
     tokenizer: str = option("char", "char or bpe")
@@ -81,6 +82,22 @@ def make_tokenizer(config, text):
     return tokenizers.CharTokenizer.train(text)
 
 
+def load_splits(config, out_dir):
+    """({"train", "val"} token arrays, tokenizer): a token folder is memory-mapped with its own
+    tokenizer; text is tokenized here, by a new tokenizer or, on resume, the saved one."""
+    if tokenfiles.is_token_folder(config.data):
+        splits, tokenizer, _ = tokenfiles.load(config.data)
+        return splits, tokenizer
+    if Path(config.data).is_dir():
+        raise ValueError(f"train: {config.data} is a folder without token files; tokenize it first with "
+                         f"`minillm prepare --data={config.data} --out=DIR`, then train with --data=DIR")
+    corpus = data.corpus(config.data)
+    tokenizer = (tokenizers.load(Path(out_dir) / "tokenizer.json") if config.resume
+                 else make_tokenizer(config, corpus.train))
+    return {"train": np.asarray(tokenizer.encode(corpus.train)), "val": np.asarray(tokenizer.encode(corpus.val))}, \
+        tokenizer
+
+
 def estimate_loss(model, splits, config, step):
     """Mean loss over eval_iters batches of each split, drawn from a generator of its own
     (so evaluating never changes the training data order)."""
@@ -104,13 +121,7 @@ class Trainer:
         if config.backend:
             backends.set_backend(config.backend)
         self.out_dir = Path(config.out_dir)
-        corpus = data.corpus(config.data)
-        if config.resume:
-            self.tokenizer = tokenizers.load(self.out_dir / "tokenizer.json")
-        else:
-            self.tokenizer = make_tokenizer(config, corpus.train)
-        self.splits = {"train": np.asarray(self.tokenizer.encode(corpus.train)),
-                       "val": np.asarray(self.tokenizer.encode(corpus.val))}
+        self.splits, self.tokenizer = load_splits(config, self.out_dir)
         for name, ids in self.splits.items():
             if len(ids) <= config.block_size:
                 raise ValueError(f"train: the {name} split has {len(ids)} tokens, too few for block_size "
@@ -238,11 +249,19 @@ def train(config, log=print):
     return Trainer(config, log).run()
 
 
-def load(out_dir):
-    """(model, tokenizer) from a checkpoint directory, ready to generate or train on."""
-    meta, weights, _ = checkpoint.load(out_dir)
+def load(path):
+    """(model, tokenizer) ready to generate or train on, from a minillm run (``checkpoint.json``)
+    or a Hugging Face GPT-2 folder (``config.json`` + ``model.safetensors``, and its tokenizer
+    from ``vocab.json`` + ``merges.txt``; None when the folder has none)."""
+    path = Path(path)
+    if not (path / checkpoint.INDEX).exists() and (path / "config.json").exists():
+        from .models import GPT
+        model = GPT.from_pretrained(path)
+        has_tokenizer = any((path / name).exists() for name in ("vocab.json", "tokenizer.json"))
+        return model, tokenizers.from_pretrained(path) if has_tokenizer else None
+    meta, weights, _ = checkpoint.load(path)
     config = TrainConfig(**{k: v for k, v in meta["config"].items() if k in TrainConfig.__dataclass_fields__})
-    tokenizer = tokenizers.load(Path(out_dir) / "tokenizer.json")
+    tokenizer = tokenizers.load(path / "tokenizer.json")
     model = build_model(config, tokenizer.vocab_size)
     model.load_state_dict(weights)
     model.trained_steps = meta["step"]
@@ -251,8 +270,8 @@ def load(out_dir):
 
 
 def perplexity_of(model, tokenizer, text, block_size, batch_size=16, batches=10, seed=0):
-    """Mean cross-entropy and perplexity of ``model`` on ``text``."""
-    ids = np.asarray(tokenizer.encode(text))
+    """Mean cross-entropy and perplexity of ``model`` on ``text`` (a string, or token ids)."""
+    ids = np.asarray(tokenizer.encode(text)) if isinstance(text, str) else text
     rng = np.random.default_rng(seed)
     model.eval()
     with no_grad():

@@ -4,6 +4,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from ..nn import Dropout, Embedding, LayerNorm, Linear, ModuleList
+from ..nn.module import init_skipped
 from ..nn.transformer import KVCache, TransformerBlock
 from ..random import generator
 from ..tensor import no_grad
@@ -19,6 +20,8 @@ class GPTConfig:
     n_embd: int = 128
     dropout: float = 0.0
     bias: bool = True
+    layer_norm_eps: float = 1e-5        # GPT-2's layer_norm_epsilon
+    tie_word_embeddings: bool = False   # GPT-2 ties: lm_head uses wte's array (gradients add)
 
 
 class GPT(LanguageModel):
@@ -30,14 +33,21 @@ class GPT(LanguageModel):
         self.wpe = Embedding(config.block_size, config.n_embd)   # learned positions
         self.drop = Dropout(config.dropout)
         self.blocks = ModuleList(TransformerBlock(config.n_embd, config.n_head, dropout=config.dropout,
-                                                  bias=config.bias) for _ in range(config.n_layer))
-        self.ln_f = LayerNorm(config.n_embd)
+                                                  bias=config.bias, norm_eps=config.layer_norm_eps)
+                                 for _ in range(config.n_layer))
+        self.ln_f = LayerNorm(config.n_embd, eps=config.layer_norm_eps)
         self.lm_head = Linear(config.n_embd, config.vocab_size, bias=False)
+        if config.tie_word_embeddings:
+            # one Parameter in two places: the embedding's gradient and the head's add up in
+            # it, and named_parameters() lists it once (as wte.weight), so it steps once
+            self.lm_head.weight = self.wte.weight
         self._init_weights()
 
     def _init_weights(self):
         """N(0, 0.02) as GPT-2, residual projections scaled by 1/√(2·n_layer) so the residual
         stream's variance does not grow with depth."""
+        if init_skipped():
+            return
         rng = generator()
         for name, p in self.named_parameters():
             if p.ndim == 2:
@@ -93,3 +103,15 @@ class GPT(LanguageModel):
 
     def config_dict(self):
         return asdict(self.config)
+
+    @classmethod
+    def from_pretrained(cls, path):
+        """A GPT from a local Hugging Face GPT-2 folder (``config.json`` + ``model.safetensors``)."""
+        from .hf_gpt2 import load_gpt2
+        return load_gpt2(path)
+
+    def save_pretrained(self, path, tokenizer=None):
+        """Write a folder ``transformers.GPT2LMHeadModel.from_pretrained`` loads (and the
+        tokenizer's ``vocab.json``/``merges.txt`` when it is a byte-level BPE)."""
+        from .hf_gpt2 import save_gpt2
+        return save_gpt2(self, path, tokenizer)

@@ -6,10 +6,12 @@ import numpy as np
 from .. import functional as F
 from .. import ops
 from ..random import generator
-from .module import Module, Parameter
+from .module import Module, Parameter, init_skipped
 
 
 def uniform(shape, bound, dtype=np.float32):
+    if init_skipped():
+        return Parameter(np.empty(shape, dtype))
     return Parameter(generator().uniform(-bound, bound, size=shape).astype(dtype))
 
 
@@ -36,7 +38,9 @@ class Embedding(Module):
     def __init__(self, num_embeddings, embedding_dim):
         super().__init__()
         self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
-        self.weight = Parameter(generator().standard_normal((num_embeddings, embedding_dim)).astype(np.float32))
+        shape = (num_embeddings, embedding_dim)
+        self.weight = Parameter(np.empty(shape, np.float32) if init_skipped()
+                                else generator().standard_normal(shape).astype(np.float32))
 
     def forward(self, idx):
         return F.embedding(idx, self.weight)

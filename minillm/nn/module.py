@@ -4,11 +4,32 @@ Attributes that are Parameters or Modules register themselves by being assigned,
 PyTorch, so ``named_parameters()`` walks them in the order they were defined.
 """
 from collections import OrderedDict
+from contextlib import contextmanager
 
 import numpy as np
 
 from .. import backends
 from ..tensor import Tensor
+
+
+_skipping_init = False
+
+
+@contextmanager
+def skip_init():
+    """Build modules whose weights are left uninitialised (``np.empty``: no random draws,
+    no memory touched) because a checkpoint is about to overwrite them — PyTorch's
+    ``skip_init``. Loading GPT-2 small this way never holds a second, random copy."""
+    global _skipping_init
+    previous, _skipping_init = _skipping_init, True
+    try:
+        yield
+    finally:
+        _skipping_init = previous
+
+
+def init_skipped():
+    return _skipping_init
 
 
 class Parameter(Tensor):
@@ -88,9 +109,11 @@ class Module:
         """Every parameter as a NumPy array copy, keyed by its dotted name."""
         return OrderedDict((name, p.numpy().copy()) for name, p in self.named_parameters())
 
-    def load_state_dict(self, state_dict, strict=True):
+    def load_state_dict(self, state_dict, strict=True, assign=False):
         """Copy arrays into the parameters; shapes must match, and with ``strict`` so must
-        the set of keys. Nothing is changed unless every check passes."""
+        the set of keys. Nothing is changed unless every check passes. ``assign=True``
+        makes each parameter hold the given array itself (no copy where it already has the
+        dtype and C order), so a large checkpoint is in memory once."""
         own = dict(self.named_parameters())
         missing = [k for k in own if k not in state_dict]
         unexpected = [k for k in state_dict if k not in own]
@@ -107,7 +130,10 @@ class Module:
         for name, value in state_dict.items():
             if name in own:
                 target = own[name]
-                target.data = backends.asarray(np.asarray(value), target.dtype).copy()
+                if assign:
+                    target.data = backends.asarray(np.ascontiguousarray(value, target.dtype))
+                else:
+                    target.data = backends.asarray(np.asarray(value), target.dtype).copy()
         return self
 
     def to(self, dtype):

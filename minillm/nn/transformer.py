@@ -124,14 +124,14 @@ class TransformerBlock(Module):
     ``cross_attention=True`` adds encoder–decoder attention between the two (a decoder)."""
 
     def __init__(self, embed_dim, num_heads, mlp_ratio=4, dropout=0.0, bias=True, pre_norm=True,
-                 cross_attention=False, residual=True):
+                 cross_attention=False, residual=True, norm_eps=1e-5):
         super().__init__()
         self.pre_norm, self.residual = pre_norm, residual
-        self.ln_1 = LayerNorm(embed_dim)
+        self.ln_1 = LayerNorm(embed_dim, eps=norm_eps)
         self.attn = MultiHeadAttention(embed_dim, num_heads, bias, dropout)
         self.cross = MultiHeadAttention(embed_dim, num_heads, bias, dropout) if cross_attention else None
-        self.ln_cross = LayerNorm(embed_dim) if cross_attention else None
-        self.ln_2 = LayerNorm(embed_dim)
+        self.ln_cross = LayerNorm(embed_dim, eps=norm_eps) if cross_attention else None
+        self.ln_2 = LayerNorm(embed_dim, eps=norm_eps)
         self.mlp = MLP(embed_dim, mlp_ratio * embed_dim, bias, dropout)
         self.drop = Dropout(dropout)
 

@@ -1,0 +1,40 @@
+"""Tokenizers: text ⇄ integer ids.
+
+``CharTokenizer`` gives every character seen in training an id, and one *unknown* id to
+any other character. ``BPETokenizer`` starts from the 256 bytes and learns merges of the
+most frequent adjacent pair (byte-pair encoding, as GPT-2), so it round-trips any string;
+it also reads and writes GPT-2's own ``vocab.json`` + ``merges.txt``. Both save to and
+load from JSON (``save``/``load``).
+"""
+import json
+from pathlib import Path
+
+from .bpe import GPT2_PATTERN, BPETokenizer
+from .char import CharTokenizer
+
+__all__ = ["BPETokenizer", "CharTokenizer", "GPT2_PATTERN", "from_dict", "load", "from_pretrained"]
+
+
+def from_dict(data):
+    if data.get("kind") == "char":
+        return CharTokenizer(data["chars"], data.get("fallback", "bytes"))
+    if data.get("kind") == "bpe":
+        return BPETokenizer.from_dict(data)
+    raise ValueError(f"tokenizer: unknown kind {data.get('kind')!r} (expected 'char' or 'bpe')")
+
+
+def load(path):
+    """A tokenizer saved with ``save`` (one JSON file)."""
+    try:
+        return from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"tokenizer: cannot read {path}: {exc}") from None
+
+
+def from_pretrained(path):
+    """The tokenizer of a folder: minillm's ``tokenizer.json`` (written by ``save``) or GPT-2's files."""
+    path = Path(path)
+    own = path / "tokenizer.json"
+    if own.exists() and json.loads(own.read_text(encoding="utf-8")).get("kind") in ("char", "bpe"):
+        return load(own)
+    return BPETokenizer.from_pretrained(path)
