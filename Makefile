@@ -46,7 +46,7 @@ sanitize: $(VENV)/.installed-test
 
 # Every lesson; each exits non-zero if a claim it makes does not hold on this run.
 lessons: $(VENV)/.installed-test
-	@for n in 1 2 3 4 5 6 7; do \
+	@for n in 0 1 2 3 4 5 6 7; do \
 		echo "=== lesson $$n $(QUICK)"; \
 		PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m minillm lesson $$n $(QUICK) || exit 1; \
 	done
@@ -54,6 +54,7 @@ lessons: $(VENV)/.installed-test
 # The benchmarks at small sizes, into a scratch folder, so they never rot (no timing asserts).
 bench-quick: $(VENV)/.installed-test
 	$(BIN)/python -m benchmarks --quick --out $$(mktemp -d)
+	$(BIN)/python -m benchmarks.gpt2_scale --quick
 
 clean:
 	rm -rf $(VENV) build *.egg-info minillm/_ckernels*.so

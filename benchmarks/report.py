@@ -130,7 +130,7 @@ def write_results_md():
         rows = [[r["ranks"], r["tokens_per_s"], r["efficiency"]] for r in results["runs"]]
         parts.append(f"## Data-parallel training over MPI ({results['machine']['cpu']}, {results['machine']['date']})\n\n"
                      f"`python -m benchmarks.mpi_scaling` → `results/{mpi.name}`\n\n" + _table(header, rows) + "\n")
-    parts += _recipe_section() + _profile_section()
+    parts += _recipe_section() + _profile_section() + _gpt2_section()
     if cpu:
         parts += _goals_section(json.loads(cpu.read_text()))
     path = HERE / "RESULTS.md"
@@ -152,6 +152,31 @@ def _recipe_section():
             f"`results/{recipe.name}`: the same data (python-docs at character level), batches, initial weights "
             f"and hyper-parameters in each implementation, each in its own process; wall time of the training "
             f"loop, validation loss on the same 20 batches afterwards.\n\n" + _table(header, rows) + "\n"]
+
+
+def _gpt2_section():
+    found = _newest("gpt2-124m-*.json")
+    if not found:
+        return []
+    results = json.loads(found.read_text())
+    m, s = results["machine"], results["summary"]
+    ours = next(r["impl"] for r in results["runs"] if r["impl"] != "torch")
+    p = results["plan"]
+    header = ["", f"minillm (`{ours}`)", "transformers (PyTorch eager)", "minillm × transformers", "goal"]
+    rows = [["load `from_pretrained` (s)", s["load_s"], s["torch_load_s"], s["load_s"] / s["torch_load_s"], ""],
+            ["memory the load adds at its peak × model.safetensors", s["load_peak_vs_weights"],
+             s["torch_load_peak_vs_weights"], None, "≤ 1.2" + (" met" if s["load_peak_vs_weights"] <= 1.2 else
+                                                               " not met")],
+            [f"greedy generation, tokens/s ({p['new_tokens']} after {p['prompt']}, KV cache)", s["tokens_per_s"],
+             s["torch_tokens_per_s"], s["generate_speed_vs_torch"],
+             "≥ 1.0" + (" met" if s["generate_speed_vs_torch"] >= 1 else " not met")],
+            [f"training step, batch {p['batch']} × {p['context']} tokens, AdamW (ms)", s["step_ms"],
+             s["torch_step_ms"], s["step_time_vs_torch"], ""]]
+    return [f"## GPT-2 small (124M) from a Hugging Face folder ({m['cpu']}, {m.get('simd', '')}, {m['date']}, "
+            f"commit {m['commit']})\n\n`python -m benchmarks.gpt2_scale --out=benchmarks/results` → "
+            f"`results/{found.name}`: {results['parameters'] / 1e6:.1f}M parameters at GPT-2 small's shapes, random "
+            f"weights, one folder loaded by both libraries, each task in a fresh process.\n\n"
+            + _table(header, rows) + "\n"]
 
 
 def _profile_section():

@@ -127,3 +127,18 @@ def test_unsupported_configs_name_the_field(tmp_path):
         GPT.from_pretrained(tmp_path)
     with pytest.raises(PretrainedError, match="no config.json"):
         GPT.from_pretrained(tmp_path / "nowhere")
+
+
+def test_damaged_folders_are_clear_errors(tmp_path):
+    c = {"vocab_size": 13, "n_positions": 5, "n_layer": 1, "n_head": 1, "head_size": 4,
+         "tie_word_embeddings": True, "layer_norm_epsilon": 1e-5}
+    hf_model(c, 0).save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps(dict(config, n_positions=7)))
+    with pytest.raises(PretrainedError, match=r"wpe.weight: checkpoint shape \(5, 4\) != model shape \(7, 4\)"):
+        GPT.from_pretrained(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    raw = (tmp_path / "model.safetensors").read_bytes()
+    (tmp_path / "model.safetensors").write_bytes(raw[:-40])
+    with pytest.raises(PretrainedError, match="truncated"):
+        GPT.from_pretrained(tmp_path)

@@ -33,7 +33,7 @@ def test_checks_exit_non_zero_on_a_failed_claim(capsys):
 
 
 def test_every_lesson_exists():
-    for number in range(1, 8):
+    for number in range(0, 8):
         assert lessons.find(number).exists()
     with pytest.raises(FileNotFoundError, match="lesson 99"):
         lessons.find(99)

@@ -71,31 +71,38 @@ def _weight_files(path):
     raise PretrainedError(f"from_pretrained: {path} has no model.safetensors (nor an index of shards)")
 
 
+_DTYPES = {"F32": np.float32, "F16": np.float16, "F64": np.float64, "BF16": np.uint16}
+
+
 def read_safetensors(files):
-    """name → float32 array for every tensor in ``files``, one tensor in memory at a time
-    beyond the result (float16 and bfloat16 are widened; bfloat16 is float32's top half)."""
-    from safetensors import safe_open
-    out = {}
+    """(name, float32 array) for every tensor in ``files``, one at a time.
+
+    The format is simple enough to read by hand, which keeps memory in check: an 8-byte
+    little-endian header length, a JSON header (name → dtype, shape, byte offsets), then
+    the raw data. Each tensor is read with ``np.fromfile`` into memory of its own — no
+    memory map whose touched pages would stay resident beside the copy — so the caller
+    can turn it into its final layout before the next one is read. NumPy has no bfloat16:
+    its 16-bit words are float32's high half, shifted into place."""
     for file in files:
-        with safe_open(str(file), "np") as f:
-            for name in f.keys():
-                if f.get_slice(name).get_dtype() == "BF16":
-                    out[name] = _read_bf16(file, name)
-                else:
-                    out[name] = f.get_tensor(name).astype(np.float32, copy=False)
-    return out
-
-
-def _read_bf16(file, name):
-    """NumPy has no bfloat16, so read the raw 16-bit words and shift them into float32's
-    high half (the layout: an 8-byte header length, a JSON header, then the data)."""
-    with open(file, "rb") as f:
-        header_size = int.from_bytes(f.read(8), "little")
-        entry = json.loads(f.read(header_size))[name]
-        start, end = entry["data_offsets"]  # relative to the end of the header
-        f.seek(8 + header_size + start)
-        words = np.frombuffer(f.read(end - start), np.uint16)
-    return (words.astype(np.uint32) << 16).view(np.float32).reshape(entry["shape"])
+        with open(file, "rb") as f:
+            header_size = int.from_bytes(f.read(8), "little")
+            header = json.loads(f.read(header_size))
+            for name, entry in header.items():
+                if name == "__metadata__":
+                    continue
+                if entry["dtype"] not in _DTYPES:
+                    raise PretrainedError(f"from_pretrained: {file}: tensor {name} has dtype {entry['dtype']}; "
+                                          f"expected one of {', '.join(_DTYPES)}")
+                start, end = entry["data_offsets"]  # relative to the end of the header
+                dtype = np.dtype(_DTYPES[entry["dtype"]])
+                f.seek(8 + header_size + start)
+                raw = np.fromfile(f, dtype, (end - start) // dtype.itemsize)
+                if raw.size != int(np.prod(entry["shape"])):
+                    raise PretrainedError(f"from_pretrained: {file} is truncated: tensor {name} has {raw.size} of "
+                                          f"its {int(np.prod(entry['shape']))} values")
+                if entry["dtype"] == "BF16":
+                    raw = (raw.astype(np.uint32) << 16).view(np.float32)
+                yield name, raw.astype(np.float32, copy=False).reshape(entry["shape"])
 
 
 def load_gpt2(path):
@@ -104,39 +111,55 @@ def load_gpt2(path):
         raise PretrainedError(f"from_pretrained: {path} has no config.json (expected a Hugging Face GPT-2 folder)")
     hf = json.loads((path / "config.json").read_text())
     config = _config_from_hf(hf, path)
-    tensors = read_safetensors(_weight_files(path))
-    # GPT2LMHeadModel saves under "transformer.", GPT2Model (the original gpt2 files) without
-    tensors = {name.removeprefix("transformer."): value for name, value in tensors.items()}
-    state = {}
-    for name, target in _TOP.items():
-        state[target] = _take(tensors, name, path)
-    c = config.n_embd
-    for i in range(config.n_layer):
-        for name, (target, transpose) in _BLOCK.items():
-            value = _take(tensors, f"h.{i}.{name}", path)
-            state[f"blocks.{i}.{target}"] = value.T if transpose else value
-        w, b = _take(tensors, f"h.{i}.attn.c_attn.weight", path), _take(tensors, f"h.{i}.attn.c_attn.bias", path)
-        for j, proj in enumerate(("q_proj", "k_proj", "v_proj")):
-            state[f"blocks.{i}.attn.{proj}.weight"] = w[:, j * c:(j + 1) * c].T
-            state[f"blocks.{i}.attn.{proj}.bias"] = b[j * c:(j + 1) * c]
-    if not config.tie_word_embeddings:
-        state["lm_head.weight"] = _take(tensors, "lm_head.weight", path)
-    tensors.pop("lm_head.weight", None)  # a tied head may be saved as well; it is wte's copy
-    leftover = [k for k in tensors if not k.endswith((".attn.bias", ".attn.masked_bias"))]  # old causal-mask buffers
+    state, c = {}, config.n_embd
+    for name, value in read_safetensors(_weight_files(path)):
+        # GPT2LMHeadModel saves under "transformer.", GPT2Model (the original gpt2 files) without
+        name = name.removeprefix("transformer.")
+        for target, array in _to_minillm(name, value, c, config.tie_word_embeddings):
+            state[target] = np.ascontiguousarray(array)  # the final layout now, so the original is freed
+    expected = _expected_names(config)
+    missing = sorted(expected - state.keys())
+    if missing:
+        raise PretrainedError(f"from_pretrained: {path} is missing the tensors for {', '.join(missing[:5])}")
+    leftover = sorted(state.keys() - expected)
     if leftover:
-        raise PretrainedError(f"from_pretrained: {path} has tensors a GPT-2 does not: {', '.join(leftover[:5])}")
+        raise PretrainedError(f"from_pretrained: {path} has tensors a GPT-2 does not: "
+                              f"{', '.join(n.removeprefix('unknown:') for n in leftover[:5])}")
     with skip_init():
         model = GPT(config)
-    model.load_state_dict(state, assign=True)
+    try:
+        model.load_state_dict(state, assign=True)
+    except KeyError as exc:  # a shape that does not match config.json
+        raise PretrainedError(f"from_pretrained: {path}: {exc.args[0]}") from None
     model.eval()
     return model
 
 
-def _take(tensors, name, path):
-    try:
-        return tensors.pop(name)
-    except KeyError:
-        raise PretrainedError(f"from_pretrained: {path} is missing the tensor {name!r}") from None
+def _to_minillm(name, value, c, tied):
+    """The (minillm name, array) pairs one GPT-2 tensor becomes (none, one, or three)."""
+    if name in _TOP:
+        return [(_TOP[name], value)]
+    if name == "lm_head.weight":
+        return [] if tied else [(name, value)]  # a tied head may be saved too: it is wte's copy
+    if not name.startswith("h."):
+        return [(f"unknown:{name}", value)]
+    layer, rest = name[2:].split(".", 1)
+    if rest in ("attn.bias", "attn.masked_bias"):  # old files keep the causal mask as a buffer
+        return []
+    if rest in _BLOCK:
+        target, transpose = _BLOCK[rest]
+        return [(f"blocks.{layer}.{target}", value.T if transpose else value)]
+    if rest in ("attn.c_attn.weight", "attn.c_attn.bias"):
+        kind = rest.rsplit(".", 1)[1]
+        blocks = [value[..., j * c:(j + 1) * c] for j in range(3)]  # the q, k and v columns
+        return [(f"blocks.{layer}.attn.{proj}.{kind}", block.T if kind == "weight" else block)
+                for proj, block in zip(("q_proj", "k_proj", "v_proj"), blocks)]
+    return [(f"unknown:{name}", value)]
+
+
+def _expected_names(config):
+    with skip_init():
+        return set(dict(GPT(config).named_parameters()))
 
 
 def hf_config(config):
