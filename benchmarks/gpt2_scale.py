@@ -23,7 +23,7 @@ import numpy as np
 
 SMALL = dict(vocab_size=50257, n_positions=1024, n_layer=12, n_head=12, n_embd=768)   # GPT-2 small
 TINY = dict(vocab_size=257, n_positions=64, n_layer=2, n_head=2, n_embd=32)           # --quick
-PLAN = dict(prompt=16, new_tokens=64, batch=4, context=128, steps=3)
+PLAN = dict(prompt=16, new_tokens=64, batch=4, context=128, steps=5)
 QUICK_PLAN = dict(prompt=4, new_tokens=8, batch=2, context=16, steps=2)
 
 
