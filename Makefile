@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 SOURCES := setup.py pyproject.toml minillm/backends/c_build.py $(wildcard kernels/c/*.c kernels/c/*.h)
 
-.PHONY: demo test sanitize lessons bench-quick clean
+.PHONY: demo test sanitize lessons bench-quick book clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +19,7 @@ $(VENV)/.installed: $(SOURCES) | $(BIN)/python
 	touch $@
 
 $(VENV)/.installed-test: $(SOURCES) | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e ".[test,oracle,export,mpi]"
+	$(BIN)/python -m pip install --quiet -e ".[test,oracle,export,mpi,book]"
 	touch $@ $(VENV)/.installed
 
 demo: $(VENV)/.installed
@@ -29,7 +29,7 @@ demo: $(VENV)/.installed
 # install, stops the run with its reason instead of its tests silently dropping out.
 # (cupy needs a GPU: add it with `make test REQUIRE_BACKENDS=numpy,numba,c,cuda-sim,cupy`.)
 REQUIRE_BACKENDS ?= numpy,numba,c,cuda-sim
-REQUIRE_MODULES ?= torch,transformers,tokenizers,mpi4py,onnx,onnxruntime
+REQUIRE_MODULES ?= torch,transformers,tokenizers,mpi4py,onnx,onnxruntime,jupytext,nbclient,nbconvert
 
 test: $(VENV)/.installed-test
 	PATH="$(CURDIR)/$(BIN):$$PATH" MINILLM_REQUIRE_BACKENDS=$(REQUIRE_BACKENDS) \
@@ -55,6 +55,11 @@ lessons: $(VENV)/.installed-test
 bench-quick: $(VENV)/.installed-test
 	$(BIN)/python -m benchmarks --quick --out $$(mktemp -d)
 	$(BIN)/python -m benchmarks.gpt2_scale --quick
+
+# The lessons as a book: each executed as a notebook, rendered to book/*.html (book/index.html).
+# QUICK=--quick uses the lessons' small budgets.
+book: $(VENV)/.installed-test
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m minillm book --out=book $(QUICK)
 
 clean:
 	rm -rf $(VENV) build *.egg-info minillm/_ckernels*.so

@@ -47,6 +47,8 @@ setup(
         "export": ["onnx>=1.14", "onnxruntime>=1.16"],
         # MPI from PyPI: mpich's wheel carries the library and mpiexec, so no system MPI is needed
         "mpi": ["mpi4py>=4.0", "mpich>=4.1"],
+        # the lessons as executed notebooks rendered to HTML (make book)
+        "book": ["jupytext>=1.16", "nbclient>=0.10", "nbconvert>=7.0", "ipykernel>=6.0"],
     },
     cffi_modules=["minillm/backends/c_build.py:ffibuilder"],
     cmdclass={"build_ext": OptionalBuildExt},

@@ -31,7 +31,8 @@ def write_folder(path, shape):
     import torch
     import transformers
     torch.manual_seed(0)
-    model = transformers.GPT2LMHeadModel(transformers.GPT2Config(**shape))
+    end = shape["vocab_size"] - 1  # GPT-2's <|endoftext|> is its last id
+    model = transformers.GPT2LMHeadModel(transformers.GPT2Config(**shape, bos_token_id=end, eos_token_id=end))
     model.save_pretrained(path)
     return sum(p.numel() for p in model.parameters())
 

@@ -24,7 +24,7 @@ import math
 import numpy as np
 
 import minillm
-from minillm.lessons import Checks, quick_mode, results_dir
+from minillm.lessons import Checks, quick_mode, results_dir, save_figure
 
 QUICK = quick_mode()
 checks = Checks("lesson 00")
@@ -256,10 +256,7 @@ for node, (x, y) in position.items():
 ax.set(xlim=(-0.6, max(depth.values()) + 0.6), ylim=(-0.8, max(len(r) for r in rows.values()) - 0.2),
        title="(tanh(w₁x₁ + w₂x₂ + b) − t)²: values forward, gradients g = ∂loss/∂node backward")
 ax.axis("off")
-fig.tight_layout()
-fig.savefig(OUT / "graph.png", dpi=110)
-plt.close(fig)
-print(f"saved {OUT / 'graph.png'} ({len(nodes)} nodes)")
+save_figure(fig, OUT / "graph.png", dpi=110)
 leaves = [n for n in nodes if not n.op]
 checks.claim(len(nodes) - len(leaves) == 7 and len(leaves) == 6,
              "one squared error is 7 operations (2 ×, 2 +, tanh, − t, the square) on 6 leaves (w₁, w₂, b, x₁, x₂, −t)")

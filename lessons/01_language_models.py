@@ -27,7 +27,7 @@ import numpy as np
 
 import minillm
 from minillm import data, optim, tokenizers
-from minillm.lessons import Checks, quick_mode
+from minillm.lessons import Checks, quick_mode, results_dir, save_figure
 from minillm.models import GPT, GPTConfig, LSTMLM, MLPLM, NGramLM
 from minillm.train import perplexity_of
 
@@ -66,16 +66,21 @@ for n in (1, 3, 5):
 BLOCK, BATCH = 64, 16
 
 
+curves = {}
+
+
 def train_neural(name, model):
     opt = optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.01)
     rng = np.random.default_rng(0)
     start = time.perf_counter()
+    curves[name] = []
     for _ in range(STEPS):
         _, loss = model(*data.batches(train_ids, BLOCK, BATCH, rng))
         opt.zero_grad()
         loss.backward()
         minillm.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
+        curves[name].append(loss.item())
     _, ppl = perplexity_of(model, tokenizer, corpus.val[:20_000], BLOCK, batches=8)
     results[name] = ppl
     print(f"{name}: validation perplexity {ppl:.2f} ({model.num_parameters():,} parameters, "
@@ -95,6 +100,31 @@ print("\nvalidation perplexity (lower is better):")
 for name, ppl in sorted(results.items(), key=lambda kv: kv[1]):
     print(f"  {name:16s} {ppl:8.2f}")
 best_neural = min(results[k] for k in ("MLP (window 8)", "LSTM", "GPT"))
+
+# %% [markdown]
+# The same numbers as a picture: each model's validation perplexity (log scale), and the
+# neural models' training loss as perplexity, exp(loss), step by step.
+
+# %%
+import matplotlib  # noqa: E402
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+ordered = sorted(results.items(), key=lambda kv: -kv[1])
+left.barh([name for name, _ in ordered], [ppl for _, ppl in ordered],
+          color=["#c9a66b" if "gram" in name else "#3b75af" for name, _ in ordered])
+left.axvline(vocab, color="0.5", ls="--", label=f"uniform guess ({vocab})")
+left.set(xscale="log", xlabel="validation perplexity (log scale; lower is better)", title="counted vs learned")
+left.legend()
+window = max(1, STEPS // 50)
+for name, curve in curves.items():
+    smooth = np.convolve(curve, np.ones(window) / window, mode="valid")
+    right.plot(np.exp(smooth), label=name)
+right.set(yscale="log", xlabel="step", ylabel="training perplexity exp(loss)", title="the neural models learning")
+right.legend()
+save_figure(fig, results_dir("01") / "perplexity.png")
 checks.claim(results["3-gram"] < results["1-gram"], "a longer counted context beats single-character frequencies "
              f"({results['3-gram']:.2f} < {results['1-gram']:.2f})")
 checks.claim(all(results[k] < results["1-gram"] for k in ("MLP (window 8)", "LSTM", "GPT")),

@@ -28,7 +28,7 @@ import time
 import numpy as np
 
 from minillm import backends
-from minillm.lessons import Checks, quick_mode, results_dir
+from minillm.lessons import Checks, quick_mode, results_dir, save_figure
 
 QUICK = quick_mode()
 N = 512 if QUICK else 1024
@@ -138,10 +138,7 @@ labels, values = list(steps), list(steps.values())
 fig, ax = plt.subplots(figsize=(8, 4))
 ax.barh([l.replace("matmul_", "") for l in labels] + ["OpenBLAS"], values + [peak])
 ax.set(xscale="log", xlabel="GFLOP/s (log scale)", title=f"one {N}×{N} matrix product, step by step")
-fig.tight_layout()
-picture = results_dir("02") / "matmul_steps.png"
-fig.savefig(picture, dpi=90)
-print(f"saved {picture}")
+save_figure(fig, results_dir("02") / "matmul_steps.png", dpi=90)
 checks.finish()
 
 # %% [markdown]

@@ -25,7 +25,7 @@ import numpy as np
 
 import minillm
 from minillm import data, optim, tokenizers
-from minillm.lessons import Checks, quick_mode, results_dir
+from minillm.lessons import Checks, quick_mode, results_dir, save_figure
 from minillm.models import (GPT, BertConfig, BertEncoder, EncoderDecoder, EncoderDecoderConfig, GPTConfig,
                             Seed001LM, teacher_forcing_batch)
 from minillm.train import perplexity_of
@@ -92,10 +92,7 @@ for h, ax in enumerate(np.atleast_1d(axes)):
     ax.imshow(weights[h], cmap="viridis")
     ax.set(title=f"head {h}", xlabel="key position", ylabel="query position")
 fig.suptitle("attention weights of the copying model (averaged over 64 sequences)")
-fig.tight_layout()
-picture = results_dir("04") / "attention_copy.png"
-fig.savefig(picture, dpi=90)
-print(f"saved {picture}")
+save_figure(fig, results_dir("04") / "attention_copy.png", dpi=90)
 checks.claim(copy_accuracy > 0.9, f"the model learned to copy ({copy_accuracy:.1%} of copied tokens right)")
 checks.claim(focus > 0.5, f"one head attends to the token it copies ({focus:.0%} of its weight)")
 

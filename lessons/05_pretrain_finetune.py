@@ -24,7 +24,7 @@ import numpy as np
 
 import minillm
 from minillm import data, functional as F, metrics, optim, tokenizers
-from minillm.lessons import Checks, quick_mode
+from minillm.lessons import Checks, quick_mode, results_dir, save_figure
 from minillm.models import BertClassifier, BertConfig, BertEncoder, encode_batch
 
 QUICK = quick_mode()
@@ -71,6 +71,7 @@ def fine_tune(freeze, steps):
     model = BertClassifier(encoder, num_classes=1, freeze_encoder=freeze)
     before = {n: p.numpy().copy() for n, p in encoder.named_parameters()}
     opt = optim.AdamW(model.trainable_parameters(), lr=3e-3 if freeze else 1e-3, weight_decay=0.01)
+    curve = []
     for _ in range(steps):
         pick = rng.integers(0, len(train_set), 32)
         ids, pad = encode_batch([texts[i] for i in pick], config)
@@ -80,6 +81,7 @@ def fine_tune(freeze, steps):
         opt.zero_grad()
         loss.backward()
         opt.step()
+        curve.append(loss.item())
     model.eval()
     with minillm.no_grad():
         ids, pad = encode_batch([tokenizer.encode(t) for t, _ in test_set], config)
@@ -91,11 +93,12 @@ def fine_tune(freeze, steps):
     print(f"{'frozen encoder, head only' if freeze else 'everything trained':26s} " +
           ", ".join(f"{k} {v:.3f}" for k, v in scores.items()) +
           f" ({len(model.trainable_parameters())} trainable tensors; encoder moved by {moved:.2g})")
-    return scores, moved
+    confusion = np.array([[np.sum((actual == a) & (predicted == p)) for p in (0, 1)] for a in (0, 1)])
+    return scores, moved, curve, confusion
 
 
-frozen, frozen_moved = fine_tune(True, 150 if QUICK else 600)
-full, full_moved = fine_tune(False, 150 if QUICK else 600)
+frozen, frozen_moved, frozen_curve, frozen_confusion = fine_tune(True, 150 if QUICK else 600)
+full, full_moved, full_curve, full_confusion = fine_tune(False, 150 if QUICK else 600)
 checks.claim(frozen_moved == 0.0, "freezing really freezes: the encoder's weights did not move")
 checks.claim(full_moved > 0.0, "full fine-tuning changes the encoder")
 print(f"a coin toss scores 50% ± {np.sqrt(0.25 / len(test_set)):.1%}; the frozen head scores {frozen['accuracy']:.1%}: "
@@ -106,6 +109,34 @@ checks.claim(full["accuracy"] > frozen["accuracy"] + 0.1,
              f"({full['accuracy']:.1%} vs {frozen['accuracy']:.1%})")
 checks.claim(full["accuracy"] > 0.75, f"full fine-tuning reads the sentiment (accuracy {full['accuracy']:.1%}, "
              f"recall {full['recall']:.3f}, F1 {full['f1']:.3f})")
+
+# %% [markdown]
+# Pretraining and the two fine-tunings as curves, and where the fully fine-tuned
+# classifier is still wrong (rows: the true label, columns: the prediction).
+
+# %%
+import matplotlib  # noqa: E402
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+fig, (pre, tune, grid) = plt.subplots(1, 3, figsize=(14, 4))
+window = 10
+smooth = lambda v: np.convolve(v, np.ones(window) / window, mode="valid")  # noqa: E731
+pre.plot(smooth(losses))
+pre.set(xlabel="step", ylabel="masked-LM loss", title="pretraining")
+tune.plot(smooth(frozen_curve), label=f"frozen encoder ({frozen['accuracy']:.0%} test accuracy)")
+tune.plot(smooth(full_curve), label=f"everything trained ({full['accuracy']:.0%})")
+tune.set(xlabel="step", ylabel="binary cross-entropy", title="fine-tuning")
+tune.legend()
+grid.imshow(full_confusion, cmap="Blues")
+for (a, p), n in np.ndenumerate(full_confusion):
+    grid.text(p, a, str(n), ha="center", va="center", color="black")
+grid.set(xticks=[0, 1], yticks=[0, 1], xticklabels=["negative", "positive"], yticklabels=["negative", "positive"],
+         xlabel="predicted", ylabel="true", title="confusion matrix, full fine-tuning")
+save_figure(fig, results_dir("05") / "fine_tuning.png")
+checks.claim(full_confusion.sum() == len(test_set) and np.trace(full_confusion) / len(test_set) == full["accuracy"],
+             "the confusion matrix counts every test sentence, and its diagonal is the accuracy")
 checks.finish()
 
 # %% [markdown]

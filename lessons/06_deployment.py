@@ -25,16 +25,24 @@ import tempfile
 import time
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 
 import minillm
+from minillm import data, optim
+from minillm import functional as F
 from minillm.compress import compression_table
+from minillm.compress.distill import distillation_loss
 from minillm.compress.report import format_table
-from minillm.lessons import Checks, quick_mode
+from minillm.lessons import Checks, quick_mode, results_dir, save_figure
 from minillm.train import TrainConfig, Trainer, load
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
 
 QUICK = quick_mode()
 checks = Checks("lesson 06")
+OUT = results_dir("06_deployment")
 backend = "c" if minillm.backends.is_available("c") else "numpy"
 out_dir = Path(tempfile.mkdtemp(prefix="minillm-lesson06-"))
 config = TrainConfig(out_dir=str(out_dir), max_iters=150 if QUICK else 1200, batch_size=16, block_size=64,
@@ -43,6 +51,89 @@ config = TrainConfig(out_dir=str(out_dir), max_iters=150 if QUICK else 1200, bat
 metrics = Trainer(config, log=lambda *a: None).run()
 print(f"baseline GPT: {metrics['parameters']:,} parameters, val perplexity {metrics['val_perplexity']:.2f} "
       f"after {metrics['step']} steps on {backend}")
+
+# %% [markdown]
+# ## Each technique in a few lines, on the trained model
+#
+# The package's `minillm.compress` does the same at the scale of a whole model; here
+# each idea is written out on one matrix: the first MLP layer's weight W (out × in).
+
+# %%
+model, tokenizer = load(out_dir)
+W = model.blocks[0].mlp.fc.weight.numpy().astype(np.float64)
+
+# int8, one scale per output channel (row): W ≈ s · q with q = round(W / s) ∈ [−127, 127]
+s = np.abs(W).max(axis=1, keepdims=True) / 127
+q = np.clip(np.rint(W / s), -127, 127).astype(np.int8)
+per_channel = np.linalg.norm(q * s - W) / np.linalg.norm(W)
+s_one = np.abs(W).max() / 127                               # one scale for the whole matrix, for contrast
+per_tensor = np.linalg.norm(np.clip(np.rint(W / s_one), -127, 127) * s_one - W) / np.linalg.norm(W)
+print(f"int8: relative error {per_channel:.2e} with a scale per row, {per_tensor:.2e} with one scale")
+checks.claim(per_channel < 0.01 and per_channel <= per_tensor,
+             f"per-channel int8 reproduces W to {per_channel:.1e} relative, no worse than one scale for all rows")
+
+# low rank: keep the singular directions holding 90% of the energy Σσ²; by Eckart–Young the
+# error of the best rank-r matrix is exactly the energy left out, √(1 − kept)
+U, S, Vt = np.linalg.svd(W, full_matrices=False)
+energy = np.cumsum(S ** 2) / np.sum(S ** 2)
+r = int(np.searchsorted(energy, 0.9)) + 1
+W_r = (U[:, :r] * S[:r]) @ Vt[:r]                           # = (U_r S_r) · V_rᵀ: two thin layers
+error = np.linalg.norm(W_r - W) / np.linalg.norm(W)
+print(f"low rank: r = {r} of {min(W.shape)} keeps {energy[r - 1]:.1%} of the energy; relative error {error:.3f}; "
+      f"parameters {r * sum(W.shape):,} instead of {W.size:,}")
+checks.claim(abs(error - np.sqrt(1 - energy[r - 1])) < 1e-9, "the rank-r error is exactly √(energy left out)")
+
+# %% [markdown]
+# **Pruning** keeps a mask: the smallest half of every weight matrix is zeroed, and after
+# every optimizer step the zeros are put back (Adam would otherwise revive them).
+
+# %%
+train_ids = np.asarray(tokenizer.encode(data.corpus(config.data).train[:100_000]))
+masks = {p: np.abs(p.numpy()) > np.quantile(np.abs(p.numpy()), 0.5) for p in model.parameters() if p.ndim == 2}
+for p, keep in masks.items():
+    p.data *= keep
+opt = optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.0)
+rng = np.random.default_rng(0)
+pruned_losses = []
+for step in range(10 if QUICK else 40):
+    _, loss = model(*data.batches(train_ids, config.block_size, 16, rng))
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    for p, keep in masks.items():
+        p.data *= keep                                      # the mask holds through fine-tuning
+    pruned_losses.append(loss.item())
+zeros = sum(int((p.numpy() == 0).sum()) for p in masks) / sum(p.size for p in masks)
+print(f"pruning: {zeros:.1%} of the matrices' weights are zero after {len(pruned_losses)} fine-tuning steps; "
+      f"loss {pruned_losses[0]:.3f} → {pruned_losses[-1]:.3f}")
+checks.claim(zeros >= 0.5, f"half the weights stay zero through fine-tuning ({zeros:.1%})")
+
+# %% [markdown]
+# **Distillation** trains a student on the teacher's softened distribution. The loss,
+# written out: the KL divergence between the two softmaxes at temperature T, times T²,
+# mixed with the ordinary cross-entropy on the data.
+
+# %%
+teacher, _ = load(out_dir)
+x, y = data.batches(train_ids, config.block_size, 4, np.random.default_rng(1))
+with minillm.no_grad():
+    z_t = teacher(x)[0].numpy().reshape(-1, tokenizer.vocab_size).astype(np.float64)
+    z_s = model(x)[0].numpy().reshape(-1, tokenizer.vocab_size).astype(np.float64)   # the pruned model as student
+T, alpha = 2.0, 0.5
+
+
+def log_softmax(z):
+    z = z - z.max(-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(-1, keepdims=True))
+
+
+kl = (np.exp(log_softmax(z_t / T)) * (log_softmax(z_t / T) - log_softmax(z_s / T))).sum(-1).mean()
+ce = -log_softmax(z_s)[np.arange(len(z_s)), y.reshape(-1)].mean()
+by_hand = alpha * T * T * kl + (1 - alpha) * ce
+with minillm.no_grad():
+    library = distillation_loss(minillm.tensor(z_s), minillm.tensor(z_t), y, T, alpha).item()
+print(f"distillation loss: {by_hand:.6f} by hand, {library:.6f} from minillm.compress")
+checks.claim(abs(by_hand - library) < 1e-6 * max(1.0, abs(by_hand)), "the written-out loss equals the library's")
 
 # %% [markdown]
 # ## The compression table
@@ -58,6 +149,21 @@ checks.claim(int8["perplexity_change"] <= 0.05, f"int8 keeps perplexity within 5
 pruned = by_name["50% magnitude pruning"]
 checks.claim(pruned["perplexity_change"] <= 0.25, "half the weights can go with a modest loss after fine-tuning "
              f"({pruned['perplexity_change']:+.1%})")
+
+# %% [markdown]
+# The frontier: each technique's size against its quality, with its speed as the marker's area.
+
+# %%
+fig, ax = plt.subplots(figsize=(6.5, 4.5))
+speeds = np.array([r["tokens_per_s"] for r in rows])
+for r, area in zip(rows, 300 * speeds / speeds.max()):
+    ax.scatter(r["size_bytes"] / 1e6, r["val_perplexity"], s=area, alpha=0.6)
+    ax.annotate(f"{r['technique']}\n{r['tokens_per_s']:.0f} tok/s", (r["size_bytes"] / 1e6, r["val_perplexity"]),
+                fontsize=7, xytext=(5, 5), textcoords="offset points")
+ax.set(xlabel="size on disk (MB)", ylabel="validation perplexity",
+       title="size, quality and speed (area ∝ tokens/s)")
+ax.grid(alpha=0.3)
+save_figure(fig, OUT / "frontier.png")
 
 # %% [markdown]
 # ## The KV cache

@@ -10,6 +10,7 @@
     minillm export --out_dir=DIR --onnx=model.onnx | --hf=DIR   (ONNX, or a Hugging Face GPT-2 folder)
     minillm bench  the benchmarks (python -m benchmarks)
     minillm lesson N [--quick]
+    minillm book [--quick] [--out=book] [--lessons=0,3]   every lesson executed as a notebook, rendered to HTML
 Every command takes --help.
 """
 import platform
@@ -181,6 +182,22 @@ def bench_command(argv):
     main(argv)
 
 
+@dataclass
+class BookConfig:
+    out: str = option("book", "folder for the executed notebooks and their HTML pages")
+    quick: bool = option(False, "run each lesson with its small --quick budget")
+    lessons: str = option("", "comma-separated lesson numbers (default: all)")
+
+
+def book_command(argv):
+    from .book import build
+    argv = ["--quick=true" if a == "--quick" else a for a in argv]
+    config = cfg.parse_args(BookConfig(), argv)
+    numbers = [int(n) for n in config.lessons.split(",")] if config.lessons else None
+    build(config.out, config.quick, numbers)
+    print(f"book: open {config.out}/index.html")
+
+
 def lesson_command(argv):
     from .lessons import run_lesson
     if not argv or not argv[0].isdigit():
@@ -192,7 +209,7 @@ COMMANDS = {"train": (train_command, "TrainConfig"), "sample": (sample_command, 
             "eval": (eval_command, EvalConfig), "demo": (demo_command, None), "info": (info, None),
             "compress": (compress_command, CompressConfig), "export": (export_command, ExportConfig),
             "prepare": (prepare_command, PrepareConfig),
-            "bench": (bench_command, None), "lesson": (lesson_command, None)}
+            "bench": (bench_command, None), "lesson": (lesson_command, None), "book": (book_command, BookConfig)}
 
 
 def _help(name):

@@ -6,6 +6,7 @@ CI notices when a lesson stops showing what it says. Claims are about correctnes
 learning. Timings are reported with ``checks.timing(condition, text)``, which prints
 whether the comparison held on this run but never fails it: on a shared two-core machine a
 neighbour can slow one run down, and speed goals belong to ``benchmarks/``."""
+import os
 import runpy
 import sys
 from pathlib import Path
@@ -48,7 +49,20 @@ class Checks:
 
 
 def quick_mode(argv=None):
-    return "--quick" in (sys.argv[1:] if argv is None else argv)
+    """``--quick`` on the command line, or MINILLM_QUICK=1 (how the book's notebooks get it)."""
+    return "--quick" in (sys.argv[1:] if argv is None else argv) or os.environ.get("MINILLM_QUICK") == "1"
+
+
+def save_figure(fig, path, dpi=100):
+    """Save ``fig`` as a PNG; inside a notebook (the book, Jupyter) show it inline as well."""
+    import matplotlib.pyplot as plt
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    if "ipykernel" in sys.modules:  # the saved PNG itself, whatever matplotlib backend the lesson chose
+        from IPython.display import Image, display
+        display(Image(filename=str(path)))
+    plt.close(fig)
+    print(f"saved {path}")
 
 
 def results_dir(name):
@@ -67,7 +81,6 @@ def find(number):
 
 def run_lesson(number, argv=()):
     path = find(number)
-    use_source_tree("benchmarks")  # lesson 07 times its runs with benchmarks.mpi_scaling
     saved = sys.argv
     sys.argv = [str(path), *argv]
     try:
