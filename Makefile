@@ -56,10 +56,11 @@ bench-quick: $(VENV)/.installed-test
 	$(BIN)/python -m benchmarks --quick --out $$(mktemp -d)
 	$(BIN)/python -m benchmarks.gpt2_scale --quick
 
-# The lessons as a book: each executed as a notebook, rendered to book/*.html (book/index.html).
-# QUICK=--quick uses the lessons' small budgets.
+# The lessons as a book: each executed as a notebook, rendered to site/*.html (site/index.html),
+# with the lessons' small budgets unless BOOK_MODE is emptied (make book BOOK_MODE=).
+BOOK_MODE ?= --quick
 book: $(VENV)/.installed-test
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m minillm book --out=book $(QUICK)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m minillm book --out=site $(BOOK_MODE)
 
 clean:
 	rm -rf $(VENV) build *.egg-info minillm/_ckernels*.so

@@ -2,7 +2,7 @@
 notebook (jupytext), is executed top to bottom in a fresh Jupyter kernel (nbclient), and
 is rendered with its outputs and figures to HTML (nbconvert), with an index page.
 
-    minillm book [--quick] [--out=book] [--lessons=0,1,…]      (or: make book)
+    minillm book [--quick] [--out=site] [--lessons=0,1,…]      (or: make book, quick mode)
 
 A lesson whose claim fails stops the build with the lesson's name: a book page is only
 written for a lesson that ran and held. Needs the ``book`` extra
@@ -16,16 +16,35 @@ from pathlib import Path
 from .lessons import LESSONS_DIR
 
 
-def _title(notebook, path):
+def _title_and_summary(notebook, path):
+    """The lesson's "# " heading, and the first sentence of the paragraph under it."""
     for cell in notebook.cells:
-        if cell.cell_type == "markdown":
-            for line in cell.source.splitlines():
-                if line.startswith("# "):
-                    return line[2:].strip()
-    return path.stem
+        if cell.cell_type != "markdown":
+            continue
+        lines = cell.source.splitlines()
+        for i, line in enumerate(lines):
+            if line.startswith("# "):
+                paragraph = []
+                for text in lines[i + 1:]:
+                    if not text.strip() and paragraph:
+                        break
+                    if text.strip() and not text.startswith(("#", "    ", "-")):
+                        paragraph.append(text.strip())
+                sentence = " ".join(paragraph).split(". ")[0].rstrip(".:") + "."
+                return line[2:].strip(), sentence.replace("**", "")
+    return path.stem, ""
 
 
-def build(out="book", quick=False, numbers=None, timeout=3600, log=print, source=LESSONS_DIR):
+def _drop_check_results(notebook):
+    """A cell ending in ``checks.claim(...)`` would show ``Out[n]: True`` under the [ok]
+    line that already says so; those bare booleans are dropped from the page."""
+    for cell in notebook.cells:
+        if cell.cell_type == "code":
+            cell.outputs = [o for o in cell.get("outputs", []) if not (
+                o.get("output_type") == "execute_result" and o.get("data", {}).get("text/plain") in ("True", "False"))]
+
+
+def build(out="site", quick=False, numbers=None, timeout=3600, log=print, source=LESSONS_DIR):
     try:
         import jupytext
         import nbformat
@@ -54,19 +73,24 @@ def build(out="book", quick=False, numbers=None, timeout=3600, log=print, source
         except CellExecutionError as exc:
             raise RuntimeError(f"book: {path.name} failed while executing:\n{str(exc)[-1500:]}") from None
         seconds = time.perf_counter() - start
+        _drop_check_results(notebook)
         nbformat.write(notebook, out / f"{path.stem}.ipynb")
         body, _ = HTMLExporter().from_notebook_node(notebook)
         (out / f"{path.stem}.html").write_text(body, encoding="utf-8")
-        figures = sum(1 for cell in notebook.cells if cell.cell_type == "code"
-                      for o in cell.get("outputs", []) if "image/png" in o.get("data", {}))
-        chapters.append((path.stem, _title(notebook, path), figures, seconds))
+        outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
+        figures = sum(1 for o in outputs if "image/png" in o.get("data", {}))
+        if any("Traceback (most recent call last)" in o.get("text", "") for o in outputs):
+            raise RuntimeError(f"book: {path.name} printed a traceback (a caught error still shows on the page)")
+        title, summary = _title_and_summary(notebook, path)
+        chapters.append((path.stem, title, summary, figures, seconds))
         log(f"book: {path.name} executed in {seconds:.0f} s, {figures} figure(s) → {out / path.stem}.html")
-    items = "\n".join(f'<li><a href="{stem}.html">{html.escape(title)}</a> '
+    items = "\n".join(f'<li><a href="{stem}.html">{html.escape(title)}</a><br>{html.escape(summary)} '
                       f'<small>({figures} figure{"s" if figures != 1 else ""}, ran in {seconds:.0f} s)</small></li>'
-                      for stem, title, figures, seconds in chapters)
+                      for stem, title, summary, figures, seconds in chapters)
     mode = " (quick mode: smaller budgets)" if quick else ""
+    style = "body{font-family:sans-serif;max-width:46em;margin:2em auto;line-height:1.5}li{margin:.8em 0}"
     (out / "index.html").write_text(f"<!doctype html><meta charset='utf-8'><title>minillm — the lessons</title>"
-                                    f"<h1>minillm — the lessons</h1><p>Every page was executed on "
-                                    f"{time.strftime('%Y-%m-%d')}{mode}; its numbers are that run's.</p>"
-                                    f"<ol start='0'>{items}</ol>", encoding="utf-8")
+                                    f"<style>{style}</style><h1>minillm — the lessons</h1><p>Every page was "
+                                    f"executed on {time.strftime('%Y-%m-%d')}{mode}; its numbers are that run's."
+                                    f"</p><ol start='0'>{items}</ol>", encoding="utf-8")
     return chapters

@@ -10,7 +10,7 @@
     minillm export --out_dir=DIR --onnx=model.onnx | --hf=DIR   (ONNX, or a Hugging Face GPT-2 folder)
     minillm bench  the benchmarks (python -m benchmarks)
     minillm lesson N [--quick]
-    minillm book [--quick] [--out=book] [--lessons=0,3]   every lesson executed as a notebook, rendered to HTML
+    minillm book [--quick] [--out=site] [--lessons=0,3]   every lesson executed as a notebook, rendered to HTML
 Every command takes --help.
 """
 import platform
@@ -184,7 +184,7 @@ def bench_command(argv):
 
 @dataclass
 class BookConfig:
-    out: str = option("book", "folder for the executed notebooks and their HTML pages")
+    out: str = option("site", "folder for the executed notebooks and their HTML pages")
     quick: bool = option(False, "run each lesson with its small --quick budget")
     lessons: str = option("", "comma-separated lesson numbers (default: all)")
 
