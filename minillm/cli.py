@@ -7,7 +7,8 @@
     minillm demo   the main job: a small GPT on the embedded corpus, losses, plot, a sample
     minillm info   versions, and which backends run here (and why not)
     minillm compress --out_dir=DIR --report     the compression table for a trained GPT
-    minillm export --out_dir=DIR --onnx=model.onnx | --hf=DIR   (ONNX, or a Hugging Face GPT-2 folder)
+    minillm export --out_dir=DIR --onnx=model.onnx | --hf=DIR   (ONNX, or a Hugging Face folder)
+    minillm finetune --init_from=RUN_OR_HF_FOLDER --data=… --lora_rank=8 --out_dir=DIR   LoRA, then merged
     minillm bench  the benchmarks (python -m benchmarks)
     minillm lesson N [--quick]
     minillm book [--quick] [--out=site] [--lessons=0,3]   every lesson executed as a notebook, rendered to HTML
@@ -198,6 +199,11 @@ def book_command(argv):
     print(f"book: open {config.out}/index.html")
 
 
+def finetune_command(argv):
+    from .finetune import FinetuneConfig, finetune
+    finetune(cfg.parse_args(FinetuneConfig(), argv))
+
+
 def lesson_command(argv):
     from .lessons import run_lesson
     if not argv or not argv[0].isdigit():
@@ -209,13 +215,17 @@ COMMANDS = {"train": (train_command, "TrainConfig"), "sample": (sample_command, 
             "eval": (eval_command, EvalConfig), "demo": (demo_command, None), "info": (info, None),
             "compress": (compress_command, CompressConfig), "export": (export_command, ExportConfig),
             "prepare": (prepare_command, PrepareConfig),
-            "bench": (bench_command, None), "lesson": (lesson_command, None), "book": (book_command, BookConfig)}
+            "bench": (bench_command, None), "lesson": (lesson_command, None), "book": (book_command, BookConfig),
+            "finetune": (finetune_command, "FinetuneConfig")}
 
 
 def _help(name):
     if name == "train":
         from .train import TrainConfig
         return f"minillm train --key=value …\n{cfg.describe(TrainConfig())}"
+    if name == "finetune":
+        from .finetune import FinetuneConfig
+        return f"minillm finetune --key=value …\n{cfg.describe(FinetuneConfig())}"
     schema = COMMANDS[name][1]
     return f"minillm {name} --key=value …\n{cfg.describe(schema())}" if schema else __doc__
 

@@ -17,14 +17,15 @@ from .config import option
 from .nn.utils import clip_grad_norm_
 from .tensor import no_grad
 
-MODELS = ("gpt", "lstm", "seed001")
+MODELS = ("gpt", "llama", "lstm", "seed001")
 
 
 @dataclass
 class TrainConfig:
     data: str = option("python-docs", "'python-docs' (the embedded corpus), a UTF-8 text file, or a folder "
                                       "of token files written by `minillm prepare` (memory-mapped)")
-    model: str = option("gpt", "gpt, lstm or seed001 (the 001 document's single-layer model)")
+    model: str = option("gpt", "gpt, llama (RMSNorm, RoPE, SwiGLU, grouped-query attention), lstm or seed001 "
+                               "(the 001 document's single-layer model)")
     out_dir: str = option("out", "where checkpoints, loss.png and metrics.json go")
     tokenizer: str = option("char", "char or bpe")
     vocab_size: int = option(512, "BPE vocabulary size (bpe only)")
@@ -34,6 +35,7 @@ class TrainConfig:
     block_size: int = option(64, "context length in tokens")
     n_layer: int = option(2, "transformer blocks (gpt) or LSTM layers (lstm)")
     n_head: int = option(4, "attention heads")
+    n_kv_head: int = option(0, "key/value heads for --model=llama (must divide n_head; 0: n_head, plain MHA)")
     n_embd: int = option(128, "embedding width")
     dropout: float = option(0.0, "dropout probability")
     variant: str = option("standard", "LSTM variant for --model=lstm: standard or document")
@@ -58,6 +60,9 @@ class TrainConfig:
                   (self.batch_size > 0 and self.block_size > 0 and self.grad_accum > 0,
                    "batch_size, block_size and grad_accum must be > 0"),
                   (self.n_embd % self.n_head == 0, f"n_embd {self.n_embd} must be divisible by n_head {self.n_head}"),
+                  (self.n_kv_head >= 0 and self.n_head % (self.n_kv_head or self.n_head) == 0,
+                   f"n_kv_head {self.n_kv_head} must divide n_head {self.n_head}"),
+                  (self.model != "llama" or self.dropout == 0, "llama has no dropout; use --dropout=0"),
                   (self.lr >= 0 and self.eval_interval > 0 and self.eval_iters > 0,
                    "lr must be >= 0, eval_interval and eval_iters > 0")]
         for ok, message in checks:
@@ -67,7 +72,10 @@ class TrainConfig:
 
 
 def build_model(config, vocab_size):
-    from .models import GPT, GPTConfig, LSTMLM, Seed001LM
+    from .models import GPT, GPTConfig, LSTMLM, Llama, LlamaConfig, Seed001LM
+    if config.model == "llama":
+        return Llama(LlamaConfig(vocab_size, config.block_size, config.n_layer, config.n_head,
+                                 config.n_kv_head or config.n_head, config.n_embd))
     if config.model == "gpt":
         return GPT(GPTConfig(vocab_size, config.block_size, config.n_layer, config.n_head, config.n_embd,
                              config.dropout))
@@ -142,9 +150,10 @@ class Trainer:
     def _restore(self):
         meta, weights, optimizer_arrays = checkpoint.load(self.out_dir)
         saved = meta["config"]
-        for key in ("model", "n_layer", "n_head", "n_embd", "block_size", "variant", "tokenizer"):
-            if saved.get(key) != getattr(self.config, key):
-                raise ValueError(f"train: cannot resume: the checkpoint has {key}={saved.get(key)!r}, "
+        for key in ("model", "n_layer", "n_head", "n_kv_head", "n_embd", "block_size", "variant", "tokenizer"):
+            old = saved.get(key, TrainConfig.__dataclass_fields__[key].default)  # older runs lack newer keys
+            if old != getattr(self.config, key):
+                raise ValueError(f"train: cannot resume: the checkpoint has {key}={old!r}, "
                                  f"this run {key}={getattr(self.config, key)!r}")
         self.model.load_state_dict(weights)
         self.optimizer.load_state_dict(dict(meta["optimizer"], arrays=optimizer_arrays))
@@ -255,9 +264,11 @@ def load(path):
     from ``vocab.json`` + ``merges.txt``; None when the folder has none)."""
     path = Path(path)
     if not (path / checkpoint.INDEX).exists() and (path / "config.json").exists():
-        from .models import GPT
-        model = GPT.from_pretrained(path)
-        has_tokenizer = any((path / name).exists() for name in ("vocab.json", "tokenizer.json"))
+        from .models import GPT, Llama
+        kind = json.loads((path / "config.json").read_text()).get("model_type")
+        model = (Llama if kind in ("llama", "mistral") else GPT).from_pretrained(path)
+        has_tokenizer = any((path / name).exists() for name in ("tokenizer-minillm.json", "vocab.json",
+                                                                "tokenizer.json"))
         return model, tokenizers.from_pretrained(path) if has_tokenizer else None
     meta, weights, _ = checkpoint.load(path)
     config = TrainConfig(**{k: v for k, v in meta["config"].items() if k in TrainConfig.__dataclass_fields__})

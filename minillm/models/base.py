@@ -86,3 +86,28 @@ class LanguageModel(Module):
     def check_length(self, t):
         if self.block_size and t > self.block_size:
             raise ValueError(f"{type(self).__name__}: sequence of {t} tokens exceeds block_size {self.block_size}")
+
+
+def generate_with_cache(model, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None):
+    """Sampling with one ``KVCache`` per block of ``model.blocks_with_cache()``, preallocated to
+    the block size: after the prompt each token is one query against the cache. Past
+    block_size the context is cropped to its last block_size tokens and the cache rebuilt
+    from that window (absolute positions cannot slide), which gives exactly the tokens
+    generation without the cache gives."""
+    from ..nn.transformer import KVCache
+    check_generation(max_new_tokens)
+    idx = as_ids(idx)
+    was_training = model.training
+    model.eval()
+    caches, pending, block = None, idx, model.block_size
+    with no_grad():
+        for _ in range(max_new_tokens):
+            if caches is None or len(caches[0]) + pending.shape[1] > block:
+                caches = [KVCache(block) for _ in model.blocks_with_cache()]
+                pending = idx[:, -block:]
+            logits, _ = model(pending, caches=caches)
+            next_token = sample(logits.numpy()[:, -1, :], temperature, top_k, top_p)
+            idx = np.concatenate([idx, next_token[:, None]], axis=1)
+            pending = next_token[:, None]
+    model.train(was_training)
+    return idx

@@ -5,10 +5,9 @@ import numpy as np
 
 from ..nn import Dropout, Embedding, LayerNorm, Linear, ModuleList
 from ..nn.module import init_skipped
-from ..nn.transformer import KVCache, TransformerBlock
+from ..nn.transformer import TransformerBlock
 from ..random import generator
-from ..tensor import no_grad
-from .base import LanguageModel, as_ids, check_generation, sample
+from .base import LanguageModel, as_ids, check_generation, generate_with_cache
 
 
 @dataclass
@@ -82,24 +81,13 @@ class GPT(LanguageModel):
         context is cropped to its last block_size tokens; positions are learned and
         absolute, so a cache cannot slide: each such step rebuilds it from the cropped
         window, which gives exactly the tokens generation without the cache gives."""
-        check_generation(max_new_tokens)
         if not use_cache:
+            check_generation(max_new_tokens)
             return super().generate(idx, max_new_tokens, temperature, top_k, top_p)
-        idx = as_ids(idx)
-        was_training = self.training
-        self.eval()
-        caches, pending = None, idx
-        with no_grad():
-            for _ in range(max_new_tokens):
-                if caches is None or len(caches[0]) + pending.shape[1] > self.config.block_size:
-                    caches = [KVCache(self.config.block_size) for _ in self.blocks]
-                    pending = idx[:, -self.config.block_size:]
-                logits, _ = self(pending, caches=caches)
-                next_token = sample(logits.numpy()[:, -1, :], temperature, top_k, top_p)
-                idx = np.concatenate([idx, next_token[:, None]], axis=1)
-                pending = next_token[:, None]
-        self.train(was_training)
-        return idx
+        return generate_with_cache(self, idx, max_new_tokens, temperature, top_k, top_p)
+
+    def blocks_with_cache(self):
+        return self.blocks
 
     def config_dict(self):
         return asdict(self.config)

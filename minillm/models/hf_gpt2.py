@@ -14,13 +14,13 @@ both, as GPT-2 does. Nothing is ever unpickled: a folder with only ``pytorch_mod
 is refused with the command that converts it.
 """
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
 from ..nn.module import skip_init
 from .gpt import GPT, GPTConfig
+from .hf_files import PretrainedError, read_safetensors, weight_files, write_folder, write_tokenizer
 
 # GPT-2 block tensor → (minillm name, transpose?) ; c_attn is split separately
 _BLOCK = {"ln_1.weight": ("ln_1.weight", False), "ln_1.bias": ("ln_1.bias", False),
@@ -31,10 +31,6 @@ _BLOCK = {"ln_1.weight": ("ln_1.weight", False), "ln_1.bias": ("ln_1.bias", Fals
 _TOP = {"wte.weight": "wte.weight", "wpe.weight": "wpe.weight", "ln_f.weight": "ln_f.weight",
         "ln_f.bias": "ln_f.bias"}
 _TANH_GELUS = ("gelu_new", "gelu_pytorch_tanh", "gelu_fast")  # all three are the tanh approximation
-
-
-class PretrainedError(ValueError):
-    pass
 
 
 def _config_from_hf(hf, path):
@@ -54,57 +50,6 @@ def _config_from_hf(hf, path):
                      tie_word_embeddings=hf.get("tie_word_embeddings", True))
 
 
-def _weight_files(path):
-    index = path / "model.safetensors.index.json"
-    if index.exists():
-        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        return [path / shard for shard in shards]
-    if (path / "model.safetensors").exists():
-        return [path / "model.safetensors"]
-    pickled = [p.name for p in path.glob("*.bin")] + [p.name for p in path.glob("*.pt*")]
-    if pickled:
-        raise PretrainedError(
-            f"from_pretrained: {path} holds only {', '.join(sorted(pickled))}, a pickle file; minillm never "
-            f"unpickles (it can run arbitrary code). Convert it once where you trust it: python -c \"from "
-            f"transformers import AutoModelForCausalLM as M; M.from_pretrained('{path}').save_pretrained('{path}')\" "
-            f"writes model.safetensors")
-    raise PretrainedError(f"from_pretrained: {path} has no model.safetensors (nor an index of shards)")
-
-
-_DTYPES = {"F32": np.float32, "F16": np.float16, "F64": np.float64, "BF16": np.uint16}
-
-
-def read_safetensors(files):
-    """(name, float32 array) for every tensor in ``files``, one at a time.
-
-    The format is simple enough to read by hand, which keeps memory in check: an 8-byte
-    little-endian header length, a JSON header (name → dtype, shape, byte offsets), then
-    the raw data. Each tensor is read with ``np.fromfile`` into memory of its own — no
-    memory map whose touched pages would stay resident beside the copy — so the caller
-    can turn it into its final layout before the next one is read. NumPy has no bfloat16:
-    its 16-bit words are float32's high half, shifted into place."""
-    for file in files:
-        with open(file, "rb") as f:
-            header_size = int.from_bytes(f.read(8), "little")
-            header = json.loads(f.read(header_size))
-            for name, entry in header.items():
-                if name == "__metadata__":
-                    continue
-                if entry["dtype"] not in _DTYPES:
-                    raise PretrainedError(f"from_pretrained: {file}: tensor {name} has dtype {entry['dtype']}; "
-                                          f"expected one of {', '.join(_DTYPES)}")
-                start, end = entry["data_offsets"]  # relative to the end of the header
-                dtype = np.dtype(_DTYPES[entry["dtype"]])
-                f.seek(8 + header_size + start)
-                raw = np.fromfile(f, dtype, (end - start) // dtype.itemsize)
-                if raw.size != int(np.prod(entry["shape"])):
-                    raise PretrainedError(f"from_pretrained: {file} is truncated: tensor {name} has {raw.size} of "
-                                          f"its {int(np.prod(entry['shape']))} values")
-                if entry["dtype"] == "BF16":
-                    raw = (raw.astype(np.uint32) << 16).view(np.float32)
-                yield name, raw.astype(np.float32, copy=False).reshape(entry["shape"])
-
-
 def load_gpt2(path):
     path = Path(path)
     if not (path / "config.json").exists():
@@ -112,7 +57,7 @@ def load_gpt2(path):
     hf = json.loads((path / "config.json").read_text())
     config = _config_from_hf(hf, path)
     state, c = {}, config.n_embd
-    for name, value in read_safetensors(_weight_files(path)):
+    for name, value in read_safetensors(weight_files(path)):
         # GPT2LMHeadModel saves under "transformer.", GPT2Model (the original gpt2 files) without
         name = name.removeprefix("transformer.")
         for target, array in _to_minillm(name, value, c, config.tie_word_embeddings):
@@ -194,14 +139,6 @@ def save_gpt2(model, path, tokenizer=None):
             [state[f"{prefix}attn.{p}.bias"] for p in ("q_proj", "k_proj", "v_proj")])
     if not config.tie_word_embeddings:
         out["lm_head.weight"] = state["lm_head.weight"]
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    tmp = path / "model.safetensors.tmp"
-    save_file({k: np.ascontiguousarray(v, np.float32) for k, v in out.items()}, str(tmp), metadata={"format": "pt"})
-    os.replace(tmp, path / "model.safetensors")
-    tmp = path / "config.json.tmp"
-    tmp.write_text(json.dumps(hf_config(config), indent=2))
-    os.replace(tmp, path / "config.json")
-    if tokenizer is not None and hasattr(tokenizer, "save_pretrained"):
-        tokenizer.save_pretrained(path)
+    path = write_folder(path, out, hf_config(config))
+    write_tokenizer(path, tokenizer)
     return path

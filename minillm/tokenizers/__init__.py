@@ -32,8 +32,11 @@ def load(path):
 
 
 def from_pretrained(path):
-    """The tokenizer of a folder: minillm's ``tokenizer.json`` (written by ``save``) or GPT-2's files."""
+    """The tokenizer of a folder: minillm's own JSON (``tokenizer-minillm.json`` beside
+    exported weights, ``tokenizer.json`` in a run) or GPT-2's files."""
     path = Path(path)
+    if (path / "tokenizer-minillm.json").exists():
+        return load(path / "tokenizer-minillm.json")
     own = path / "tokenizer.json"
     if own.exists() and json.loads(own.read_text(encoding="utf-8")).get("kind") in ("char", "bpe"):
         return load(own)

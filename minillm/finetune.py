@@ -1,0 +1,105 @@
+"""Fine-tuning a trained or downloaded model on new text, with LoRA adapters or in full:
+``minillm finetune --init_from=PATH --data=TEXT_OR_TOKENS --lora_rank=8 --out_dir=DIR``.
+
+The model (a minillm run, or a Hugging Face GPT-2 or Llama folder) keeps its tokenizer;
+the data is a text file or a token folder written with that same tokenizer. With
+``lora_rank > 0`` the base weights are frozen and only the adapters train; at the end
+they are merged, and ``out_dir`` receives a plain Hugging Face folder (weights, config,
+tokenizer files) that ``transformers`` and ``minillm sample --init_from`` both load.
+"""
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import data, optim, tokenfiles
+from .config import option
+from .nn.utils import clip_grad_norm_
+from .random import manual_seed
+
+
+@dataclass
+class FinetuneConfig:
+    init_from: str = option("", "a minillm run or a Hugging Face GPT-2/Llama folder")
+    data: str = option("python-docs", "text file, 'python-docs', or a token folder written with the model's tokenizer")
+    out_dir: str = option("finetuned", "where the merged model goes (a Hugging Face folder)")
+    lora_rank: int = option(8, "LoRA rank (0: train every weight)")
+    lora_alpha: float = option(16.0, "LoRA scale α (the update is α/r · B A)")
+    lora_targets: str = option("q_proj,v_proj", "comma-separated names of the Linear layers to adapt")
+    max_iters: int = option(200, "optimizer steps")
+    batch_size: int = option(8, "sequences per step")
+    block_size: int = option(0, "context length (0: the model's own)")
+    lr: float = option(1e-3, "learning rate (AdamW, no weight decay on adapters)")
+    eval_iters: int = option(10, "validation batches before and after")
+    seed: int = option(1337, "random seed")
+    progress: bool = option(True, "show a progress bar")
+
+
+def _splits(config, tokenizer):
+    if tokenfiles.is_token_folder(config.data):
+        splits, theirs, _ = tokenfiles.load(config.data)
+        if theirs.to_dict() != tokenizer.to_dict():
+            raise ValueError(f"finetune: the token files in {config.data} were written with another tokenizer "
+                             f"than {config.init_from}'s")
+        return splits
+    corpus = data.corpus(config.data)
+    return {"train": np.asarray(tokenizer.encode(corpus.train)), "val": np.asarray(tokenizer.encode(corpus.val))}
+
+
+def finetune(config, log=print):
+    from tqdm import tqdm
+
+    from .nn.lora import add_lora, merge_lora
+    from .tensor import no_grad
+    from .train import load
+    if not config.init_from:
+        raise ValueError("finetune: --init_from names the model to start from (a run or a Hugging Face folder)")
+    model, tokenizer = load(config.init_from)
+    if tokenizer is None:
+        raise ValueError(f"finetune: {config.init_from} has no tokenizer files to read the data with")
+    block = config.block_size or model.block_size
+    splits = _splits(config, tokenizer)
+    manual_seed(config.seed)
+    total = model.num_parameters()
+    if config.lora_rank > 0:
+        layers = add_lora(model, config.lora_rank, config.lora_alpha, tuple(config.lora_targets.split(",")))
+        log(f"LoRA rank {config.lora_rank} on {layers} layers")
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    log(f"training {sum(p.size for p in trainable):,} of {total:,} parameters "
+        f"({sum(p.size for p in trainable) / total:.2%})")
+
+    def val_loss():
+        rng = np.random.default_rng(0)
+        model.eval()
+        with no_grad():
+            loss = float(np.mean([model(*data.batches(splits["val"], block, config.batch_size, rng))[1].item()
+                                  for _ in range(config.eval_iters)]))
+        model.train()
+        return loss
+
+    before = val_loss()
+    opt = optim.AdamW(trainable, lr=config.lr, weight_decay=0.0)
+    rng = np.random.default_rng(config.seed)
+    start = time.perf_counter()
+    model.train()
+    for _ in tqdm(range(config.max_iters), disable=not config.progress, unit="step"):
+        _, loss = model(*data.batches(splits["train"], block, config.batch_size, rng))
+        opt.zero_grad()
+        loss.backward()
+        clip_grad_norm_(trainable, 1.0)
+        opt.step()
+    seconds = time.perf_counter() - start
+    if config.lora_rank > 0:
+        merge_lora(model)
+        model.requires_grad_(True)
+    after = val_loss()
+    model.eval()
+    out = Path(config.out_dir)
+    model.save_pretrained(out, tokenizer)
+    metrics = {"val_loss_before": before, "val_loss_after": after, "seconds": seconds,
+               "trainable_parameters": sum(p.size for p in trainable), "parameters": total}
+    (out / "finetune.json").write_text(json.dumps(metrics, indent=2))
+    log(f"val loss {before:.4f} → {after:.4f} in {seconds:.0f} s; merged model in {out}")
+    return metrics

@@ -1,0 +1,152 @@
+"""The blocks of a modern decoder (Llama and most models since 2023), each a composition
+of differentiable ops, so autograd gives their gradients:
+
+* ``RMSNorm`` — LayerNorm without centring or bias.
+* rotary position embeddings (RoPE) — positions as rotations of query/key pairs, so
+  q·k depends only on the distance between the two positions.
+* ``SwiGLU`` — a gated MLP.
+* ``GroupedQueryAttention`` — fewer key/value heads than query heads.
+
+Names follow Hugging Face's Llama (``q_proj``, ``gate_proj``, ``input_layernorm``…) so a
+checkpoint's tensors map onto these modules by name alone.
+"""
+import numpy as np
+
+from .. import functional as F
+from .. import ops
+from .layers import Linear
+from .module import Module, Parameter
+
+
+class RMSNorm(Module):
+    """y = x / √(mean(x²) + ε) · g   (Zhang & Sennrich, 2019).
+
+    LayerNorm subtracts the mean and divides by the standard deviation; RMSNorm only
+    divides by the root mean square. One reduction instead of two, no bias, and in
+    practice the same quality."""
+
+    def __init__(self, dim, eps=1e-6):
+        super().__init__()
+        self.dim, self.eps = dim, eps
+        self.weight = Parameter(np.ones(dim, np.float32))
+
+    def forward(self, x):
+        mean_square = (x * x).mean(-1, keepdim=True)
+        return x * (mean_square + self.eps) ** -0.5 * self.weight
+
+    def extra_repr(self):
+        return f"{self.dim}, eps={self.eps}"
+
+
+def rope_tables(head_dim, length, theta=10000.0, dtype=np.float32):
+    """cos and sin (length, head_dim) for RoPE (Su et al., 2021).
+
+    Dimension pair i rotates by angle p·θ^(−2i/d) at position p: slow for high i, fast
+    for low i, like the sinusoidal encoding's frequencies. Hugging Face's layout pairs
+    dimension i with i + d/2 (not 2i with 2i+1), so the angles are written twice:
+    [θ₀ … θ_{d/2−1}, θ₀ … θ_{d/2−1}]."""
+    if head_dim % 2:
+        raise ValueError(f"rope_tables: head_dim must be even (pairs of dimensions rotate); got {head_dim}")
+    inverse_frequency = 1.0 / theta ** (np.arange(0, head_dim, 2, dtype=np.float64) / head_dim)
+    angles = np.outer(np.arange(length, dtype=np.float64), inverse_frequency)
+    angles = np.concatenate([angles, angles], axis=-1)
+    return np.cos(angles).astype(dtype), np.sin(angles).astype(dtype)
+
+
+def rotate_half(x):
+    """(x₁, x₂) → (−x₂, x₁) on the two halves of the last dimension: a quarter turn of
+    every (i, i + d/2) pair."""
+    half = x.shape[-1] // 2
+    return ops.cat([-x[..., half:], x[..., :half]], dim=-1)
+
+
+def apply_rope(x, cos, sin):
+    """x (…, T, d) rotated by its positions' angles: x·cos + rotate_half(x)·sin."""
+    return x * ops.as_tensor(cos, x) + rotate_half(x) * ops.as_tensor(sin, x)
+
+
+class SwiGLU(Module):
+    """down(silu(gate(x)) ⊙ up(x)) (Shazeer, 2020): the gate decides, per hidden unit, how
+    much of up(x) passes; silu(z) = z·σ(z)."""
+
+    def __init__(self, dim, hidden, bias=False):
+        super().__init__()
+        self.gate_proj = Linear(dim, hidden, bias)
+        self.up_proj = Linear(dim, hidden, bias)
+        self.down_proj = Linear(hidden, dim, bias)
+
+    def forward(self, x):
+        gate = self.gate_proj(x)
+        return self.down_proj(gate * gate.sigmoid() * self.up_proj(x))
+
+
+def repeat_kv(x, groups):
+    """(B, n_kv, T, d) → (B, n_kv·groups, T, d), each key/value head shared by ``groups``
+    consecutive query heads. Backward adds the groups' gradients (``cat``)."""
+    if groups == 1:
+        return x
+    b, h, t, d = x.shape
+    x = x.reshape(b, h, 1, t, d)
+    return ops.cat([x] * groups, dim=2).reshape(b, h * groups, t, d)
+
+
+class GroupedQueryAttention(Module):
+    """Causal self-attention with ``n_head`` query heads and ``n_kv_head`` key/value heads
+    (Ainslie et al., 2023): ``n_kv_head = n_head`` is ordinary multi-head attention,
+    ``n_kv_head = 1`` is multi-query attention. The KV cache holds only the n_kv_head
+    heads — that is the point: n_head / n_kv_head times less cache memory. The fused
+    attention kernels take equal head counts, so each call repeats the cached heads for
+    its groups; the repeat lives only during the call."""
+
+    def __init__(self, dim, n_head, n_kv_head=None, head_dim=None, rope_theta=10000.0, bias=False):
+        super().__init__()
+        n_kv_head = n_head if n_kv_head is None else n_kv_head
+        if n_kv_head < 1 or n_head % n_kv_head:
+            raise ValueError(f"GroupedQueryAttention: n_kv_head ({n_kv_head}) must divide n_head ({n_head})")
+        self.n_head, self.n_kv_head = n_head, n_kv_head
+        self.head_dim = head_dim or dim // n_head
+        self.rope_theta = rope_theta
+        self.q_proj = Linear(dim, n_head * self.head_dim, bias)
+        self.k_proj = Linear(dim, n_kv_head * self.head_dim, bias)
+        self.v_proj = Linear(dim, n_kv_head * self.head_dim, bias)
+        self.o_proj = Linear(n_head * self.head_dim, dim, bias)
+        self._cos = self._sin = np.zeros((0, self.head_dim), np.float32)
+
+    def _rope(self, end):
+        if len(self._cos) < end:  # grown on demand, doubling, so a long generation builds it a few times
+            self._cos, self._sin = rope_tables(self.head_dim, max(end, 2 * len(self._cos)), self.rope_theta)
+        return self._cos, self._sin
+
+    def _heads(self, x, n):
+        b, t, _ = x.shape
+        return x.reshape(b, t, n, self.head_dim).transpose(1, 2)  # (B, n, T, d)
+
+    def forward(self, x, cache=None):
+        b, t, _ = x.shape
+        start = len(cache) if cache is not None else 0
+        cos, sin = self._rope(start + t)
+        cos, sin = cos[start:start + t], sin[start:start + t]
+        q = apply_rope(self._heads(self.q_proj(x), self.n_head), cos, sin)
+        k = apply_rope(self._heads(self.k_proj(x), self.n_kv_head), cos, sin)
+        v = self._heads(self.v_proj(x), self.n_kv_head)
+        if cache is not None:
+            k, v = cache.append(k, v)
+        groups = self.n_head // self.n_kv_head
+        y = F.scaled_dot_product_attention(q, repeat_kv(k, groups), repeat_kv(v, groups), is_causal=True)
+        return self.o_proj(y.transpose(1, 2).reshape(b, t, self.n_head * self.head_dim))
+
+
+class LlamaBlock(Module):
+    """x + Attention(RMSNorm(x)), then x + SwiGLU(RMSNorm(x)): GPT-2's pre-norm block with
+    each part swapped for its modern counterpart, and no biases."""
+
+    def __init__(self, dim, n_head, n_kv_head, hidden, eps=1e-5, rope_theta=10000.0, head_dim=None):
+        super().__init__()
+        self.input_layernorm = RMSNorm(dim, eps)
+        self.self_attn = GroupedQueryAttention(dim, n_head, n_kv_head, head_dim, rope_theta)
+        self.post_attention_layernorm = RMSNorm(dim, eps)
+        self.mlp = SwiGLU(dim, hidden)
+
+    def forward(self, x, cache=None):
+        x = x + self.self_attn(self.input_layernorm(x), cache)
+        return x + self.mlp(self.post_attention_layernorm(x))
