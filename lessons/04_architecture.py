@@ -179,6 +179,100 @@ exact = np.mean([list(p) == list(t) for p, (_, t) in zip(t5.generate(teacher_for
 print(f"encoder–decoder (T5-style): reverses unseen sequences, {exact:.0%} exactly")
 checks.claim(np.mean(mlm[-10:]) < mlm[0], "the encoder learns masked-token prediction")
 checks.claim(exact > 0.8, "the encoder–decoder learns to reverse sequences")
+
+# %% [markdown]
+# ## From GPT's block to Llama's, one change at a time
+#
+# The decoders people meet today (Llama, Mistral, Qwen…) are GPT's pre-norm block with four
+# parts swapped. We switch them on one after another on the same data, steps and seed:
+#
+# 1. **RMSNorm** for LayerNorm: divide by the root mean square only — no centring, no bias.
+# 2. **RoPE** for the learned position table: rotate each query/key pair by an angle
+#    proportional to its position, so q·k sees only the distance between two tokens.
+# 3. **SwiGLU** for the GELU MLP: down(silu(gate(x)) ⊙ up(x)), at ⅔ the width so the
+#    three matrices cost what GPT's two did.
+# 4. **Grouped-query attention**: 4 query heads share 1 key/value head, so the KV cache —
+#    what generation keeps per token — shrinks 4×.
+#
+# The decoder below takes each choice as a switch; its parts are `minillm.nn`'s.
+
+# %%
+from minillm.nn import Embedding, LayerNorm, Linear, Module, ModuleList  # noqa: E402
+from minillm.nn.llama_blocks import GroupedQueryAttention, RMSNorm, SwiGLU  # noqa: E402
+from minillm.nn.transformer import MLP  # noqa: E402
+
+
+class SwitchableBlock(Module):
+    def __init__(self, dim, heads, kv_heads, rms, rope, swiglu):
+        super().__init__()
+        norm = (lambda: RMSNorm(dim, 1e-5)) if rms else (lambda: LayerNorm(dim))
+        self.norm_1, self.norm_2 = norm(), norm()
+        self.attn = GroupedQueryAttention(dim, heads, kv_heads, rope=rope)
+        self.mlp = SwiGLU(dim, 2 * 4 * dim // 3) if swiglu else MLP(dim, 4 * dim)
+
+    def forward(self, x):
+        x = x + self.attn(self.norm_1(x))
+        return x + self.mlp(self.norm_2(x))
+
+
+class SwitchableDecoder(Module):
+    def __init__(self, vocab, block, dim=64, layers=2, heads=4, kv_heads=4, rms=False, rope=False, swiglu=False):
+        super().__init__()
+        self.tokens = Embedding(vocab, dim)
+        self.positions = None if rope else Embedding(block, dim)  # RoPE needs no table
+        self.blocks = ModuleList(SwitchableBlock(dim, heads, kv_heads, rms, rope, swiglu) for _ in range(layers))
+        self.norm = RMSNorm(dim, 1e-5) if rms else LayerNorm(dim)
+        self.head = Linear(dim, vocab, bias=False)
+        self.kv_bytes_per_token = 2 * layers * kv_heads * (dim // heads) * 4  # keys + values, float32
+
+    def forward(self, idx, targets):
+        x = self.tokens(idx)
+        if self.positions is not None:
+            x = x + self.positions(np.arange(idx.shape[1]))
+        for block in self.blocks:
+            x = block(x)
+        logits = self.head(self.norm(x))
+        return logits, minillm.functional.cross_entropy(logits, targets.reshape(-1))
+
+
+STAGES = [("GPT", {}), ("+ RMSNorm", {"rms": True}), ("+ RoPE", {"rms": True, "rope": True}),
+          ("+ SwiGLU", {"rms": True, "rope": True, "swiglu": True}),
+          ("+ GQA (4 q heads : 1 kv) = Llama", {"rms": True, "rope": True, "swiglu": True, "kv_heads": 1})]
+val_ids = np.asarray(tokenizer.encode(corpus.val[:20_000]))
+stages = {}
+for name, switches in STAGES:
+    minillm.manual_seed(0)
+    stage_rng = np.random.default_rng(7)  # the same batches for every stage
+    model = SwitchableDecoder(tokenizer.vocab_size, 32, **switches)
+    curve = fit(model, lambda _s: data.batches(ids, 32, 16, stage_rng), STEPS)
+    eval_rng = np.random.default_rng(8)
+    with minillm.no_grad():
+        val = float(np.mean([model(*data.batches(val_ids, 32, 16, eval_rng))[1].item() for _ in range(8)]))
+    stages[name] = {"val_loss": val, "parameters": model.num_parameters(), "kv": model.kv_bytes_per_token,
+                    "curve": curve}
+print(f"{'decoder':34s} {'params':>8s} {'val loss':>9s} {'KV cache bytes/token':>21s}")
+for name, r in stages.items():
+    print(f"{name:34s} {r['parameters']:8,d} {r['val_loss']:9.3f} {r['kv']:21,d}")
+gpt, llama = stages["GPT"], stages["+ GQA (4 q heads : 1 kv) = Llama"]
+checks.claim(all(r["val_loss"] < np.log(tokenizer.vocab_size) - 0.5 for r in stages.values()),
+             "every stage learns (validation loss well below a uniform guess's log V)")
+checks.claim(llama["kv"] * 4 == gpt["kv"], f"grouped-query attention keeps a quarter of the KV cache "
+             f"({llama['kv']} vs {gpt['kv']} bytes per token)")
+checks.claim(stages["+ RoPE"]["parameters"] == stages["+ RMSNorm"]["parameters"] - 32 * 64,
+             "RoPE removes the position table's 32 × 64 parameters")
+
+fig, (curves, bars) = plt.subplots(1, 2, figsize=(12, 4))
+for name, r in stages.items():
+    curves.plot(np.convolve(r["curve"], np.ones(10) / 10, mode="valid"), label=name)
+curves.set(xlabel="step", ylabel="training loss (10-step mean)", title="GPT → Llama, one change at a time")
+curves.legend(fontsize=8)
+names = list(stages)
+bars.barh(names, [stages[n]["kv"] for n in names], color="#3b75af")
+for i, n in enumerate(names):
+    bars.text(stages[n]["kv"], i, f"  val {stages[n]['val_loss']:.2f}", va="center", fontsize=8)
+bars.set(xlabel="KV cache, bytes per token (2 layers, float32)", title="what generation keeps per token")
+bars.invert_yaxis()
+save_figure(fig, results_dir("04") / "gpt_to_llama.png")
 checks.finish()
 
 # %% [markdown]
@@ -186,3 +280,5 @@ checks.finish()
 # - Remove the 1/√d_k scale (`scale=1.0` in `scaled_dot_product_attention`) with wide heads.
 # - Switch the blocks to post-LN (`TransformerBlock(pre_norm=False)`), as the 2017 paper had it.
 # - Give the copy task a longer sequence and one head only.
+# - Train the GPT → Llama stages for longer (`STEPS`) and with more seeds: which changes
+#   survive the noise? Try `kv_heads=2` between MHA and GQA.

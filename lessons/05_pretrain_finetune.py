@@ -137,6 +137,82 @@ grid.set(xticks=[0, 1], yticks=[0, 1], xticklabels=["negative", "positive"], yti
 save_figure(fig, results_dir("05") / "fine_tuning.png")
 checks.claim(full_confusion.sum() == len(test_set) and np.trace(full_confusion) / len(test_set) == full["accuracy"],
              "the confusion matrix counts every test sentence, and its diagonal is the accuracy")
+
+# %% [markdown]
+# ## LoRA: adapting a decoder through 2% of its weights
+#
+# Fine-tuning every weight of a large model needs the gradients and optimizer state of
+# every weight. LoRA (Hu et al., 2021) freezes W and learns a low-rank correction
+# instead: y = x Wᵀ + (α/r)·x Aᵀ Bᵀ with A (r × in), B (out × r) and B = 0 at the start,
+# so training begins from the base model exactly. Afterwards B·A is folded into W and
+# the model is as fast as before.
+#
+# A small Llama learns Python's docstrings, then adapts to this lesson's review
+# sentences — once with LoRA on the attention's query and value projections, once in full.
+
+# %%
+from minillm.models import Llama, LlamaConfig  # noqa: E402
+from minillm.nn.lora import add_lora, merge_lora  # noqa: E402
+
+docs = data.corpus("python-docs").train[:100_000]
+reviews = "\n".join(t for t, _ in train_set)
+lm_tokenizer = tokenizers.CharTokenizer.train(docs + reviews)
+docs_ids, review_ids = np.asarray(lm_tokenizer.encode(docs)), np.asarray(lm_tokenizer.encode(reviews))
+review_val = np.asarray(lm_tokenizer.encode("\n".join(t for t, _ in test_set)))
+
+
+def lm_steps(model, ids, steps, lr):
+    opt = optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=0.0)
+    step_rng, curve = np.random.default_rng(3), []
+    for _ in range(steps):
+        _, loss = model(*data.batches(ids, 32, 16, step_rng))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        curve.append(loss.item())
+    return curve
+
+
+def review_loss(model):
+    eval_rng = np.random.default_rng(4)
+    with minillm.no_grad():
+        return float(np.mean([model(*data.batches(review_val, 32, 16, eval_rng))[1].item() for _ in range(8)]))
+
+
+minillm.manual_seed(0)
+base = Llama(LlamaConfig(lm_tokenizer.vocab_size, 32, n_layer=2, n_head=4, n_kv_head=2, n_embd=64))
+lm_steps(base, docs_ids, 150 if QUICK else 600, 3e-3)
+base_state = base.state_dict()
+tuned = {}
+for name in ("LoRA r=4 on q_proj, v_proj", "every weight"):
+    model = Llama(base.config)
+    model.load_state_dict(base_state)
+    if name.startswith("LoRA"):
+        add_lora(model, rank=4, alpha=8, targets=("q_proj", "v_proj"))
+    before = review_loss(model)
+    trainable = sum(p.size for p in model.parameters() if p.requires_grad)
+    curve = lm_steps(model, review_ids, 100 if QUICK else 300, 3e-3)
+    tuned[name] = {"model": model, "before": before, "after": review_loss(model), "trainable": trainable,
+                   "curve": curve}
+    print(f"{name:28s}: {trainable:7,d} trainable of {base.num_parameters():,} parameters; "
+          f"loss on held-out reviews {before:.3f} → {tuned[name]['after']:.3f}")
+lora = tuned["LoRA r=4 on q_proj, v_proj"]
+checks.claim(lora["trainable"] < 0.05 * base.num_parameters() and lora["after"] < lora["before"] - 0.3,
+             f"LoRA trains {lora['trainable'] / base.num_parameters():.1%} of the weights and still adapts "
+             f"({lora['before']:.2f} → {lora['after']:.2f})")
+sample_ids = review_val[:32][None]
+adapted = lora["model"](sample_ids)[0].numpy()
+merge_lora(lora["model"])
+merged = lora["model"](sample_ids)[0].numpy()
+checks.claim(np.abs(merged - adapted).max() < 1e-4 * np.abs(adapted).max(),
+             "merging B·A into W leaves a plain Llama computing the same logits")
+
+fig, ax = plt.subplots(figsize=(6.5, 4))
+for name, r in tuned.items():
+    ax.plot(np.convolve(r["curve"], np.ones(10) / 10, mode="valid"), label=f"{name} ({r['trainable']:,} trained)")
+ax.set(xlabel="step", ylabel="training loss on the reviews", title="adapting a docstring model to reviews")
+ax.legend(fontsize=8)
+save_figure(fig, results_dir("05") / "lora.png")
 checks.finish()
 
 # %% [markdown]

@@ -98,8 +98,9 @@ class GroupedQueryAttention(Module):
     attention kernels take equal head counts, so each call repeats the cached heads for
     its groups; the repeat lives only during the call."""
 
-    def __init__(self, dim, n_head, n_kv_head=None, head_dim=None, rope_theta=10000.0, bias=False):
+    def __init__(self, dim, n_head, n_kv_head=None, head_dim=None, rope_theta=10000.0, bias=False, rope=True):
         super().__init__()
+        self.rope = rope  # False: positions must come from elsewhere (GPT's learned table)
         n_kv_head = n_head if n_kv_head is None else n_kv_head
         if n_kv_head < 1 or n_head % n_kv_head:
             raise ValueError(f"GroupedQueryAttention: n_kv_head ({n_kv_head}) must divide n_head ({n_head})")
@@ -124,11 +125,13 @@ class GroupedQueryAttention(Module):
     def forward(self, x, cache=None):
         b, t, _ = x.shape
         start = len(cache) if cache is not None else 0
-        cos, sin = self._rope(start + t)
-        cos, sin = cos[start:start + t], sin[start:start + t]
-        q = apply_rope(self._heads(self.q_proj(x), self.n_head), cos, sin)
-        k = apply_rope(self._heads(self.k_proj(x), self.n_kv_head), cos, sin)
+        q = self._heads(self.q_proj(x), self.n_head)
+        k = self._heads(self.k_proj(x), self.n_kv_head)
         v = self._heads(self.v_proj(x), self.n_kv_head)
+        if self.rope:
+            cos, sin = self._rope(start + t)
+            q = apply_rope(q, cos[start:start + t], sin[start:start + t])
+            k = apply_rope(k, cos[start:start + t], sin[start:start + t])
         if cache is not None:
             k, v = cache.append(k, v)
         groups = self.n_head // self.n_kv_head
