@@ -24,12 +24,14 @@ def full_context_loss(model, tokens, order, block, rng, batches=20):
     return float(np.mean(losses))
 
 
-def test_gpt_learns_a_markov_source_down_to_its_entropy_rate():
+@pytest.mark.parametrize("kind", ["gpt", "llama"])
+def test_decoders_learn_a_markov_source_down_to_its_entropy_rate(kind):
+    from minillm.models import Llama, LlamaConfig
     source = data.MarkovSource(order=2, vocab_size=6, seed=1)
     entropy = source.entropy_rate()
     train, val = source.sample(60000), source.sample(20000)
     minillm.manual_seed(0)
-    model = GPT(GPTConfig(6, 32, 2, 2, 32))
+    model = GPT(GPTConfig(6, 32, 2, 2, 32)) if kind == "gpt" else Llama(LlamaConfig(6, 32, 2, 2, 1, 32))
     opt = optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.0)
     schedule = optim.WarmupCosine(opt, 20, 500, 1e-3)
     rng = np.random.default_rng(0)
@@ -40,7 +42,7 @@ def test_gpt_learns_a_markov_source_down_to_its_entropy_rate():
         opt.step()
         schedule.step()
     val_loss = full_context_loss(model, val, 2, 32, np.random.default_rng(1))
-    print(f"entropy rate {entropy:.4f} nats/token, GPT val loss {val_loss:.4f} (gap {val_loss - entropy:+.4f})")
+    print(f"entropy rate {entropy:.4f} nats/token, {kind} val loss {val_loss:.4f} (gap {val_loss - entropy:+.4f})")
     assert val_loss - entropy <= 0.05
 
 
