@@ -16,12 +16,12 @@ __all__ = [
 
 
 def linear(x, weight, bias=None):
-    """y = x Wᵀ + b, with W of shape (out_features, in_features) as in PyTorch."""
+    """y = x Wᵀ + b, with W of shape (out_features, in_features) as in PyTorch (one graph
+    node: ``ops.linear``)."""
     if x.shape[-1] != weight.shape[-1]:
         raise ValueError(f"linear: input has {x.shape[-1]} features but the weight {weight.shape} "
                          f"expects {weight.shape[-1]}")
-    y = x @ weight.T
-    return y if bias is None else y + bias
+    return ops.linear(x, weight, bias)
 
 
 def dropout(x, p=0.5, training=True):

@@ -172,6 +172,42 @@ def matmul(a, b):
     return result(out_view, (a, b), backward, "matmul")
 
 
+@op("linear")
+def linear(x, weight, bias=None):
+    """y = x Wᵀ + b as one graph node, W (out, in) as in PyTorch.
+
+    The composite x @ W.T + b is five nodes (a transpose, two reshapes around the folded
+    product, the product, a broadcast add whose backward sums over the rows); each costs
+    Python time in the forward and the backward, and the add makes one more pass over the
+    output. Here the forward is one GEMM with B transposed in the packing plus the bias
+    added in place, and the backward is the three products the chain rule asks for:
+    dx = g W, dW = gᵀ x (A transposed in the packing), db = Σ_rows g."""
+    weight, bias = as_tensor(weight, x), None if bias is None else as_tensor(bias, x)
+    if (amp.is_autocast_enabled() or x.ndim == 0 or weight.ndim != 2 or x.dtype != weight.dtype
+            or (bias is not None and (bias.ndim != 1 or bias.dtype != x.dtype))):
+        y = matmul(x, transpose(weight, 0, 1))  # the general path: mixed precision, odd shapes
+        return y if bias is None else add(y, bias)
+    n, k = weight.shape
+    if x.shape[-1] != k:
+        raise ValueError(f"linear: input has {x.shape[-1]} features but the weight {weight.shape} expects {k}")
+    if bias is not None and bias.shape[0] != n:
+        raise ValueError(f"linear: bias has {bias.shape[0]} entries but the weight {weight.shape} has {n} outputs")
+    kernel = backends.current().matmul
+    rows = x.data.reshape(-1, k)
+    out = kernel(rows, weight.data, trans_b=True)
+    if bias is not None:
+        out += bias.data
+
+    def backward(g):
+        g2 = g.reshape(-1, n)
+        gx = kernel(g2, weight.data).reshape(x.shape) if x.requires_grad else None
+        gw = kernel(g2, rows, trans_a=True) if weight.requires_grad else None
+        return (gx, gw) + ((g2.sum(axis=0),) if bias is not None else ())
+
+    parents = (x, weight) if bias is None else (x, weight, bias)
+    return result(out.reshape(x.shape[:-1] + (n,)), parents, backward, "linear")
+
+
 # ---- reductions ---------------------------------------------------------------------------
 def _expand(g, shape, axes, keepdim):
     """Give a reduced gradient back the reduced axes so it broadcasts against the input."""

@@ -95,15 +95,34 @@ class Adam(Optimizer):
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
         super().__init__(params, {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay})
 
+    def _moments(self, p, state):
+        xp = backends.xp_of(p.data)
+        return (state.setdefault("exp_avg", xp.zeros_like(p.data)),
+                state.setdefault("exp_avg_sq", xp.zeros_like(p.data)))
+
     def update(self, p, g, state):
         d = self.defaults
-        xp = backends.xp_of(g)
-        m = state.setdefault("exp_avg", xp.zeros_like(p.data))
-        v = state.setdefault("exp_avg_sq", xp.zeros_like(p.data))
+        m, v = self._moments(p, state)
         beta1, beta2 = d["betas"]
         # one fused pass per tensor where the backend has it (numpy_backend.adam_update is the formula)
         backends.current().adam_update(p.data, g, m, v, self.lr, beta1, beta2, d["eps"], d["weight_decay"],
                                        self.decoupled, self.step_count)
+
+    @no_grad()
+    def step(self):
+        """Every parameter in one backend call (``adam_update_many``: one kernel over all
+        tensors in C, one tensor at a time elsewhere). The result is the same either way:
+        each element's update depends only on that element."""
+        self.step_count += 1
+        live = [(p, p.grad.data.astype(p.dtype, copy=False), state) for p, state in zip(self.params, self.state)
+                if p.grad is not None]
+        if not live:
+            return
+        moments = [self._moments(p, state) for p, _, state in live]
+        d = self.defaults
+        backends.current().adam_update_many([p.data for p, _, _ in live], [g for _, g, _ in live],
+                                            [m for m, _ in moments], [v for _, v in moments], self.lr, *d["betas"],
+                                            d["eps"], d["weight_decay"], self.decoupled, self.step_count)
 
 
 class AdamW(Adam):

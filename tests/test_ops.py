@@ -60,6 +60,16 @@ def _matmul_case(draw):
 
 
 @st.composite
+def _linear_case(draw):
+    lead = draw(st.lists(st.sampled_from([1, 2, 3, 5]), max_size=2))
+    k, n = draw(st.sampled_from([1, 2, 7])), draw(st.sampled_from([1, 3, 8]))
+    inputs = [draw(values(tuple(lead) + (k,))), draw(values((n, k)))]
+    if draw(st.booleans()):
+        inputs.append(draw(values((n,))))
+    return (lambda *t: ops.linear(*t)), (lambda x, w, b=0.0: x @ w.T + b), inputs
+
+
+@st.composite
 def _reshape_case(draw):
     shape = draw(shapes(1))
     target = (-1,) + shape[:1] if draw(st.booleans()) else (int(np.prod(shape)),)
@@ -213,6 +223,7 @@ CASES = {
         _binary(lambda a, b: a ** b, np.power, right=values).map(
             lambda c: (c[0], c[1], [np.abs(c[2][0]) + 0.5, c[2][1]]))),
     "matmul": _matmul_case(),
+    "linear": _linear_case(),
     "sum": _reduction(ops.sum, _reduce_ref("sum")),
     "mean": _reduction(ops.mean, _reduce_ref("mean")),
     "max": _reduction(ops.max, _reduce_ref("max"), domain=distinct),

@@ -69,7 +69,7 @@ def test_config_file_then_overrides(tmp_path):
 
 
 def test_bad_training_settings(tmp_path):
-    with pytest.raises(ValueError, match="model must be one of gpt, lstm, seed001; got 'rnn'"):
+    with pytest.raises(ValueError, match="model must be one of gpt, llama, lstm, seed001; got 'rnn'"):
         TrainConfig(model="rnn").validate()
     with pytest.raises(ValueError, match="n_embd 10 must be divisible by n_head 4"):
         TrainConfig(n_embd=10).validate()

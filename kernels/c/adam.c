@@ -8,7 +8,24 @@
  *   m ← β₁m + (1−β₁)g,  v ← β₂v + (1−β₂)g²,  θ ← θ − step_size · m / (√v · rsqrt_bc2 + ε)
  * with step_size = η / (1 − β₁ᵗ) and rsqrt_bc2 = 1 / √(1 − β₂ᵗ), computed once by the caller. */
 #include <math.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 #include "minillm_kernels.h"
+
+/* Elements lo … hi − 1 of one tensor, on the calling thread. */
+static void adam_range(float *p, const float *g, float *m, float *v, long long lo, long long hi, float keep,
+                       float coupled, float beta1, float beta2, float eps, float step_size, float rsqrt_bc2) {
+#pragma omp simd
+    for (long long i = lo; i < hi; ++i) {
+        const float grad = g[i] + coupled * p[i];
+        const float mi = beta1 * m[i] + (1.0f - beta1) * grad;
+        const float vi = beta2 * v[i] + (1.0f - beta2) * grad * grad;
+        m[i] = mi;
+        v[i] = vi;
+        p[i] = p[i] * keep - step_size * mi / (sqrtf(vi) * rsqrt_bc2 + eps);
+    }
+}
 
 void adam_update(float *p, const float *g, float *m, float *v, long long n, float lr, float beta1, float beta2,
                  float eps, float weight_decay, int decoupled, float step_size, float rsqrt_bc2) {
@@ -22,5 +39,38 @@ void adam_update(float *p, const float *g, float *m, float *v, long long n, floa
         m[i] = mi;
         v[i] = vi;
         p[i] = p[i] * keep - step_size * mi / (sqrtf(vi) * rsqrt_bc2 + eps);
+    }
+}
+
+/* Every tensor of a model in one call (PyTorch's "foreach" / multi-tensor apply idea).
+ *
+ * A GPT has dozens of parameters, most of 16–64 k values: one call each pays the Python
+ * call and a thread-team start per tensor, and the small ones run on one core. Here the
+ * tensors are treated as one index space of `total` values, cut into one equal, contiguous
+ * range per thread; a range may start in one tensor and end in another. The recipe's
+ * 0.8 M parameters × 28 bytes = 23 MB per step then moves at both cores' bandwidth, once. */
+void adam_update_many(float *const *p, float *const *g, float *const *m, float *const *v, const long long *n,
+                      int count, float lr, float beta1, float beta2, float eps, float weight_decay, int decoupled,
+                      float step_size, float rsqrt_bc2) {
+    const float keep = decoupled ? 1.0f - lr * weight_decay : 1.0f;
+    const float coupled = decoupled ? 0.0f : weight_decay;
+    long long total = 0;
+    for (int t = 0; t < count; ++t)
+        total += n[t];
+#pragma omp parallel if (total > 65536)
+    {
+        long long threads = 1, me = 0;
+#ifdef _OPENMP
+        threads = omp_get_num_threads();
+        me = omp_get_thread_num();
+#endif
+        const long long lo = total * me / threads, hi = total * (me + 1) / threads;
+        long long start = 0;  /* index of tensor t's first value in the joint space */
+        for (int t = 0; t < count && start < hi; start += n[t], ++t) {
+            const long long a = (lo > start ? lo : start) - start;
+            const long long b = (hi < start + n[t] ? hi : start + n[t]) - start;
+            if (a < b)
+                adam_range(p[t], g[t], m[t], v[t], a, b, keep, coupled, beta1, beta2, eps, step_size, rsqrt_bc2);
+        }
     }
 }

@@ -54,6 +54,10 @@ void gelu_backward(const float *x, const float *dy, float *dx, long long n);
 /* ---- Adam / AdamW: one fused pass over a float32 parameter and its two moments ----------- */
 void adam_update(float *p, const float *g, float *m, float *v, long long n, float lr, float beta1, float beta2,
                  float eps, float weight_decay, int decoupled, float step_size, float rsqrt_bc2);
+/* the same over `count` tensors at once, split evenly across threads by value count */
+void adam_update_many(float *const *p, float *const *g, float *const *m, float *const *v, const long long *n,
+                      int count, float lr, float beta1, float beta2, float eps, float weight_decay, int decoupled,
+                      float step_size, float rsqrt_bc2);
 
 /* ---- int8 · int8ᵀ → int32: C (M×N) = A (M×K) · B (N×K)ᵀ, for quantised linear layers ---------- */
 void matmul_int8(const signed char *A, const signed char *B, int *C, int M, int N, int K);

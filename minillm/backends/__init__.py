@@ -58,8 +58,17 @@ def _load(name):
     provider = getattr(module, "primitives", module)  # an object, or the module's functions
     for primitive in PRIMITIVES:
         setattr(backend, primitive, getattr(provider, primitive, getattr(reference, primitive)))
+    # many tensors at once where the backend has a kernel for it, else its own one-at-a-time kernel
+    backend.adam_update_many = getattr(provider, "adam_update_many", None) or _one_at_a_time(backend.adam_update)
     _loaded[name] = backend
     return backend
+
+
+def _one_at_a_time(adam_update):
+    def adam_update_many(ps, gs, ms, vs, *hyper):
+        for arrays in zip(ps, gs, ms, vs):
+            adam_update(*arrays, *hyper)
+    return adam_update_many
 
 
 def get(name):

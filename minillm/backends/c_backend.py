@@ -185,6 +185,21 @@ def adam_update(p, g, m, v, lr, beta1, beta2, eps, weight_decay, decoupled, step
                     int(decoupled), lr / (1 - beta1 ** step), 1 / math.sqrt(1 - beta2 ** step))
 
 
+def adam_update_many(ps, gs, ms, vs, lr, beta1, beta2, eps, weight_decay, decoupled, step):
+    """``adam_update`` over lists of tensors in one kernel call (float32, C order); any
+    other tensor takes the one-at-a-time road."""
+    ready = [i for i, arrays in enumerate(zip(ps, gs, ms, vs))
+             if _fp32(*arrays) and all(a.flags.c_contiguous for a in arrays)]
+    for i in sorted(set(range(len(ps))) - set(ready)):
+        adam_update(ps[i], gs[i], ms[i], vs[i], lr, beta1, beta2, eps, weight_decay, decoupled, step)
+    if not ready:
+        return
+    keep = [[pointer(arrays[i]) for i in ready] for arrays in (ps, gs, ms, vs)]  # alive through the call
+    lib.adam_update_many(*(ffi.new("float *[]", pointers) for pointers in keep),
+                         ffi.new("long long[]", [ps[i].size for i in ready]), len(ready), lr, beta1, beta2, eps,
+                         weight_decay, int(decoupled), lr / (1 - beta1 ** step), 1 / math.sqrt(1 - beta2 ** step))
+
+
 def matmul_int8(a, b):
     a, b = _c(a.astype(np.int8, copy=False)), _c(b.astype(np.int8, copy=False))
     out = np.empty((a.shape[0], b.shape[0]), np.int32)
