@@ -100,19 +100,12 @@ class Adam(Optimizer):
         return (state.setdefault("exp_avg", xp.zeros_like(p.data)),
                 state.setdefault("exp_avg_sq", xp.zeros_like(p.data)))
 
-    def update(self, p, g, state):
-        d = self.defaults
-        m, v = self._moments(p, state)
-        beta1, beta2 = d["betas"]
-        # one fused pass per tensor where the backend has it (numpy_backend.adam_update is the formula)
-        backends.current().adam_update(p.data, g, m, v, self.lr, beta1, beta2, d["eps"], d["weight_decay"],
-                                       self.decoupled, self.step_count)
-
     @no_grad()
     def step(self):
         """Every parameter in one backend call (``adam_update_many``: one kernel over all
-        tensors in C, one tensor at a time elsewhere). The result is the same either way:
-        each element's update depends only on that element."""
+        tensors in C, the backend's fused ``adam_update`` one tensor at a time elsewhere;
+        numpy_backend.adam_update is the formula). The result is the same either way: each
+        element's update depends only on that element."""
         self.step_count += 1
         live = [(p, p.grad.data.astype(p.dtype, copy=False), state) for p, state in zip(self.params, self.state)
                 if p.grad is not None]
