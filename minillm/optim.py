@@ -96,9 +96,10 @@ class Adam(Optimizer):
         super().__init__(params, {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay})
 
     def _moments(self, p, state):
-        xp = backends.xp_of(p.data)
-        return (state.setdefault("exp_avg", xp.zeros_like(p.data)),
-                state.setdefault("exp_avg_sq", xp.zeros_like(p.data)))
+        if "exp_avg" not in state:  # not setdefault: its zeros would be allocated on every step
+            xp = backends.xp_of(p.data)
+            state["exp_avg"], state["exp_avg_sq"] = xp.zeros_like(p.data), xp.zeros_like(p.data)
+        return state["exp_avg"], state["exp_avg_sq"]
 
     @no_grad()
     def step(self):
