@@ -1,6 +1,6 @@
 """The ``minillm`` command (also ``python -m minillm``).
 
-    minillm train  --data=PATH|python-docs --model=gpt|lstm|seed001 --out_dir=DIR --key=value…
+    minillm train  --data=PATH|python-docs|TOKEN_FOLDER --model=gpt|llama|lstm|seed001 --out_dir=DIR --key=value…
     minillm prepare --data=FILE_OR_FOLDER --out=DIR --tokenizer=char|bpe|PATH   token files for --data=DIR
     minillm sample --init_from=RUN_OR_HF_FOLDER --start=TEXT --max_new_tokens=N --temperature=T --top_k=K --top_p=P
     minillm eval   --init_from=RUN_OR_HF_FOLDER --data=TEXT_OR_TOKEN_FOLDER
@@ -24,7 +24,7 @@ from .config import option
 
 @dataclass
 class SampleConfig:
-    init_from: str = option("", "a minillm run or a Hugging Face GPT-2 folder (default: out_dir)")
+    init_from: str = option("", "a minillm run or a Hugging Face GPT-2 or Llama folder (default: out_dir)")
     out_dir: str = option("out", "checkpoint directory written by `minillm train`")
     start: str = option("\n", "the prompt (a character tokenizer refuses characters it never saw)")
     max_new_tokens: int = option(200, "tokens to generate (at least 1)")
@@ -37,7 +37,7 @@ class SampleConfig:
 
 @dataclass
 class EvalConfig:
-    init_from: str = option("", "a minillm run or a Hugging Face GPT-2 folder (default: out_dir)")
+    init_from: str = option("", "a minillm run or a Hugging Face GPT-2 or Llama folder (default: out_dir)")
     out_dir: str = option("out", "checkpoint directory written by `minillm train`")
     data: str = option("", "text file, 'python-docs' or token folder whose validation split is scored "
                            "(default: the run's own data)")
@@ -78,7 +78,8 @@ def sample_command(argv):
     source = config.init_from or config.out_dir
     model, tokenizer = load(source)
     if tokenizer is None:
-        raise ValueError(f"{source} has no tokenizer (vocab.json + merges.txt) to read --start and print tokens")
+        raise ValueError(f"{source} has no tokenizer (vocab.json + merges.txt, or tokenizer-minillm.json) "
+                         f"to read --start and print tokens")
     unseen = tokenizer.unseen(config.start) if getattr(tokenizer, "fallback", None) == "unknown" else []
     if unseen:
         raise ValueError(f"--start has characters the tokenizer never saw in training: "
@@ -128,9 +129,10 @@ class CompressConfig:
 
 @dataclass
 class ExportConfig:
-    out_dir: str = option("out", "a trained GPT's checkpoint directory")
+    out_dir: str = option("out", "a trained model's checkpoint directory (ONNX: GPT only)")
     onnx: str = option("", "where to write the ONNX file (model.onnx when --hf is not given)")
-    hf: str = option("", "write a Hugging Face GPT-2 folder here (config.json, model.safetensors, tokenizer)")
+    hf: str = option("", "write a Hugging Face folder here (GPT-2 or Llama: config.json, model.safetensors, "
+                         "tokenizer)")
 
 
 @dataclass
