@@ -29,17 +29,8 @@ static void adam_range(float *p, const float *g, float *m, float *v, long long l
 
 void adam_update(float *p, const float *g, float *m, float *v, long long n, float lr, float beta1, float beta2,
                  float eps, float weight_decay, int decoupled, float step_size, float rsqrt_bc2) {
-    const float keep = decoupled ? 1.0f - lr * weight_decay : 1.0f;
-    const float coupled = decoupled ? 0.0f : weight_decay;
-#pragma omp parallel for simd schedule(static) if (n > 65536)
-    for (long long i = 0; i < n; ++i) {
-        const float grad = g[i] + coupled * p[i];
-        const float mi = beta1 * m[i] + (1.0f - beta1) * grad;
-        const float vi = beta2 * v[i] + (1.0f - beta2) * grad * grad;
-        m[i] = mi;
-        v[i] = vi;
-        p[i] = p[i] * keep - step_size * mi / (sqrtf(vi) * rsqrt_bc2 + eps);
-    }
+    float *gm = (float *)g;  /* read only: adam_range never writes through it */
+    adam_update_many(&p, &gm, &m, &v, &n, 1, lr, beta1, beta2, eps, weight_decay, decoupled, step_size, rsqrt_bc2);
 }
 
 /* Every tensor of a model in one call (PyTorch's "foreach" / multi-tensor apply idea).

@@ -88,6 +88,22 @@ class LanguageModel(Module):
             raise ValueError(f"{type(self).__name__}: sequence of {t} tokens exceeds block_size {self.block_size}")
 
 
+class CachedDecoder(LanguageModel):
+    """A decoder whose blocks take a ``KVCache`` (GPT, Llama): generation reuses the keys and
+    values of the prefix. Subclasses name their blocks in ``blocks_with_cache()``."""
+
+    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, use_cache=True, top_p=None):
+        """Sample ``max_new_tokens`` tokens after ``idx`` (B, T), each from
+        softmax(logits / temperature) over the top_k most likely (then top_p). With the KV
+        cache each new token costs one query against the cached keys and values."""
+        if not use_cache:
+            return super().generate(idx, max_new_tokens, temperature, top_k, top_p)
+        return generate_with_cache(self, idx, max_new_tokens, temperature, top_k, top_p)
+
+    def blocks_with_cache(self):
+        raise NotImplementedError
+
+
 def generate_with_cache(model, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None):
     """Sampling with one ``KVCache`` per block of ``model.blocks_with_cache()``, preallocated to
     the block size: after the prompt each token is one query against the cache. Past

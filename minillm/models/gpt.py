@@ -1,5 +1,5 @@
 """GPT: a decoder-only transformer language model (nanoGPT's shape, minillm's engine)."""
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -7,7 +7,7 @@ from ..nn import Dropout, Embedding, LayerNorm, Linear, ModuleList
 from ..nn.module import init_skipped
 from ..nn.transformer import TransformerBlock
 from ..random import generator
-from .base import LanguageModel, as_ids, check_generation, generate_with_cache
+from .base import CachedDecoder, as_ids
 
 
 @dataclass
@@ -23,7 +23,7 @@ class GPTConfig:
     tie_word_embeddings: bool = False   # GPT-2 ties: lm_head uses wte's array (gradients add)
 
 
-class GPT(LanguageModel):
+class GPT(CachedDecoder):
     def __init__(self, config):
         super().__init__()
         self.config = config
@@ -74,23 +74,8 @@ class GPT(LanguageModel):
         logits = self.lm_head(self.ln_f(x))                                 # (B, T, vocab)
         return logits, self.loss(logits, targets)
 
-    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, use_cache=True, top_p=None):
-        """Sample ``max_new_tokens`` tokens after ``idx`` (B, T), each from
-        softmax(logits / temperature) over the top_k most likely. With the KV cache each
-        new token costs one query against the cached keys and values. Past block_size the
-        context is cropped to its last block_size tokens; positions are learned and
-        absolute, so a cache cannot slide: each such step rebuilds it from the cropped
-        window, which gives exactly the tokens generation without the cache gives."""
-        if not use_cache:
-            check_generation(max_new_tokens)
-            return super().generate(idx, max_new_tokens, temperature, top_k, top_p)
-        return generate_with_cache(self, idx, max_new_tokens, temperature, top_k, top_p)
-
     def blocks_with_cache(self):
         return self.blocks
-
-    def config_dict(self):
-        return asdict(self.config)
 
     @classmethod
     def from_pretrained(cls, path):

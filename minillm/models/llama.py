@@ -1,6 +1,6 @@
 """Llama: the decoder most models since 2023 share — GPT's shape with RMSNorm, rotary
 positions, a SwiGLU MLP, grouped-query attention and no biases (Touvron et al., 2023)."""
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -8,7 +8,7 @@ from ..nn import Embedding, Linear, ModuleList
 from ..nn.llama_blocks import LlamaBlock, RMSNorm
 from ..nn.module import init_skipped
 from ..random import generator
-from .base import LanguageModel, as_ids, check_generation, generate_with_cache
+from .base import CachedDecoder, as_ids
 
 
 def default_hidden(n_embd, multiple_of=32):
@@ -33,7 +33,7 @@ class LlamaConfig:
     tie_word_embeddings: bool = False
 
 
-class Llama(LanguageModel):
+class Llama(CachedDecoder):
     def __init__(self, config):
         super().__init__()
         if config.n_kv_head < 1 or config.n_head % config.n_kv_head:
@@ -76,18 +76,8 @@ class Llama(LanguageModel):
         logits = self.lm_head(self.norm(x))
         return logits, self.loss(logits, targets)
 
-    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, use_cache=True, top_p=None):
-        """Sampling as ``GPT.generate``; the cache holds n_kv_head heads per layer."""
-        if not use_cache:
-            check_generation(max_new_tokens)
-            return super().generate(idx, max_new_tokens, temperature, top_k, top_p)
-        return generate_with_cache(self, idx, max_new_tokens, temperature, top_k, top_p)
-
     def blocks_with_cache(self):
         return self.layers
-
-    def config_dict(self):
-        return asdict(self.config)
 
     @classmethod
     def from_pretrained(cls, path):
