@@ -147,6 +147,24 @@ def implementing(primitive):
     return [name for name in AVAILABLE if getattr(backends.get(name), primitive) is not getattr(reference, primitive)]
 
 
+@pytest.mark.parametrize("name", AVAILABLE)
+@given(data=st.data(), t_query=st.integers(1, 4), t_key=awkward, d=awkward, causal=st.booleans())
+def test_attention_of_a_few_queries_against_a_cache_view(name, data, t_query, t_key, d, causal):
+    """Generation with the KV cache: Tq ≤ 4 new queries against keys and values that are the
+    first Tk positions of a larger preallocated buffer (a strided view, as KVCache hands
+    them over), forward against float64."""
+    assume(t_query <= t_key)
+    backend = backends.get(name)
+    n, spare = data.draw(st.sampled_from([1, 3, 8])), data.draw(st.integers(0, 40))
+    q = draw_array(data, (n, t_query, d))
+    k_buffer, v_buffer = draw_array(data, (n, t_key + spare, d)), draw_array(data, (n, t_key + spare, d))
+    k, v = k_buffer[:, :t_key], v_buffer[:, :t_key]
+    out, lse = reference.attention_forward(q, k, v, causal, 1 / math.sqrt(d))
+    qs, ks, vs = on(backend, q, k_buffer, v_buffer)
+    got_out, got_lse = backend.attention_forward(qs, ks[:, :t_key], vs[:, :t_key], causal, 1 / math.sqrt(d))
+    assert close(got_out, out) and close(got_lse, lse)
+
+
 @pytest.mark.parametrize("name", implementing("adam_update"))
 @given(data=st.data())
 def test_adam_update(name, data):

@@ -28,6 +28,10 @@ void attention_backward(const float *q, const float *k, const float *v, const fl
                         const float *dout, float *dq, float *dk, float *dv,
                         int n, int t_query, int t_key, int d, int causal, float scale);
 
+/* decoding: Tq ≤ 4 queries against a cache whose heads lie k_head_stride / v_head_stride apart */
+void attention_decode_forward(const float *q, const float *k, const float *v, float *out, float *lse, int n,
+                              int t_query, int t_key, int d, long long k_head_stride, long long v_head_stride,
+                              int causal, float scale);
 /* v1, one query row at a time (attention_rows.c): the step before the tiles, kept to be timed */
 void attention_rows_forward(const float *q, const float *k, const float *v, float *out, float *lse,
                             int n, int t_query, int t_key, int d, int causal, float scale);

@@ -90,10 +90,27 @@ def matmul_numbered(version, a, b):
     return out
 
 
+DECODE_ROWS = 4  # at most this many new queries: attention_decode.c, reading the cache where it lies
+
+
+def _rows_contiguous(a):
+    """Each head a (T, D) block of contiguous rows, the heads at any distance apart."""
+    return a.strides[-1] == 4 and a.strides[-2] == 4 * a.shape[-1]
+
+
 def attention_forward(q, k, v, causal, scale, version="tiles"):
-    """``version="rows"`` runs v1 (attention_rows.c), kept to be timed against the tiles."""
+    """``version="rows"`` runs v1 (attention_rows.c), kept to be timed against the tiles;
+    a few queries against many keys (generation with the KV cache) run attention_decode.c."""
     if not _fp32(q, k, v) or q.shape[-1] != v.shape[-1]:
         return reference.attention_forward(q, k, v, causal, scale)
+    if version == "tiles" and q.shape[1] <= DECODE_ROWS and _rows_contiguous(k) and _rows_contiguous(v):
+        q = _c(q)
+        n, t_query, d = q.shape
+        out, lse = np.empty_like(q), np.empty((n, t_query), np.float32)
+        lib.attention_decode_forward(pointer(q), ffi.cast("float *", k.ctypes.data), ffi.cast("float *", v.ctypes.data),
+                                     pointer(out), pointer(lse), n, t_query, k.shape[1], d, k.strides[0] // 4,
+                                     v.strides[0] // 4, int(causal), float(scale))
+        return out, lse
     q, k, v = _c(q), _c(k), _c(v)
     n, t_query, d = q.shape
     out, lse = np.empty_like(q), np.empty((n, t_query), np.float32)
