@@ -44,13 +44,40 @@ def _drop_check_results(notebook):
                 o.get("output_type") == "execute_result" and o.get("data", {}).get("text/plain") in ("True", "False"))]
 
 
+def _execute(path, out, timeout, source, log):
+    """Run one lesson as a notebook and render it; (stem, title, summary, figures, seconds)."""
+    import jupytext
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+    from nbconvert import HTMLExporter
+    notebook = jupytext.read(path)
+    start = time.perf_counter()
+    client = NotebookClient(notebook, timeout=timeout, kernel_name="python3",
+                            resources={"metadata": {"path": str(source)}})
+    try:
+        client.execute()
+    except CellExecutionError as exc:
+        raise RuntimeError(f"book: {path.name} failed while executing:\n{str(exc)[-1500:]}") from None
+    seconds = time.perf_counter() - start
+    _drop_check_results(notebook)
+    nbformat.write(notebook, out / f"{path.stem}.ipynb")
+    body, _ = HTMLExporter().from_notebook_node(notebook)
+    (out / f"{path.stem}.html").write_text(body, encoding="utf-8")
+    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
+    figures = sum(1 for o in outputs if "image/png" in o.get("data", {}))
+    if any("Traceback (most recent call last)" in o.get("text", "") for o in outputs):
+        raise RuntimeError(f"book: {path.name} printed a traceback (a caught error still shows on the page)")
+    title, summary = _title_and_summary(notebook, path)
+    log(f"book: {path.name} executed in {seconds:.0f} s, {figures} figure(s) → {out / path.stem}.html")
+    return path.stem, title, summary, figures, seconds
+
+
 def build(out="site", quick=False, numbers=None, timeout=3600, log=print, source=LESSONS_DIR):
     try:
-        import jupytext
-        import nbformat
-        from nbclient import NotebookClient
-        from nbclient.exceptions import CellExecutionError
-        from nbconvert import HTMLExporter
+        import jupytext  # noqa: F401  (what the book needs, checked before anything runs)
+        import nbclient  # noqa: F401
+        import nbconvert  # noqa: F401
     except ImportError as exc:
         raise RuntimeError(f"book: {exc.name} is not installed (pip install 'minillm[book]')") from None
     if not Path(source).is_dir():
@@ -60,30 +87,17 @@ def build(out="site", quick=False, numbers=None, timeout=3600, log=print, source
     paths = sorted(Path(source).glob("[0-9][0-9]_*.py"))
     if numbers is not None:
         paths = [p for p in paths if int(p.name[:2]) in numbers]
+    saved = os.environ.get("MINILLM_QUICK")
     if quick:
-        os.environ["MINILLM_QUICK"] = "1"  # the kernel inherits it; quick_mode() reads it
-    chapters = []
-    for path in paths:
-        notebook = jupytext.read(path)
-        start = time.perf_counter()
-        client = NotebookClient(notebook, timeout=timeout, kernel_name="python3",
-                                resources={"metadata": {"path": str(source)}})
-        try:
-            client.execute()
-        except CellExecutionError as exc:
-            raise RuntimeError(f"book: {path.name} failed while executing:\n{str(exc)[-1500:]}") from None
-        seconds = time.perf_counter() - start
-        _drop_check_results(notebook)
-        nbformat.write(notebook, out / f"{path.stem}.ipynb")
-        body, _ = HTMLExporter().from_notebook_node(notebook)
-        (out / f"{path.stem}.html").write_text(body, encoding="utf-8")
-        outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
-        figures = sum(1 for o in outputs if "image/png" in o.get("data", {}))
-        if any("Traceback (most recent call last)" in o.get("text", "") for o in outputs):
-            raise RuntimeError(f"book: {path.name} printed a traceback (a caught error still shows on the page)")
-        title, summary = _title_and_summary(notebook, path)
-        chapters.append((path.stem, title, summary, figures, seconds))
-        log(f"book: {path.name} executed in {seconds:.0f} s, {figures} figure(s) → {out / path.stem}.html")
+        os.environ["MINILLM_QUICK"] = "1"  # the kernels inherit it; quick_mode() reads it
+    try:
+        chapters = [_execute(path, out, timeout, source, log) for path in paths]
+    finally:  # this process keeps the mode it had
+        if saved is None:
+            os.environ.pop("MINILLM_QUICK", None)
+        else:
+            os.environ["MINILLM_QUICK"] = saved
+
     items = "\n".join(f'<li><a href="{stem}.html">{html.escape(title)}</a><br>{html.escape(summary)} '
                       f'<small>({figures} figure{"s" if figures != 1 else ""}, ran in {seconds:.0f} s)</small></li>'
                       for stem, title, summary, figures, seconds in chapters)

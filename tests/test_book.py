@@ -1,5 +1,7 @@
 """The book: a lesson becomes an executed notebook and an HTML page with its figure, and
 a lesson whose claim fails stops the build instead of publishing a page."""
+import os
+
 import pytest
 
 from minillm import book
@@ -9,7 +11,9 @@ pytest.importorskip("nbclient", reason="the book extra (pip install 'minillm[boo
 
 
 def test_lesson_00_renders_with_its_outputs_and_graph(tmp_path):
+    before = os.environ.get("MINILLM_QUICK")
     chapters = book.build(tmp_path, quick=True, numbers=[0], log=lambda *a: None)
+    assert os.environ.get("MINILLM_QUICK") == before  # quick mode was for the lessons' kernels only
     assert [c[0] for c in chapters] == ["00_autograd"] and chapters[0][3] == 1  # one figure, inline
     assert chapters[0][2].startswith("Every later lesson trains a model by gradient descent")  # the index's summary
     page = (tmp_path / "00_autograd.html").read_text(encoding="utf-8")
