@@ -52,8 +52,7 @@ def finetune(config, log=print):
     from tqdm import tqdm
 
     from .nn.lora import add_lora, merge_lora
-    from .tensor import no_grad
-    from .train import load
+    from .train import load, perplexity_of
     if not config.init_from:
         raise ValueError("finetune: --init_from names the model to start from (a run or a Hugging Face folder)")
     model, tokenizer = load(config.init_from)
@@ -71,11 +70,7 @@ def finetune(config, log=print):
         f"({sum(p.size for p in trainable) / total:.2%})")
 
     def val_loss():
-        rng = np.random.default_rng(0)
-        model.eval()
-        with no_grad():
-            loss = float(np.mean([model(*data.batches(splits["val"], block, config.batch_size, rng))[1].item()
-                                  for _ in range(config.eval_iters)]))
+        loss, _ = perplexity_of(model, tokenizer, splits["val"], block, config.batch_size, config.eval_iters)
         model.train()
         return loss
 

@@ -107,9 +107,8 @@ def attention_forward(q, k, v, causal, scale, version="tiles"):
         q = _c(q)
         n, t_query, d = q.shape
         out, lse = np.empty_like(q), np.empty((n, t_query), np.float32)
-        lib.attention_decode_forward(pointer(q), ffi.cast("float *", k.ctypes.data), ffi.cast("float *", v.ctypes.data),
-                                     pointer(out), pointer(lse), n, t_query, k.shape[1], d, k.strides[0] // 4,
-                                     v.strides[0] // 4, int(causal), float(scale))
+        lib.attention_decode_forward(pointer(q), pointer(k), pointer(v), pointer(out), pointer(lse), n, t_query,
+                                     k.shape[1], d, k.strides[0] // 4, v.strides[0] // 4, int(causal), float(scale))
         return out, lse
     q, k, v = _c(q), _c(k), _c(v)
     n, t_query, d = q.shape

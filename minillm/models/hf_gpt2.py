@@ -62,7 +62,9 @@ def load_gpt2(path):
         name = name.removeprefix("transformer.")
         for target, array in _to_minillm(name, value, c, config.tie_word_embeddings):
             state[target] = np.ascontiguousarray(array)  # the final layout now, so the original is freed
-    expected = _expected_names(config)
+    with skip_init():
+        model = GPT(config)
+    expected = set(dict(model.named_parameters()))
     missing = sorted(expected - state.keys())
     if missing:
         raise PretrainedError(f"from_pretrained: {path} is missing the tensors for {', '.join(missing[:5])}")
@@ -70,8 +72,6 @@ def load_gpt2(path):
     if leftover:
         raise PretrainedError(f"from_pretrained: {path} has tensors a GPT-2 does not: "
                               f"{', '.join(n.removeprefix('unknown:') for n in leftover[:5])}")
-    with skip_init():
-        model = GPT(config)
     try:
         model.load_state_dict(state, assign=True)
     except KeyError as exc:  # a shape that does not match config.json
@@ -100,11 +100,6 @@ def _to_minillm(name, value, c, tied):
         return [(f"blocks.{layer}.attn.{proj}.{kind}", block.T if kind == "weight" else block)
                 for proj, block in zip(("q_proj", "k_proj", "v_proj"), blocks)]
     return [(f"unknown:{name}", value)]
-
-
-def _expected_names(config):
-    with skip_init():
-        return set(dict(GPT(config).named_parameters()))
 
 
 def hf_config(config):
