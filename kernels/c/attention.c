@@ -39,15 +39,25 @@ static inline int visible(int i, int offset, int t_key, int causal) {
     return causal ? (i + offset + 1 < t_key ? i + offset + 1 : t_key) : t_key;
 }
 
+/* How many of the block's `cols` keys from j0 on row i may see. The loops stop there rather
+ * than test every key: a loop of `j < last ? … : 0` with a running sum was split by gcc into
+ * a vector part and a scalar tail whose additions of 0 (kept, for the sign of −0) wait on each
+ * other — with T = 64 and causal, the tail was half of every row and a quarter of the forward. */
+static inline int live_keys(int i, int j0, int cols, int offset, int t_key, int causal) {
+    const int last = visible(i, offset, t_key, causal) - j0;
+    return last < 0 ? 0 : last < cols ? last : cols;
+}
+
 /* P = exp(S − shift_row) for the tile's rows, zero past each row's last visible key. */
 static void exp_rows(float *s, int rows, int cols, const float *shift, int i0, int j0, int offset, int t_key,
                      int causal) {
     for (int r = 0; r < rows; ++r) {
         float *row = s + (long)r * KB;
         const float m = shift[r];
-        const int last = visible(i0 + r, offset, t_key, causal) - j0;
+        const int live = live_keys(i0 + r, j0, cols, offset, t_key, causal);
 #pragma omp simd
-        for (int j = 0; j < cols; ++j) row[j] = j < last ? exp_poly(row[j] - m) : 0.0f;
+        for (int j = 0; j < live; ++j) row[j] = exp_poly(row[j] - m);
+        memset(row + live, 0, sizeof(float) * (cols - live));
     }
 }
 
@@ -71,12 +81,12 @@ void attention_forward(const float *q, const float *k, const float *v, float *ou
                 sgemm_block(qz, kz + (long)j0 * d, s, rows, cols, d, d, 1, 1, d, KB, 0, 1);  /* Q·Kᵀ */
                 for (int r = 0; r < rows; ++r) {
                     float *row = s + (long)r * KB;
-                    const int last = visible(i0 + r, offset, t_key, causal) - j0;
+                    const int live = live_keys(i0 + r, j0, cols, offset, t_key, causal);
                     float block_peak = -INFINITY;
 #pragma omp simd reduction(max : block_peak)
-                    for (int j = 0; j < cols; ++j) {
+                    for (int j = 0; j < live; ++j) {
                         row[j] *= scale;
-                        block_peak = j < last && row[j] > block_peak ? row[j] : block_peak;
+                        block_peak = row[j] > block_peak ? row[j] : block_peak;
                     }
                     const float new_peak = block_peak > peak[r] ? block_peak : peak[r];
                     const float correction = exp_poly(peak[r] - new_peak);  /* rescale what came before */
@@ -85,10 +95,11 @@ void attention_forward(const float *q, const float *k, const float *v, float *ou
                         for (int c = 0; c < d; ++c) o[(long)r * d + c] *= correction;
                     float block_total = 0.0f;
 #pragma omp simd reduction(+ : block_total)
-                    for (int j = 0; j < cols; ++j) {
-                        row[j] = j < last ? exp_poly(row[j] - new_peak) : 0.0f;
+                    for (int j = 0; j < live; ++j) {
+                        row[j] = exp_poly(row[j] - new_peak);
                         block_total += row[j];
                     }
+                    memset(row + live, 0, sizeof(float) * (cols - live));
                     total[r] = total[r] * correction + block_total;
                 }
                 sgemm_block(s, vz + (long)j0 * d, o, rows, d, cols, KB, 1, d, 1, d, j0 > 0, 1);  /* (+)= P·V */
@@ -132,16 +143,21 @@ void attention_backward(const float *q, const float *k, const float *v, const fl
                     const int cols = keys - j0 < KB ? keys - j0 : KB;
                     const float *qt = qz + (long)i0 * d, *dot = doz + (long)i0 * d;
                     sgemm_block(qt, kz + (long)j0 * d, p, rows, cols, d, d, 1, 1, d, KB, 0, 1);      /* Q·Kᵀ */
-                    for (int r = 0; r < rows; ++r)
-                        for (int j = 0; j < cols; ++j) p[(long)r * KB + j] *= scale;
+                    for (int r = 0; r < rows; ++r) {
+                        const int live = live_keys(i0 + r, j0, cols, offset, t_key, causal);
+#pragma omp simd
+                        for (int j = 0; j < live; ++j) p[(long)r * KB + j] *= scale;
+                    }
                     exp_rows(p, rows, cols, lz + i0, i0, j0, offset, t_key, causal);                /* P */
                     sgemm_block(p, dot, dvz + (long)j0 * d, cols, d, rows, 1, KB, d, 1, d, 1, 1);   /* dV += Pᵀ·dO */
                     sgemm_block(dot, vz + (long)j0 * d, ds, rows, cols, d, d, 1, 1, d, KB, 0, 1);   /* dP = dO·Vᵀ */
                     for (int r = 0; r < rows; ++r) {
                         float *dsr = ds + (long)r * KB;
                         const float *pr = p + (long)r * KB;
+                        const int live = live_keys(i0 + r, j0, cols, offset, t_key, causal);
 #pragma omp simd
-                        for (int j = 0; j < cols; ++j) dsr[j] = pr[j] * (dsr[j] - row_dot[r]) * scale;
+                        for (int j = 0; j < live; ++j) dsr[j] = pr[j] * (dsr[j] - row_dot[r]) * scale;
+                        memset(dsr + live, 0, sizeof(float) * (cols - live));
                     }
                     sgemm_block(ds, kz + (long)j0 * d, dqz + (long)i0 * d, rows, d, cols, KB, 1, d, 1, d, 1, 1);
                     sgemm_block(ds, qt, dkz + (long)j0 * d, cols, d, rows, 1, KB, d, 1, d, 1, 1);   /* dK += dSᵀ·Q */

@@ -12,6 +12,9 @@
  *                  entirely in vector registers: per k, one row of B (NR floats) and MR
  *                  broadcasts of A feed MR·NR/VW fused multiply-adds
  *  v5 threaded     v4 with the packing and the tiles shared out among the cores (OpenMP)
+ *  v6 A in place   v5, but a block of A whose rows (or columns) lie close together is read
+ *                  where it lies instead of packed: the small products of a GPT step
+ *                  (768×128·128×128) spent 13–20 % of their time copying A
  *
  * Packing also makes transposed or strided operands free: only the packing routines
  * see the strides. */
@@ -88,7 +91,17 @@ void matmul_v3_blocked(const float *A, const float *B, float *C, int M, int N, i
  *     AVX2 120×256×4 B = 120 KB, AVX-512 240×256×4 B = 240 KB
  *   - the B panel KC×NC = 256×4096×4 B = 4 MB stays in the shared L3 (32 MB).
  * All threads pack the panels together and then share out the (jr, ir) tiles. Edge tiles are
- * computed whole on zero-padded panels and only their valid part is written back. */
+ * computed whole on zero-padded panels and only their valid part is written back.
+ *
+ * v6: packing A is worth its copy when A's rows are far apart (a block of a 4096-wide matrix
+ * spans 120 pages, its packed copy 30), but for the small products of a training step it is
+ * 13–20 % of the time (perf: sgemm_block's packing loops beside the micro-kernel). When A's
+ * slow stride is at most A_IN_PLACE_STRIDE floats (2 KB), the micro-kernel reads a full sliver
+ * straight from A: row-major A gives MR streams along k, a transposed A (the weight gradient
+ * gᵀx) MR neighbouring values per k; only a last partial sliver is packed (zero rows).
+ * Measured in one C harness, 2 threads, GFLOP/s, packed → in place: 768×128·128×128 156 → 179,
+ * 128×768·768×128 (Aᵀ) 118 → 137, 768×128·128×66 115 → 140; at 1024² with A transposed
+ * (stride 1024) in place was slower (1.24 → 1.49 s for 100), hence the limit. */
 #if defined(__AVX512F__)
 #define VW 16     /* floats per vector register */
 #define MR 12
@@ -101,14 +114,36 @@ void matmul_v3_blocked(const float *A, const float *B, float *C, int M, int N, i
 #define KC 256
 #define MC (20 * MR)
 #define NC 4096
+#define A_IN_PLACE_STRIDE 512
 
 typedef float vec __attribute__((vector_size(VW * sizeof(float))));
 
+/* Who shares the work: thread `id` of `size`. The loops below take their share by hand
+ * (a contiguous range each, as schedule(static) would) instead of through `omp for`, so the
+ * same code runs serially, with no OpenMP region at all, when a kernel that is already
+ * parallel (attention, one head per thread) calls it for its small tile products: a nested
+ * region of one thread cost about a microsecond per call, as much as a 64×64×32 product. */
+typedef struct { int id, size; } team_t;
+
+static inline void share(team_t team, int count, int *begin, int *end) {
+    const int per = (count + team.size - 1) / team.size;
+    *begin = team.id * per < count ? team.id * per : count;
+    *end = *begin + per < count ? *begin + per : count;
+}
+
+/* Everyone has finished the step before (a packed buffer is complete, or free to refill). */
+static inline void wait_for_team(team_t team) {
+    if (team.size > 1) {
+#pragma omp barrier
+    }
+}
+
 /* B[k0:k0+kc, j0:j0+nc] into slivers of NR columns: sliver s holds, for each k, its NR
  * values side by side (zero-padded past the edge). Slivers are shared out among threads. */
-static void pack_b(const float *B, long sbk, long sbn, int kc, int nc, float *packed) {
-#pragma omp for schedule(static)
-    for (int s = 0; s < nc; s += NR) {
+static void pack_b(const float *B, long sbk, long sbn, int kc, int nc, float *packed, team_t team) {
+    int first, last;
+    share(team, (nc + NR - 1) / NR, &first, &last);
+    for (int s = first * NR; s < last * NR; s += NR) {
         const int width = nc - s < NR ? nc - s : NR;
         float *out = packed + (long)s * kc;
         for (int k = 0; k < kc; ++k) {
@@ -125,9 +160,10 @@ static void pack_b(const float *B, long sbk, long sbn, int kc, int nc, float *pa
 }
 
 /* A[i0:i0+mc, k0:k0+kc] into slivers of MR rows: for each k, the sliver's MR values. */
-static void pack_a(const float *A, long sam, long sak, int mc, int kc, float *packed) {
-#pragma omp for schedule(static)
-    for (int s = 0; s < mc; s += MR) {
+static void pack_a(const float *A, long sam, long sak, int mc, int kc, float *packed, team_t team) {
+    int first, last;
+    share(team, (mc + MR - 1) / MR, &first, &last);
+    for (int s = first * MR; s < last * MR; s += MR) {
         const int height = mc - s < MR ? mc - s : MR;
         float *out = packed + (long)s * kc;
         for (int k = 0; k < kc; ++k) {
@@ -139,11 +175,14 @@ static void pack_a(const float *A, long sam, long sak, int mc, int kc, float *pa
     }
 }
 
-/* C[0:rows, 0:cols] (+)= Σ_k a[k] ⊗ b[k] over the packed slivers. A full tile is read and
- * written in place (vector loads and stores, row stride ldc); an edge tile goes through a
- * small buffer so that nothing outside C is touched. */
-static inline void micro_kernel(int kc, const float *restrict a, const float *restrict b, float *restrict C,
-                                long ldc, int rows, int cols, int accumulate) {
+/* C[0:rows, 0:cols] (+)= Σ_k a[k] ⊗ b[k] over a sliver of A (element (i, k) at a[i*a_row + k*a_step]:
+ * packed, a_row = 1 and a_step = MR) and a packed sliver of B. A full tile is read and written
+ * in place (vector loads and stores, row stride ldc); an edge tile goes through a small buffer
+ * so that nothing outside C is touched. Always inlined, so each call site gets the code for its
+ * own strides (constants for the packed sliver). */
+static inline __attribute__((always_inline)) void
+micro_kernel(int kc, const float *restrict a, long a_row, long a_step, const float *restrict b, float *restrict C,
+             long ldc, int rows, int cols, int accumulate) {
     vec acc[MR][NV];
     for (int i = 0; i < MR; ++i)
         for (int v = 0; v < NV; ++v) acc[i][v] = (vec){0};
@@ -151,8 +190,8 @@ static inline void micro_kernel(int kc, const float *restrict a, const float *re
         vec bv[NV];
         for (int v = 0; v < NV; ++v) memcpy(&bv[v], b + VW * v, sizeof bv[v]);
         for (int i = 0; i < MR; ++i)  /* scalar × vector: one broadcast, NV FMAs */
-            for (int v = 0; v < NV; ++v) acc[i][v] += a[i] * bv[v];
-        a += MR;
+            for (int v = 0; v < NV; ++v) acc[i][v] += a[i * a_row] * bv[v];
+        a += a_step;
         b += NR;
     }
     if (rows == MR && cols == NR) {
@@ -175,17 +214,25 @@ static inline void micro_kernel(int kc, const float *restrict a, const float *re
         for (int j = 0; j < cols; ++j) C[i * ldc + j] = (accumulate ? C[i * ldc + j] : 0.0f) + tile[i * NR + j];
 }
 
-/* C (+)= packed A block · packed B panel, tile by tile; the tiles are shared out. */
-static void macro_kernel(const float *pa, const float *pb, float *C, long ldc, int mc, int nc, int kc,
-                         int accumulate) {
-    const int slivers_b = (nc + NR - 1) / NR, slivers_a = (mc + MR - 1) / MR;
-#pragma omp for collapse(2) schedule(static)
-    for (int jr = 0; jr < slivers_b; ++jr)      /* jr outer: a B sliver stays in L1 across ir */
-        for (int ir = 0; ir < slivers_a; ++ir) {
-            const int j = jr * NR, i = ir * MR;
-            micro_kernel(kc, pa + (long)i * kc, pb + (long)j * kc, C + i * ldc + j, ldc,
-                         mc - i < MR ? mc - i : MR, nc - j < NR ? nc - j : NR, accumulate);
-        }
+/* C (+)= A block · packed B panel, tile by tile; the tiles are shared out. A full sliver is read
+ * from A where it lies when `in_place` (v6), from the packed block otherwise. */
+static void macro_kernel(const float *A, long sam, long sak, int in_place, const float *pa, const float *pb,
+                         float *C, long ldc, int mc, int nc, int kc, int accumulate, team_t team) {
+    const int slivers_a = (mc + MR - 1) / MR;
+    int first, last;
+    share(team, (nc + NR - 1) / NR * slivers_a, &first, &last);
+    for (int tile = first; tile < last; ++tile) {  /* jr outer: a B sliver stays in L1 across ir */
+        const int j = tile / slivers_a * NR, i = tile % slivers_a * MR;
+        const int rows = mc - i < MR ? mc - i : MR, cols = nc - j < NR ? nc - j : NR;
+        const float *b = pb + (long)j * kc;
+        float *c = C + i * ldc + j;
+        if (in_place && rows == MR && sak == 1)
+            micro_kernel(kc, A + i * sam, sam, 1, b, c, ldc, rows, cols, accumulate);
+        else if (in_place && rows == MR)
+            micro_kernel(kc, A + i, 1, sak, b, c, ldc, rows, cols, accumulate);
+        else
+            micro_kernel(kc, pa + (long)i * kc, 1, MR, b, c, ldc, rows, cols, accumulate);
+    }
 }
 
 /* aligned_alloc wants a size that is a multiple of the alignment (C11 7.22.3.1). */
@@ -193,8 +240,37 @@ static float *alloc_floats(size_t count) {
     return aligned_alloc(64, (sizeof(float) * count + 63) / 64 * 64);
 }
 
+/* The loops around the macro-kernel, for one member of the team: the packing and the tiles are
+ * shared out, and everyone waits for a packed buffer to be complete before reading it. */
+static void gemm_loops(const float *A, const float *B, float *C, int M, int N, int K, long sam, long sak, long sbk,
+                       long sbn, long ldc, int accumulate, int kc_max, int mc_max, float *packed_a, float *packed_b,
+                       team_t team) {
+    const int in_place = (sak == 1 && sam <= A_IN_PLACE_STRIDE) || (sam == 1 && sak <= A_IN_PLACE_STRIDE);
+    for (int jc = 0; jc < N; jc += NC) {
+        const int nc = N - jc < NC ? N - jc : NC;
+        for (int pc = 0; pc < K; pc += kc_max) {
+            const int kc = K - pc < kc_max ? K - pc : kc_max;
+            for (int ic = 0; ic < M; ic += mc_max) {
+                const int mc = M - ic < mc_max ? M - ic : mc_max;
+                const float *a = A + ic * sam + pc * sak;
+                const int packed_from = in_place ? mc / MR * MR : 0;  /* in place: only a partial sliver */
+                wait_for_team(team);  /* the last macro-kernel has finished with the packed buffers */
+                if (ic == 0)
+                    pack_b(B + pc * sbk + jc * sbn, sbk, sbn, kc, nc, packed_b, team);
+                if (packed_from < mc)
+                    pack_a(a + packed_from * sam, sam, sak, mc - packed_from, kc, packed_a + (long)packed_from * kc,
+                           team);
+                wait_for_team(team);  /* both panels are packed */
+                macro_kernel(a, sam, sak, in_place, packed_a, packed_b, C + (long)ic * ldc + jc, ldc, mc, nc, kc,
+                             accumulate || pc > 0, team);
+            }
+        }
+    }
+}
+
 /* C (M×N, row stride ldc) = A·B, or += when `accumulate`; element (m, k) of A is A[m*sam + k*sak],
- * likewise B. The blocks are chosen evenly (M = 128 is two blocks of 66 rows, not 120 + 8). */
+ * likewise B. The blocks are chosen evenly (M = 128 is two blocks of 66 rows, not 120 + 8).
+ * threads = 1 runs with no OpenMP region (the caller may be one). */
 void sgemm_block(const float *A, const float *B, float *C, int M, int N, int K, long sam, long sak, long sbk,
                  long sbn, long ldc, int accumulate, int threads) {
     if (K == 0) {
@@ -208,20 +284,20 @@ void sgemm_block(const float *A, const float *B, float *C, int M, int N, int K, 
     const int nc_max = N < NC ? N : NC;
     float *packed_b = alloc_floats((size_t)kc_max * ((nc_max + NR - 1) / NR * NR));
     float *packed_a = alloc_floats((size_t)kc_max * mc_max);
-    /* one parallel region; the `omp for` loops inside share the work and end in barriers */
-#pragma omp parallel num_threads(threads) if (threads > 1)
-    for (int jc = 0; jc < N; jc += NC) {
-        const int nc = N - jc < NC ? N - jc : NC;
-        for (int pc = 0; pc < K; pc += kc_max) {
-            const int kc = K - pc < kc_max ? K - pc : kc_max;
-            pack_b(B + pc * sbk + jc * sbn, sbk, sbn, kc, nc, packed_b);
-            for (int ic = 0; ic < M; ic += mc_max) {
-                const int mc = M - ic < mc_max ? M - ic : mc_max;
-                pack_a(A + ic * sam + pc * sak, sam, sak, mc, kc, packed_a);
-                macro_kernel(packed_a, packed_b, C + (long)ic * ldc + jc, ldc, mc, nc, kc, accumulate || pc > 0);
-            }
+    if (threads > 1) {
+#pragma omp parallel num_threads(threads)
+        {
+#ifdef _OPENMP
+            const team_t team = {omp_get_thread_num(), omp_get_num_threads()};
+#else
+            const team_t team = {0, 1};
+#endif
+            gemm_loops(A, B, C, M, N, K, sam, sak, sbk, sbn, ldc, accumulate, kc_max, mc_max, packed_a, packed_b,
+                       team);
         }
-    }
+    } else
+        gemm_loops(A, B, C, M, N, K, sam, sak, sbk, sbn, ldc, accumulate, kc_max, mc_max, packed_a, packed_b,
+                   (team_t){0, 1});
     free(packed_a);
     free(packed_b);
 }
