@@ -3,12 +3,16 @@
 The autograd engine (``Tensor``, ``ops``) is NumPy; the hot primitives run on a swappable
 backend (``set_backend``: numpy, numba, c, cuda-sim, cupy).
 """
-from . import amp, backends, functional, nn, ops, optim
-from .backends import set_backend, use_backend
-from .gradcheck import gradcheck
-from .ops import cat, split, stack, where
-from .random import manual_seed
-from .tensor import Tensor, arange, is_grad_enabled, no_grad, ones, randn, tensor, zeros
+from . import memory
+
+memory.keep_freed_memory()  # before any array of ours exists: see memory.py
+
+from . import amp, backends, functional, nn, ops, optim  # noqa: E402
+from .backends import set_backend, use_backend  # noqa: E402
+from .gradcheck import gradcheck  # noqa: E402
+from .ops import cat, split, stack, where  # noqa: E402
+from .random import manual_seed  # noqa: E402
+from .tensor import Tensor, arange, is_grad_enabled, no_grad, ones, randn, tensor, zeros  # noqa: E402
 
 
 def load(out_dir):

@@ -48,8 +48,9 @@ class EvalConfig:
 def info(argv):
     import numpy as np
 
-    from . import __version__, backends
+    from . import __version__, backends, memory
     print(f"minillm {__version__}  python {platform.python_version()}  numpy {np.__version__}")
+    print(f"  memory: {memory.state}")
     for name, state in backends.status().items():
         print(f"  backend {name:9s} {state}")
     if backends.is_available("c"):

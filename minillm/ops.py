@@ -527,6 +527,27 @@ def attention(q, k, v, causal, scale):
     return result(out, (q, k, v), backward, "attention")
 
 
+@op("attention_qkv")
+def attention_qkv(qkv, num_heads, causal, scale):
+    """Self-attention from one (B, T, 3C) projection, q | k | v side by side as nanoGPT's
+    c_attn makes them, to the (B, T, C) that the output projection takes.
+
+    The same function as splitting into (B·H, T, C/H) heads, ``attention`` and merging the
+    heads back, but one node instead of eleven, and on a backend that reads the heads where
+    they lie (C) none of the four split/merge copies forward or backward; the gradient is
+    one (B, T, 3C) array, so the projection's backward stays one GEMM."""
+    if qkv.ndim != 3 or qkv.shape[-1] % (3 * num_heads):
+        raise ValueError(f"attention_qkv: expected (B, T, 3·C) with C divisible by num_heads={num_heads}, "
+                         f"got {qkv.shape}")
+    backend = backends.current()
+    y, lse = backend.attention_qkv_forward(qkv.data, num_heads, causal, scale)
+
+    def backward(g):
+        return (backend.attention_qkv_backward(qkv.data, y, lse, g, num_heads, causal, scale),)
+
+    return result(y, (qkv,), backward, "attention_qkv")
+
+
 @op("cross_entropy")
 def cross_entropy_rows(logits, target, ignore_index):
     """Per-row softmax cross-entropy of (N, C) logits against (N,) integer targets, fused

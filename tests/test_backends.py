@@ -90,6 +90,42 @@ def test_attention_forward_and_backward(name, data):
 
 @pytest.mark.parametrize("name", AVAILABLE)
 @given(data=st.data())
+def test_attention_from_one_qkv_projection(name, data):
+    """Self-attention read straight from a (B, T, 3C) projection and written as (B, T, C),
+    against the float64 attention of the heads cut out by hand; widths either side of the
+    C kernel's in-place limit for A (3C = 387 and 1,536 floats per row)."""
+    backend = backends.get(name)
+    b, heads = data.draw(st.sampled_from([1, 2, 3])), data.draw(st.sampled_from([1, 2, 3, 4]))
+    d = data.draw(st.sampled_from([1, 8, 13, 32, 43, 128]))
+    t = data.draw(st.one_of(awkward, st.just(300)))
+    causal = data.draw(st.booleans())
+    c = heads * d
+    qkv, dy = draw_array(data, (b, t, 3 * c)), draw_array(data, (b, t, c))
+
+    def heads_of(x):  # (B, T, C) -> (B·H, T, D)
+        return x.reshape(b, t, heads, d).transpose(0, 2, 1, 3).reshape(b * heads, t, d)
+
+    def merged(x):    # (B·H, T, D) -> (B, T, C)
+        return x.reshape(b, heads, t, d).transpose(0, 2, 1, 3).reshape(b, t, c)
+
+    q, k, v = (heads_of(qkv[..., i * c:(i + 1) * c]) for i in range(3))
+    scale = 1 / math.sqrt(d)
+    ref_out, ref_lse = reference.attention_forward(q, k, v, causal, scale)
+    ref_grads = reference.attention_backward(q, k, v, ref_out, ref_lse, heads_of(dy), causal, scale)
+
+    qkv_b, dy_b = on(backend, qkv, dy)
+    y, lse = backend.attention_qkv_forward(qkv_b, heads, causal, scale)
+    assert y.shape == (b, t, c)
+    assert close(y, merged(ref_out))
+    assert close(lse, ref_lse)
+    dqkv = backend.attention_qkv_backward(qkv_b, y, lse, dy_b, heads, causal, scale)
+    assert dqkv.shape == qkv.shape
+    for i, (label, ref) in enumerate(zip(("dq", "dk", "dv"), ref_grads)):
+        assert close(backends.to_numpy(dqkv)[..., i * c:(i + 1) * c], merged(ref)), label
+
+
+@pytest.mark.parametrize("name", AVAILABLE)
+@given(data=st.data())
 def test_layernorm_forward_and_backward(name, data):
     backend = backends.get(name)
     rows = data.draw(awkward)

@@ -185,6 +185,23 @@ def _attention_case(draw):
 
 
 @st.composite
+def _attention_qkv_case(draw):
+    b, t, heads, d = draw(sides), draw(sides), draw(st.sampled_from([1, 2, 3])), draw(sides)
+    causal = draw(st.booleans())
+    c = heads * d
+
+    def ref(qkv):
+        q, k, v = (qkv[..., i * c:(i + 1) * c].reshape(b, t, heads, d).swapaxes(1, 2) for i in range(3))
+        s = q @ k.swapaxes(-1, -2) / math.sqrt(d)
+        if causal:
+            s = np.where(np.tril(np.ones((t, t), bool)), s, -np.inf)
+        return (_softmax(s, -1) @ v).swapaxes(1, 2).reshape(b, t, c)
+
+    return (lambda qkv: ops.attention_qkv(qkv, heads, causal, 1 / math.sqrt(d))), ref, \
+        [draw(values((b, t, 3 * c)))]
+
+
+@st.composite
 def _bce_logits_case(draw):
     shape = draw(shapes())
     x = draw(values(shape, -6, 6))
@@ -251,6 +268,7 @@ CASES = {
     "dropout": _dropout_case(),
     "layer_norm": _layer_norm_case(),
     "attention": _attention_case(),
+    "attention_qkv": _attention_qkv_case(),
     "bce_with_logits": _bce_logits_case(),
     "cross_entropy": _cross_entropy_case(),
 }

@@ -22,7 +22,14 @@
  *   dS = P ∘ (dP − rowsum(dO ∘ O)) · scale
  *   dQ_tile += dS · K_block    dK_block += dSᵀ · Q_tile
  *
- * five GEMMs per tile, as FlashAttention-2 and PyTorch's CPU kernel do it. */
+ * five GEMMs per tile, as FlashAttention-2 and PyTorch's CPU kernel do it.
+ *
+ * Layout. Head z of the N = batch·heads is a (T, D) block whose rows lie `ld` floats apart,
+ * at (z / heads)·T·ld + (z % heads)·D: with heads = 1 and ld = D that is a contiguous
+ * (N, T, D) tensor; with ld = 3C it is the q, k or v third of one (B, T, 3C) projection
+ * (nanoGPT's c_attn), read where it lies. Inputs and their gradients use ld_in, the output
+ * and its gradient ld_out (C: the heads side by side, ready for the output projection), so
+ * the reshapes and transposes around attention copy nothing. Only the GEMMs see strides. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +44,11 @@
  * t_key positions, so row i sees keys 0 … i + offset. */
 static inline int visible(int i, int offset, int t_key, int causal) {
     return causal ? (i + offset + 1 < t_key ? i + offset + 1 : t_key) : t_key;
+}
+
+/* Where head z's block starts (see Layout above). */
+static inline long head_start(long z, int heads, int t, long ld, int d) {
+    return z / heads * t * ld + z % heads * d;
 }
 
 /* How many of the block's `cols` keys from j0 on row i may see. The loops stop there rather
@@ -62,7 +74,7 @@ static void exp_rows(float *s, int rows, int cols, const float *shift, int i0, i
 }
 
 void attention_forward(const float *q, const float *k, const float *v, float *out, float *lse, int n, int t_query,
-                       int t_key, int d, int causal, float scale) {
+                       int t_key, int d, int causal, float scale, int heads, long ld_in, long ld_out) {
     const int offset = t_key - t_query, q_tiles = (t_query + QB - 1) / QB;
 #pragma omp parallel
     {
@@ -72,13 +84,14 @@ void attention_forward(const float *q, const float *k, const float *v, float *ou
         for (long task = 0; task < (long)n * q_tiles; ++task) {
             const long z = task / q_tiles;
             const int i0 = (int)(task % q_tiles) * QB, rows = t_query - i0 < QB ? t_query - i0 : QB;
-            const float *qz = q + (z * t_query + i0) * d, *kz = k + z * t_key * d, *vz = v + z * t_key * d;
-            float *o = out + (z * t_query + i0) * d;
+            const float *qz = q + head_start(z, heads, t_query, ld_in, d) + i0 * ld_in;
+            const float *kz = k + head_start(z, heads, t_key, ld_in, d), *vz = v + head_start(z, heads, t_key, ld_in, d);
+            float *o = out + head_start(z, heads, t_query, ld_out, d) + i0 * ld_out;
             for (int r = 0; r < rows; ++r) peak[r] = -INFINITY, total[r] = 0.0f;
             const int keys = visible(i0 + rows - 1, offset, t_key, causal);
             for (int j0 = 0; j0 < keys; j0 += KB) {
                 const int cols = keys - j0 < KB ? keys - j0 : KB;
-                sgemm_block(qz, kz + (long)j0 * d, s, rows, cols, d, d, 1, 1, d, KB, 0, 1);  /* Q·Kᵀ */
+                sgemm_block(qz, kz + j0 * ld_in, s, rows, cols, d, ld_in, 1, 1, ld_in, KB, 0, 1);  /* Q·Kᵀ */
                 for (int r = 0; r < rows; ++r) {
                     float *row = s + (long)r * KB;
                     const int live = live_keys(i0 + r, j0, cols, offset, t_key, causal);
@@ -92,7 +105,7 @@ void attention_forward(const float *q, const float *k, const float *v, float *ou
                     const float correction = exp_poly(peak[r] - new_peak);  /* rescale what came before */
                     peak[r] = new_peak;
                     if (j0 > 0)
-                        for (int c = 0; c < d; ++c) o[(long)r * d + c] *= correction;
+                        for (int c = 0; c < d; ++c) o[r * ld_out + c] *= correction;
                     float block_total = 0.0f;
 #pragma omp simd reduction(+ : block_total)
                     for (int j = 0; j < live; ++j) {
@@ -102,11 +115,11 @@ void attention_forward(const float *q, const float *k, const float *v, float *ou
                     memset(row + live, 0, sizeof(float) * (cols - live));
                     total[r] = total[r] * correction + block_total;
                 }
-                sgemm_block(s, vz + (long)j0 * d, o, rows, d, cols, KB, 1, d, 1, d, j0 > 0, 1);  /* (+)= P·V */
+                sgemm_block(s, vz + j0 * ld_in, o, rows, d, cols, KB, 1, ld_in, 1, ld_out, j0 > 0, 1);  /* (+)= P·V */
             }
             for (int r = 0; r < rows; ++r) {
                 const float inv = 1.0f / total[r];
-                for (int c = 0; c < d; ++c) o[(long)r * d + c] *= inv;
+                for (int c = 0; c < d; ++c) o[r * ld_out + c] *= inv;
                 lse[z * t_query + i0 + r] = peak[r] + logf(total[r]);
             }
         }
@@ -116,41 +129,45 @@ void attention_forward(const float *q, const float *k, const float *v, float *ou
 
 void attention_backward(const float *q, const float *k, const float *v, const float *out, const float *lse,
                         const float *dout, float *dq, float *dk, float *dv, int n, int t_query, int t_key, int d,
-                        int causal, float scale) {
+                        int causal, float scale, int heads, long ld_in, long ld_out) {
     const int offset = t_key - t_query;
-    memset(dq, 0, sizeof(float) * (size_t)n * t_query * d);
-    memset(dk, 0, sizeof(float) * (size_t)n * t_key * d);
-    memset(dv, 0, sizeof(float) * (size_t)n * t_key * d);
 #pragma omp parallel
     {
         float *p = malloc(sizeof(float) * QB * KB), *ds = malloc(sizeof(float) * QB * KB);
         float row_dot[QB];  /* rowsum(dO ∘ O): the softmax's own term in dS */
 #pragma omp for schedule(dynamic, 1)
         for (long z = 0; z < n; ++z) {
-            const float *qz = q + z * t_query * d, *kz = k + z * t_key * d, *vz = v + z * t_key * d;
-            const float *oz = out + z * t_query * d, *doz = dout + z * t_query * d, *lz = lse + z * t_query;
-            float *dqz = dq + z * t_query * d, *dkz = dk + z * t_key * d, *dvz = dv + z * t_key * d;
+            const long at_q = head_start(z, heads, t_query, ld_in, d), at_k = head_start(z, heads, t_key, ld_in, d);
+            const long at_o = head_start(z, heads, t_query, ld_out, d);
+            const float *qz = q + at_q, *kz = k + at_k, *vz = v + at_k, *oz = out + at_o, *doz = dout + at_o;
+            const float *lz = lse + z * t_query;
+            float *dqz = dq + at_q, *dkz = dk + at_k, *dvz = dv + at_k;
+            for (int t = 0; t < t_query; ++t) memset(dqz + t * ld_in, 0, sizeof(float) * d);
+            for (int t = 0; t < t_key; ++t) {
+                memset(dkz + t * ld_in, 0, sizeof(float) * d);
+                memset(dvz + t * ld_in, 0, sizeof(float) * d);
+            }
             for (int i0 = 0; i0 < t_query; i0 += QB) {
                 const int rows = t_query - i0 < QB ? t_query - i0 : QB;
                 for (int r = 0; r < rows; ++r) {
                     float acc = 0.0f;
 #pragma omp simd reduction(+ : acc)
-                    for (int c = 0; c < d; ++c) acc += doz[(long)(i0 + r) * d + c] * oz[(long)(i0 + r) * d + c];
+                    for (int c = 0; c < d; ++c) acc += doz[(i0 + r) * ld_out + c] * oz[(i0 + r) * ld_out + c];
                     row_dot[r] = acc;
                 }
                 const int keys = visible(i0 + rows - 1, offset, t_key, causal);
                 for (int j0 = 0; j0 < keys; j0 += KB) {
                     const int cols = keys - j0 < KB ? keys - j0 : KB;
-                    const float *qt = qz + (long)i0 * d, *dot = doz + (long)i0 * d;
-                    sgemm_block(qt, kz + (long)j0 * d, p, rows, cols, d, d, 1, 1, d, KB, 0, 1);      /* Q·Kᵀ */
+                    const float *qt = qz + i0 * ld_in, *dot = doz + i0 * ld_out;
+                    sgemm_block(qt, kz + j0 * ld_in, p, rows, cols, d, ld_in, 1, 1, ld_in, KB, 0, 1);  /* Q·Kᵀ */
                     for (int r = 0; r < rows; ++r) {
                         const int live = live_keys(i0 + r, j0, cols, offset, t_key, causal);
 #pragma omp simd
                         for (int j = 0; j < live; ++j) p[(long)r * KB + j] *= scale;
                     }
                     exp_rows(p, rows, cols, lz + i0, i0, j0, offset, t_key, causal);                /* P */
-                    sgemm_block(p, dot, dvz + (long)j0 * d, cols, d, rows, 1, KB, d, 1, d, 1, 1);   /* dV += Pᵀ·dO */
-                    sgemm_block(dot, vz + (long)j0 * d, ds, rows, cols, d, d, 1, 1, d, KB, 0, 1);   /* dP = dO·Vᵀ */
+                    sgemm_block(p, dot, dvz + j0 * ld_in, cols, d, rows, 1, KB, ld_out, 1, ld_in, 1, 1);  /* dV += Pᵀ·dO */
+                    sgemm_block(dot, vz + j0 * ld_in, ds, rows, cols, d, ld_out, 1, 1, ld_in, KB, 0, 1);  /* dP = dO·Vᵀ */
                     for (int r = 0; r < rows; ++r) {
                         float *dsr = ds + (long)r * KB;
                         const float *pr = p + (long)r * KB;
@@ -159,8 +176,8 @@ void attention_backward(const float *q, const float *k, const float *v, const fl
                         for (int j = 0; j < live; ++j) dsr[j] = pr[j] * (dsr[j] - row_dot[r]) * scale;
                         memset(dsr + live, 0, sizeof(float) * (cols - live));
                     }
-                    sgemm_block(ds, kz + (long)j0 * d, dqz + (long)i0 * d, rows, d, cols, KB, 1, d, 1, d, 1, 1);
-                    sgemm_block(ds, qt, dkz + (long)j0 * d, cols, d, rows, 1, KB, d, 1, d, 1, 1);   /* dK += dSᵀ·Q */
+                    sgemm_block(ds, kz + j0 * ld_in, dqz + i0 * ld_in, rows, d, cols, KB, 1, ld_in, 1, ld_in, 1, 1);
+                    sgemm_block(ds, qt, dkz + j0 * ld_in, cols, d, rows, 1, KB, ld_in, 1, ld_in, 1, 1);  /* dK += dSᵀ·Q */
                 }
             }
         }

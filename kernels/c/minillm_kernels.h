@@ -21,12 +21,16 @@ void sgemm_strided(const float *A, const float *B, float *C, int batches, int M,
                    long long sab, long long sam, long long sak, long long sbb, long long sbk, long long sbn,
                    int threads);
 
-/* ---- attention over (N, T, D): flash-style, online softmax, O(T·D) memory ------------- */
+/* ---- attention over N heads of (T, D): flash-style, online softmax, O(T·D) memory ------
+ * head z's rows lie ld floats apart from (z / heads)·T·ld + (z % heads)·D (attention.c):
+ * heads = 1, ld = D is a contiguous (N, T, D) tensor; ld = 3C a third of a (B, T, 3C) qkv */
 void attention_forward(const float *q, const float *k, const float *v, float *out, float *lse,
-                       int n, int t_query, int t_key, int d, int causal, float scale);
+                       int n, int t_query, int t_key, int d, int causal, float scale, int heads, long ld_in,
+                       long ld_out);
 void attention_backward(const float *q, const float *k, const float *v, const float *out, const float *lse,
                         const float *dout, float *dq, float *dk, float *dv,
-                        int n, int t_query, int t_key, int d, int causal, float scale);
+                        int n, int t_query, int t_key, int d, int causal, float scale, int heads, long ld_in,
+                        long ld_out);
 
 /* decoding: Tq ≤ 4 queries against a cache whose heads lie k_head_stride / v_head_stride apart */
 void attention_decode_forward(const float *q, const float *k, const float *v, float *out, float *lse, int n,

@@ -60,6 +60,12 @@ def _load(name):
         setattr(backend, primitive, getattr(provider, primitive, getattr(reference, primitive)))
     # many tensors at once where the backend has a kernel for it, else its own one-at-a-time kernel
     backend.adam_update_many = getattr(provider, "adam_update_many", None) or _one_at_a_time(backend.adam_update)
+    # self-attention from one (B, T, 3C) projection: a kernel that reads the heads where they
+    # lie, or the backend's own (N, T, D) attention between a split and a merge
+    backend.attention_qkv_forward, backend.attention_qkv_backward = (
+        (provider.attention_qkv_forward, provider.attention_qkv_backward)
+        if hasattr(provider, "attention_qkv_forward") else
+        qkv_through(backend.attention_forward, backend.attention_backward))
     _loaded[name] = backend
     return backend
 
@@ -69,6 +75,40 @@ def _one_at_a_time(adam_update):
         for arrays in zip(ps, gs, ms, vs):
             adam_update(*arrays, *hyper)
     return adam_update_many
+
+
+def split_qkv(qkv, heads):
+    """The q, k and v of a (B, T, 3C) projection as contiguous (B·heads, T, C/heads) arrays."""
+    b, t, c3 = qkv.shape
+    d = c3 // 3 // heads
+    parts = qkv.reshape(b, t, 3, heads, d).transpose(2, 0, 3, 1, 4).reshape(3, b * heads, t, d)
+    return parts[0], parts[1], parts[2]
+
+
+def split_heads(y, heads):
+    """(B, T, C) -> (B·heads, T, C/heads), contiguous."""
+    b, t, c = y.shape
+    return y.reshape(b, t, heads, c // heads).transpose(0, 2, 1, 3).reshape(b * heads, t, c // heads)
+
+
+def merge_heads(x, batch):
+    """(B·heads, T, D) -> (B, T, heads·D): the heads side by side again."""
+    n, t, d = x.shape
+    return x.reshape(batch, n // batch, t, d).transpose(0, 2, 1, 3).reshape(batch, t, n // batch * d)
+
+
+def qkv_through(attention_forward, attention_backward):
+    """attention_qkv_forward/backward built from an (N, T, D) attention: split, attend, merge."""
+    def forward(qkv, heads, causal, scale):
+        out, lse = attention_forward(*split_qkv(qkv, heads), causal, scale)
+        return merge_heads(out, qkv.shape[0]), lse
+
+    def backward(qkv, y, lse, dy, heads, causal, scale):
+        grads = attention_backward(*split_qkv(qkv, heads), split_heads(y, heads), lse, split_heads(dy, heads),
+                                   causal, scale)
+        return xp_of(qkv).concatenate([merge_heads(g, qkv.shape[0]) for g in grads], axis=-1)
+
+    return forward, backward
 
 
 def get(name):

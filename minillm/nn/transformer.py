@@ -3,7 +3,7 @@ import math
 
 import numpy as np
 
-from .. import backends, ops
+from .. import amp, backends, ops
 from .. import functional as F
 from ..masks import causal_mask
 from ..tensor import Tensor, is_grad_enabled
@@ -78,6 +78,10 @@ class MultiHeadAttention(Module):
         b, t, c = query.shape
         if c != self.embed_dim:
             raise ValueError(f"MultiHeadAttention: expected embed_dim {self.embed_dim}, got input {query.shape}")
+        if (key is query and value is query and key_padding_mask is None and cache is None
+                and not self.record_weights and (self.dropout == 0.0 or not self.training)
+                and not amp.is_autocast_enabled() and self._projections_fuse()):
+            return self.out_proj(self._self_attention_in_one_projection(query, is_causal))
         q, k, v = self._heads(self.q_proj(query)), self._heads(self.k_proj(key)), self._heads(self.v_proj(value))
         if cache is not None:
             k, v = cache.append(k, v)
@@ -92,6 +96,27 @@ class MultiHeadAttention(Module):
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal, dropout_p=dropout)
         y = y.transpose(1, 2).reshape(b, t, c)  # (B, T, C): heads side by side again
         return self.out_proj(y)
+
+
+    def _projections_fuse(self):
+        """Plain Linear layers with matching biases (a LoRA-wrapped one keeps its own path)."""
+        projections = (self.q_proj, self.k_proj, self.v_proj)
+        return (all(type(p) is Linear for p in projections)
+                and len({p.bias is None for p in projections}) == 1)
+
+    def _self_attention_in_one_projection(self, x, is_causal):
+        """nanoGPT's c_attn: q, k and v from one GEMM against the three weights side by side,
+        and attention read straight from that (B, T, 3C) product (``ops.attention_qkv``).
+        The same function as the three projections and the head reshapes, in a third of
+        the GEMM calls, with one gradient for x instead of three to add, and no copies to
+        split or merge the heads on a backend whose kernel reads them where they lie. The
+        concatenated weight is rebuilt each call (C×3C floats), so the parameters keep
+        their Hugging Face names and LoRA can still wrap one projection."""
+        projections = (self.q_proj, self.k_proj, self.v_proj)
+        weight = ops.cat([p.weight for p in projections], 0)
+        bias = None if self.q_proj.bias is None else ops.cat([p.bias for p in projections], 0)
+        scale = 1.0 / math.sqrt(self.embed_dim // self.num_heads)
+        return ops.attention_qkv(F.linear(x, weight, bias), self.num_heads, bool(is_causal), scale)
 
 
 def _attention_weights(q, k, mask, is_causal):
