@@ -94,10 +94,13 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
         raise ValueError(f"layer_norm: input shape {x.shape} does not end in normalized_shape {normalized_shape}")
     width = math.prod(normalized_shape)
     xp = backends.xp_of(x.data)
-    weight = weight.reshape(width) if weight is not None else Tensor(xp.ones(width, x.dtype))
-    bias = bias.reshape(width) if bias is not None else Tensor(xp.zeros(width, x.dtype))
-    rows = x.reshape(-1, width)
-    return ops.layer_norm_rows(rows, weight, bias, eps).reshape(x.shape)
+    flat = lambda t: t if t.shape == (width,) else t.reshape(width)  # noqa: E731  (no node when it is)
+    weight = flat(weight) if weight is not None else Tensor(xp.ones(width, x.dtype))
+    bias = flat(bias) if bias is not None else Tensor(xp.zeros(width, x.dtype))
+    if len(normalized_shape) == 1:
+        return ops.layer_norm_rows(x, weight, bias, eps)
+    lead = x.shape[:x.ndim - len(normalized_shape)]
+    return ops.layer_norm_rows(x.reshape(lead + (width,)), weight, bias, eps).reshape(x.shape)
 
 
 def embedding(idx, weight):

@@ -192,11 +192,10 @@ def linear(x, weight, bias=None):
         raise ValueError(f"linear: input has {x.shape[-1]} features but the weight {weight.shape} expects {k}")
     if bias is not None and bias.shape[0] != n:
         raise ValueError(f"linear: bias has {bias.shape[0]} entries but the weight {weight.shape} has {n} outputs")
-    kernel = backends.current().matmul
+    backend = backends.current()
+    kernel = backend.matmul
     rows = x.data.reshape(-1, k)
-    out = kernel(rows, weight.data, trans_b=True)
-    if bias is not None:
-        out += bias.data
+    out = backend.linear_forward(rows, weight.data, None if bias is None else bias.data)  # bias in the GEMM's stores
 
     def backward(g):
         g2 = g.reshape(-1, n)
@@ -503,16 +502,20 @@ def dropout(a, p=0.5, training=True):
 # ---- fused primitives served by the backend ---------------------------------------------
 @op("layer_norm")
 def layer_norm_rows(x, weight, bias, eps):
-    """Layer norm over the last axis of a 2-D (N, D) tensor; kernels live in the backend."""
+    """Layer norm over the last axis of an (..., D) tensor; kernels live in the backend,
+    which sees the rows folded to (N, D) inside this one node (three reshape nodes around
+    it cost more Python time than the kernel at nanoGPT's sizes)."""
     if x.dtype == np.float16:  # statistics in float32, as autocast does
         x = cast(x, np.float32)
     backend = backends.current()
-    y, mu, rstd = backend.layernorm_forward(x.data, weight.data, bias.data, eps)
+    rows = x.data.reshape(-1, x.shape[-1])
+    y, mu, rstd = backend.layernorm_forward(rows, weight.data, bias.data, eps)
 
     def backward(g):
-        return backend.layernorm_backward(g, x.data, weight.data, mu, rstd)
+        dx, dw, db = backend.layernorm_backward(g.reshape(rows.shape), rows, weight.data, mu, rstd)
+        return dx.reshape(x.shape), dw, db
 
-    return result(y, (x, weight, bias), backward, "layer_norm")
+    return result(y.reshape(x.shape), (x, weight, bias), backward, "layer_norm")
 
 
 @op("attention")

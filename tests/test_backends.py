@@ -66,6 +66,20 @@ def test_matmul(name, data):
 
 @pytest.mark.parametrize("name", AVAILABLE)
 @given(data=st.data())
+def test_linear_forward_adds_the_bias_once(name, data):
+    """x wᵀ + b with the bias added by the GEMM's tile stores (C): rows ≤ 4 take the few-rows
+    path, K = 300 spans two k-blocks (the bias must be added in the first only), and widths
+    that are not multiples of the 16-column tile end in a partial tile."""
+    backend = backends.get(name)
+    m, n = data.draw(awkward), data.draw(awkward)
+    k = data.draw(st.one_of(awkward, st.just(300)))
+    x, w, b = draw_array(data, (m, k)), draw_array(data, (n, k)), draw_array(data, (n,))
+    assert close(backend.linear_forward(*on(backend, x, w, b)), x @ w.T + b)
+    assert close(backend.linear_forward(*on(backend, x, w), None), x @ w.T)
+
+
+@pytest.mark.parametrize("name", AVAILABLE)
+@given(data=st.data())
 def test_attention_forward_and_backward(name, data):
     backend = backends.get(name)
     n, d = data.draw(st.sampled_from([1, 3, 4])), data.draw(st.sampled_from([1, 8, 13, 16, 32, 64]))

@@ -155,8 +155,9 @@ def _dropout_case(draw):
 
 @st.composite
 def _layer_norm_case(draw):
-    rows, width = draw(sides), draw(sides.filter(lambda d: d > 1))
-    x = draw(values((rows, width)))
+    lead = tuple(draw(st.lists(sides, min_size=1, max_size=3)))  # (N,), (B, T), (B, T, H): rows folded inside
+    width = draw(sides.filter(lambda d: d > 1))
+    x = draw(values(lead + (width,)))
 
     def ref(x, w, b):
         mu = x.mean(-1, keepdims=True)

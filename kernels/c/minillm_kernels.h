@@ -20,6 +20,9 @@ void matmul_v5_threaded(const float *A, const float *B, float *C, int M, int N, 
 void sgemm_strided(const float *A, const float *B, float *C, int batches, int M, int N, int K,
                    long long sab, long long sam, long long sak, long long sbb, long long sbk, long long sbn,
                    int threads);
+/* C = A·B + bias (bias broadcast over the M rows): a Linear layer's forward in one pass */
+void sgemm_bias(const float *A, const float *B, const float *bias, float *C, int M, int N, int K, long long sam,
+                long long sak, long long sbk, long long sbn, int threads);
 
 /* ---- attention over N heads of (T, D): flash-style, online softmax, O(T·D) memory ------
  * head z's rows lie ld floats apart from (z / heads)·T·ld + (z % heads)·D (attention.c):

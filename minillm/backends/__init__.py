@@ -66,6 +66,7 @@ def _load(name):
         (provider.attention_qkv_forward, provider.attention_qkv_backward)
         if hasattr(provider, "attention_qkv_forward") else
         qkv_through(backend.attention_forward, backend.attention_backward))
+    backend.linear_forward = getattr(provider, "linear_forward", None) or linear_through(backend.matmul)
     _loaded[name] = backend
     return backend
 
@@ -109,6 +110,16 @@ def qkv_through(attention_forward, attention_backward):
         return xp_of(qkv).concatenate([merge_heads(g, qkv.shape[0]) for g in grads], axis=-1)
 
     return forward, backward
+
+
+def linear_through(matmul):
+    """linear_forward(x, w, b) = x wᵀ + b for 2-D x from a backend's matmul and one add."""
+    def linear_forward(x, w, bias=None):
+        out = matmul(x, w, trans_b=True)
+        if bias is not None:
+            out += bias
+        return out
+    return linear_forward
 
 
 def get(name):

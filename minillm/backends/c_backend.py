@@ -92,6 +92,24 @@ def _matmul_2d(a, b, trans_a, trans_b, threads):
     return out
 
 
+def linear_forward(x, w, bias=None):
+    """y = x wᵀ + b for 2-D x (N, K) and w (M, K): one GEMM whose tiles add the bias as they
+    store (sgemm_bias), instead of a second pass over y."""
+    if bias is None or not (_fp32(x, w, bias) and x.ndim == 2 and w.ndim == 2 and x.flags.c_contiguous
+                            and w.flags.c_contiguous and bias.flags.c_contiguous):
+        out = matmul(x, w, trans_b=True)
+        if bias is not None:
+            out += bias
+        return out
+    (m, k), n = x.shape, w.shape[0]
+    if w.shape[1] != k or bias.shape != (n,):
+        raise ValueError(f"linear_forward: x {x.shape}, w {w.shape}, bias {bias.shape} do not fit x wᵀ + b")
+    out = np.empty((m, n), np.float32)
+    if out.size:
+        lib.sgemm_bias(pointer(x), pointer(w), pointer(bias), pointer(out), m, n, k, k, 1, 1, k, 0)
+    return out
+
+
 NUMBERED = ("matmul_v1_naive", "matmul_v2_reordered", "matmul_v3_blocked", "matmul_v4_packed",
             "matmul_v5_threaded")
 
