@@ -252,9 +252,8 @@ static float *alloc_floats(size_t count) {
 /* The loops around the macro-kernel, for one member of the team: the packing and the tiles are
  * shared out, and everyone waits for a packed buffer to be complete before reading it. */
 static void gemm_loops(const float *A, const float *B, float *C, int M, int N, int K, long sam, long sak, long sbk,
-                       long sbn, long ldc, int accumulate, const float *bias, int kc_max, int mc_max,
-                       float *packed_a, float *packed_b, team_t team) {
-    const int in_place = (sak == 1 && sam <= A_IN_PLACE_STRIDE) || (sam == 1 && sak <= A_IN_PLACE_STRIDE);
+                       long sbn, long ldc, int accumulate, const float *bias, int in_place, int kc_max,
+                       int mc_max, float *packed_a, float *packed_b, team_t team) {
     for (int jc = 0; jc < N; jc += NC) {
         const int nc = N - jc < NC ? N - jc : NC;
         for (int pc = 0; pc < K; pc += kc_max) {
@@ -279,9 +278,10 @@ static void gemm_loops(const float *A, const float *B, float *C, int M, int N, i
 
 /* C (M×N, row stride ldc) = A·B (+ bias on every row, bias may be NULL), or += when `accumulate`;
  * element (m, k) of A is A[m*sam + k*sak], likewise B. The blocks are chosen evenly (M = 128 is
- * two blocks of 66 rows, not 120 + 8). threads = 1 runs with no OpenMP region (the caller may be one). */
+ * two blocks of 66 rows, not 120 + 8). threads = 1 runs with no OpenMP region (the caller may be one).
+ * A is read in place when its slow stride is at most `in_place_stride` (0: always packed, v4/v5). */
 static void gemm_block(const float *A, const float *B, float *C, const float *bias, int M, int N, int K, long sam,
-                       long sak, long sbk, long sbn, long ldc, int accumulate, int threads) {
+                       long sak, long sbk, long sbn, long ldc, int accumulate, int threads, long in_place_stride) {
     if (K == 0) {
         for (int i = 0; i < M; ++i)
             for (int j = 0; j < N; ++j) C[i * ldc + j] = (accumulate ? C[i * ldc + j] : 0.0f) + (bias ? bias[j] : 0.0f);
@@ -293,6 +293,7 @@ static void gemm_block(const float *A, const float *B, float *C, const float *bi
     const int nc_max = N < NC ? N : NC;
     float *packed_b = alloc_floats((size_t)kc_max * ((nc_max + NR - 1) / NR * NR));
     float *packed_a = alloc_floats((size_t)kc_max * mc_max);
+    const int in_place = (sak == 1 && sam <= in_place_stride) || (sam == 1 && sak <= in_place_stride);
     if (threads > 1) {
 #pragma omp parallel num_threads(threads)
         {
@@ -301,19 +302,19 @@ static void gemm_block(const float *A, const float *B, float *C, const float *bi
 #else
             const team_t team = {0, 1};
 #endif
-            gemm_loops(A, B, C, M, N, K, sam, sak, sbk, sbn, ldc, accumulate, bias, kc_max, mc_max, packed_a,
-                       packed_b, team);
+            gemm_loops(A, B, C, M, N, K, sam, sak, sbk, sbn, ldc, accumulate, bias, in_place, kc_max, mc_max,
+                       packed_a, packed_b, team);
         }
     } else
-        gemm_loops(A, B, C, M, N, K, sam, sak, sbk, sbn, ldc, accumulate, bias, kc_max, mc_max, packed_a,
-                   packed_b, (team_t){0, 1});
+        gemm_loops(A, B, C, M, N, K, sam, sak, sbk, sbn, ldc, accumulate, bias, in_place, kc_max, mc_max,
+                   packed_a, packed_b, (team_t){0, 1});
     free(packed_a);
     free(packed_b);
 }
 
 void sgemm_block(const float *A, const float *B, float *C, int M, int N, int K, long sam, long sak, long sbk,
                  long sbn, long ldc, int accumulate, int threads) {
-    gemm_block(A, B, C, NULL, M, N, K, sam, sak, sbk, sbn, ldc, accumulate, threads);
+    gemm_block(A, B, C, NULL, M, N, K, sam, sak, sbk, sbn, ldc, accumulate, threads, A_IN_PLACE_STRIDE);
 }
 
 /* Few rows of A (generating one token: M is the batch, often 1). Packing B would copy the
@@ -371,7 +372,7 @@ static void gemm_one(const float *A, const float *B, float *C, const float *bias
                 for (int j = 0; j < N; ++j) C[(long)i * N + j] += bias[j];
         return;
     }
-    gemm_block(A, B, C, bias, M, N, K, sam, sak, sbk, sbn, N, 0, threads);
+    gemm_block(A, B, C, bias, M, N, K, sam, sak, sbk, sbn, N, 0, threads, A_IN_PLACE_STRIDE);
 }
 
 /* y = x·op(W) + b for one 2-D product (a Linear layer): the bias is added by the tiles' stores. */
@@ -403,10 +404,22 @@ void sgemm_strided(const float *A, const float *B, float *C, int batches, int M,
     }
 }
 
+static int all_threads(void) {
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
 void matmul_v4_packed(const float *A, const float *B, float *C, int M, int N, int K) {
-    sgemm_strided(A, B, C, 1, M, N, K, 0, K, 1, 0, N, 1, 1);
+    gemm_block(A, B, C, NULL, M, N, K, K, 1, N, 1, N, 0, 1, 0);
 }
 
 void matmul_v5_threaded(const float *A, const float *B, float *C, int M, int N, int K) {
-    sgemm_strided(A, B, C, 1, M, N, K, 0, K, 1, 0, N, 1, 0);
+    gemm_block(A, B, C, NULL, M, N, K, K, 1, N, 1, N, 0, all_threads(), 0);
+}
+
+void matmul_v6_in_place(const float *A, const float *B, float *C, int M, int N, int K) {
+    gemm_block(A, B, C, NULL, M, N, K, K, 1, N, 1, N, 0, all_threads(), A_IN_PLACE_STRIDE);
 }

@@ -9,10 +9,11 @@
 void matmul_v1_naive(const float *A, const float *B, float *C, int M, int N, int K);
 void matmul_v2_reordered(const float *A, const float *B, float *C, int M, int N, int K);
 void matmul_v3_blocked(const float *A, const float *B, float *C, int M, int N, int K);
-/* v4 = packing + register-blocked micro-kernel, v5 = the same on every core: both are
- * sgemm_strided with threads = 1 or 0 (all). */
+/* v4 = packing + register-blocked micro-kernel, v5 = the same on every core, v6 = v5 reading a
+ * nearby A where it lies (what sgemm_strided runs) */
 void matmul_v4_packed(const float *A, const float *B, float *C, int M, int N, int K);
 void matmul_v5_threaded(const float *A, const float *B, float *C, int M, int N, int K);
+void matmul_v6_in_place(const float *A, const float *B, float *C, int M, int N, int K);
 
 /* The backend's kernel: `batches` products; element (m, k) of batch z of A is
  * A[z*sab + m*sam + k*sak] (likewise B), so transposes and broadcast batches cost nothing.

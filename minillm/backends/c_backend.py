@@ -111,7 +111,7 @@ def linear_forward(x, w, bias=None):
 
 
 NUMBERED = ("matmul_v1_naive", "matmul_v2_reordered", "matmul_v3_blocked", "matmul_v4_packed",
-            "matmul_v5_threaded")
+            "matmul_v5_threaded", "matmul_v6_in_place")
 
 
 def matmul_numbered(version, a, b):
