@@ -7,7 +7,6 @@ Run it on two commits (a git worktree of the old one) to get a before/after brea
 """
 import cProfile
 import pstats
-import sys
 
 import numpy as np
 
@@ -63,12 +62,19 @@ def profile(backend, steps):
 
 
 if __name__ == "__main__":
-    args = dict(a[2:].split("=", 1) for a in sys.argv[1:] if a.startswith("--"))
-    result = profile(args.get("backend", "c"), int(args.get("steps", 20)))
+    import argparse
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.profile_step", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--backend", default="c")
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--label", default="now", help="file name part: profile-<backend>-<label>.json")
+    parser.add_argument("--out", help="folder for the JSON (printed only when left out)")
+    args = vars(parser.parse_args())
+    result = profile(args["backend"], args["steps"])
     for group, ms in result["groups"].items():
         print(f"  {group:34s} {ms:7.2f} ms/step")
     print(f"  {'total (under the profiler)':34s} {result['ms_per_step']:7.2f} ms/step")
-    if "out" in args:
+    if args["out"]:
         from .timing import machine_info, write_json
         result["machine"] = machine_info()
-        print(write_json(result, args["out"], f"profile-{result['backend']}-{args.get('label', 'now')}"))
+        print(write_json(result, args["out"], f"profile-{result['backend']}-{args['label']}"))
