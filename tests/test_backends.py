@@ -314,6 +314,49 @@ def test_transformer_block_gradients_through_the_kernels(name):
         assert error < 1e-4, f"{name}: gradient of {label} off by {error:.1e} (relative, float32 allows 1e-4)"
 
 
+def attention_module_gradients(name, dtype, values, fused):
+    """Output and gradients of sum(MultiHeadAttention(x) * w_out), causal, on backend ``name``;
+    ``fused=False`` takes the three-projection road (record_weights turns the fused one off)."""
+    with minillm.use_backend(name):
+        heads, c = values["heads"], values["x"].shape[-1]
+        attn = nn.MultiHeadAttention(c, heads)
+        attn.record_weights = not fused
+        for pname, p in attn.named_parameters():
+            p.data = backends.asarray(values[pname].astype(dtype))
+        x = minillm.tensor(values["x"].astype(dtype), requires_grad=True)
+        y = attn(x, is_causal=True)
+        (y * minillm.tensor(values["w_out"].astype(dtype))).sum().backward()
+        grads = {"y": y.data, "x": x.grad.data, **{n: p.grad.data for n, p in attn.named_parameters()}}
+        return {k: backends.to_numpy(g).astype(np.float64) for k, g in grads.items()}
+
+
+@pytest.mark.parametrize("name", AVAILABLE)
+def test_self_attention_in_one_projection(name):
+    """MultiHeadAttention's fused road (q, k, v from one GEMM against the weights side by
+    side, then ops.attention_qkv) on each backend in float32, against the three-projection
+    road in float64 on numpy: output and every gradient, 3 heads of width 5, 7 positions,
+    and 2 heads of 43 (3C = 258 floats a row, 86 between heads) over 67 positions."""
+    rng = np.random.default_rng(2)
+    for batch, t, heads, d in ((2, 7, 3, 5), (1, 67, 2, 43)):
+        c = heads * d
+        values = {"heads": heads, "x": rng.standard_normal((batch, t, c)), "w_out": rng.standard_normal((batch, t, c))}
+        for proj in ("q_proj", "k_proj", "v_proj", "out_proj"):
+            values[f"{proj}.weight"] = rng.standard_normal((c, c)) / np.sqrt(c)
+            values[f"{proj}.bias"] = rng.standard_normal(c) * 0.1
+        values = {k: v.astype(np.float32).astype(np.float64) if isinstance(v, np.ndarray) else v
+                  for k, v in values.items()}
+        expected = attention_module_gradients("numpy", np.float64, values, fused=False)
+        fused64 = attention_module_gradients("numpy", np.float64, values, fused=True)
+        got = attention_module_gradients(name, np.float32, values, fused=True)
+        for label, ref in expected.items():
+            np.testing.assert_allclose(fused64[label], ref, rtol=1e-9, atol=1e-12, err_msg=f"float64 {label}")
+            # relative 1e-4 (float32), plus an RMS floor for k_proj.bias: its gradient is zero in
+            # exact arithmetic (a shift of every key moves a query's scores alike)
+            error = np.linalg.norm(got[label] - ref)
+            assert error <= 1e-4 * np.linalg.norm(ref) + ATOL * np.sqrt(ref.size), \
+                f"{name}: {label} of the fused road off by {error:.1e} (‖ref‖ = {np.linalg.norm(ref):.1e})"
+
+
 def train_losses(name, steps=5):
     rng = np.random.default_rng(1)
     tokens = rng.integers(0, 11, size=(4, 9))

@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 
-from . import BackendUnavailable, gemm_operands, qkv_through
+from . import BackendUnavailable, gemm_operands, linear_through, qkv_through
 from . import numpy_backend as reference
 
 xp = np
@@ -97,10 +97,7 @@ def linear_forward(x, w, bias=None):
     store (sgemm_bias), instead of a second pass over y."""
     if bias is None or not (_fp32(x, w, bias) and x.ndim == 2 and w.ndim == 2 and x.flags.c_contiguous
                             and w.flags.c_contiguous and bias.flags.c_contiguous):
-        out = matmul(x, w, trans_b=True)
-        if bias is not None:
-            out += bias
-        return out
+        return _linear_by_matmul(x, w, bias)
     (m, k), n = x.shape, w.shape[0]
     if w.shape[1] != k or bias.shape != (n,):
         raise ValueError(f"linear_forward: x {x.shape}, w {w.shape}, bias {bias.shape} do not fit x wᵀ + b")
@@ -109,6 +106,8 @@ def linear_forward(x, w, bias=None):
         lib.sgemm_bias(pointer(x), pointer(w), pointer(bias), pointer(out), m, n, k, k, 1, 1, k, 0)
     return out
 
+
+_linear_by_matmul = linear_through(matmul)
 
 NUMBERED = ("matmul_v1_naive", "matmul_v2_reordered", "matmul_v3_blocked", "matmul_v4_packed",
             "matmul_v5_threaded", "matmul_v6_in_place")

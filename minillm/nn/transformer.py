@@ -97,7 +97,6 @@ class MultiHeadAttention(Module):
         y = y.transpose(1, 2).reshape(b, t, c)  # (B, T, C): heads side by side again
         return self.out_proj(y)
 
-
     def _projections_fuse(self):
         """Plain Linear layers with matching biases (a LoRA-wrapped one keeps its own path)."""
         projections = (self.q_proj, self.k_proj, self.v_proj)
