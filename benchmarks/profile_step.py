@@ -6,7 +6,10 @@ one backend, the functions' own time grouped by what they do, in ms per step.
 Run it on two commits (a git worktree of the old one) to get a before/after breakdown.
 """
 import cProfile
+import os
 import pstats
+import resource
+import time
 
 import numpy as np
 
@@ -48,6 +51,15 @@ def profile(backend, steps):
 
     for _ in range(3):
         step()
+    # without the profiler: the step's wall time, and what the kernel did for it (minor page
+    # faults: memory handed back by malloc and zero-filled again; see minillm/memory.py)
+    before, start = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+    for _ in range(steps):
+        step()
+    wall, after = time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF)
+    memory = {"malloc": minillm.memory.state, "wall_ms_per_step": wall / steps * 1e3,
+              "minor_faults_per_step": (after.ru_minflt - before.ru_minflt) / steps,
+              "system_ms_per_step": (after.ru_stime - before.ru_stime) / steps * 1e3}
     profiler = cProfile.Profile()
     profiler.enable()
     for _ in range(steps):
@@ -58,7 +70,7 @@ def profile(backend, steps):
         label = f"{filename}:{line}({name})"
         group = next(g for g, keys in GROUPS if any(k in label for k in keys))
         totals[group] += own / steps * 1e3
-    return {"backend": backend, "steps": steps, "ms_per_step": sum(totals.values()), "groups": totals}
+    return {"backend": backend, "steps": steps, "ms_per_step": sum(totals.values()), "groups": totals, **memory}
 
 
 if __name__ == "__main__":
@@ -69,11 +81,17 @@ if __name__ == "__main__":
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--label", default="now", help="file name part: profile-<backend>-<label>.json")
     parser.add_argument("--out", help="folder for the JSON (printed only when left out)")
+    parser.add_argument("--malloc", choices=("keep", "default"), default="keep",
+                        help="MINILLM_MALLOC for this run: minillm's malloc settings, or glibc's own")
     args = vars(parser.parse_args())
+    os.environ["MINILLM_MALLOC"] = args["malloc"]  # read when minillm is imported, inside profile()
     result = profile(args["backend"], args["steps"])
     for group, ms in result["groups"].items():
         print(f"  {group:34s} {ms:7.2f} ms/step")
     print(f"  {'total (under the profiler)':34s} {result['ms_per_step']:7.2f} ms/step")
+    print(f"  without the profiler: {result['wall_ms_per_step']:.2f} ms/step, {result['minor_faults_per_step']:.0f} "
+          f"minor page faults and {result['system_ms_per_step']:.2f} ms of system time per step "
+          f"(malloc: {result['malloc']})")
     if args["out"]:
         from .timing import machine_info, write_json
         result["machine"] = machine_info()

@@ -186,17 +186,26 @@ def _profile_section():
     for after in sorted(RESULTS.glob("profile-*-after.json")):
         backend = after.stem.split("-")[1]
         befores = sorted(RESULTS.glob(f"profile-{backend}-before-*.json"))
-        runs = [json.loads(f.read_text()) for f in befores[-1:] + [after]]
-        labels = [f.stem.split(f"profile-{backend}-")[1] for f in befores[-1:] + [after]]
+        variants = [f for f in sorted(RESULTS.glob(f"profile-{backend}-*.json")) if f not in befores and f != after]
+        files = befores[-1:] + [after] + variants  # variants: the same code run another way (--malloc=default)
+        runs = [json.loads(f.read_text()) for f in files]
+        labels = [f.stem.split(f"profile-{backend}-")[1] for f in files]
         groups = list(runs[-1]["groups"])
         header = ["where the time goes (ms/step)"] + labels
         rows = [[g] + [r["groups"].get(g) for r in runs] for g in groups]
         rows.append(["total under cProfile"] + [r["ms_per_step"] for r in runs])
+        for key, label in (("wall_ms_per_step", "wall ms/step without the profiler"),
+                           ("minor_faults_per_step", "minor page faults per step"),
+                           ("system_ms_per_step", "system (kernel) ms per step")):
+            if any(key in r for r in runs):
+                rows.append([label] + [r.get(key) for r in runs])
         m = runs[-1]["machine"]
         out.append(f"### step breakdown, `{backend}` backend, recipe shape ({m['date']})\n\n"
                    f"`python -m benchmarks.profile_step --backend={backend} --label=… --out=benchmarks/results`, "
                    f"run on each commit (the old one from a git worktree); cProfile's own time per function, "
-                   f"grouped.\n\n" + _table(header, rows) + "\n")
+                   f"grouped" + ("; `malloc-default` is the code of `after` run with `--malloc=default` (glibc's "
+                                 "own policy instead of minillm.memory's)" if "malloc-default" in labels else "")
+                   + ".\n\n" + _table(header, rows) + "\n")
     return out
 
 
