@@ -188,7 +188,7 @@ class Trainer:
         if self.comm is not None:
             self.comm.average_gradients(self.model)
         if config.grad_clip > 0:
-            clip_grad_norm_(self.model.parameters(), config.grad_clip)
+            clip_grad_norm_(self.optimizer.params, config.grad_clip)  # the list, not a module walk per step
         self.optimizer.step()
         self.optimizer.zero_grad()
         self.schedule.step()
