@@ -275,6 +275,7 @@ def _goals_section(cpu):
         cached = cpu["numba_startup"]["cached_startup_s"]
         goal("numba start-up with the JIT cache filled", "< 1 s", f"{cached:.1f} s", cached < 1)
     return ["## The CPU goals of issues #15 and #16, from the runs above\n\n"
-            "The last column bounds the step goals from below: no schedule of this step runs its matrix "
-            "products faster than the best SGEMM rate measured on this machine.\n\n"
+            "The last column is a practical floor for the step goals: the step's matrix products alone, at "
+            "the best SGEMM rate any library reached in this run (a step cannot beat it without a faster "
+            "SGEMM than that).\n\n"
             + _table(["goal", "target", "measured", "", "lower bound"], rows) + "\n"]
