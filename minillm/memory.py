@@ -5,10 +5,10 @@ gradients, a GEMM's output). glibc's malloc serves blocks above its mmap thresho
 at first, raised as large blocks are freed) with a fresh ``mmap`` and unmaps them on
 ``free``, and it trims the top of the heap once more than twice that threshold lies free
 there. Between the forward pass (memory grows) and the end of the step (it all goes) both
-happen, so every step the kernel hands the same pages back zeroed: in nanoGPT's CPU
-recipe that was 2,700 minor page faults and 8 ms of system time per 44 ms step
-(``getrusage`` around 40 steps), and the step took 39 ms once the faults were gone.
-PyTorch does not pay it (≈180 faults a step): its tensors live longer and it reuses them.
+happen, so every step the kernel hands the same pages back zeroed: at nanoGPT's CPU recipe
+``python -m benchmarks.profile_step --backend=c --malloc=default`` counts 1,714 minor page
+faults and 4.6 ms of system time per step, 38.7 ms a step, against 21 faults, 0.4 ms and
+36.2 ms with the settings below (benchmarks/RESULTS.md).
 
 Two ``mallopt`` settings make the heap behave like a caching allocator: blocks up to
 ``MMAP_THRESHOLD`` come from the heap, and up to ``TRIM_THRESHOLD`` of free memory at its

@@ -95,7 +95,8 @@ void attention_forward(const float *q, const float *k, const float *v, float *ou
             const long z = task / q_tiles;
             const int i0 = (int)(task % q_tiles) * qb, rows = t_query - i0 < qb ? t_query - i0 : qb;
             const float *qz = q + head_start(z, heads, t_query, ld_in, d) + i0 * ld_in;
-            const float *kz = k + head_start(z, heads, t_key, ld_in, d), *vz = v + head_start(z, heads, t_key, ld_in, d);
+            const long at_k = head_start(z, heads, t_key, ld_in, d);
+            const float *kz = k + at_k, *vz = v + at_k;
             float *o = out + head_start(z, heads, t_query, ld_out, d) + i0 * ld_out;
             for (int r = 0; r < rows; ++r) peak[r] = -INFINITY, total[r] = 0.0f;
             const int keys = visible(i0 + rows - 1, offset, t_key, causal);

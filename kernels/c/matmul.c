@@ -377,7 +377,8 @@ static void gemm_one(const float *A, const float *B, float *C, const float *bias
     gemm_block(A, B, C, bias, M, N, K, sam, sak, sbk, sbn, N, 0, threads, A_IN_PLACE_STRIDE);
 }
 
-/* y = x·op(W) + b for one 2-D product (a Linear layer): the bias is added by the tiles' stores. */
+/* C = op(A)·op(B) (+ bias on every row, bias may be NULL) for one 2-D product (a Linear layer):
+ * the bias is added by the tiles' stores. */
 void sgemm_bias(const float *A, const float *B, const float *bias, float *C, int M, int N, int K, long long sam,
                 long long sak, long long sbk, long long sbn, int threads) {
 #ifdef _OPENMP

@@ -21,7 +21,8 @@ void matmul_v6_in_place(const float *A, const float *B, float *C, int M, int N, 
 void sgemm_strided(const float *A, const float *B, float *C, int batches, int M, int N, int K,
                    long long sab, long long sam, long long sak, long long sbb, long long sbk, long long sbn,
                    int threads);
-/* C = A·B + bias (bias broadcast over the M rows): a Linear layer's forward in one pass */
+/* C = A·B + bias (bias broadcast over the M rows; NULL for none): one 2-D product, a Linear
+ * layer's forward in one pass */
 void sgemm_bias(const float *A, const float *B, const float *bias, float *C, int M, int N, int K, long long sam,
                 long long sak, long long sbk, long long sbn, int threads);
 
