@@ -12,8 +12,8 @@
  *                  entirely in vector registers: per k, one row of B (NR floats) and MR
  *                  broadcasts of A feed MR·NR/VW fused multiply-adds
  *  v5 threaded     v4 with the packing and the tiles shared out among the cores (OpenMP)
- *  v6 A in place   v5, but a block of A whose rows (or columns) lie close together is read
- *                  where it lies instead of packed: the small products of a GPT step
+ *  v6 A in place   v5, but a block of A whose rows lie close together is read where it
+ *                  lies instead of packed: the small products of a GPT step
  *                  (768×128·128×128) spent 13–20 % of their time copying A
  *
  * Packing also makes transposed or strided operands free: only the packing routines
@@ -98,12 +98,12 @@ void matmul_v3_blocked(const float *A, const float *B, float *C, int M, int N, i
  * v6: packing A is worth its copy when A's rows are far apart (a block of a 4096-wide matrix
  * spans 120 pages, its packed copy 30), but for the small products of a training step it is
  * 13–20 % of the time (perf: sgemm_block's packing loops beside the micro-kernel). When A's
- * slow stride is at most A_IN_PLACE_STRIDE floats (2 KB), the micro-kernel reads a full sliver
- * straight from A: row-major A gives MR streams along k, a transposed A (the weight gradient
- * gᵀx) MR neighbouring values per k; only a last partial sliver is packed (zero rows).
+ * row stride is at most A_IN_PLACE_STRIDE floats (2 KB), the micro-kernel reads a full sliver
+ * straight from A, MR streams along k; only a last partial sliver is packed (zero rows).
  * Measured in one C harness, 2 threads, GFLOP/s, packed → in place: 768×128·128×128 156 → 179,
- * 128×768·768×128 (Aᵀ) 118 → 137, 768×128·128×66 115 → 140; at 1024² with A transposed
- * (stride 1024) in place was slower (1.24 → 1.49 s for 100), hence the limit. */
+ * 768×128·128×66 115 → 140. A transposed A (the weight gradient gᵀx: MR neighbours per k, each
+ * k a row of g further on) was read in place too at first, but a power-of-two row stride
+ * keeps those lines in a few of L1's sets (see pack_contiguous); packed in chunks it is faster. */
 #if defined(__AVX512F__)
 #define VW 16     /* floats per vector register */
 #define MR 12
@@ -140,11 +140,39 @@ static inline void wait_for_team(team_t team) {
     }
 }
 
+/* Full slivers first..last−1 of `width` values whose values for one k lie side by side (B with
+ * contiguous rows, or a transposed A: the weight gradient gᵀx), each k one short copy.
+ *
+ * Sliver by sliver, this read a sliver's kc rows one after another, and rows of a 512-wide
+ * matrix are 2 KB apart: their lines fall into 2 of L1's 64 sets (8 ways), so of a sliver's
+ * 256 lines only 16 stayed, and the next sliver, whose values sit in the same lines, fetched
+ * them all again from L2 (perf: the packing loads were a tenth of a 512×128·(768 deep) weight
+ * gradient). Taken KCHUNK rows at a time across all the slivers instead, the 8 rows of the block
+ * (8 × 512 floats, 16 KB) stay in L1 while every sliver copies its 8 × width values out of them.
+ * One thread, GFLOP/s, sliver by sliver → in chunks: 512×128·(768) with A transposed 79 → 88,
+ * 384×128·(768) 86 → 90, 128×512·(768) 82 → 86 (B is the 768 × 512 x). */
+#define KCHUNK 8
+
+static void pack_contiguous(const float *src, long sk, int kc, int first, int last, int width, float *packed) {
+    for (int k0 = 0; k0 < kc; k0 += KCHUNK) {
+        const int k1 = k0 + KCHUNK < kc ? k0 + KCHUNK : kc;
+        for (int s = first * width; s < last * width; s += width)
+            for (int k = k0; k < k1; ++k)
+                memcpy(packed + (long)s * kc + k * width, src + k * sk + s, sizeof(float) * width);
+    }
+}
+
 /* B[k0:k0+kc, j0:j0+nc] into slivers of NR columns: sliver s holds, for each k, its NR
  * values side by side (zero-padded past the edge). Slivers are shared out among threads. */
 static void pack_b(const float *B, long sbk, long sbn, int kc, int nc, float *packed, team_t team) {
     int first, last;
     share(team, (nc + NR - 1) / NR, &first, &last);
+    if (sbn == 1) {  /* the full slivers of contiguous rows; a partial one takes the loop below */
+        const int full = last < nc / NR ? last : nc / NR;
+        if (first < full)
+            pack_contiguous(B, sbk, kc, first, full, NR, packed);
+        first = first > full ? first : full;
+    }
     for (int s = first * NR; s < last * NR; s += NR) {
         const int width = nc - s < NR ? nc - s : NR;
         float *out = packed + (long)s * kc;
@@ -165,6 +193,12 @@ static void pack_b(const float *B, long sbk, long sbn, int kc, int nc, float *pa
 static void pack_a(const float *A, long sam, long sak, int mc, int kc, float *packed, team_t team) {
     int first, last;
     share(team, (mc + MR - 1) / MR, &first, &last);
+    if (sam == 1) {  /* a transposed A: each k's MR values lie side by side */
+        const int full = last < mc / MR ? last : mc / MR;
+        if (first < full)
+            pack_contiguous(A, sak, kc, first, full, MR, packed);
+        first = first > full ? first : full;
+    }
     for (int s = first * MR; s < last * MR; s += MR) {
         const int height = mc - s < MR ? mc - s : MR;
         float *out = packed + (long)s * kc;
@@ -237,10 +271,8 @@ static void macro_kernel(const float *A, long sam, long sak, int in_place, const
         const float *b = pb + (long)j * kc;
         float *c = C + i * ldc + j;
         const float *bias_j = bias ? bias + j : NULL;
-        if (in_place && rows == MR && sak == 1)
+        if (in_place && rows == MR)  /* row-major A: MR streams along k */
             micro_kernel(kc, A + i * sam, sam, 1, b, c, ldc, rows, cols, accumulate, bias_j);
-        else if (in_place && rows == MR)
-            micro_kernel(kc, A + i, 1, sak, b, c, ldc, rows, cols, accumulate, bias_j);
         else
             micro_kernel(kc, pa + (long)i * kc, 1, MR, b, c, ldc, rows, cols, accumulate, bias_j);
     }
@@ -295,7 +327,7 @@ static void gemm_block(const float *A, const float *B, float *C, const float *bi
     const int nc_max = N < NC ? N : NC;
     float *packed_b = alloc_floats((size_t)kc_max * ((nc_max + NR - 1) / NR * NR));
     float *packed_a = alloc_floats((size_t)kc_max * mc_max);
-    const int in_place = (sak == 1 && sam <= in_place_stride) || (sam == 1 && sak <= in_place_stride);
+    const int in_place = sak == 1 && sam <= in_place_stride;  /* row-major A only: see v6 above */
     if (threads > 1) {
 #pragma omp parallel num_threads(threads)
         {
