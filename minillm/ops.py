@@ -180,8 +180,9 @@ def linear(x, weight, bias=None):
     product, the product, a broadcast add whose backward sums over the rows); each costs
     Python time in the forward and the backward, and the add makes one more pass over the
     output. Here the forward is one GEMM with B transposed in the packing plus the bias
-    added in place, and the backward is the three products the chain rule asks for:
-    dx = g W, dW = gᵀ x (A transposed in the packing), db = Σ_rows g."""
+    added in place, and the backward is the three results the chain rule asks for, from one
+    backend call: dx = g W, dW = gᵀ x (A transposed in the packing), db = Σ_rows g (C: on two
+    cores, one product per core)."""
     weight, bias = as_tensor(weight, x), None if bias is None else as_tensor(bias, x)
     if (amp.is_autocast_enabled() or x.ndim == 0 or weight.ndim != 2 or x.dtype != weight.dtype
             or (bias is not None and (bias.ndim != 1 or bias.dtype != x.dtype))):
@@ -193,15 +194,13 @@ def linear(x, weight, bias=None):
     if bias is not None and bias.shape[0] != n:
         raise ValueError(f"linear: bias has {bias.shape[0]} entries but the weight {weight.shape} has {n} outputs")
     backend = backends.current()
-    kernel = backend.matmul
     rows = x.data.reshape(-1, k)
     out = backend.linear_forward(rows, weight.data, None if bias is None else bias.data)  # bias in the GEMM's stores
 
     def backward(g):
-        g2 = g.reshape(-1, n)
-        gx = kernel(g2, weight.data).reshape(x.shape) if x.requires_grad else None
-        gw = kernel(g2, rows, trans_a=True) if weight.requires_grad else None
-        return (gx, gw) + ((g2.sum(axis=0),) if bias is not None else ())
+        gx, gw, gb = backend.linear_backward(g.reshape(-1, n), rows, weight.data, x.requires_grad,
+                                             weight.requires_grad, bias is not None)
+        return (None if gx is None else gx.reshape(x.shape), gw) + ((gb,) if bias is not None else ())
 
     parents = (x, weight) if bias is None else (x, weight, bias)
     return result(out.reshape(x.shape[:-1] + (n,)), parents, backward, "linear")

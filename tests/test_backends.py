@@ -80,6 +80,24 @@ def test_linear_forward_adds_the_bias_once(name, data):
 
 @pytest.mark.parametrize("name", AVAILABLE)
 @given(data=st.data())
+def test_linear_backward_gives_the_three_gradients(name, data):
+    """g w, gᵀ x and Σ_rows g in one call, each only when asked for, against float64; 300
+    rows make the weight gradient's inner dimension span two k-blocks."""
+    backend = backends.get(name)
+    rows = data.draw(st.one_of(awkward, st.just(300)))
+    n_in, n_out = data.draw(awkward), data.draw(awkward)
+    g, x, w = draw_array(data, (rows, n_out)), draw_array(data, (rows, n_in)), draw_array(data, (n_out, n_in))
+    need = data.draw(st.tuples(st.booleans(), st.booleans(), st.booleans()))
+    got = backend.linear_backward(*on(backend, g, x, w), *need)
+    for label, wanted, out, ref in zip(("gx", "gw", "gb"), need, got, (g @ w, g.T @ x, g.sum(axis=0))):
+        if wanted:
+            assert out.shape == ref.shape and close(out, ref), label
+        else:
+            assert out is None, label
+
+
+@pytest.mark.parametrize("name", AVAILABLE)
+@given(data=st.data())
 def test_attention_forward_and_backward(name, data):
     backend = backends.get(name)
     n, d = data.draw(st.sampled_from([1, 3, 4])), data.draw(st.sampled_from([1, 8, 13, 16, 32, 64]))

@@ -28,6 +28,18 @@ def test_numbered_matmul_versions(version, m, n, k):
     assert np.linalg.norm(out - ref) <= 1e-5 * np.linalg.norm(ref) + 1e-6
 
 
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@given(rows=sizes, n_in=sizes, n_out=sizes)
+def test_linear_backward_on_any_number_of_threads(threads, rows, n_in, n_out):
+    """Two threads take one product each, then half of the bias gradient's columns; one and
+    three run the products one after the other: the same three gradients."""
+    rng = np.random.default_rng(rows * 7919 + n_in * 31 + n_out)
+    g, x, w = (rng.standard_normal(s).astype(np.float32) for s in ((rows, n_out), (rows, n_in), (n_out, n_in)))
+    gx, gw, gb = c.linear_backward(g, x, w, threads=threads)
+    for out, ref in ((gx, g.astype(np.float64) @ w), (gw, g.T.astype(np.float64) @ x), (gb, g.astype(np.float64).sum(0))):
+        assert np.linalg.norm(out - ref) <= 1e-5 * np.linalg.norm(ref) + 1e-6
+
+
 def test_strided_and_batched_operands_need_no_copies():
     rng = np.random.default_rng(0)
     a = rng.standard_normal((3, 70, 50)).astype(np.float32)

@@ -25,6 +25,10 @@ void sgemm_strided(const float *A, const float *B, float *C, int batches, int M,
  * layer's forward in one pass */
 void sgemm_bias(const float *A, const float *B, const float *bias, float *C, int M, int N, int K, long long sam,
                 long long sak, long long sbk, long long sbn, int threads);
+/* the backward of y = x·Wᵀ + b for g (rows × out), x (rows × in), W (out × in): gx = g·W,
+ * gw = gᵀ·x, gb = Σ_rows g; an output left NULL is not computed (linear.c) */
+void linear_backward(const float *g, const float *x, const float *w, float *gx, float *gw, float *gb, int rows,
+                     int in, int out, int threads);
 
 /* ---- attention over N heads of (T, D): flash-style, online softmax, O(T·D) memory ------
  * head z's rows lie ld floats apart from (z / heads)·T·ld + (z % heads)·D (attention.c):

@@ -67,6 +67,7 @@ def _load(name):
         if hasattr(provider, "attention_qkv_forward") else
         qkv_through(backend.attention_forward, backend.attention_backward))
     backend.linear_forward = getattr(provider, "linear_forward", None) or linear_through(backend.matmul)
+    backend.linear_backward = getattr(provider, "linear_backward", None) or linear_backward_through(backend.matmul)
     _loaded[name] = backend
     return backend
 
@@ -120,6 +121,15 @@ def linear_through(matmul):
             out += bias
         return out
     return linear_forward
+
+
+def linear_backward_through(matmul):
+    """linear_backward(g, x, w) = (g w, gᵀ x, Σ_rows g), each only when asked for, from a
+    backend's matmul."""
+    def linear_backward(g, x, w, need_x=True, need_w=True, need_b=True):
+        return (matmul(g, w) if need_x else None, matmul(g, x, trans_a=True) if need_w else None,
+                g.sum(axis=0) if need_b else None)
+    return linear_backward
 
 
 def get(name):

@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 
-from . import BackendUnavailable, gemm_operands, linear_through, qkv_through
+from . import BackendUnavailable, gemm_operands, linear_backward_through, linear_through, qkv_through
 from . import numpy_backend as reference
 
 xp = np
@@ -105,6 +105,27 @@ def linear_forward(x, w, bias=None):
 
 
 _linear_by_matmul = linear_through(matmul)
+
+
+def linear_backward(g, x, w, need_x=True, need_w=True, need_b=True, threads=0):
+    """g w, gᵀ x and Σ_rows g for y = x wᵀ + b (2-D g (N, M), x (N, K), w (M, K)) in one call:
+    on two cores each core computes one of the two products whole (linear.c). threads: 0 = all."""
+    if not (_fp32(g, x, w) and g.ndim == x.ndim == w.ndim == 2 and g.size and x.size
+            and all(a.flags.c_contiguous for a in (g, x, w))):
+        return _linear_backward_by_matmul(g, x, w, need_x, need_w, need_b)
+    (rows, out), in_ = g.shape, x.shape[1]
+    if x.shape[0] != rows or w.shape != (out, in_):
+        raise ValueError(f"linear_backward: g {g.shape}, x {x.shape} and w {w.shape} do not fit "
+                         f"(expected g (N, M), x (N, K), w (M, K))")
+    gx = np.empty((rows, in_), np.float32) if need_x else None
+    gw = np.empty((out, in_), np.float32) if need_w else None
+    gb = np.empty(out, np.float32) if need_b else None
+    lib.linear_backward(pointer(g), pointer(x), pointer(w), *(ffi.NULL if a is None else pointer(a) for a in (gx, gw, gb)),
+                        rows, in_, out, threads)
+    return gx, gw, gb
+
+
+_linear_backward_by_matmul = linear_backward_through(matmul)
 
 NUMBERED = ("matmul_v1_naive", "matmul_v2_reordered", "matmul_v3_blocked", "matmul_v4_packed",
             "matmul_v5_threaded", "matmul_v6_in_place")
