@@ -98,6 +98,23 @@ def test_linear_backward_gives_the_three_gradients(name, data):
 
 @pytest.mark.parametrize("name", AVAILABLE)
 @given(data=st.data())
+def test_scatter_add_rows_adds_repeated_indices(name, data):
+    """An embedding's backward: rows of values added into a table at drawn indices, many of
+    them repeated (3 table rows for up to 67 tokens), against np.add.at in float64."""
+    backend = backends.get(name)
+    rows, width, count = data.draw(st.sampled_from([1, 3, 66])), data.draw(awkward), data.draw(awkward)
+    index = np.random.default_rng(data.draw(st.integers(0, 2 ** 32 - 1))).integers(0, rows, count)
+    table, values = draw_array(data, (rows, width)), draw_array(data, (count, width))
+    expected = table.copy()
+    np.add.at(expected, index, values)
+    target, = on(backend, table)
+    got = backend.scatter_add_rows(target, backend.xp.asarray(index), *on(backend, values))
+    assert close(got, expected)
+    assert close(target, expected)  # in place
+
+
+@pytest.mark.parametrize("name", AVAILABLE)
+@given(data=st.data())
 def test_attention_forward_and_backward(name, data):
     backend = backends.get(name)
     n, d = data.draw(st.sampled_from([1, 3, 4])), data.draw(st.sampled_from([1, 8, 13, 16, 32, 64]))

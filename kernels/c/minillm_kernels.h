@@ -52,6 +52,10 @@ void attention_rows_backward(const float *q, const float *k, const float *v, con
                              const float *dout, float *dq, float *dk, float *dv,
                              int n, int t_query, int t_key, int d, int causal, float scale);
 
+/* ---- an embedding's backward: target[index[i]] += values[i] (rows of `width`), repeats adding up -- */
+void embedding_backward(float *target, const long long *index, const float *values, long long count,
+                        long long width);
+
 /* ---- layer norm over the rows of an (N, D) matrix ------------------------------------------ */
 void layernorm_forward(const float *x, const float *w, const float *b, float *y, float *mean, float *rstd,
                        int rows, int d, float eps);

@@ -21,6 +21,7 @@ PRIMITIVES = (
     "gelu_forward", "gelu_backward",
     "matmul_int8",
     "adam_update",
+    "scatter_add_rows",
 )
 
 KNOWN = {
@@ -212,14 +213,13 @@ def scatter_add(target, index, values):
     """``target[index] += values`` with repeated indices adding up (an embedding's backward)."""
     xp = xp_of(target)
     if xp is np and isinstance(index, np.ndarray) and index.dtype.kind in "iu" and index.ndim >= 1:
-        # rows gathered by an integer array (an embedding): sort the rows by index and add
-        # each run with one reduceat, ~10× faster than np.add.at's element-wise loop
+        # rows gathered by an integer array (an embedding): the backend's scatter_add_rows
         flat = index.reshape(-1)
         flat = np.where(flat < 0, flat + target.shape[0], flat)  # -1 and n-1 are one row
-        rows = values.reshape((flat.size,) + target.shape[1:])
-        order = np.argsort(flat, kind="stable")
-        unique, starts = np.unique(flat[order], return_index=True)
-        target[unique] += np.add.reduceat(rows[order], starts, axis=0)
+        if flat.size and (flat.min() < 0 or flat.max() >= target.shape[0]):
+            raise IndexError(f"scatter_add: index out of range for {target.shape[0]} rows")
+        backend = current() if current().xp is np else _load("numpy")
+        backend.scatter_add_rows(target, flat, values.reshape((flat.size,) + target.shape[1:]))
     elif xp is np:
         np.add.at(target, index, values)
     else:

@@ -312,6 +312,16 @@ def adam_update_many(ps, gs, ms, vs, lr, beta1, beta2, eps, weight_decay, decoup
                          weight_decay, int(decoupled), lr / (1 - beta1 ** step), 1 / math.sqrt(1 - beta2 ** step))
 
 
+def scatter_add_rows(target, index, values):
+    """An embedding's backward, target[index[i]] += values[i], in one pass (embedding.c)."""
+    if not (_fp32(target, values) and target.flags.c_contiguous and target.ndim >= 1):
+        return reference.scatter_add_rows(target, index, values)
+    index, values = _c(index.astype(np.int64, copy=False)), _c(values)
+    lib.embedding_backward(pointer(target), pointer(index), pointer(values), index.size,
+                           target.size // max(target.shape[0], 1))
+    return target
+
+
 def matmul_int8(a, b):
     a, b = _c(a.astype(np.int8, copy=False)), _c(b.astype(np.int8, copy=False))
     out = np.empty((a.shape[0], b.shape[0]), np.int32)

@@ -116,6 +116,16 @@ def gelu_backward(x, dy):
     return (dy * grad).astype(x.dtype, copy=False)
 
 
+def scatter_add_rows(target, index, values):
+    """target[index[i]] += values[i] for a 1-D integer ``index`` in [0, rows), repeats adding
+    up (an embedding's backward): the rows sorted by index and each run added with one
+    reduceat, ~10× faster than np.add.at's element-wise loop."""
+    order = np.argsort(index, kind="stable")
+    unique, starts = np.unique(index[order], return_index=True)
+    target[unique] += np.add.reduceat(values[order], starts, axis=0)
+    return target
+
+
 def matmul_int8(a, b):
     """(M, K) int8 · (N, K)ᵀ int8 → (M, N) int32, accumulating exactly in 32 bits."""
     xp_ = xp_of(a)
