@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from minillm import backends
+from minillm.backends import numpy_backend as reference
 
 pytestmark = pytest.mark.skipif("c" not in backends.available(),
                                 reason=f"c backend unavailable: {backends.status().get('c')}")
@@ -38,6 +39,35 @@ def test_linear_backward_on_any_number_of_threads(threads, rows, n_in, n_out):
     gx, gw, gb = c.linear_backward(g, x, w, threads=threads)
     for out, ref in ((gx, g.astype(np.float64) @ w), (gw, g.T.astype(np.float64) @ x), (gb, g.astype(np.float64).sum(0))):
         assert np.linalg.norm(out - ref) <= 1e-5 * np.linalg.norm(ref) + 1e-6
+
+
+def test_adam_keeps_no_stale_pointers():
+    """adam_update_many keeps the C pointer arrays of parameters and moments between calls:
+    moments replaced by new arrays (the parameters the same: the cache's key), a replaced
+    parameter, or another list of tensors in between, must be what is updated."""
+    rng = np.random.default_rng(0)
+    def arrays(n):
+        return [rng.standard_normal(s).astype(np.float32) for s in ((3, 5), (7,))[:n]]
+    ps, ms, vs = arrays(2), [np.zeros((3, 5), np.float32), np.zeros(7, np.float32)], \
+        [np.zeros((3, 5), np.float32), np.zeros(7, np.float32)]
+    for step in (1, 2, 3, 4):
+        if step == 3:  # the optimizer's state loaded from a checkpoint: new moment arrays
+            ms[0], vs[0] = np.full((3, 5), 0.1, np.float32), np.full((3, 5), 0.2, np.float32)
+        if step == 4:  # the model's: a new parameter array
+            ps[0] = rng.standard_normal((3, 5)).astype(np.float32)
+        gs = arrays(2)
+        expected = [[a.astype(np.float64) for a in group] for group in (ps, gs, ms, vs)]
+        for p, g, m, v in zip(*expected):
+            reference.adam_update(p, g, m, v, 1e-2, 0.9, 0.99, 1e-8, 0.1, True, step)
+        c.adam_update_many(ps, gs, ms, vs, 1e-2, 0.9, 0.99, 1e-8, 0.1, True, step)
+        for got, want in zip(ps + ms + vs, expected[0] + expected[2] + expected[3]):
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    other = arrays(1)  # a second optimizer's list between two calls of the first
+    c.adam_update_many(other, arrays(1), [np.zeros((3, 5), np.float32)], [np.zeros((3, 5), np.float32)],
+                       1e-2, 0.9, 0.99, 1e-8, 0.0, True, 1)
+    before = [p.copy() for p in ps]
+    c.adam_update_many(ps, arrays(2), ms, vs, 1e-2, 0.9, 0.99, 1e-8, 0.1, True, 5)
+    assert all(not np.array_equal(a, b) for a, b in zip(ps, before))
 
 
 def test_strided_and_batched_operands_need_no_copies():
