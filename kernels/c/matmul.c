@@ -103,7 +103,12 @@ void matmul_v3_blocked(const float *A, const float *B, float *C, int M, int N, i
  * Measured in one C harness, 2 threads, GFLOP/s, packed → in place: 768×128·128×128 156 → 179,
  * 768×128·128×66 115 → 140. A transposed A (the weight gradient gᵀx: MR neighbours per k, each
  * k a row of g further on) was read in place too at first, but a power-of-two row stride
- * keeps those lines in a few of L1's sets (see pack_contiguous); packed in chunks it is faster. */
+ * keeps those lines in a few of L1's sets (see pack_contiguous); packed in chunks it is faster.
+ * Rows further apart are read in place too when C is at most A_IN_PLACE_WIDTH columns wide:
+ * packing a row-major A gathers from MR rows at about a cycle a value, and each value then
+ * feeds 2N flops, N/16 cycles of one core's two FMA pipes, so at N ≤ 256 the copy is over 6 %
+ * of the work. 2 threads, packed → in place: 2048×256·(1024) 166 → 175 GFLOP/s (the base GPT's
+ * MLP), with B transposed 164 → 172; wider, in place lost a little (2048×1024·(1024) 177 → 173). */
 #if defined(__AVX512F__)
 #define VW 16     /* floats per vector register */
 #define MR 12
@@ -117,6 +122,7 @@ void matmul_v3_blocked(const float *A, const float *B, float *C, int M, int N, i
 #define MC (20 * MR)
 #define NC 4096
 #define A_IN_PLACE_STRIDE 512
+#define A_IN_PLACE_WIDTH 256
 
 typedef float vec __attribute__((vector_size(VW * sizeof(float))));
 
@@ -340,7 +346,8 @@ static void gemm_loops(const float *A, const float *B, float *C, int M, int N, i
 /* C (M×N, row stride ldc) = A·B (+ bias on every row, bias may be NULL), or += when `accumulate`;
  * element (m, k) of A is A[m*sam + k*sak], likewise B. The blocks are chosen evenly (M = 128 is
  * two blocks of 66 rows, not 120 + 8). threads = 1 runs with no OpenMP region (the caller may be one).
- * A is read in place when its slow stride is at most `in_place_stride` (0: always packed, v4/v5). */
+ * A row-major A is read in place when its row stride is at most `in_place_stride` or C is narrow
+ * (A_IN_PLACE_WIDTH); in_place_stride 0: always packed (v4/v5). */
 static void gemm_block(const float *A, const float *B, float *C, const float *bias, int M, int N, int K, long sam,
                        long sak, long sbk, long sbn, long ldc, int accumulate, int threads, long in_place_stride) {
     if (K == 0) {
@@ -356,7 +363,8 @@ static void gemm_block(const float *A, const float *B, float *C, const float *bi
     const int serial = threads <= 1;
     float *packed_b = serial ? thread_scratch(b_floats + a_floats) : alloc_floats(b_floats);
     float *packed_a = serial ? packed_b + b_floats : alloc_floats(a_floats);
-    const int in_place = sak == 1 && sam <= in_place_stride;  /* row-major A only: see v6 above */
+    const int in_place = sak == 1 && in_place_stride > 0  /* row-major A only: see v6 above */
+                         && (sam <= in_place_stride || N <= A_IN_PLACE_WIDTH);
     if (threads > 1) {
 #pragma omp parallel num_threads(threads)
         {
