@@ -18,13 +18,13 @@ RECIPE = dict(vocab_size=66, block_size=64, n_layer=4, n_head=4, n_embd=128, bat
 
 # function label (file:line(name) or {built-in ...}) → group; first match wins
 GROUPS = (
-    ("matmul", ("sgemm", "_gemm", "matmul' of 'numpy", "numba_gemm")),
+    ("matmul", ("sgemm", "_gemm", "matmul' of 'numpy", "numba_gemm", "linear_backward")),  # + a Linear's bias sums
     ("attention", ("attention",)),
     ("optimizer", ("adam", "optim.py")),
     ("layer norm", ("layernorm",)),
     ("GELU", ("gelu",)),
     ("cross-entropy", ("cross_entropy",)),
-    ("embedding backward", ("'at' of", "scatter_add", "reduceat", "argsort", "unique")),
+    ("embedding backward", ("'at' of", "scatter_add", "reduceat", "argsort", "unique", "embedding_backward")),
     ("NumPy elementwise and reductions", ("numpy", "ufunc", "ndarray")),
     ("autograd and Python", ("",)),
 )
