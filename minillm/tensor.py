@@ -163,9 +163,9 @@ class Tensor:
 def _unshared(array, dtype):
     """Is ``array`` (the loop's local ``g``) of ``dtype``, contiguous, and reachable from
     nowhere else? A view is never (its base may have other views); otherwise CPython's
-    reference count says: two are the caller's variable and this call's argument, and
-    anything more (the seed, a pending gradient, another leaf's .grad, a view's base) is
-    another holder."""
+    reference count says: three are the caller's variable, this function's parameter and
+    getrefcount's own argument, and anything more (the seed, a pending gradient, another
+    leaf's .grad, a view's base) is another holder."""
     return (array.dtype == dtype and array.base is None and array.flags.c_contiguous
             and sys.getrefcount(array) <= 3)
 

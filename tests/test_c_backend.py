@@ -37,7 +37,8 @@ def test_linear_backward_on_any_number_of_threads(threads, rows, n_in, n_out):
     rng = np.random.default_rng(rows * 7919 + n_in * 31 + n_out)
     g, x, w = (rng.standard_normal(s).astype(np.float32) for s in ((rows, n_out), (rows, n_in), (n_out, n_in)))
     gx, gw, gb = c.linear_backward(g, x, w, threads=threads)
-    for out, ref in ((gx, g.astype(np.float64) @ w), (gw, g.T.astype(np.float64) @ x), (gb, g.astype(np.float64).sum(0))):
+    g64 = g.astype(np.float64)
+    for out, ref in ((gx, g64 @ w), (gw, g64.T @ x), (gb, g64.sum(0))):
         assert np.linalg.norm(out - ref) <= 1e-5 * np.linalg.norm(ref) + 1e-6
 
 
@@ -68,6 +69,15 @@ def test_adam_keeps_no_stale_pointers():
     before = [p.copy() for p in ps]
     c.adam_update_many(ps, arrays(2), ms, vs, 1e-2, 0.9, 0.99, 1e-8, 0.1, True, 5)
     assert all(not np.array_equal(a, b) for a, b in zip(ps, before))
+
+
+def test_embedding_backward_refuses_indices_outside_the_table():
+    """The C loop writes where the index points: an index past the table is an error, not a write."""
+    table, values = np.zeros((3, 4), np.float32), np.ones((2, 4), np.float32)
+    for bad in ([0, 3], [-1, 0]):
+        with pytest.raises(IndexError, match=r"scatter_add_rows: indices must lie in \[0, 3\)"):
+            c.scatter_add_rows(table, np.asarray(bad), values)
+    assert not table.any()
 
 
 def test_strided_and_batched_operands_need_no_copies():

@@ -121,8 +121,8 @@ def linear_backward(g, x, w, need_x=True, need_w=True, need_b=True, threads=0):
     gx = np.empty((rows, in_), np.float32) if need_x else None
     gw = np.empty((out, in_), np.float32) if need_w else None
     gb = np.empty(out, np.float32) if need_b else None
-    lib.linear_backward(pointer(g), pointer(x), pointer(w), *(ffi.NULL if a is None else pointer(a) for a in (gx, gw, gb)),
-                        rows, in_, out, threads)
+    outputs = (ffi.NULL if a is None else pointer(a) for a in (gx, gw, gb))
+    lib.linear_backward(pointer(g), pointer(x), pointer(w), *outputs, rows, in_, out, threads)
     return gx, gw, gb
 
 
@@ -351,6 +351,9 @@ def scatter_add_rows(target, index, values):
     if not (_fp32(target, values) and target.flags.c_contiguous and target.ndim >= 1):
         return reference.scatter_add_rows(target, index, values)
     index, values = _c(index.astype(np.int64, copy=False)), _c(values)
+    if index.size and (index.min() < 0 or index.max() >= target.shape[0]):  # C would write outside the table
+        raise IndexError(f"scatter_add_rows: indices must lie in [0, {target.shape[0]}); "
+                         f"got {index.min()} … {index.max()}")
     lib.embedding_backward(pointer(target), pointer(index), pointer(values), index.size,
                            target.size // max(target.shape[0], 1))
     return target
