@@ -105,7 +105,8 @@ def write_results_md():
     parts = ["# Benchmark results\n",
              "Every number below was produced by a script in `benchmarks/` and is read out of the JSON file "
              "named with it (regenerate with `python -m benchmarks --report`). Medians of repeats after "
-             "warm-up; ratios come from the same run.\n"]
+             "warm-up; ratios come from the same run. The machine is a shared VM: in the matmul table each "
+             "library's series ran twice, the libraries taking turns, and kept its faster median.\n"]
     cpu = _newest("cpu-*.json")
     if cpu:
         results = json.loads(cpu.read_text())
