@@ -33,14 +33,11 @@ def _inputs(shapes, copies, seed):
     return [tuple(rng.standard_normal(s).astype(np.float32) for s in shapes) for _ in range(copies)]
 
 
-ROUNDS = 2  # matmul: each library's series this many times, in turn, and its faster median kept
-
-
-def matmul(names, sizes, shapes, repeats, log):
+def matmul(names, sizes, shapes, repeats, log, rounds=2):
     """GFLOP/s of C = A·B for square sizes and the GPT training shapes (M, K, N).
 
     On a shared machine another tenant's burst of work can slow one series of calls (a
-    0.1 ms product timed 50 times takes a few ms): each library's series runs ROUNDS times,
+    0.1 ms product timed 50 times takes a few ms): each library's series runs ``rounds`` times,
     the libraries taking turns, and each keeps its faster median. Series stay whole rather
     than interleaved call by call: a pool that just ran spins on, and would slow the next
     library's call (see timing.SETTLE_SECONDS)."""
@@ -57,7 +54,7 @@ def matmul(names, sizes, shapes, repeats, log):
             series["torch"] = (torch.matmul, [tuple(torch.from_numpy(a) for a in pair) for pair in inputs])
         series.update({name: (backends.get(name).matmul, inputs) for name in names})
         best = dict.fromkeys(series, math.inf)
-        for _ in range(1 if heavy else ROUNDS):
+        for _ in range(1 if heavy else rounds):
             for label, (fn, args) in series.items():
                 best[label] = min(best[label], _timed(fn, args, repeats, heavy))
         for label, seconds in best.items():

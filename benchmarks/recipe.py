@@ -8,7 +8,8 @@ block 64, batch 12, dropout 0, AdamW lr 1e-3 (β₂ 0.99, weight decay 0.1 on ma
 machines have no internet, so the corpus is the embedded python-docs text at character
 level (about 100 characters) rather than Shakespeare's 65.
 
-    python -m benchmarks.recipe --iters=2000            (prints a table; JSON with --out)
+    python -m benchmarks.recipe --iters=2000 [--rounds=2]   (prints a table; JSON with --out;
+                                                         rounds: each run again in turn, faster kept)
     python -m benchmarks.recipe run --impl=c --iters=2000   (one run, one JSON line)
 """
 import json
@@ -120,17 +121,23 @@ def run_torch(iters):
             "ms_per_iter": seconds / iters * 1e3, "val_loss": val_loss, "train_loss": loss.item()}
 
 
-def compare(impls, iters, log):
-    """Each implementation in a fresh process; ratios against torch from this run."""
+def compare(impls, iters, log, rounds=1):
+    """Each implementation in a fresh process; ratios against torch from this run. With
+    ``rounds`` > 1 each runs that many times, the implementations taking turns, and the
+    faster run is kept (on a shared machine a burst of another tenant's work can slow one)."""
     from .end_to_end import _root
-    rows = []
-    for impl in impls:
-        done = subprocess.run([sys.executable, "-m", "benchmarks.recipe", "run", f"--impl={impl}", f"--iters={iters}"],
-                              capture_output=True, text=True, cwd=_root())
-        if done.returncode != 0:
-            log(f"  {impl} failed: {done.stderr.strip().splitlines()[-1:]}")
-            continue
-        rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    best = {}
+    for _ in range(rounds):
+        for impl in impls:
+            done = subprocess.run([sys.executable, "-m", "benchmarks.recipe", "run", f"--impl={impl}",
+                                   f"--iters={iters}"], capture_output=True, text=True, cwd=_root())
+            if done.returncode != 0:
+                log(f"  {impl} failed: {done.stderr.strip().splitlines()[-1:]}")
+                continue
+            run = json.loads(done.stdout.strip().splitlines()[-1])
+            if impl not in best or run["seconds"] < best[impl]["seconds"]:
+                best[impl] = run
+    rows = list(best.values())
     torch_row = next((r for r in rows if r["impl"] == "torch"), None)
     for r in rows:
         if torch_row and r is not torch_row:
@@ -150,8 +157,10 @@ if __name__ == "__main__":
         print(json.dumps(run_torch(iters) if impl == "torch" else run_minillm(impl, iters)))
     else:
         impls = args.get("impls", "c,torch").split(",")
-        results = compare(impls, iters, print)
+        rounds = int(args.get("rounds", 1))
+        results = compare(impls, iters, print, rounds)
         if "out" in args:
             from .timing import machine_info, write_json
-            print(write_json({"machine": machine_info(), "iters": iters, "runs": results}, args["out"],
+            summary = {"machine": machine_info(), "iters": iters, "rounds": rounds, "runs": results}
+            print(write_json(summary, args["out"],
                              f"recipe-{machine_info()['date']}"))

@@ -105,8 +105,8 @@ def write_results_md():
     parts = ["# Benchmark results\n",
              "Every number below was produced by a script in `benchmarks/` and is read out of the JSON file "
              "named with it (regenerate with `python -m benchmarks --report`). Medians of repeats after "
-             "warm-up; ratios come from the same run. The machine is a shared VM: in the matmul table each "
-             "library's series ran twice, the libraries taking turns, and kept its faster median.\n"]
+             "warm-up; ratios come from the same run. The machine is a shared VM: in the matmul and training-step tables "
+             "each library's series (each backend's process) ran twice, taking turns, and kept the faster.\n"]
     cpu = _newest("cpu-*.json")
     if cpu:
         results = json.loads(cpu.read_text())
@@ -151,10 +151,14 @@ def _recipe_section():
     rows = [[r["impl"], r["iters"], r["seconds"], r["ms_per_iter"], r["val_loss"], r.get("time_vs_torch"),
              r.get("val_loss_vs_torch")] for r in results["runs"]]
     return [f"## nanoGPT's CPU recipe end to end ({m['cpu']}, {m.get('simd', '')}, {m['date']}, commit {m['commit']})\n\n"
-            f"`python -m benchmarks.recipe --iters={results['iters']} --impls=c,torch --out=benchmarks/results` → "
+            f"`python -m benchmarks.recipe --iters={results['iters']} --impls=c,torch"
+            + (f" --rounds={results['rounds']}" if results.get("rounds", 1) > 1 else "")
+            + f" --out=benchmarks/results` → "
             f"`results/{recipe.name}`: the same data (python-docs at character level), batches, initial weights "
             f"and hyper-parameters in each implementation, each in its own process; wall time of the training "
-            f"loop, validation loss on the same 20 batches afterwards.\n\n" + _table(header, rows) + "\n"]
+            f"loop, validation loss on the same 20 batches afterwards"
+            + (f"; each implementation ran {results['rounds']} times, in turn, the faster kept"
+               if results.get("rounds", 1) > 1 else "") + ".\n\n" + _table(header, rows) + "\n"]
 
 
 def _gpt2_section():
