@@ -110,6 +110,18 @@ def test_unknown_version_is_a_clear_error():
         c.matmul_numbered("v9", np.ones((2, 2)), np.ones((2, 2)))
 
 
+def test_the_loaded_kernels_are_built_from_these_sources():
+    """The extension carries a digest of kernels/c; an editable checkout whose kernels changed
+    since the build (or whose rebuild failed and left the old library) is told apart."""
+    from types import SimpleNamespace
+
+    from minillm.backends import c_build
+    assert c._ffi_string(c._module, "minillm_source_digest") == c_build.source_digest()
+    assert not c._stale(c._module)
+    older = SimpleNamespace(lib=SimpleNamespace(), ffi=c.ffi)  # a library from before the digest existed
+    assert c._stale(older)
+
+
 def test_build_flags_are_reported():
     if os.environ.get("MINILLM_C_SANITIZE") == "1":
         assert "-fsanitize=address,undefined" in c.build_flags  # the sanitizer run really is sanitized

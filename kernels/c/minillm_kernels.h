@@ -85,6 +85,7 @@ void matmul_int8(const signed char *A, const signed char *B, int *C, int M, int 
 
 /* ---- how the library was built (for `minillm info` and the benchmarks) ---------------------- */
 const char *minillm_build_flags(void);
+const char *minillm_source_digest(void);
 int minillm_max_threads(void);
 
 #endif

@@ -1,13 +1,15 @@
 """Backend ``c``: the hot primitives as C kernels (``kernels/c``) called through cffi.
 
 The extension is compiled at install time by ``setup.py``; when it is missing (running
-from a source tree) it is built once into ~/.cache/minillm. ``MINILLM_C_SANITIZE=1``
+from a source tree), or was compiled from other kernels than the kernels/c beside it (an
+editable install after a pull), the current ones are built once into ~/.cache/minillm. ``MINILLM_C_SANITIZE=1``
 loads an AddressSanitizer + UndefinedBehaviorSanitizer build instead (run Python with
 ``LD_PRELOAD=$(gcc -print-file-name=libasan.so)``; ``make sanitize`` does it).
 The kernels are float32; other dtypes take the reference composite.
 """
 import math
 import os
+import warnings
 import weakref
 
 import numpy as np
@@ -18,12 +20,33 @@ from . import numpy_backend as reference
 xp = np
 
 
+def _stale(module):
+    """Was ``module`` compiled from other kernels than the kernels/c beside this checkout (an
+    editable install after `git pull` or an edit, or a failed rebuild that left the old library
+    in place)? An installed package has no kernels/c to compare with: never stale."""
+    from .c_build import c_dir, source_digest
+    if not c_dir().is_dir():
+        return False
+    built = _ffi_string(module, "minillm_source_digest")
+    return built != source_digest()
+
+
+def _ffi_string(module, function):
+    """The string a build-info function of ``module`` returns, or None if it has none."""
+    fn = getattr(module.lib, function, None)
+    return None if fn is None else module.ffi.string(fn()).decode()
+
+
 def _load():
     sanitize = os.environ.get("MINILLM_C_SANITIZE") == "1"
     if not sanitize:
         try:
             from minillm import _ckernels
-            return _ckernels
+            if not _stale(_ckernels):
+                return _ckernels
+            warnings.warn("minillm: the installed C kernels were built from older sources than kernels/c; "
+                          "building the current ones in ~/.cache/minillm (reinstall to make it stick: "
+                          "pip install -e .)", RuntimeWarning, stacklevel=2)
         except ImportError:
             pass
     try:

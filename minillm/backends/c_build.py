@@ -64,6 +64,15 @@ def declarations():
     return "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
 
 
+def source_digest():
+    """A digest of every file in kernels/c: built into the extension (minillm_source_digest),
+    so that a checkout whose kernels changed after the build can tell."""
+    digest = hashlib.sha256()
+    for source in sorted(p for p in c_dir().glob("*") if p.is_file()):
+        digest.update(source.name.encode() + b"\0" + source.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def make_builder(module_name="minillm._ckernels", sanitize=False, relative_to=None):
     from cffi import FFI
     flags = choose_flags(sanitize)
@@ -81,7 +90,8 @@ def make_builder(module_name="minillm._ckernels", sanitize=False, relative_to=No
                    # "control flow in loop").
                    extra_compile_args=flags + ["-std=gnu11", "-ffp-contract=fast", "-fno-trapping-math"],
                    extra_link_args=[f for f in flags if f.startswith(("-fopenmp", "-fsanitize"))] + ["-lm"],
-                   define_macros=[("MINILLM_BUILD_FLAGS", '"' + " ".join(flags) + '"')])
+                   define_macros=[("MINILLM_BUILD_FLAGS", '"' + " ".join(flags) + '"'),
+                                  ("MINILLM_SOURCE_DIGEST", '"' + source_digest() + '"')])
     return ffi
 
 
@@ -93,11 +103,8 @@ def ffibuilder():
 def build_in_cache(sanitize=False):
     """Build (once per source version) into ~/.cache/minillm/c and import the module."""
     name = "_minillm_ckernels_sanitized" if sanitize else "_minillm_ckernels"
-    digest = hashlib.sha256(str(sanitize).encode())
-    for source in sorted(c_dir().glob("*")):
-        digest.update(source.read_bytes())
     root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    folder = Path(root) / "minillm" / "c" / digest.hexdigest()[:16]
+    folder = Path(root) / "minillm" / "c" / (source_digest() + ("-sanitized" if sanitize else ""))
     suffix = sysconfig.get_config_var("EXT_SUFFIX")
     library = folder / f"{name}{suffix}"
     if not library.exists():
