@@ -66,24 +66,31 @@ def _step_in_this_process(backend, config_name, steps):
             "tokens_per_s": tokens / seconds, "peak_rss_mb": peak_rss_bytes() / 2 ** 20}
 
 
+def fastest_runs(commands, key, rounds, log, label=""):
+    """Each ``python -m <command>`` (one JSON line out) ``rounds`` times, the commands taking
+    turns; per name the run with the smallest ``key`` (a failing run is logged and skipped)."""
+    best = {}
+    for _ in range(rounds):
+        for name, command in commands.items():
+            done = subprocess.run([sys.executable, "-m", *command], capture_output=True, text=True, cwd=_root())
+            if done.returncode != 0:
+                log(f"  {name}{label} failed: {done.stderr.strip().splitlines()[-1:]}")
+                continue
+            run = json.loads(done.stdout.strip().splitlines()[-1])
+            if name not in best or run[key] < best[name][key]:
+                best[name] = run
+    return best
+
+
 def train_step(names, config_names, steps, log, rounds=2):
     """One subprocess per (backend, config); ratios against torch from the same run. On a
     shared machine a burst of another tenant's work can slow one process by a tenth: each
     runs ``rounds`` times, the backends taking turns, and the faster run is kept."""
     rows = []
     for config_name in config_names:
-        results = {}
-        for _ in range(rounds):
-            for backend in list(names) + (["torch"] if _has_torch() else []):
-                command = [sys.executable, "-m", "benchmarks.end_to_end", "step", f"--backend={backend}",
-                           f"--config={config_name}", f"--steps={steps}"]
-                done = subprocess.run(command, capture_output=True, text=True, cwd=_root())
-                if done.returncode != 0:
-                    log(f"  {backend}/{config_name} failed: {done.stderr.strip().splitlines()[-1:]}")
-                    continue
-                run = json.loads(done.stdout.strip().splitlines()[-1])
-                if backend not in results or run["ms_per_step"] < results[backend]["ms_per_step"]:
-                    results[backend] = run
+        commands = {backend: ["benchmarks.end_to_end", "step", f"--backend={backend}", f"--config={config_name}",
+                              f"--steps={steps}"] for backend in list(names) + (["torch"] if _has_torch() else [])}
+        results = fastest_runs(commands, "ms_per_step", rounds, log, f"/{config_name}")
         for backend, r in results.items():
             if "torch" in results and backend != "torch":
                 r["time_vs_torch"] = r["ms_per_step"] / results["torch"]["ms_per_step"]

@@ -14,7 +14,6 @@ level (about 100 characters) rather than Shakespeare's 65.
 """
 import json
 import math
-import subprocess
 import sys
 import time
 
@@ -125,19 +124,9 @@ def compare(impls, iters, log, rounds=1):
     """Each implementation in a fresh process; ratios against torch from this run. With
     ``rounds`` > 1 each runs that many times, the implementations taking turns, and the
     faster run is kept (on a shared machine a burst of another tenant's work can slow one)."""
-    from .end_to_end import _root
-    best = {}
-    for _ in range(rounds):
-        for impl in impls:
-            done = subprocess.run([sys.executable, "-m", "benchmarks.recipe", "run", f"--impl={impl}",
-                                   f"--iters={iters}"], capture_output=True, text=True, cwd=_root())
-            if done.returncode != 0:
-                log(f"  {impl} failed: {done.stderr.strip().splitlines()[-1:]}")
-                continue
-            run = json.loads(done.stdout.strip().splitlines()[-1])
-            if impl not in best or run["seconds"] < best[impl]["seconds"]:
-                best[impl] = run
-    rows = list(best.values())
+    from .end_to_end import fastest_runs
+    commands = {impl: ["benchmarks.recipe", "run", f"--impl={impl}", f"--iters={iters}"] for impl in impls}
+    rows = list(fastest_runs(commands, "seconds", rounds, log).values())
     torch_row = next((r for r in rows if r["impl"] == "torch"), None)
     for r in rows:
         if torch_row and r is not torch_row:

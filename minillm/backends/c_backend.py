@@ -2,8 +2,8 @@
 
 The extension is compiled at install time by ``setup.py``; when it is missing (running
 from a source tree), or was compiled from other kernels than the kernels/c beside it (an
-editable install after a pull), the current ones are built once into ~/.cache/minillm. ``MINILLM_C_SANITIZE=1``
-loads an AddressSanitizer + UndefinedBehaviorSanitizer build instead (run Python with
+editable install after a pull), the current ones are built once into ~/.cache/minillm.
+``MINILLM_C_SANITIZE=1`` loads an AddressSanitizer + UndefinedBehaviorSanitizer build instead (run Python with
 ``LD_PRELOAD=$(gcc -print-file-name=libasan.so)``; ``make sanitize`` does it).
 The kernels are float32; other dtypes take the reference composite.
 """
