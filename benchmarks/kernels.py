@@ -38,7 +38,8 @@ def matmul(names, sizes, shapes, repeats, log, rounds=2):
 
     On a shared machine another tenant's burst of work can slow one series of calls (a
     0.1 ms product timed 50 times takes a few ms): each library's series runs ``rounds`` times,
-    the libraries taking turns, and each keeps its faster median. Series stay whole rather
+    the libraries taking turns, and each keeps its faster median (a product over 20 GFLOP,
+    seconds a series, runs once). Series stay whole rather
     than interleaved call by call: a pool that just ran spins on, and would slow the next
     library's call (see timing.SETTLE_SECONDS)."""
     torch = _torch()

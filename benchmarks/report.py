@@ -106,7 +106,8 @@ def write_results_md():
              "Every number below was produced by a script in `benchmarks/` and is read out of the JSON file "
              "named with it (regenerate with `python -m benchmarks --report`). Medians of repeats after "
              "warm-up; ratios come from the same run. The machine is a shared VM: in the matmul and training-step tables "
-             "each library's series (each backend's process) ran twice, taking turns, and kept the faster.\n"]
+             "each library's series (each backend's process) ran twice, taking turns, and kept the faster "
+             "(products over 20 GFLOP, which take seconds, ran once).\n"]
     cpu = _newest("cpu-*.json")
     if cpu:
         results = json.loads(cpu.read_text())
