@@ -30,6 +30,22 @@ def test_numbered_matmul_versions(version, m, n, k):
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3])
+@given(m=sizes, n=sizes, k=sizes, trans_a=st.booleans(), trans_b=st.booleans(), with_bias=st.booleans())
+def test_matmul_on_any_number_of_threads(threads, m, n, k, trans_a, trans_b, with_bias):
+    """Products with enough rows give each thread its own rows of C (v7), the rest share the
+    blocks out (v5/v6); either way, the same product and the bias added once. A row split off
+    by one sliver, or a share that skips the last rows, fails it."""
+    rng = np.random.default_rng(m * 7919 + n * 31 + k + threads)
+    a = rng.standard_normal((k, m) if trans_a else (m, k)).astype(np.float32)
+    b = rng.standard_normal((n, k) if trans_b else (k, n)).astype(np.float32)
+    bias = rng.standard_normal(n).astype(np.float32) if with_bias else None
+    out = c._matmul_2d(a, b, trans_a, trans_b, threads, bias)
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    ref = (a64.T if trans_a else a64) @ (b64.T if trans_b else b64) + (0.0 if bias is None else bias)
+    assert np.linalg.norm(out - ref) <= 1e-5 * np.linalg.norm(ref) + 1e-6
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
 @given(rows=sizes, n_in=sizes, n_out=sizes)
 def test_linear_backward_on_any_number_of_threads(threads, rows, n_in, n_out):
     """Two threads take one product each, then half of the bias gradient's columns; one and

@@ -33,6 +33,9 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 #include "minillm_kernels.h"
 #include "exp_poly.h"
 #include "sgemm_block.h"
@@ -54,6 +57,27 @@ static inline int visible(int i, int offset, int t_key, int causal) {
  * d = 32. 16-row tiles were slower again (1.09 ms: the GEMM set-up per call wins). */
 static inline int tile_rows(int t_query) {
     return t_query <= 128 ? 32 : QB;
+}
+
+/* How many neighbouring heads one thread takes at a time. Heads of one sequence sit side by
+ * side in the same rows (Layout above: with C = 128 and 4 heads, 32 floats each), and an array
+ * from malloc is 16-byte aligned, not 64: two neighbours share a cache line at every row they
+ * meet in. Handed out one head at a time, neighbours went to different cores, and every
+ * accumulation into dQ, dK, dV (and every store of the output) pulled the shared lines back
+ * and forth between them. Taking the heads in groups that the lines cannot straddle fixes it:
+ * all of a sequence's heads when there are enough sequences to keep every core busy (two
+ * groups per thread), else the largest divisor of `heads` that leaves that many groups.
+ * nanoGPT's recipe (12 sequences of 4 heads, T = 64, 2 threads): forward 0.27 → 0.25 ms,
+ * backward 0.63 → 0.44 ms (one thread: 0.46 and 0.81 ms). */
+static int heads_per_task(int n, int heads) {
+#ifdef _OPENMP
+    const int threads = omp_get_max_threads();
+#else
+    const int threads = 1;
+#endif
+    int group = heads;
+    while (group > 1 && (heads % group != 0 || n / group < 2 * threads)) --group;
+    return group;
 }
 
 /* Where head z's block starts (see Layout above). */
@@ -86,11 +110,12 @@ static void exp_rows(float *s, int rows, int cols, const float *shift, int i0, i
 void attention_forward(const float *q, const float *k, const float *v, float *out, float *lse, int n, int t_query,
                        int t_key, int d, int causal, float scale, int heads, long ld_in, long ld_out) {
     const int offset = t_key - t_query, qb = tile_rows(t_query), q_tiles = (t_query + qb - 1) / qb;
+    const int chunk = heads_per_task(n, heads) * q_tiles;  /* a head's tiles are consecutive tasks */
 #pragma omp parallel
     {
         float *s = malloc(sizeof(float) * QB * KB);
         float peak[QB], total[QB];
-#pragma omp for schedule(dynamic, 1)
+#pragma omp for schedule(dynamic, chunk)
         for (long task = 0; task < (long)n * q_tiles; ++task) {
             const long z = task / q_tiles;
             const int i0 = (int)(task % q_tiles) * qb, rows = t_query - i0 < qb ? t_query - i0 : qb;
@@ -141,12 +166,12 @@ void attention_forward(const float *q, const float *k, const float *v, float *ou
 void attention_backward(const float *q, const float *k, const float *v, const float *out, const float *lse,
                         const float *dout, float *dq, float *dk, float *dv, int n, int t_query, int t_key, int d,
                         int causal, float scale, int heads, long ld_in, long ld_out) {
-    const int offset = t_key - t_query, qb = tile_rows(t_query);
+    const int offset = t_key - t_query, qb = tile_rows(t_query), chunk = heads_per_task(n, heads);
 #pragma omp parallel
     {
         float *p = malloc(sizeof(float) * QB * KB), *ds = malloc(sizeof(float) * QB * KB);
         float row_dot[QB];  /* rowsum(dO ∘ O): the softmax's own term in dS */
-#pragma omp for schedule(dynamic, 1)
+#pragma omp for schedule(dynamic, chunk)
         for (long z = 0; z < n; ++z) {
             const long at_q = head_start(z, heads, t_query, ld_in, d), at_k = head_start(z, heads, t_key, ld_in, d);
             const long at_o = head_start(z, heads, t_query, ld_out, d);

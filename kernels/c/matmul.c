@@ -15,6 +15,8 @@
  *  v6 A in place   v5, but a block of A whose rows lie close together is read where it
  *                  lies instead of packed: the small products of a GPT step
  *                  (768×128·128×128) spent 13–20 % of their time copying A
+ *  v7 own rows     each core takes its own rows of C and runs v6 on them alone: no
+ *                  barrier, no panel that one core packs and the other reads
  *
  * Packing also makes transposed or strided operands free: only the packing routines
  * see the strides. */
@@ -437,6 +439,40 @@ static int gemm_few_rows(const float *A, const float *B, float *C, int M, int N,
     return 0;
 }
 
+/* v7: each thread its own rows of C (a multiple of MR), computed by v6 on one thread.
+ *
+ * v5 shares every block out: all threads pack the panels together, wait at a barrier, share
+ * the tiles, wait again. On the 2-core Intel Xeon (Sapphire Rapids, AVX-512) the small
+ * products of a GPT step ran at 1.3–1.9× one core's rate that way, and squares at 1.75–1.85×.
+ * Here nothing is shared and nobody waits: each core packs the B panels it needs itself, so B
+ * is packed once per thread instead of once (K·N copies per thread, against M/threads·K·N
+ * multiply-adds: a few percent once a thread has ROWS_PER_THREAD rows). 2 threads, GFLOP/s,
+ * v6 → v7: 768×128·128×128 251 → 399, 768×512·512×128 333 → 423, 1024³ 334 → 388, 2048³
+ * 351 → 390, 4096×1536·1536×384 344 → 392; with fewer rows it loses (48×1024·1024×1024
+ * 274 → 238: B packed twice for 24 rows a thread), hence the limit. (On the AMD EPYC of
+ * earlier sessions giving each thread its own rows was tried for the backward's products
+ * and lost, 16.0 → 18.4 ms a step; the threshold is this machine's.) */
+#define ROWS_PER_THREAD (4 * MR)
+
+static void gemm_own_rows(const float *A, const float *B, float *C, const float *bias, int M, int N, int K,
+                          long sam, long sak, long sbk, long sbn, int threads) {
+#pragma omp parallel num_threads(threads)
+    {
+#ifdef _OPENMP
+        const int me = omp_get_thread_num(), size = omp_get_num_threads();
+#else
+        const int me = 0, size = 1;
+#endif
+        const int per = (M + size - 1) / size;
+        const int share_rows = (per + MR - 1) / MR * MR;  /* whole slivers: only the last share has an edge */
+        const int first = me * share_rows < M ? me * share_rows : M;
+        const int last = first + share_rows < M ? first + share_rows : M;
+        if (first < last)
+            gemm_block(A + first * sam, B, C + (long)first * N, bias, last - first, N, K, sam, sak, sbk, sbn, N, 0, 1,
+                       A_IN_PLACE_STRIDE);
+    }
+}
+
 static void gemm_one(const float *A, const float *B, float *C, const float *bias, int M, int N, int K, long sam,
                      long sak, long sbk, long sbn, int threads) {
     if (M <= FEW_ROWS && gemm_few_rows(A, B, C, M, N, K, sam, sak, sbk, sbn, threads)) {
@@ -445,7 +481,10 @@ static void gemm_one(const float *A, const float *B, float *C, const float *bias
                 for (int j = 0; j < N; ++j) C[(long)i * N + j] += bias[j];
         return;
     }
-    gemm_block(A, B, C, bias, M, N, K, sam, sak, sbk, sbn, N, 0, threads, A_IN_PLACE_STRIDE);
+    if (threads > 1 && M >= ROWS_PER_THREAD * threads)
+        gemm_own_rows(A, B, C, bias, M, N, K, sam, sak, sbk, sbn, threads);
+    else
+        gemm_block(A, B, C, bias, M, N, K, sam, sak, sbk, sbn, N, 0, threads, A_IN_PLACE_STRIDE);
 }
 
 /* C = op(A)·op(B) (+ bias on every row, bias may be NULL) for one 2-D product (a Linear layer):
@@ -496,4 +535,8 @@ void matmul_v5_threaded(const float *A, const float *B, float *C, int M, int N, 
 
 void matmul_v6_in_place(const float *A, const float *B, float *C, int M, int N, int K) {
     gemm_block(A, B, C, NULL, M, N, K, K, 1, N, 1, N, 0, all_threads(), A_IN_PLACE_STRIDE);
+}
+
+void matmul_v7_own_rows(const float *A, const float *B, float *C, int M, int N, int K) {
+    gemm_own_rows(A, B, C, NULL, M, N, K, K, 1, N, 1, all_threads());
 }

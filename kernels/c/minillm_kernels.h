@@ -10,10 +10,12 @@ void matmul_v1_naive(const float *A, const float *B, float *C, int M, int N, int
 void matmul_v2_reordered(const float *A, const float *B, float *C, int M, int N, int K);
 void matmul_v3_blocked(const float *A, const float *B, float *C, int M, int N, int K);
 /* v4 = packing + register-blocked micro-kernel, v5 = the same on every core, v6 = v5 reading a
- * nearby A where it lies (what sgemm_strided runs) */
+ * nearby A where it lies, v7 = v6 on each core's own rows of C (what sgemm_bias and
+ * sgemm_strided run once a thread has enough rows) */
 void matmul_v4_packed(const float *A, const float *B, float *C, int M, int N, int K);
 void matmul_v5_threaded(const float *A, const float *B, float *C, int M, int N, int K);
 void matmul_v6_in_place(const float *A, const float *B, float *C, int M, int N, int K);
+void matmul_v7_own_rows(const float *A, const float *B, float *C, int M, int N, int K);
 
 /* The backend's kernel: `batches` products; element (m, k) of batch z of A is
  * A[z*sab + m*sam + k*sak] (likewise B), so transposes and broadcast batches cost nothing.

@@ -3,8 +3,16 @@ API mode. ``setup.py`` calls ``ffibuilder`` at install time (``cffi_modules``); 
 backend calls ``build_in_cache`` when the installed extension is missing, and always for
 the AddressSanitizer + UBSan build (``MINILLM_C_SANITIZE=1``).
 
-Flags: ``-O3 -march=native -fopenmp``; when the compiler refuses one, the next set that
-it accepts (``-O3 -fopenmp``, then ``-O3``). ``minillm info`` prints what was used."""
+Flags: ``-O3 -march=native -mprefer-vector-width=512 -fopenmp``; when the compiler refuses
+one, the next set that it accepts (without the vector width, then ``-O3 -fopenmp``, then
+``-O3``). ``minillm info`` prints what was used.
+
+Why the vector width: on an Intel CPU with AVX-512 GCC's tuning prefers 256-bit vectors for
+the loops it vectorises itself (the micro-kernel's explicit vector type is not affected), so
+layer norm, GELU, the softmax inside attention and Adam ran half as wide as the machine
+allows. With 512: layer norm's backward (768×128) 46 → 30 µs, attention forward + backward at
+nanoGPT's recipe 0.70 → 0.67 ms (2-core Xeon, Sapphire Rapids). Without AVX-512 the flag
+changes nothing."""
 import hashlib
 import importlib.util
 import os
@@ -17,7 +25,8 @@ import tempfile
 from pathlib import Path
 
 SOURCES = ("matmul.c", "linear.c", "embedding.c", "attention.c", "attention_decode.c", "attention_rows.c", "layernorm.c", "cross_entropy.c", "gelu.c", "adam.c", "matmul_int8.c", "build_info.c")
-FLAG_SETS = (["-O3", "-march=native", "-fopenmp"], ["-O3", "-fopenmp"], ["-O3"])
+FLAG_SETS = (["-O3", "-march=native", "-mprefer-vector-width=512", "-fopenmp"], ["-O3", "-march=native", "-fopenmp"],
+             ["-O3", "-fopenmp"], ["-O3"])
 SANITIZE_FLAGS = ["-O1", "-g", "-fno-omit-frame-pointer", "-fsanitize=address,undefined",
                   "-fno-sanitize-recover=undefined", "-fopenmp"]
 
