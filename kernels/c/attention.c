@@ -8,7 +8,8 @@
  *
  *   S = scale · Q_tile · K_blockᵀ   (QB × KB)         O_tile += P · V_block   (QB × D)
  *
- * each one sgemm_block call (packing, register-blocked micro-kernel; transposes are strides).
+ * each one sgemm_block call (packing, register-blocked micro-kernel; transposes are strides,
+ * except Kᵀ and Vᵀ: transposed once per head, see transpose_head).
  * Between them an online softmax, vectorised along the key block: the running row maximum
  * m and sum l are rescaled by e^(m_old − m_new) when a block raises the maximum, so no
  * T×T matrix is ever stored: memory is O(T·D) plus one QB×KB tile per thread
@@ -94,6 +95,25 @@ static inline int live_keys(int i, int j0, int cols, int offset, int t_key, int 
     return last < 0 ? 0 : last < cols ? last : cols;
 }
 
+/* out (d × t, rows t apart) = the head's t rows of d values (rows ld apart), transposed.
+ *
+ * Why: S = Q·Kᵀ and dP = dO·Vᵀ take Kᵀ and Vᵀ as their B. Handed over as strides, every
+ * tile's GEMM packed them by gathering one float per key row (perf, base GPT's attention:
+ * pack_b was 22 % of the time), and each key block was gathered again for every query tile
+ * that sees it (at T = 128 with 32-row tiles, 320 key rows gathered for 128 keys). Transposed
+ * once per head, the packing copies contiguous rows (memcpy). Cache arithmetic: 16 key rows
+ * of d = 64 floats are 4 KB, read once into L1 while the 16-float pieces of each out row are
+ * written. */
+#define TRANSPOSE_ROWS 16
+
+static void transpose_head(const float *in, long ld, int t, int d, float *out) {
+    for (int j0 = 0; j0 < t; j0 += TRANSPOSE_ROWS) {
+        const int j1 = j0 + TRANSPOSE_ROWS < t ? j0 + TRANSPOSE_ROWS : t;
+        for (int c = 0; c < d; ++c)
+            for (int j = j0; j < j1; ++j) out[(long)c * t + j] = in[j * ld + c];
+    }
+}
+
 /* P = exp(S − shift_row) for the tile's rows, zero past each row's last visible key. */
 static void exp_rows(float *s, int rows, int cols, const float *shift, int i0, int j0, int offset, int t_key,
                      int causal) {
@@ -113,7 +133,8 @@ void attention_forward(const float *q, const float *k, const float *v, float *ou
     const int chunk = heads_per_task(n, heads) * q_tiles;  /* a head's tiles are consecutive tasks */
 #pragma omp parallel
     {
-        float *s = malloc(sizeof(float) * QB * KB);
+        float *s = malloc(sizeof(float) * QB * KB), *kt = malloc(sizeof(float) * (size_t)d * t_key);
+        long kt_head = -1;  /* whose Kᵀ kt holds: a thread's tasks take a head's tiles in turn */
         float peak[QB], total[QB];
 #pragma omp for schedule(dynamic, chunk)
         for (long task = 0; task < (long)n * q_tiles; ++task) {
@@ -123,11 +144,15 @@ void attention_forward(const float *q, const float *k, const float *v, float *ou
             const long at_k = head_start(z, heads, t_key, ld_in, d);
             const float *kz = k + at_k, *vz = v + at_k;
             float *o = out + head_start(z, heads, t_query, ld_out, d) + i0 * ld_out;
+            if (kt_head != z) {
+                transpose_head(kz, ld_in, t_key, d, kt);
+                kt_head = z;
+            }
             for (int r = 0; r < rows; ++r) peak[r] = -INFINITY, total[r] = 0.0f;
             const int keys = visible(i0 + rows - 1, offset, t_key, causal);
             for (int j0 = 0; j0 < keys; j0 += KB) {
                 const int cols = keys - j0 < KB ? keys - j0 : KB;
-                sgemm_block(qz, kz + j0 * ld_in, s, rows, cols, d, ld_in, 1, 1, ld_in, KB, 0, 1);  /* Q·Kᵀ */
+                sgemm_block(qz, kt + j0, s, rows, cols, d, ld_in, 1, t_key, 1, KB, 0, 1);  /* Q·Kᵀ */
                 for (int r = 0; r < rows; ++r) {
                     float *row = s + (long)r * KB;
                     const int live = live_keys(i0 + r, j0, cols, offset, t_key, causal);
@@ -160,6 +185,7 @@ void attention_forward(const float *q, const float *k, const float *v, float *ou
             }
         }
         free(s);
+        free(kt);
     }
 }
 
@@ -170,6 +196,7 @@ void attention_backward(const float *q, const float *k, const float *v, const fl
 #pragma omp parallel
     {
         float *p = malloc(sizeof(float) * QB * KB), *ds = malloc(sizeof(float) * QB * KB);
+        float *kt = malloc(sizeof(float) * (size_t)d * t_key), *vt = malloc(sizeof(float) * (size_t)d * t_key);
         float row_dot[QB];  /* rowsum(dO ∘ O): the softmax's own term in dS */
 #pragma omp for schedule(dynamic, chunk)
         for (long z = 0; z < n; ++z) {
@@ -178,6 +205,8 @@ void attention_backward(const float *q, const float *k, const float *v, const fl
             const float *qz = q + at_q, *kz = k + at_k, *vz = v + at_k, *oz = out + at_o, *doz = dout + at_o;
             const float *lz = lse + z * t_query;
             float *dqz = dq + at_q, *dkz = dk + at_k, *dvz = dv + at_k;
+            transpose_head(kz, ld_in, t_key, d, kt);
+            transpose_head(vz, ld_in, t_key, d, vt);
             for (int t = 0; t < t_query; ++t) memset(dqz + t * ld_in, 0, sizeof(float) * d);
             for (int t = 0; t < t_key; ++t) {
                 memset(dkz + t * ld_in, 0, sizeof(float) * d);
@@ -195,7 +224,7 @@ void attention_backward(const float *q, const float *k, const float *v, const fl
                 for (int j0 = 0; j0 < keys; j0 += KB) {
                     const int cols = keys - j0 < KB ? keys - j0 : KB;
                     const float *qt = qz + i0 * ld_in, *dot = doz + i0 * ld_out;
-                    sgemm_block(qt, kz + j0 * ld_in, p, rows, cols, d, ld_in, 1, 1, ld_in, KB, 0, 1);  /* Q·Kᵀ */
+                    sgemm_block(qt, kt + j0, p, rows, cols, d, ld_in, 1, t_key, 1, KB, 0, 1);  /* Q·Kᵀ */
                     for (int r = 0; r < rows; ++r) {
                         const int live = live_keys(i0 + r, j0, cols, offset, t_key, causal);
 #pragma omp simd
@@ -203,7 +232,7 @@ void attention_backward(const float *q, const float *k, const float *v, const fl
                     }
                     exp_rows(p, rows, cols, lz + i0, i0, j0, offset, t_key, causal);                /* P */
                     sgemm_block(p, dot, dvz + j0 * ld_in, cols, d, rows, 1, KB, ld_out, 1, ld_in, 1, 1);  /* dV += Pᵀ·dO */
-                    sgemm_block(dot, vz + j0 * ld_in, ds, rows, cols, d, ld_out, 1, 1, ld_in, KB, 0, 1);  /* dP = dO·Vᵀ */
+                    sgemm_block(dot, vt + j0, ds, rows, cols, d, ld_out, 1, t_key, 1, KB, 0, 1);  /* dP = dO·Vᵀ */
                     for (int r = 0; r < rows; ++r) {
                         float *dsr = ds + (long)r * KB;
                         const float *pr = p + (long)r * KB;
@@ -219,5 +248,7 @@ void attention_backward(const float *q, const float *k, const float *v, const fl
         }
         free(p);
         free(ds);
+        free(kt);
+        free(vt);
     }
 }
