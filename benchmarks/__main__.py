@@ -7,13 +7,12 @@ Markdown tables; ``--report`` regenerates benchmarks/RESULTS.md from the JSON fi
 The GPU benchmarks are ``python -m benchmarks.cuda_bench`` (on a machine with CUDA).
 """
 import argparse
-import re
 import time
 
 from minillm import backends
 
 from . import end_to_end, kernels, plots, report
-from .timing import machine_info, write_json
+from .timing import machine_info, machine_stem, write_json
 
 OPS = ("matmul", "versions", "attention", "layernorm", "train_step", "generation", "numba_startup")
 CPU_BACKENDS = ("numpy", "numba", "c")
@@ -77,8 +76,7 @@ def main(argv=None):
             print(f"\n## {op}")
             results[op] = steps[op]()
     results["seconds"] = time.perf_counter() - started
-    slug = re.sub(r"[^a-z0-9]+", "-", info["cpu"].lower()).strip("-")
-    stem = f"cpu-{slug}-{info['date']}" + ("-quick" if args.quick else "") + ("-partial" if results["partial"] else "")
+    stem = f"cpu-{machine_stem(info)}" + ("-quick" if args.quick else "") + ("-partial" if results["partial"] else "")
     path = write_json(results, args.out, stem)
     images = plots.draw(results, args.out, stem)
     print(f"\nwrote {path} and {', '.join(str(i) for i in images)} in {results['seconds']:.0f} s\n")

@@ -177,6 +177,6 @@ if __name__ == "__main__":
     else:
         out = compare(args.get("backend", "c"), quick)
         if "out" in args:
-            from .timing import machine_info, write_json
+            from .timing import machine_info, machine_stem, write_json
             info = machine_info()
-            print(write_json(dict(out, machine=info), args["out"], f"gpt2-124m-{info['date']}"))
+            print(write_json(dict(out, machine=info), args["out"], f"gpt2-124m-{machine_stem(info)}"))

@@ -149,7 +149,7 @@ if __name__ == "__main__":
         rounds = int(args.get("rounds", 1))
         results = compare(impls, iters, print, rounds)
         if "out" in args:
-            from .timing import machine_info, write_json
-            summary = {"machine": machine_info(), "iters": iters, "rounds": rounds, "runs": results}
-            print(write_json(summary, args["out"],
-                             f"recipe-{machine_info()['date']}"))
+            from .timing import machine_info, machine_stem, write_json
+            info = machine_info()
+            summary = {"machine": info, "iters": iters, "rounds": rounds, "runs": results}
+            print(write_json(summary, args["out"], f"recipe-{machine_stem(info)}"))

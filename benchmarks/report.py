@@ -96,7 +96,10 @@ def gpu_tables(results):
 
 
 def _newest(pattern):
-    files = sorted(RESULTS.glob(pattern), key=lambda p: json.loads(p.read_text())["machine"]["date"])
+    def when(path):  # runs from before "time" was recorded sort first within their day
+        machine = json.loads(path.read_text())["machine"]
+        return machine["date"], machine.get("time", "")
+    files = sorted(RESULTS.glob(pattern), key=when)
     files = [f for f in files if not f.stem.endswith(("-quick", "-partial"))]  # only full runs
     return files[-1] if files else None
 

@@ -6,7 +6,7 @@ import platform
 import resource
 import subprocess
 import time
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
 import numpy as np
@@ -122,9 +122,17 @@ def _simd():
     return "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "SSE"
 
 
+def machine_stem(info):
+    """The CPU's model and the date, for file names: runs on different machines (the
+    sessions' VMs are not always the same kind) keep separate files."""
+    slug = "".join(c if c.isalnum() else "-" for c in info["cpu"].lower())
+    return "-".join(part for part in slug.split("-") if part) + "-" + info["date"]
+
+
 def machine_info(gpu=False):
     info = {
         "date": date.today().isoformat(),
+        "time": datetime.now().isoformat(timespec="seconds"),  # orders two runs of one day
         "cpu": _cpu_model(),
         "cores": os.cpu_count(),
         "simd": _simd(),
