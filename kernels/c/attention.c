@@ -86,10 +86,11 @@ static inline long head_start(long z, int heads, int t, long ld, int d) {
     return z / heads * t * ld + z % heads * d;
 }
 
-/* How many of the block's `cols` keys from j0 on row i may see. The loops stop there rather
- * than test every key: a loop of `j < last ? … : 0` with a running sum was split by gcc into
- * a vector part and a scalar tail whose additions of 0 (kept, for the sign of −0) wait on each
- * other — with T = 64 and causal, the tail was half of every row and a quarter of the forward. */
+/* How many of the block's `cols` keys from j0 on row i may see. (A first version tested every
+ * key, `j < last ? … : 0`, with one running sum: gcc split it into a vector part and a scalar
+ * tail whose additions of 0 (kept, for the sign of −0) waited on each other. The next stopped
+ * the loops at the last visible key, which left a scalar tail of its own. The loops now test
+ * every key again, but in whole vectors with one partial sum per lane: see LANES.) */
 static inline int live_keys(int i, int j0, int cols, int offset, int t_key, int causal) {
     const int last = visible(i, offset, t_key, causal) - j0;
     return last < 0 ? 0 : last < cols ? last : cols;
@@ -114,16 +115,42 @@ static void transpose_head(const float *in, long ld, int t, int d, float *out) {
     }
 }
 
-/* P = exp(S − shift_row) for the tile's rows, zero past each row's last visible key. */
-static void exp_rows(float *s, int rows, int cols, const float *shift, int i0, int j0, int offset, int t_key,
-                     int causal) {
+/* The row loops below run over whole vectors of LANES floats (one AVX-512 register, two AVX2
+ * ones), the keys past a row's last visible one selected away (−∞ before the exponential,
+ * 0 after), instead of stopping at that key. Stopping left a scalar tail of up to 15 keys a
+ * row, each with a scalar exp, and a reduction clause made GCC add a row's 16 partial sums
+ * one by one through the stack: perf put half of the forward at nanoGPT's recipe (T = 64,
+ * 1 thread) in that row code, and 16 dependent scalar adds a row were its largest part.
+ * The lanes now reduce in a tree (lanes_max, lanes_sum). A row of the score tile has KB
+ * floats of room, a multiple of LANES, so the whole vectors never leave it. */
+#define LANES 16
+
+static inline int whole_vectors(int cols) {
+    return (cols + LANES - 1) / LANES * LANES;
+}
+
+static inline float lanes_max(float *lane) {
+    for (int width = LANES / 2; width > 0; width /= 2)
+        for (int l = 0; l < width; ++l) lane[l] = lane[l + width] > lane[l] ? lane[l + width] : lane[l];
+    return lane[0];
+}
+
+static inline float lanes_sum(float *lane) {
+    for (int width = LANES / 2; width > 0; width /= 2)
+        for (int l = 0; l < width; ++l) lane[l] += lane[l + width];
+    return lane[0];
+}
+
+/* P = exp(scale · S − shift_row) for the tile's rows, zero past each row's last visible key. */
+static void exp_rows(float *s, int rows, int cols, float scale, const float *shift, int i0, int j0, int offset,
+                     int t_key, int causal) {
+    const int width = whole_vectors(cols);
     for (int r = 0; r < rows; ++r) {
         float *row = s + (long)r * KB;
         const float m = shift[r];
         const int live = live_keys(i0 + r, j0, cols, offset, t_key, causal);
 #pragma omp simd
-        for (int j = 0; j < live; ++j) row[j] = exp_poly(row[j] - m);
-        memset(row + live, 0, sizeof(float) * (cols - live));
+        for (int j = 0; j < width; ++j) row[j] = j < live ? exp_poly(row[j] * scale - m) : 0.0f;
     }
 }
 
@@ -153,27 +180,33 @@ void attention_forward(const float *q, const float *k, const float *v, float *ou
             for (int j0 = 0; j0 < keys; j0 += KB) {
                 const int cols = keys - j0 < KB ? keys - j0 : KB;
                 sgemm_block(qz, kt + j0, s, rows, cols, d, ld_in, 1, t_key, 1, KB, 0, 1);  /* Q·Kᵀ */
+                const int width = whole_vectors(cols);
                 for (int r = 0; r < rows; ++r) {
-                    float *row = s + (long)r * KB;
+                    float *row = s + (long)r * KB, lane[LANES];
                     const int live = live_keys(i0 + r, j0, cols, offset, t_key, causal);
-                    float block_peak = -INFINITY;
-#pragma omp simd reduction(max : block_peak)
-                    for (int j = 0; j < live; ++j) {
-                        row[j] *= scale;
-                        block_peak = row[j] > block_peak ? row[j] : block_peak;
-                    }
+                    for (int l = 0; l < LANES; ++l) lane[l] = -INFINITY;
+                    for (int j = 0; j < width; j += LANES)
+#pragma omp simd
+                        for (int l = 0; l < LANES; ++l) {
+                            const float x = j + l < live ? row[j + l] * scale : -INFINITY;
+                            row[j + l] = x;
+                            lane[l] = x > lane[l] ? x : lane[l];
+                        }
+                    const float block_peak = lanes_max(lane);
                     const float new_peak = block_peak > peak[r] ? block_peak : peak[r];
                     const float correction = exp_poly(peak[r] - new_peak);  /* rescale what came before */
                     peak[r] = new_peak;
                     if (j0 > 0)
                         for (int c = 0; c < d; ++c) o[r * ld_out + c] *= correction;
-                    float block_total = 0.0f;
-#pragma omp simd reduction(+ : block_total)
-                    for (int j = 0; j < live; ++j) {
-                        row[j] = exp_poly(row[j] - new_peak);
-                        block_total += row[j];
-                    }
-                    memset(row + live, 0, sizeof(float) * (cols - live));
+                    for (int l = 0; l < LANES; ++l) lane[l] = 0.0f;
+                    for (int j = 0; j < width; j += LANES)
+#pragma omp simd
+                        for (int l = 0; l < LANES; ++l) {
+                            const float e = j + l < live ? exp_poly(row[j + l] - new_peak) : 0.0f;
+                            row[j + l] = e;
+                            lane[l] += e;
+                        }
+                    const float block_total = lanes_sum(lane);
                     total[r] = total[r] * correction + block_total;
                 }
                 sgemm_block(s, vz + j0 * ld_in, o, rows, d, cols, KB, 1, ld_in, 1, ld_out, j0 > 0, 1);  /* (+)= P·V */
@@ -225,21 +258,15 @@ void attention_backward(const float *q, const float *k, const float *v, const fl
                     const int cols = keys - j0 < KB ? keys - j0 : KB;
                     const float *qt = qz + i0 * ld_in, *dot = doz + i0 * ld_out;
                     sgemm_block(qt, kt + j0, p, rows, cols, d, ld_in, 1, t_key, 1, KB, 0, 1);  /* Q·Kᵀ */
-                    for (int r = 0; r < rows; ++r) {
-                        const int live = live_keys(i0 + r, j0, cols, offset, t_key, causal);
-#pragma omp simd
-                        for (int j = 0; j < live; ++j) p[(long)r * KB + j] *= scale;
-                    }
-                    exp_rows(p, rows, cols, lz + i0, i0, j0, offset, t_key, causal);                /* P */
+                    exp_rows(p, rows, cols, scale, lz + i0, i0, j0, offset, t_key, causal);         /* P */
                     sgemm_block(p, dot, dvz + j0 * ld_in, cols, d, rows, 1, KB, ld_out, 1, ld_in, 1, 1);  /* dV += Pᵀ·dO */
                     sgemm_block(dot, vt + j0, ds, rows, cols, d, ld_out, 1, t_key, 1, KB, 0, 1);  /* dP = dO·Vᵀ */
                     for (int r = 0; r < rows; ++r) {
                         float *dsr = ds + (long)r * KB;
                         const float *pr = p + (long)r * KB;
-                        const int live = live_keys(i0 + r, j0, cols, offset, t_key, causal);
+                        const int live = live_keys(i0 + r, j0, cols, offset, t_key, causal), width = whole_vectors(cols);
 #pragma omp simd
-                        for (int j = 0; j < live; ++j) dsr[j] = pr[j] * (dsr[j] - row_dot[r]) * scale;
-                        memset(dsr + live, 0, sizeof(float) * (cols - live));
+                        for (int j = 0; j < width; ++j) dsr[j] = j < live ? pr[j] * (dsr[j] - row_dot[r]) * scale : 0.0f;
                     }
                     sgemm_block(ds, kz + j0 * ld_in, dqz + i0 * ld_in, rows, d, cols, KB, 1, ld_in, 1, ld_in, 1, 1);
                     sgemm_block(ds, qt, dkz + j0 * ld_in, cols, d, rows, 1, KB, ld_in, 1, ld_in, 1, 1);  /* dK += dSᵀ·Q */
