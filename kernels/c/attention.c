@@ -39,6 +39,7 @@
 #endif
 #include "minillm_kernels.h"
 #include "exp_poly.h"
+#include "lanes.h"
 #include "sgemm_block.h"
 
 #define QB 64   /* query rows per tile (at most; see tile_rows) */
@@ -115,30 +116,14 @@ static void transpose_head(const float *in, long ld, int t, int d, float *out) {
     }
 }
 
-/* The row loops below run over whole vectors of LANES floats (one AVX-512 register, two AVX2
- * ones), the keys past a row's last visible one selected away (−∞ before the exponential,
- * 0 after), instead of stopping at that key. Stopping left a scalar tail of up to 15 keys a
- * row, each with a scalar exp, and a reduction clause made GCC add a row's 16 partial sums
- * one by one through the stack: perf put half of the forward at nanoGPT's recipe (T = 64,
- * 1 thread) in that row code, and 16 dependent scalar adds a row were its largest part.
- * The lanes now reduce in a tree (lanes_max, lanes_sum). A row of the score tile has KB
- * floats of room, a multiple of LANES, so the whole vectors never leave it. */
-#define LANES 16
-
+/* The row loops below run over whole vectors of LANES floats (lanes.h), the keys past a row's
+ * last visible one selected away (−∞ before the exponential, 0 after), instead of stopping at
+ * that key. Stopping left a scalar tail of up to 15 keys a row, each with a scalar exp, and a
+ * reduction clause made GCC add a row's 16 partial sums one by one through the stack: perf put
+ * half of the forward at nanoGPT's recipe (T = 64, 1 thread) in that row code. A row of the
+ * score tile has KB floats of room, a multiple of LANES, so the whole vectors never leave it. */
 static inline int whole_vectors(int cols) {
     return (cols + LANES - 1) / LANES * LANES;
-}
-
-static inline float lanes_max(float *lane) {
-    for (int width = LANES / 2; width > 0; width /= 2)
-        for (int l = 0; l < width; ++l) lane[l] = lane[l + width] > lane[l] ? lane[l + width] : lane[l];
-    return lane[0];
-}
-
-static inline float lanes_sum(float *lane) {
-    for (int width = LANES / 2; width > 0; width /= 2)
-        for (int l = 0; l < width; ++l) lane[l] += lane[l + width];
-    return lane[0];
 }
 
 /* P = exp(scale · S − shift_row) for the tile's rows, zero past each row's last visible key. */
