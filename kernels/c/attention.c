@@ -142,7 +142,7 @@ static void exp_rows(float *s, int rows, int cols, float scale, const float *shi
 void attention_forward(const float *q, const float *k, const float *v, float *out, float *lse, int n, int t_query,
                        int t_key, int d, int causal, float scale, int heads, long ld_in, long ld_out) {
     const int offset = t_key - t_query, qb = tile_rows(t_query), q_tiles = (t_query + qb - 1) / qb;
-    const int chunk = heads_per_task(n, heads) * q_tiles;  /* a head's tiles are consecutive tasks */
+    const int chunk = q_tiles > 0 ? heads_per_task(n, heads) * q_tiles : 1;  /* a head's tiles are consecutive tasks */
 #pragma omp parallel
     {
         float *s = malloc(sizeof(float) * QB * KB), *kt = malloc(sizeof(float) * (size_t)d * t_key);
