@@ -209,7 +209,7 @@ def _profile_section():
             if any(key in r for r in runs):
                 rows.append([label] + [r.get(key) for r in runs])
         m = runs[-1]["machine"]
-        out.append(f"### step breakdown, `{backend}` backend, recipe shape ({m['date']})\n\n"
+        out.append(f"### step breakdown, `{backend}` backend, recipe shape ({m['cpu']}, {m['date']})\n\n"
                    f"`python -m benchmarks.profile_step --backend={backend} --label=… --out=benchmarks/results`, "
                    f"run on each commit (the old one from a git worktree); cProfile's own time per function, "
                    f"grouped" + ("; `malloc-default` is the code of `after` run with `--malloc=default` (glibc's "
