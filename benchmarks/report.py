@@ -285,6 +285,6 @@ def _goals_section(cpu):
         goal("numba start-up with the JIT cache filled", "< 1 s", f"{cached:.1f} s", cached < 1)
     return ["## The CPU goals of issues #15 and #16, from the runs above\n\n"
             "The last column is a practical floor for the step goals: the step's matrix products alone, at "
-            "the best SGEMM rate any library reached in this run (a step cannot beat it without a faster "
+            "OpenBLAS's best SGEMM rate in this run (a step cannot beat it without a faster "
             "SGEMM than that).\n\n"
             + _table(["goal", "target", "measured", "", "lower bound"], rows) + "\n"]

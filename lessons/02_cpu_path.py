@@ -159,24 +159,25 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
-def clock_ghz():
+def cpuinfo():
     try:
-        mhz = [float(line.split(":")[1]) for line in open("/proc/cpuinfo") if line.startswith("cpu MHz")]
-        return max(mhz) / 1000 if mhz else None
+        return open("/proc/cpuinfo").read()
     except OSError:
-        return None
+        return ""
 
 
-def float32_lanes():
+def clock_ghz(info):
+    mhz = [float(line.split(":")[1]) for line in info.splitlines() if line.startswith("cpu MHz")]
+    return max(mhz) / 1000 if mhz else None
+
+
+def float32_lanes(info):
     """16 on an Intel CPU with AVX-512 (two 512-bit FMA pipes on a Xeon), else 8."""
-    try:
-        info = open("/proc/cpuinfo").read()
-    except OSError:
-        return 8
     return 16 if "GenuineIntel" in info and " avx512f" in info else 8
 
 
-ghz, lanes = clock_ghz(), float32_lanes()
+info = cpuinfo()
+ghz, lanes = clock_ghz(info), float32_lanes(info)
 flops_per_cycle = 2 * lanes * 2
 hardware = os.cpu_count() * flops_per_cycle * ghz if ghz else None
 labels, values = list(steps), list(steps.values())

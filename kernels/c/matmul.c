@@ -239,7 +239,7 @@ micro_kernel(int kc, const float *restrict a, long a_row, long a_step, const flo
     if (accumulate)
         for (int i = 0; i < rows; ++i) {
             __builtin_prefetch(C + i * ldc, 1);
-            __builtin_prefetch(C + i * ldc + NR - 1, 1);  /* the row's 16 floats may span two lines */
+            __builtin_prefetch(C + i * ldc + NR - 1, 1);  /* the row's NR floats may span two lines (AVX2) */
         }
     for (int i = 0; i < MR; ++i)
         for (int v = 0; v < NV; ++v) acc[i][v] = (vec){0};
@@ -303,9 +303,10 @@ static float *alloc_floats(size_t count) {
 }
 
 /* The packed panels of a serial call (threads = 1: attention's tile products, some 2,700 a
- * step of nanoGPT's recipe) live in one buffer per thread, grown when a call needs more,
- * instead of two aligned_alloc/free pairs per call (perf: malloc's bookkeeping was 6 % of
- * attention's time). The buffer lives as long as its thread. */
+ * step of nanoGPT's recipe, and each thread's share under v7) live in one buffer per thread,
+ * grown when a call needs more, instead of two aligned_alloc/free pairs per call (perf:
+ * malloc's bookkeeping was 6 % of attention's time). The buffer lives as long as its thread:
+ * at most a KC×NC panel of B and an MC×KC block of A, about 4.2 MB with AVX-512's blocks. */
 static _Thread_local float *scratch;
 static _Thread_local size_t scratch_floats;
 
