@@ -14,8 +14,8 @@ pytestmark = pytest.mark.skipif("c" not in backends.available(),
 c = pytest.importorskip("minillm.backends.c_backend") if "c" in backends.available() else None
 
 # 1, primes, and sizes that straddle the register tiles (6×16 AVX2, 12×32 AVX-512), MC (120/240)
-# and KC (256)
-sizes = st.sampled_from([1, 2, 5, 7, 13, 17, 33, 63, 65, 97, 131, 241, 257, 385])
+# and KC (256 AVX2, 512 AVX-512)
+sizes = st.sampled_from([1, 2, 5, 7, 13, 17, 33, 63, 65, 97, 131, 241, 257, 385, 521])
 
 
 @pytest.mark.parametrize("version", c.NUMBERED if c else [])

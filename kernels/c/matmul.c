@@ -86,12 +86,19 @@ void matmul_v3_blocked(const float *A, const float *B, float *C, int M, int N, i
  * Cache arithmetic (Goto & van de Geijn; BLIS's analytical model). Loops, outer to inner:
  * jc over NC columns (B panel KC×NC in L3), pc over KC, ic over MC rows (A block MC×KC in L2),
  * jr over NR slivers of B, ir over MR slivers of A, then the micro-kernel over KC.
- *   - the B sliver KC×NR is reused by every ir, so it must stay in L1 (32 KB on Zen 3/4):
- *     AVX2 256×16×4 B = 16 KB, AVX-512 256×32×4 B = 32 KB (streams from L1/L2 at 1 load per
- *     12 FMAs, which L2's 64 B/cycle feeds)
- *   - the A block MC×KC is reused by every jr, so it stays in L2 (512 KB Zen 3, 1 MB Zen 4):
- *     AVX2 120×256×4 B = 120 KB, AVX-512 240×256×4 B = 240 KB
- *   - the B panel KC×NC = 256×4096×4 B = 4 MB stays in the shared L3 (32 MB).
+ *   - the B sliver KC×NR is reused by every ir, so it should stay in L1 (32 KB on Zen 3/4,
+ *     48 KB on Sapphire Rapids): AVX2 256×16×4 B = 16 KB; AVX-512 512×32×4 B = 64 KB, which
+ *     does not, and streams from L2 instead (2 vector loads per 24 FMAs, 11 B a cycle against
+ *     L2's 64)
+ *   - the A block MC×KC is reused by every jr, so it stays in L2 (512 KB Zen 3, 1 MB Zen 4,
+ *     2 MB Sapphire Rapids): AVX2 120×256×4 B = 120 KB, AVX-512 240×512×4 B = 480 KB
+ *   - the B panel KC×NC (4 MB on AVX2, 8 MB on AVX-512) stays in the shared L3.
+ * Why KC = 512 on AVX-512: every k-block after the first reads and writes all of C again, and
+ * at 4096³ C is 64 MB: 16 passes over it with KC = 256. On the 2-core Xeon (2 MB L2), GFLOP/s,
+ * KC 256 → 512, A/B in one run: 4096³ 337–348 → 367–376, 1024³ 378–385 → 395–398,
+ * 4096×384·(1536) 367–389 → 407–418, 4096×1536·(384) 375–387 → 397–405; the large GPT's step
+ * 1039–1062 → 976–1047 ms, the recipe's and base's unchanged. AVX2 keeps 256 (tuned on a
+ * Zen 3 with 32 KB L1 and 512 KB L2, where a 512-deep A block would not fit).
  * All threads pack the panels together and then share out the (jr, ir) tiles. (Giving each
  * thread its own rows of C instead, so that it reads only its share of A, was measured too:
  * a training step's backward products went 16.0 → 18.4 ms.) Edge tiles are computed whole on
@@ -114,13 +121,14 @@ void matmul_v3_blocked(const float *A, const float *B, float *C, int M, int N, i
 #if defined(__AVX512F__)
 #define VW 16     /* floats per vector register */
 #define MR 12
+#define KC 512
 #else
 #define VW 8
 #define MR 6
+#define KC 256
 #endif
 #define NV 2
 #define NR (VW * NV)
-#define KC 256
 #define MC (20 * MR)
 #define NC 4096
 #define A_IN_PLACE_STRIDE 512
@@ -306,7 +314,7 @@ static float *alloc_floats(size_t count) {
  * step of nanoGPT's recipe, and each thread's share under v7) live in one buffer per thread,
  * grown when a call needs more, instead of two aligned_alloc/free pairs per call (perf:
  * malloc's bookkeeping was 6 % of attention's time). The buffer lives as long as its thread:
- * at most a KC×NC panel of B and an MC×KC block of A, about 4.2 MB with AVX-512's blocks. */
+ * at most a KC×NC panel of B and an MC×KC block of A, about 8.5 MB with AVX-512's blocks. */
 static _Thread_local float *scratch;
 static _Thread_local size_t scratch_floats;
 
