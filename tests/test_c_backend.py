@@ -48,8 +48,10 @@ def test_matmul_on_any_number_of_threads(threads, m, n, k, trans_a, trans_b, wit
 @pytest.mark.parametrize("threads", [1, 2, 3])
 @given(rows=sizes, n_in=sizes, n_out=sizes)
 def test_linear_backward_on_any_number_of_threads(threads, rows, n_in, n_out):
-    """Two threads take one product each, then half of the bias gradient's columns; one and
-    three run the products one after the other: the same three gradients."""
+    """With ROWS_PER_THREAD rows a thread, each thread takes its own rows and the partial
+    weight gradients are summed (any number of threads); with fewer, two threads take one
+    product each and one or three run them one after the other: the same three gradients.
+    A thread's partial left out of the sum, or a row split that skips a row, fails it."""
     rng = np.random.default_rng(rows * 7919 + n_in * 31 + n_out)
     g, x, w = (rng.standard_normal(s).astype(np.float32) for s in ((rows, n_out), (rows, n_in), (n_out, n_in)))
     gx, gw, gb = c.linear_backward(g, x, w, threads=threads)
