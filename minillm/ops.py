@@ -79,8 +79,12 @@ def _axes(name, dim, ndim):
 @op("add")
 def add(a, b):
     b = as_tensor(b, a)
-    _check_broadcast("add", a, b)
-    return result(a.data + b.data, (a, b),
+    if a.shape == b.shape:  # the residual stream: the backend's add (each core its own rows in C)
+        data = backends.current().add(a.data, b.data)
+    else:
+        _check_broadcast("add", a, b)
+        data = a.data + b.data
+    return result(data, (a, b),
                   lambda g: (unbroadcast(g, a.shape), unbroadcast(g, b.shape)), "add")
 
 

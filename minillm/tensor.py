@@ -154,7 +154,7 @@ class Tensor:
                 if parent_grad is None or not parent.requires_grad:
                     continue
                 key = id(parent)
-                grads[key] = grads[key] + parent_grad if key in grads else parent_grad
+                grads[key] = backends.current().add(grads[key], parent_grad) if key in grads else parent_grad
 
     def zero_grad(self):
         self.grad = None

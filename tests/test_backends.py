@@ -226,6 +226,20 @@ def test_gelu_forward_and_backward(name, data):
     assert close(backend.gelu_backward(xs, dys), reference.gelu_backward(x, dy))
 
 
+@pytest.mark.parametrize("name", AVAILABLE)
+@given(data=st.data(), cols=st.sampled_from([1, 7, 67, 128, 4099]), transposed=st.booleans())
+def test_add(name, data, cols, transposed):
+    """The residual stream's add, on arrays small enough for NumPy and large enough for the
+    C kernel's threads (67 × 4099 values), and on a transposed view (not contiguous)."""
+    backend = backends.get(name)
+    shape = (data.draw(awkward), cols)
+    a, b = draw_array(data, shape), draw_array(data, shape[::-1] if transposed else shape)
+    a_b, b_b = on(backend, a, b)
+    if transposed:
+        b, b_b = b.T, b_b.T
+    assert close(backend.add(a_b, b_b), a + b)
+
+
 def implementing(primitive):
     """The available backends with a kernel of their own for ``primitive`` (the others
     answer with the reference, which this suite would only compare with itself)."""

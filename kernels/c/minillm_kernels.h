@@ -70,6 +70,9 @@ void cross_entropy_forward(const float *logits, const long long *target, float *
 void cross_entropy_backward(const float *logits, const long long *target, const float *lse, const float *dloss,
                             float *dlogits, int rows, int classes, long long ignore_index);
 
+/* ---- out = a + b over n floats (the residual stream and its gradient) ------------------------ */
+void add_arrays(const float *a, const float *b, float *out, long long n);
+
 /* ---- GELU, tanh form, elementwise over n values ---------------------------------------------- */
 void gelu_forward(const float *x, float *y, long long n);
 void gelu_backward(const float *x, const float *dy, float *dx, long long n);

@@ -19,6 +19,7 @@ PRIMITIVES = (
     "layernorm_forward", "layernorm_backward",
     "cross_entropy_forward", "cross_entropy_backward",
     "gelu_forward", "gelu_backward",
+    "add",
     "matmul_int8",
     "adam_update",
     "scatter_add_rows",
