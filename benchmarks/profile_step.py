@@ -25,6 +25,7 @@ GROUPS = (
     ("GELU", ("gelu",)),
     ("cross-entropy", ("cross_entropy",)),
     ("embedding backward", ("'at' of", "scatter_add", "reduceat", "argsort", "unique", "embedding_backward")),
+    ("residual adds (C)", ("add_arrays",)),
     ("NumPy elementwise and reductions", ("numpy", "ufunc", "ndarray")),
     ("autograd and Python", ("",)),
 )

@@ -95,11 +95,14 @@ def gpu_tables(results):
     return "\n\n".join(out)
 
 
+def _run_time(path):
+    """When a result file's run happened (runs from before "time" was recorded sort first within their day)."""
+    machine = json.loads(path.read_text())["machine"]
+    return machine["date"], machine.get("time", "")
+
+
 def _newest(pattern):
-    def when(path):  # runs from before "time" was recorded sort first within their day
-        machine = json.loads(path.read_text())["machine"]
-        return machine["date"], machine.get("time", "")
-    files = sorted(RESULTS.glob(pattern), key=when)
+    files = sorted(RESULTS.glob(pattern), key=_run_time)
     files = [f for f in files if not f.stem.endswith(("-quick", "-partial"))]  # only full runs
     return files[-1] if files else None
 
@@ -194,7 +197,7 @@ def _profile_section():
     out = []
     for after in sorted(RESULTS.glob("profile-*-after.json")):
         backend = after.stem.split("-")[1]
-        befores = sorted(RESULTS.glob(f"profile-{backend}-before-*.json"))
+        befores = sorted(RESULTS.glob(f"profile-{backend}-before-*.json"), key=_run_time)  # the newest last
         variants = [f for f in sorted(RESULTS.glob(f"profile-{backend}-*.json")) if f not in befores and f != after]
         files = befores[-1:] + [after] + variants  # variants: the same code run another way (--malloc=default)
         runs = [json.loads(f.read_text()) for f in files]

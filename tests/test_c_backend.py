@@ -48,7 +48,7 @@ def test_matmul_on_any_number_of_threads(threads, m, n, k, trans_a, trans_b, wit
 @pytest.mark.parametrize("threads", [1, 2, 3])
 @given(rows=sizes, n_in=sizes, n_out=sizes)
 def test_linear_backward_on_any_number_of_threads(threads, rows, n_in, n_out):
-    """With ROWS_PER_THREAD rows a thread, each thread takes its own rows and the partial
+    """With MIN_ROWS_PER_THREAD rows a thread, each thread takes its own rows and the partial
     weight gradients are summed (any number of threads); with fewer, two threads take one
     product each and one or three run them one after the other: the same three gradients.
     A thread's partial left out of the sum, or a row split that skips a row, fails it."""

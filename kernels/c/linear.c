@@ -21,7 +21,7 @@
  *    each): 7.8 / 7.6 → 7.0 / 7.0, 309–325 → 339–364 GFLOP/s; the base GPT's 74.7 / 76.9 →
  *    73.9 / 71.9; alone, outside a step, the same speed as 2.
  *
- * 3 is used when every thread gets ROWS_PER_THREAD rows and the partials are small; otherwise
+ * 3 is used when every thread gets MIN_ROWS_PER_THREAD rows and the partials are small; otherwise
  * 2 on two cores (an output layer of 50,000 words would need a 150 MB partial) and 1 on more. */
 #ifdef _OPENMP
 #include <omp.h>
@@ -50,7 +50,7 @@ static void weight_gradient(const float *g, const float *x, float *gw, int rows,
     sgemm_bias(g, x, NULL, gw, out, in, rows, 1, out, in, 1, threads);
 }
 
-#define ROWS_PER_THREAD 48
+#define MIN_ROWS_PER_THREAD 48
 #define MAX_PARTIAL_FLOATS (4L << 20) /* 16 MB of partial gradients */
 
 /* 3: each thread its own rows; the first thread's partials are gw and gb themselves. */
@@ -90,7 +90,7 @@ void linear_backward(const float *g, const float *x, const float *w, float *gx, 
 #else
     threads = 1;
 #endif
-    if (threads >= 2 && gx && gw && rows >= ROWS_PER_THREAD * threads
+    if (threads >= 2 && gx && gw && rows >= MIN_ROWS_PER_THREAD * threads
         && (long)(threads - 1) * ((long)out * in + out) <= MAX_PARTIAL_FLOATS) {
         float *partials = malloc(sizeof(float) * (threads - 1) * ((long)out * in + out));
         if (partials) {
