@@ -1,5 +1,7 @@
 """The engine's contract: accumulation, shared uses, float64 end to end, and the
 'done when' gradients of issue 2 agreeing with finite differences to 1e-6 relative."""
+import weakref
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -90,6 +92,30 @@ def test_gradients_accumulate_across_backward_calls():
     (x * 3).sum().backward()
     (x * 3).sum().backward()
     np.testing.assert_array_equal(x.grad.numpy(), [6.0, 6.0])
+
+
+def test_backward_frees_the_graph_unless_asked_to_keep_it():
+    """PyTorch's default: after backward the intermediate tensors (and the arrays their ops
+    kept) are let go of; a second backward through the same graph is refused with a message
+    that names the way out, and retain_graph=True makes it work (the gradients add up)."""
+    rng = np.random.default_rng(0)
+    x = minillm.tensor(rng.standard_normal(5), requires_grad=True, dtype=np.float64)
+    expected = 2 * np.exp(2 * x.data)                       # d/dx Σ exp(2x)
+    for retain in (False, True):
+        x.grad = None
+        h = x * 2.0
+        loss = h.exp().sum()
+        alive = weakref.ref(h)
+        del h
+        loss.backward(retain_graph=retain)
+        np.testing.assert_allclose(x.grad.data, expected, rtol=1e-12)
+        assert (alive() is not None) == retain
+        if retain:
+            loss.backward()
+            np.testing.assert_allclose(x.grad.data, 2 * expected, rtol=1e-12)
+        else:
+            with pytest.raises(RuntimeError, match="retain_graph=True"):
+                loss.backward()
 
 
 def test_float32_is_default_and_float64_stays_float64():
