@@ -240,6 +240,22 @@ def test_add(name, data, cols, transposed):
     assert close(backend.add(a_b, b_b), a + b)
 
 
+@pytest.mark.parametrize("name", AVAILABLE)
+@given(data=st.data(), count=st.integers(1, 5), factor=st.floats(0.01, 2.0))
+def test_sum_of_squares_and_scale_over_many_tensors(name, data, count, factor):
+    """Gradient clipping's two passes over a model's gradients: tensors of awkward sizes
+    (1 value up to 67 × 4099, more than the threads' ranges can split evenly)."""
+    backend = backends.get(name)
+    shapes = [(data.draw(awkward), data.draw(st.sampled_from([1, 7, 67, 4099]))) for _ in range(count)]
+    arrays = [draw_array(data, shape) for shape in shapes]
+    on_backend = on(backend, *arrays)
+    expected = sum(float((a * a).sum()) for a in arrays)
+    assert abs(backend.sum_of_squares_many(on_backend) - expected) <= 1e-5 * expected
+    backend.scale_many(on_backend, factor)
+    for got, a in zip(on_backend, arrays):
+        assert close(got, a * np.float64(np.float32(factor)))
+
+
 def implementing(primitive):
     """The available backends with a kernel of their own for ``primitive`` (the others
     answer with the reference, which this suite would only compare with itself)."""

@@ -85,6 +85,10 @@ void adam_update_many(float *const *p, float *const *g, float *const *m, float *
                       int count, float lr, float beta1, float beta2, float eps, float weight_decay, int decoupled,
                       float step_size, float rsqrt_bc2);
 
+/* ---- gradient clipping over many tensors: Σ x² of all, and x ← x · factor for all --------------- */
+double sum_of_squares_many(float *const *x, const long long *n, int count);
+void scale_many(float *const *x, const long long *n, int count, float factor);
+
 /* ---- int8 · int8ᵀ → int32: C (M×N) = A (M×K) · B (N×K)ᵀ, for quantised linear layers ---------- */
 void matmul_int8(const signed char *A, const signed char *B, int *C, int M, int N, int K);
 

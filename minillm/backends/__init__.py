@@ -22,6 +22,7 @@ PRIMITIVES = (
     "add",
     "matmul_int8",
     "adam_update",
+    "sum_of_squares_many", "scale_many",
     "scatter_add_rows",
 )
 

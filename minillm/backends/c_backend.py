@@ -381,6 +381,23 @@ def adam_update_many(ps, gs, ms, vs, lr, beta1, beta2, eps, weight_decay, decoup
                          lr / (1 - beta1 ** step), 1 / math.sqrt(1 - beta2 ** step))
 
 
+def _pointers_and_sizes(arrays):
+    return ffi.new("float *[]", [pointer(a) for a in arrays]), ffi.new("long long[]", [a.size for a in arrays])
+
+
+def sum_of_squares_many(arrays):
+    """Σ x² over many float32 arrays in one parallel kernel (grad_norm.c)."""
+    if not all(map(_usable, arrays)):
+        return reference.sum_of_squares_many(arrays)
+    return lib.sum_of_squares_many(*_pointers_and_sizes(arrays), len(arrays))
+
+
+def scale_many(arrays, factor):
+    if not all(map(_usable, arrays)):
+        return reference.scale_many(arrays, factor)
+    lib.scale_many(*_pointers_and_sizes(arrays), len(arrays), factor)
+
+
 def scatter_add_rows(target, index, values):
     """An embedding's backward, target[index[i]] += values[i], in one pass (embedding.c)."""
     if not (_fp32(target, values) and target.flags.c_contiguous and target.ndim >= 1):

@@ -138,6 +138,25 @@ def matmul_int8(a, b):
     return xp_.matmul(a.astype(xp_.int32), b.astype(xp_.int32).T)
 
 
+def sum_of_squares_many(arrays):
+    """Σ x² over every element of every array (a gradient norm's square), as a Python float:
+    one dot product per array, no temporaries (|x|, x², a float64 copy were three arrays
+    each). float32 accumulation (BLAS keeps partial sums per lane) errs by ~1e-6 relative,
+    far below what a clipping threshold can notice; float16 is widened (its squares overflow)."""
+    total = 0.0
+    for a in arrays:
+        flat = a.reshape(-1)
+        flat = flat if flat.dtype.itemsize >= 4 else flat.astype(np.float32)
+        total += float(xp_of(a).dot(flat, flat))
+    return total
+
+
+def scale_many(arrays, factor):
+    """x ← x · factor, in place, for every array (clipping's rescale)."""
+    for a in arrays:
+        a *= a.dtype.type(factor)
+
+
 def adam_update(p, g, m, v, lr, beta1, beta2, eps, weight_decay, decoupled, step):
     """One Adam step, in place on the parameter ``p`` and the moments ``m``, ``v``:
 

@@ -21,33 +21,21 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
     grads = _grads(parameters)
     if not grads:
         return Tensor(np.asarray(0.0, np.float32))
-    xp = backends.xp_of(grads[0].data)
+    xp, backend = backends.xp_of(grads[0].data), backends.current()
+    arrays = [g.data for g in grads]
     if norm_type == math.inf:
-        total = max(float(xp.abs(g.data).max()) for g in grads)
+        total = max(float(xp.abs(a).max()) for a in arrays)
+    elif norm_type == 2:  # all tensors in one backend call (a parallel kernel in C)
+        total = math.sqrt(backend.sum_of_squares_many(arrays))
     else:
-        total = _total_norm(xp, grads, norm_type)
+        total = float(sum(float((xp.abs(a.astype(np.float64)) ** norm_type).sum()) for a in arrays)) ** (1 / norm_type)
     if not math.isfinite(total) and error_if_nonfinite:
         raise RuntimeError(f"clip_grad_norm_: the total norm of the gradients is {total}; "
                            f"pass error_if_nonfinite=False to clip anyway")
     coefficient = max_norm / (total + 1e-6)
     if coefficient < 1:
-        for g in grads:
-            g.data *= g.data.dtype.type(coefficient)
+        backend.scale_many(arrays, coefficient)
     return Tensor(np.asarray(total, np.float32))
-
-
-def _total_norm(xp, grads, norm_type):
-    if norm_type == 2:
-        # Σ g² as one dot product per tensor: no temporaries (|g|, g², a float64 copy were three
-        # arrays per parameter). float32 accumulation (BLAS keeps partial sums per lane) errs by
-        # ~1e-6 relative here, far below what a clipping threshold can notice.
-        squares = 0.0
-        for g in grads:
-            flat = g.data.reshape(-1)
-            flat = flat if flat.dtype.itemsize >= 4 else flat.astype(np.float32)  # float16 would overflow
-            squares += float(xp.dot(flat, flat))
-        return math.sqrt(squares)
-    return float(sum(float((xp.abs(g.data.astype(np.float64)) ** norm_type).sum()) for g in grads)) ** (1 / norm_type)
 
 
 def clip_grad_value_(parameters, clip_value):
