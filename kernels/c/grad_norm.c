@@ -24,9 +24,9 @@ double sum_of_squares_many(float *const *x, const long long *n, int count) {
 #endif
         for (int t = 0; t < count; ++t) {
             const float *a = x[t];
-            float partial = 0.0f;
+            double partial = 0.0;
 #pragma omp simd reduction(+ : partial)
-            for (long long i = n[t] * me / threads; i < n[t] * (me + 1) / threads; ++i) partial += a[i] * a[i];
+            for (long long i = n[t] * me / threads; i < n[t] * (me + 1) / threads; ++i) partial += (double)a[i] * a[i];
             total += partial;
         }
     }
