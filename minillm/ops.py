@@ -185,8 +185,8 @@ def linear(x, weight, bias=None):
     Python time in the forward and the backward, and the add makes one more pass over the
     output. Here the forward is one GEMM with B transposed in the packing plus the bias
     added in place, and the backward is the three results the chain rule asks for, from one
-    backend call: dx = g W, dW = gᵀ x (A transposed in the packing), db = Σ_rows g (C: on two
-    cores, one product per core)."""
+    backend call: dx = g W, dW = gᵀ x (A transposed in the packing), db = Σ_rows g (C: each
+    core its own rows of g)."""
     weight, bias = as_tensor(weight, x), None if bias is None else as_tensor(bias, x)
     if (amp.is_autocast_enabled() or x.ndim == 0 or weight.ndim != 2 or x.dtype != weight.dtype
             or (bias is not None and (bias.ndim != 1 or bias.dtype != x.dtype))):

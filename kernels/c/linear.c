@@ -18,8 +18,8 @@
  *    a slice of gw. Everything but W and the partials stays in the core that wrote it. The
  *    extra work is a pass over (cores − 1) partial gw, small beside the products. Timed
  *    inside the recipe's training step (2-core Xeon, ms a step for the 17 calls, two runs
- *    each): 7.8 / 7.6 → 7.0 / 7.0, 309–325 → 339–364 GFLOP/s; the base GPT's 74.7 / 76.9 →
- *    73.9 / 71.9; alone, outside a step, the same speed as 2.
+ *    each): 7.8 / 7.6 → 7.0 / 7.1, its three large shapes 309–336 → 339–364 GFLOP/s; the
+ *    base GPT's 74.6 / 77.3 → 73.9 / 72.6; alone, outside a step, the same speed as 2.
  *
  * 3 is used when every thread gets MIN_ROWS_PER_THREAD rows and the partials are small; otherwise
  * 2 on two cores (an output layer of 50,000 words would need a 150 MB partial) and 1 on more. */

@@ -133,7 +133,7 @@ _linear_by_matmul = linear_through(matmul)
 
 def linear_backward(g, x, w, need_x=True, need_w=True, need_b=True, threads=0):
     """g w, gᵀ x and Σ_rows g for y = x wᵀ + b (2-D g (N, M), x (N, K), w (M, K)) in one call:
-    on two cores each core computes one of the two products whole (linear.c). threads: 0 = all."""
+    each core takes its own rows of g and the partial gᵀ x are summed (linear.c). threads: 0 = all."""
     if not (_fp32(g, x, w) and g.ndim == x.ndim == w.ndim == 2 and g.size and x.size
             and all(a.flags.c_contiguous for a in (g, x, w))):
         return _linear_backward_by_matmul(g, x, w, need_x, need_w, need_b)
