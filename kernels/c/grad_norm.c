@@ -9,20 +9,14 @@
  * double: the pass is bound by memory, not by the conversions, and a float sum that is not
  * split into vector lanes (the sanitizer build) drifted by 1e-5 over 127,000 values.
  * The recipe's clip with rescaling: 313 → 151 µs. */
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 #include "minillm_kernels.h"
+#include "team.h"
 
 double sum_of_squares_many(float *const *x, const long long *n, int count) {
     double total = 0.0;
 #pragma omp parallel reduction(+ : total)
     {
-        long long threads = 1, me = 0;
-#ifdef _OPENMP
-        threads = omp_get_num_threads();
-        me = omp_get_thread_num();
-#endif
+        const long long me = team_member(), threads = team_size();
         for (int t = 0; t < count; ++t) {
             const float *a = x[t];
             double partial = 0.0;
@@ -37,11 +31,7 @@ double sum_of_squares_many(float *const *x, const long long *n, int count) {
 void scale_many(float *const *x, const long long *n, int count, float factor) {
 #pragma omp parallel
     {
-        long long threads = 1, me = 0;
-#ifdef _OPENMP
-        threads = omp_get_num_threads();
-        me = omp_get_thread_num();
-#endif
+        const long long me = team_member(), threads = team_size();
         for (int t = 0; t < count; ++t) {
             float *a = x[t];
 #pragma omp simd

@@ -29,6 +29,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include "minillm_kernels.h"
+#include "team.h"
 
 /* gb[first:last] = Σ_i g[i, first:last], row by row (the order NumPy's sum(axis=0) adds in) */
 static void column_sums(const float *g, float *gb, int rows, int cols, int first, int last) {
@@ -59,11 +60,7 @@ static void gradients_by_rows(const float *g, const float *x, const float *w, fl
     const long weights = (long)out * in, stride = weights + out;  /* one partial: gw's, then gb's */
 #pragma omp parallel num_threads(threads)
     {
-#ifdef _OPENMP
-        const int me = omp_get_thread_num(), size = omp_get_num_threads();
-#else
-        const int me = 0, size = 1;
-#endif
+        const int me = team_member(), size = team_size();
         const int first = (long)me * rows / size, last = (long)(me + 1) * rows / size;  /* schedule(static)'s halves */
         float *my_gw = me ? partials + (me - 1) * stride : gw, *my_gb = me ? my_gw + weights : gb;
         sgemm_bias(g + (long)first * out, w, NULL, gx + (long)first * in, last - first, in, out, out, 1, in, 1, 1);
@@ -102,11 +99,7 @@ void linear_backward(const float *g, const float *x, const float *w, float *gx, 
     if (threads == 2 && gx && gw) {
 #pragma omp parallel num_threads(2)
         {
-#ifdef _OPENMP
-            const int me = omp_get_thread_num(), size = omp_get_num_threads();
-#else
-            const int me = 0, size = 1;
-#endif
+            const int me = team_member(), size = team_size();
             if (me == 0 || size == 1)
                 input_gradient(g, w, gx, rows, in, out, 1);
             if (me == 1 || size == 1)

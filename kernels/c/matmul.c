@@ -26,6 +26,7 @@
 #include <omp.h>
 #endif
 #include "minillm_kernels.h"
+#include "team.h"
 #include "sgemm_block.h"
 
 void matmul_v1_naive(const float *A, const float *B, float *C, int M, int N, int K) {
@@ -467,11 +468,7 @@ static void gemm_own_rows(const float *A, const float *B, float *C, const float 
                           long sam, long sak, long sbk, long sbn, int threads) {
 #pragma omp parallel num_threads(threads)
     {
-#ifdef _OPENMP
-        const int me = omp_get_thread_num(), size = omp_get_num_threads();
-#else
-        const int me = 0, size = 1;
-#endif
+        const int me = team_member(), size = team_size();
         const int per = (M + size - 1) / size;
         const int share_rows = (per + MR - 1) / MR * MR;  /* whole slivers: only the last share has an edge */
         const int first = me * share_rows < M ? me * share_rows : M;
