@@ -123,7 +123,7 @@ class Tensor:
         arrays its backward kept (the activations) as soon as it has passed its gradient on,
         so memory shrinks during the backward instead of staying full until the next step's
         forward has built a second graph beside it (nanoGPT's recipe on the C backend: the
-        next forward ran 7.9 → 6.5 ms, its new arrays landing in memory still in the caches
+        next forward ran 7.9 → 6.4 ms, its new arrays landing in memory still in the caches
         instead of fresh lines). ``retain_graph=True`` keeps it, to run backward through the
         same graph again.
         """
