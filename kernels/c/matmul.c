@@ -101,8 +101,8 @@ void matmul_v3_blocked(const float *A, const float *B, float *C, int M, int N, i
  * 1039–1062 → 976–1047 ms, the recipe's and base's unchanged. AVX2 keeps 256 (tuned on a
  * Zen 3 with 32 KB L1 and 512 KB L2, where a 512-deep A block would not fit).
  * All threads pack the panels together and then share out the (jr, ir) tiles. (Giving each
- * thread its own rows of C instead, so that it reads only its share of A, was measured too:
- * a training step's backward products went 16.0 → 18.4 ms.) Edge tiles are computed whole on
+ * thread its own rows of C instead lost on the AMD EPYC, a training step's backward products
+ * 16.0 → 18.4 ms, and won on the Xeon: v7 below.) Edge tiles are computed whole on
  * zero-padded panels and only their valid part is written back.
  *
  * v6: packing A is worth its copy when A's rows are far apart (a block of a 4096-wide matrix
