@@ -74,9 +74,10 @@ def declarations():
 
 
 def source_digest():
-    """A digest of every file in kernels/c: built into the extension (minillm_source_digest),
-    so that a checkout whose kernels changed after the build can tell."""
-    digest = hashlib.sha256()
+    """A digest of every file in kernels/c and of this file (its flags): built into the
+    extension (minillm_source_digest), so that a checkout whose kernels or compiler flags
+    changed after the build can tell."""
+    digest = hashlib.sha256(Path(__file__).read_bytes())
     for source in sorted(p for p in c_dir().glob("*") if p.is_file()):
         digest.update(source.name.encode() + b"\0" + source.read_bytes())
     return digest.hexdigest()[:16]
@@ -97,7 +98,12 @@ def make_builder(module_name="minillm._ckernels", sanitize=False, relative_to=No
                    # without it GCC refuses to turn a clamp (`x > c ? c : x`) into a blend, so
                    # the GELU and exp loops stayed scalar (gcc -fopt-info-vec-missed:
                    # "control flow in loop").
-                   extra_compile_args=flags + ["-std=gnu11", "-ffp-contract=fast", "-fno-trapping-math"],
+                   # -fno-math-errno: no kernel reads errno, and without it `sqrtf` in a
+                   # vector loop keeps a branch to the libm call (which would set errno for a
+                   # negative input), so Adam's loop ran at a third of its speed: the recipe's
+                   # 0.8 M parameters 0.63 → 0.21 ms on 2 cores (vsqrtps is exact either way).
+                   extra_compile_args=flags + ["-std=gnu11", "-ffp-contract=fast", "-fno-trapping-math",
+                                               "-fno-math-errno"],
                    extra_link_args=[f for f in flags if f.startswith(("-fopenmp", "-fsanitize"))] + ["-lm"],
                    define_macros=[("MINILLM_BUILD_FLAGS", '"' + " ".join(flags) + '"'),
                                   ("MINILLM_SOURCE_DIGEST", '"' + source_digest() + '"')])
