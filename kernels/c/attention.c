@@ -42,7 +42,7 @@
 #include "lanes.h"
 #include "sgemm_block.h"
 
-#define QB 64   /* query rows per tile (at most; see tile_rows) */
+#define QB 128  /* query rows per tile (at most; see tile_rows) */
 #define KB 256  /* keys per block */
 
 /* The last key (exclusive) that query row i may see: queries are the last t_query of the
@@ -56,9 +56,14 @@ static inline int visible(int i, int offset, int t_key, int causal) {
  * away. When the sequence is one or two tiles long that half is most of the work, so short
  * sequences take 32-row tiles: at T = 64 the products shrink by a quarter (32×32 + 32×64
  * scores instead of 64×64) and forward + backward went 1.14 → 0.99 ms for 48 heads of
- * d = 32. 16-row tiles were slower again (1.09 ms: the GEMM set-up per call wins). */
+ * d = 32. 16-row tiles were slower again (1.09 ms: the GEMM set-up per call wins). Long
+ * sequences take 128-row tiles: each key block is packed for the tile's product once, so taller
+ * tiles pack less per flop, and the diagonal's wasted half is a small part of many tiles. At
+ * T = 4096, forward + backward, two runs each, 64 → 128 rows: 48 heads of d = 32 991 / 993 →
+ * 907 / 944 ms, 32 heads of d = 64 1186 / 1197 → 1119 / 1150 ms; at T = 1024 no change
+ * (65–69 ms either way), 256 rows no better than 128. */
 static inline int tile_rows(int t_query) {
-    return t_query <= 128 ? 32 : QB;
+    return t_query <= 128 ? 32 : t_query < 1024 ? 64 : QB;
 }
 
 /* How many neighbouring heads one thread takes at a time (each chunk goes to the threads in
