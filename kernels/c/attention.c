@@ -13,7 +13,7 @@
  * Between them an online softmax, vectorised along the key block: the running row maximum
  * m and sum l are rescaled by e^(m_old − m_new) when a block raises the maximum, so no
  * T×T matrix is ever stored: memory is O(T·D) plus one QB×KB tile per thread
- * (64 × 256 × 4 B = 64 KB, in L2). Causal tiles stop at the diagonal: key blocks wholly
+ * (at most 128 × 256 × 4 B = 128 KB, in L2). Causal tiles stop at the diagonal: key blocks wholly
  * above it are never computed; the one that straddles it is masked.
  *
  * Backward, one pass per head (each thread owns whole heads, so dK and dV accumulate with
