@@ -17,7 +17,7 @@
 # | 4 | `matmul_v4_packed` | registers and pipelines: packed panels feed a register tile sized to the machine (6×16 on AVX2: 12 fused multiply-adds per step; 12×32 on AVX-512: 24) |
 # | 5 | `matmul_v5_threaded` | many cores: the blocks shared out with OpenMP |
 # | 6 | `matmul_v6_in_place` | the memory hierarchy again: a small A whose rows lie close together is read where it lies instead of copied (a training step's 768×128 products spent 13–20 % of their time packing A); a big one is still packed |
-# | 7 | `matmul_v7_own_rows` | cores that do not wait for each other: each core takes its own rows of C and runs v6 alone, packing the B panels it needs itself, instead of all cores packing shared panels and meeting at a barrier after each |
+# | 7 | `matmul_v7_own_rows` | cores that do not wait for each other: each core takes its own rows of C and runs v6 alone, packing the B panels it needs itself, instead of all cores packing shared panels and meeting at a barrier after each; it also zeroes its rows of C with one `memset` first, because a tile's stores to lines not yet in the cache each fetch their line |
 # | — | NumPy / OpenBLAS | years of hand-tuned assembly: our practical peak |
 # | — | CUDA SGEMM v1–v5 | the heterogeneous step: the same ladder on a GPU (`kernels/cuda/sgemm.cu`) |
 #
@@ -202,3 +202,6 @@ checks.finish()
 # - Change `MR`/`NV` in `kernels/c/matmul.c` (the register tile) and reinstall: watch v4.
 # - Set `OMP_NUM_THREADS=1` and see v5 fall back to v4.
 # - Run with `--quick` off to use n = 1024, where the caches matter more.
+# - Ask the compiler what it vectorised: `gcc -O3 -march=native -fopenmp -c kernels/c/adam.c
+#   -fopt-info-vec-optimized -o /dev/null`, then again with `-fno-math-errno`. Without the flag,
+#   `sqrtf` keeps a branch to libm (to set `errno`), and Adam's loop ran at a third of its speed.
