@@ -45,6 +45,21 @@ def test_matmul_on_any_number_of_threads(threads, m, n, k, trans_a, trans_b, wit
     assert np.linalg.norm(out - ref) <= 1e-5 * np.linalg.norm(ref) + 1e-6
 
 
+@pytest.mark.parametrize("threads", [2, 3])
+@pytest.mark.parametrize("k", [7, 521])
+def test_matmul_wider_than_a_panel(threads, k):
+    """C wider than a panel of B (NC = 4096 columns): v7 clears each block of C just before
+    its tiles, a row's columns of one panel at a time. Clearing the whole row, or clearing
+    again at the second k-block, fails it."""
+    rng = np.random.default_rng(k + threads)
+    a = rng.standard_normal((151, k)).astype(np.float32)  # 151 rows: own rows (v7) on 2 and 3 threads
+    b = rng.standard_normal((4096 + 33, k)).astype(np.float32)
+    bias = rng.standard_normal(4096 + 33).astype(np.float32)
+    out = c._matmul_2d(a, b, False, True, threads, bias)
+    ref = a.astype(np.float64) @ b.astype(np.float64).T + bias
+    assert np.linalg.norm(out - ref) <= 1e-5 * np.linalg.norm(ref) + 1e-6
+
+
 @pytest.mark.parametrize("threads", [1, 2, 3])
 @given(rows=sizes, n_in=sizes, n_out=sizes)
 def test_linear_backward_on_any_number_of_threads(threads, rows, n_in, n_out):

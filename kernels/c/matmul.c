@@ -342,7 +342,7 @@ static float *thread_scratch(size_t count) {
  * shared out, and everyone waits for a packed buffer to be complete before reading it. */
 static void gemm_loops(const float *A, const float *B, float *C, int M, int N, int K, long sam, long sak, long sbk,
                        long sbn, long ldc, int accumulate, const float *bias, int in_place, int kc_max,
-                       int mc_max, float *packed_a, float *packed_b, team_t team) {
+                       int mc_max, float *packed_a, float *packed_b, int clear, team_t team) {
     for (int jc = 0; jc < N; jc += NC) {
         const int nc = N - jc < NC ? N - jc : NC;
         for (int pc = 0; pc < K; pc += kc_max) {
@@ -358,6 +358,10 @@ static void gemm_loops(const float *A, const float *B, float *C, int M, int N, i
                     pack_a(a + packed_from * sam, sam, sak, mc - packed_from, kc, packed_a + (long)packed_from * kc,
                            team);
                 wait_for_team(team);  /* both panels are packed */
+                if (clear && !accumulate && pc == 0 && nc == ldc)
+                    memset(C + (long)ic * ldc, 0, sizeof(float) * (size_t)mc * nc);
+                else if (clear && !accumulate && pc == 0)
+                    for (int i = 0; i < mc; ++i) memset(C + (long)(ic + i) * ldc + jc, 0, sizeof(float) * nc);
                 macro_kernel(a, sam, sak, in_place, packed_a, packed_b, C + (long)ic * ldc + jc, ldc, mc, nc, kc,
                              accumulate || pc > 0, bias && pc == 0 ? bias + jc : NULL, team);
             }
@@ -369,9 +373,11 @@ static void gemm_loops(const float *A, const float *B, float *C, int M, int N, i
  * element (m, k) of A is A[m*sam + k*sak], likewise B. The blocks are chosen evenly (M = 128 is
  * two blocks of 66 rows, not 120 + 8). threads = 1 runs with no OpenMP region (the caller may be one).
  * A row-major A is read in place when its row stride is at most `in_place_stride` or C is narrow
- * (A_IN_PLACE_WIDTH); in_place_stride 0: always packed (v4/v5). */
+ * (A_IN_PLACE_WIDTH); in_place_stride 0: always packed (v4/v5). `clear` (one thread only: v7)
+ * zeroes each block of C just before its tiles write it (see "C cleared first" under v7). */
 static void gemm_block(const float *A, const float *B, float *C, const float *bias, int M, int N, int K, long sam,
-                       long sak, long sbk, long sbn, long ldc, int accumulate, int threads, long in_place_stride) {
+                       long sak, long sbk, long sbn, long ldc, int accumulate, int threads, long in_place_stride,
+                       int clear) {
     if (K == 0) {
         for (int i = 0; i < M; ++i)
             for (int j = 0; j < N; ++j) C[i * ldc + j] = (accumulate ? C[i * ldc + j] : 0.0f) + (bias ? bias[j] : 0.0f);
@@ -396,11 +402,11 @@ static void gemm_block(const float *A, const float *B, float *C, const float *bi
             const team_t team = {0, 1};
 #endif
             gemm_loops(A, B, C, M, N, K, sam, sak, sbk, sbn, ldc, accumulate, bias, in_place, kc_max, mc_max,
-                       packed_a, packed_b, team);
+                       packed_a, packed_b, 0, team);
         }
     } else
         gemm_loops(A, B, C, M, N, K, sam, sak, sbk, sbn, ldc, accumulate, bias, in_place, kc_max, mc_max,
-                   packed_a, packed_b, (team_t){0, 1});
+                   packed_a, packed_b, clear, (team_t){0, 1});
     if (!serial) {
         free(packed_a);
         free(packed_b);
@@ -409,7 +415,7 @@ static void gemm_block(const float *A, const float *B, float *C, const float *bi
 
 void sgemm_block(const float *A, const float *B, float *C, int M, int N, int K, long sam, long sak, long sbk,
                  long sbn, long ldc, int accumulate, int threads) {
-    gemm_block(A, B, C, NULL, M, N, K, sam, sak, sbk, sbn, ldc, accumulate, threads, A_IN_PLACE_STRIDE);
+    gemm_block(A, B, C, NULL, M, N, K, sam, sak, sbk, sbn, ldc, accumulate, threads, A_IN_PLACE_STRIDE, 0);
 }
 
 /* Few rows of A (generating one token: M is the batch, often 1). Packing B would copy the
@@ -473,15 +479,24 @@ static int gemm_few_rows(const float *A, const float *B, float *C, int M, int N,
  * earlier sessions giving each thread its own rows was tried for the backward's products
  * and lost, 16.0 → 18.4 ms a step; the threshold is this machine's.)
  *
- * C cleared first. Each thread zeroes its rows of C with one memset before its product. The
- * tiles then store into lines already in the core's L2 instead of fetching every line they
- * write (a store to a line not in the cache reads it first; a GEMM's output is fresh memory,
- * and a tile writes 12 rows 128 B wide, a pattern the prefetchers do not follow, while glibc's
- * memset writes whole lines in order). 2 threads, 768×512·(128), GFLOP/s, without → with:
- * C evicted from the caches 184–204 → 278–286, C just written by the other core 261–281 →
- * 297–305, C already in the caches 341–351 → 329–333 (the memset's cost); inside the recipe's
- * step (ms a step, the 17 forward products, two pairs of runs) 5.80 / 5.77 → 5.24 / 5.19;
- * squares 512³–4096³ within noise or a few percent faster. */
+ * C cleared first. Each thread zeroes a block of its rows of C (MC rows × NC columns) with
+ * memset just before that block's tiles. The tiles then store into lines already in the
+ * core's L2 instead of fetching every line they write (a store to a line not in the cache
+ * reads it first; a GEMM's output is fresh memory, and a tile writes 12 rows 128 B wide, a
+ * pattern the prefetchers do not follow, while glibc's memset writes whole lines in order).
+ * 2 threads, 768×512·(128), GFLOP/s, without → with: C evicted from the caches 184–204 →
+ * 278–286, C just written by the other core 261–281 → 297–305, C already in the caches
+ * 341–351 → 329–333 (the memset's cost); inside the recipe's step (ms a step, the 17 forward
+ * products, two pairs of runs) 5.80 / 5.77 → 5.24 / 5.19.
+ * At first each thread cleared all its rows at once. That is too early when a share is larger
+ * than L2: the base GPT's MLP, 2048×1024·(256), gives a thread 4 MB of C, and its first
+ * lines were evicted again before their tiles came. Block by block, C evicted / rotating
+ * through 16 outputs, GFLOP/s, two runs: 2048×1024·(256) 291–300 → 337–348, 2048×768·(256)
+ * 296–308 → 335–342, 4096×1536·(384) 322 → 350, 4096×1152·(384) 316 → 353, 1024³ 341 → 350;
+ * the recipe's shapes within 1–2 %. Step, interleaved runs, ms: base 153.4 / 153.8 / 153.3
+ * → 149.6 / 150.6 / 150.3, large 947 / 962 → 932 / 944, recipe unchanged. The same clearing
+ * on the backward's serial products (gx and partial gw: four times the k per output) changed
+ * nothing. */
 #define ROWS_PER_THREAD (4 * MR)
 
 static void gemm_own_rows(const float *A, const float *B, float *C, const float *bias, int M, int N, int K,
@@ -494,9 +509,8 @@ static void gemm_own_rows(const float *A, const float *B, float *C, const float 
         const int first = me * share_rows < M ? me * share_rows : M;
         const int last = first + share_rows < M ? first + share_rows : M;
         if (first < last) {
-            memset(C + (long)first * N, 0, sizeof(float) * (size_t)(last - first) * N);  /* see "C cleared" above */
             gemm_block(A + first * sam, B, C + (long)first * N, bias, last - first, N, K, sam, sak, sbk, sbn, N, 0, 1,
-                       A_IN_PLACE_STRIDE);
+                       A_IN_PLACE_STRIDE, 1);
         }
     }
 }
@@ -512,7 +526,7 @@ static void gemm_one(const float *A, const float *B, float *C, const float *bias
     if (threads > 1 && M >= ROWS_PER_THREAD * threads)
         gemm_own_rows(A, B, C, bias, M, N, K, sam, sak, sbk, sbn, threads);
     else
-        gemm_block(A, B, C, bias, M, N, K, sam, sak, sbk, sbn, N, 0, threads, A_IN_PLACE_STRIDE);
+        gemm_block(A, B, C, bias, M, N, K, sam, sak, sbk, sbn, N, 0, threads, A_IN_PLACE_STRIDE, 0);
 }
 
 /* C = op(A)·op(B) (+ bias on every row, bias may be NULL) for one 2-D product (a Linear layer):
@@ -554,15 +568,15 @@ static int all_threads(void) {
 }
 
 void matmul_v4_packed(const float *A, const float *B, float *C, int M, int N, int K) {
-    gemm_block(A, B, C, NULL, M, N, K, K, 1, N, 1, N, 0, 1, 0);
+    gemm_block(A, B, C, NULL, M, N, K, K, 1, N, 1, N, 0, 1, 0, 0);
 }
 
 void matmul_v5_threaded(const float *A, const float *B, float *C, int M, int N, int K) {
-    gemm_block(A, B, C, NULL, M, N, K, K, 1, N, 1, N, 0, all_threads(), 0);
+    gemm_block(A, B, C, NULL, M, N, K, K, 1, N, 1, N, 0, all_threads(), 0, 0);
 }
 
 void matmul_v6_in_place(const float *A, const float *B, float *C, int M, int N, int K) {
-    gemm_block(A, B, C, NULL, M, N, K, K, 1, N, 1, N, 0, all_threads(), A_IN_PLACE_STRIDE);
+    gemm_block(A, B, C, NULL, M, N, K, K, 1, N, 1, N, 0, all_threads(), A_IN_PLACE_STRIDE, 0);
 }
 
 void matmul_v7_own_rows(const float *A, const float *B, float *C, int M, int N, int K) {
