@@ -17,7 +17,8 @@
 # | 4 | `matmul_v4_packed` | registers and pipelines: packed panels feed a register tile sized to the machine (6×16 on AVX2: 12 fused multiply-adds per step; 12×32 on AVX-512: 24) |
 # | 5 | `matmul_v5_threaded` | many cores: the blocks shared out with OpenMP |
 # | 6 | `matmul_v6_in_place` | the memory hierarchy again: a small A whose rows lie close together is read where it lies instead of copied (a training step's 768×128 products spent 13–20 % of their time packing A); a big one is still packed |
-# | 7 | `matmul_v7_own_rows` | cores that do not wait for each other: each core takes its own rows of C and runs v6 alone, packing the B panels it needs itself, instead of all cores packing shared panels and meeting at a barrier after each; it also zeroes its rows of C with one `memset` first, because a tile's stores to lines not yet in the cache each fetch their line |
+# | 7 | `matmul_v7_own_rows` | cores that do not wait for each other: each core takes its own rows of C and runs v6 alone, packing the B panels it needs itself, instead of all cores packing shared panels and meeting at a barrier after each; it also zeroes each block of C with `memset` just before the block's tiles, because a tile's stores to lines not yet in the cache each fetch their line |
+# | 8 | `matmul_v8_sliver_in_l1` | the cache hierarchy once more, with exact sizes: the tiles go row by row, so the rows of A a tile reads (AVX-512: 12 rows × 512 deep, 24 KB) stay in L1 while every sliver of B passes, and B comes in panels narrow enough to stay in L2 (512 columns, 1 MB); until v7 the sliver meant to stay in L1 was B's, 512 × 32 floats = 64 KB, more than a 48 KB L1 holds |
 # | — | NumPy / OpenBLAS | years of hand-tuned assembly: our practical peak |
 # | — | CUDA SGEMM v1–v5 | the heterogeneous step: the same ladder on a GPU (`kernels/cuda/sgemm.cu`) |
 #
@@ -201,7 +202,9 @@ checks.finish()
 # ## Try this
 # - Change `MR`/`NV` in `kernels/c/matmul.c` (the register tile) and reinstall: watch v4.
 # - Set `OMP_NUM_THREADS=1` and see v5 fall back to v4.
-# - Run with `--quick` off to use n = 1024, where the caches matter more.
+# - Run with `--quick` off to use n = 1024, where the caches matter more. v8's gain grows with
+#   n: time `c_backend.matmul_numbered("matmul_v7_own_rows", a, b)` against
+#   `"matmul_v8_sliver_in_l1"` at n = 4096 (C is 64 MB, eight k-blocks of 512).
 # - Ask the compiler what it vectorised: `gcc -O3 -march=native -fopenmp -c kernels/c/adam.c
 #   -fopt-info-vec-optimized -o /dev/null`, then again with `-fno-math-errno`. Without the flag,
 #   `sqrtf` keeps a branch to libm (to set `errno`), and Adam's loop ran at a third of its speed.

@@ -48,9 +48,9 @@ def test_matmul_on_any_number_of_threads(threads, m, n, k, trans_a, trans_b, wit
 @pytest.mark.parametrize("threads", [2, 3])
 @pytest.mark.parametrize("k", [7, 521])
 def test_matmul_wider_than_a_panel(threads, k):
-    """C wider than a panel of B (NC = 4096 columns): v7 clears each block of C just before
-    its tiles, a row's columns of one panel at a time. Clearing the whole row, or clearing
-    again at the second k-block, fails it."""
+    """C wider than a panel of B (v8's 512 columns on AVX-512, 256 on AVX2, and v4–v7's 4096):
+    each block of C is cleared just before its tiles, a row's columns of one panel at a time.
+    Clearing the whole row, or clearing again at the second k-block, fails it."""
     rng = np.random.default_rng(k + threads)
     a = rng.standard_normal((151, k)).astype(np.float32)  # 151 rows: own rows (v7) on 2 and 3 threads
     b = rng.standard_normal((4096 + 33, k)).astype(np.float32)

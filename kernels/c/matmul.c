@@ -17,6 +17,8 @@
  *                  (768×128·128×128) spent 13–20 % of their time copying A
  *  v7 own rows     each core takes its own rows of C and runs v6 on them alone: no
  *                  barrier, no panel that one core packs and the other reads
+ *  v8 A sliver     the tiles taken row by row, so that the MR rows of A a tile reads stay
+ *     in L1        in L1 while every B sliver passes, and B panels narrow enough for L2
  *
  * Packing also makes transposed or strided operands free: only the packing routines
  * see the strides. */
@@ -90,7 +92,7 @@ void matmul_v3_blocked(const float *A, const float *B, float *C, int M, int N, i
  *   - the B sliver KC×NR is reused by every ir, so it should stay in L1 (32 KB on Zen 3/4,
  *     48 KB on Sapphire Rapids): AVX2 256×16×4 B = 16 KB; AVX-512 512×32×4 B = 64 KB, which
  *     does not, and streams from L2 instead (2 vector loads per 24 FMAs, 11 B a cycle against
- *     L2's 64)
+ *     L2's 64); v8 below turns the order around for AVX-512's tile
  *   - the A block MC×KC is reused by every jr, so it stays in L2 (512 KB Zen 3, 1 MB Zen 4,
  *     2 MB Sapphire Rapids): AVX2 120×256×4 B = 120 KB, AVX-512 240×512×4 B = 480 KB
  *   - the B panel KC×NC (4 MB on AVX2, 8 MB on AVX-512) stays in the shared L3.
@@ -138,6 +140,18 @@ void matmul_v3_blocked(const float *A, const float *B, float *C, int M, int N, i
 #define NC 4096
 #define A_IN_PLACE_STRIDE 512
 #define A_IN_PLACE_WIDTH 256
+#if defined(__AVX512F__)
+#define NC_L2 512  /* v8: a KC×NC_L2 panel of B, 1 MB, half the Xeon's L2 */
+#else
+#define NC_L2 256  /* v8: 256 KB, half of Zen 3's L2 */
+#endif
+
+/* What each numbered version adds to the loops below, as flags (the final kernel has them all). */
+enum {
+    A_IN_PLACE = 1,      /* v6: a row-major A whose rows lie close together is read where it lies */
+    CLEAR_C = 2,         /* v7: one thread clears each block of its C just before the block's tiles */
+    A_SLIVER_IN_L1 = 4,  /* v8: tiles row by row, B panels of NC_L2 columns, any row-major A in place */
+};
 
 typedef float vec __attribute__((vector_size(VW * sizeof(float))));
 
@@ -291,14 +305,18 @@ micro_kernel(int kc, const float *restrict a, long a_row, long a_step, const flo
 }
 
 /* C (+)= A block · packed B panel, tile by tile; the tiles are shared out. A full sliver is read
- * from A where it lies when `in_place` (v6), from the packed block otherwise. */
+ * from A where it lies when `in_place` (v6), from the packed block otherwise. The tiles go
+ * column by column (jr outer: one B sliver meets every A sliver) or, with `rows_outer` (v8),
+ * row by row (ir outer: one A sliver meets every B sliver). */
 static void macro_kernel(const float *A, long sam, long sak, int in_place, const float *pa, const float *pb,
-                         float *C, long ldc, int mc, int nc, int kc, int accumulate, const float *bias, team_t team) {
-    const int slivers_a = (mc + MR - 1) / MR;
+                         float *C, long ldc, int mc, int nc, int kc, int accumulate, const float *bias,
+                         int rows_outer, team_t team) {
+    const int slivers_a = (mc + MR - 1) / MR, slivers_b = (nc + NR - 1) / NR;
     int first, last;
-    share(team, (nc + NR - 1) / NR * slivers_a, &first, &last);
-    for (int tile = first; tile < last; ++tile) {  /* jr outer: a B sliver stays in L1 across ir */
-        const int j = tile / slivers_a * NR, i = tile % slivers_a * MR;
+    share(team, slivers_b * slivers_a, &first, &last);
+    for (int tile = first; tile < last; ++tile) {
+        const int i = (rows_outer ? tile / slivers_b : tile % slivers_a) * MR;
+        const int j = (rows_outer ? tile % slivers_b : tile / slivers_a) * NR;
         const int rows = mc - i < MR ? mc - i : MR, cols = nc - j < NR ? nc - j : NR;
         const float *b = pb + (long)j * kc;
         float *c = C + i * ldc + j;
@@ -342,9 +360,10 @@ static float *thread_scratch(size_t count) {
  * shared out, and everyone waits for a packed buffer to be complete before reading it. */
 static void gemm_loops(const float *A, const float *B, float *C, int M, int N, int K, long sam, long sak, long sbk,
                        long sbn, long ldc, int accumulate, const float *bias, int in_place, int kc_max,
-                       int mc_max, float *packed_a, float *packed_b, int clear, team_t team) {
-    for (int jc = 0; jc < N; jc += NC) {
-        const int nc = N - jc < NC ? N - jc : NC;
+                       int mc_max, int nc_max, float *packed_a, float *packed_b, int features, team_t team) {
+    const int clear = features & CLEAR_C && !accumulate, rows_outer = features & A_SLIVER_IN_L1;
+    for (int jc = 0; jc < N; jc += nc_max) {
+        const int nc = N - jc < nc_max ? N - jc : nc_max;
         for (int pc = 0; pc < K; pc += kc_max) {
             const int kc = K - pc < kc_max ? K - pc : kc_max;
             for (int ic = 0; ic < M; ic += mc_max) {
@@ -358,12 +377,12 @@ static void gemm_loops(const float *A, const float *B, float *C, int M, int N, i
                     pack_a(a + packed_from * sam, sam, sak, mc - packed_from, kc, packed_a + (long)packed_from * kc,
                            team);
                 wait_for_team(team);  /* both panels are packed */
-                if (clear && !accumulate && pc == 0 && nc == ldc)
+                if (clear && pc == 0 && nc == ldc)
                     memset(C + (long)ic * ldc, 0, sizeof(float) * (size_t)mc * nc);
-                else if (clear && !accumulate && pc == 0)
+                else if (clear && pc == 0)
                     for (int i = 0; i < mc; ++i) memset(C + (long)(ic + i) * ldc + jc, 0, sizeof(float) * nc);
                 macro_kernel(a, sam, sak, in_place, packed_a, packed_b, C + (long)ic * ldc + jc, ldc, mc, nc, kc,
-                             accumulate || pc > 0, bias && pc == 0 ? bias + jc : NULL, team);
+                             accumulate || pc > 0, bias && pc == 0 ? bias + jc : NULL, rows_outer, team);
             }
         }
     }
@@ -372,12 +391,10 @@ static void gemm_loops(const float *A, const float *B, float *C, int M, int N, i
 /* C (M×N, row stride ldc) = A·B (+ bias on every row, bias may be NULL), or += when `accumulate`;
  * element (m, k) of A is A[m*sam + k*sak], likewise B. The blocks are chosen evenly (M = 128 is
  * two blocks of 66 rows, not 120 + 8). threads = 1 runs with no OpenMP region (the caller may be one).
- * A row-major A is read in place when its row stride is at most `in_place_stride` or C is narrow
- * (A_IN_PLACE_WIDTH); in_place_stride 0: always packed (v4/v5). `clear` (one thread only: v7)
- * zeroes each block of C just before its tiles write it (see "C cleared first" under v7). */
+ * `features`: what the numbered versions add (A_IN_PLACE, CLEAR_C, A_SLIVER_IN_L1); none is v4/v5.
+ * CLEAR_C takes effect on one thread only (v7's own rows). */
 static void gemm_block(const float *A, const float *B, float *C, const float *bias, int M, int N, int K, long sam,
-                       long sak, long sbk, long sbn, long ldc, int accumulate, int threads, long in_place_stride,
-                       int clear) {
+                       long sak, long sbk, long sbn, long ldc, int accumulate, int threads, int features) {
     if (K == 0) {
         for (int i = 0; i < M; ++i)
             for (int j = 0; j < N; ++j) C[i * ldc + j] = (accumulate ? C[i * ldc + j] : 0.0f) + (bias ? bias[j] : 0.0f);
@@ -386,13 +403,15 @@ static void gemm_block(const float *A, const float *B, float *C, const float *bi
     const int k_blocks = (K + KC - 1) / KC, m_blocks = (M + MC - 1) / MC;
     const int kc_max = (K + k_blocks - 1) / k_blocks;
     const int mc_max = ((M + m_blocks - 1) / m_blocks + MR - 1) / MR * MR;
-    const int nc_max = N < NC ? N : NC;
+    const int panel = features & A_SLIVER_IN_L1 ? NC_L2 : NC, n_blocks = (N + panel - 1) / panel;
+    const int nc_max = ((N + n_blocks - 1) / n_blocks + NR - 1) / NR * NR;
     const size_t b_floats = (size_t)kc_max * ((nc_max + NR - 1) / NR * NR), a_floats = (size_t)kc_max * mc_max;
     const int serial = threads <= 1;
     float *packed_b = serial ? thread_scratch(b_floats + a_floats) : alloc_floats(b_floats);
     float *packed_a = serial ? packed_b + b_floats : alloc_floats(a_floats);
-    const int in_place = sak == 1 && in_place_stride > 0  /* row-major A only: see v6 above */
-                         && (sam <= in_place_stride || N <= A_IN_PLACE_WIDTH);
+    const int in_place = sak == 1  /* row-major A only: see v6 above, and v8 */
+                         && (features & A_SLIVER_IN_L1
+                             || (features & A_IN_PLACE && (sam <= A_IN_PLACE_STRIDE || N <= A_IN_PLACE_WIDTH)));
     if (threads > 1) {
 #pragma omp parallel num_threads(threads)
         {
@@ -402,11 +421,11 @@ static void gemm_block(const float *A, const float *B, float *C, const float *bi
             const team_t team = {0, 1};
 #endif
             gemm_loops(A, B, C, M, N, K, sam, sak, sbk, sbn, ldc, accumulate, bias, in_place, kc_max, mc_max,
-                       packed_a, packed_b, 0, team);
+                       nc_max, packed_a, packed_b, features & ~CLEAR_C, team);
         }
     } else
         gemm_loops(A, B, C, M, N, K, sam, sak, sbk, sbn, ldc, accumulate, bias, in_place, kc_max, mc_max,
-                   packed_a, packed_b, clear, (team_t){0, 1});
+                   nc_max, packed_a, packed_b, features, (team_t){0, 1});
     if (!serial) {
         free(packed_a);
         free(packed_b);
@@ -415,7 +434,7 @@ static void gemm_block(const float *A, const float *B, float *C, const float *bi
 
 void sgemm_block(const float *A, const float *B, float *C, int M, int N, int K, long sam, long sak, long sbk,
                  long sbn, long ldc, int accumulate, int threads) {
-    gemm_block(A, B, C, NULL, M, N, K, sam, sak, sbk, sbn, ldc, accumulate, threads, A_IN_PLACE_STRIDE, 0);
+    gemm_block(A, B, C, NULL, M, N, K, sam, sak, sbk, sbn, ldc, accumulate, threads, A_IN_PLACE);
 }
 
 /* Few rows of A (generating one token: M is the batch, often 1). Packing B would copy the
@@ -499,8 +518,33 @@ static int gemm_few_rows(const float *A, const float *B, float *C, int M, int N,
  * nothing. */
 #define ROWS_PER_THREAD (4 * MR)
 
+/* v8: the A sliver stays in L1. Up to v7 the tiles of a block go column by column: one B
+ * sliver (KC×NR) meets every A sliver of the block, so the B sliver is the operand meant to
+ * stay in L1. With AVX-512's tile it cannot: 512×32×4 B = 64 KB against a 48 KB L1, so both
+ * slivers stream from L2 on every tile, and the A block (MC×KC, 480 KB) and the B panel
+ * (KC×NC: 8 MB at NC = 4096, in L3) are what the caches hold. BLIS's kernels for AVX-512
+ * turn this around, and so does v8:
+ *   - tiles row by row (ir outer, jr inner): one A sliver, MR×KC = 12×512×4 B = 24 KB, meets
+ *     every B sliver of the panel and stays in L1 (half of its 48 KB);
+ *   - so the B panel is what must stay in L2: NC_L2 = 512 columns, KC×NC_L2×4 B = 1 MB, half
+ *     of the Xeon's 2 MB L2 (1024 columns, the whole L2, lost: 1024³ 368–404 → 288–305 GFLOP/s);
+ *     each tile reads its B sliver from L2 once, 2 vectors (128 B) per k-step of 24 FMAs,
+ *     12 cycles on two FMA pipes: about 11 B a cycle of L2's 64;
+ *   - a row-major A is always read where it lies: each sliver's 12 rows are walked once per
+ *     panel and then sit in L1, so the far-apart rows that made v6 pack a wide A (a block
+ *     spanning 120 pages, read again for every B sliver) cost 12 pages per sliver here.
+ * AVX2 takes NC_L2 = 256 (256×256×4 B = 256 KB, half of Zen 3's 512 KB L2; A sliver 6 KB).
+ * 2 threads, GFLOP/s, v7 → v8, two runs each: 4096³ 362 / 364 → 400 / 397, 1024³ 383 / 385
+ * → 390 / 398, the base GPT's 2048×256·(1024) with B transposed 364 / 361 → 385 / 381,
+ * 2048×1024·(256) 388 / 388 → 403 / 402; its Linear backward (gx and gw of 2048×1024 → 256)
+ * 365–376 → 372–389. Step, interleaved runs, ms: base 155.6 / 156.9 / 165.6 → 151.0 / 151.2 /
+ * 151.8, large 1001 / 978 → 933 / 943, recipe unchanged (its products are 128 deep: both
+ * slivers fit L1 either way). Each part alone: rows first with 4096-column panels lost
+ * (4096³ 252, the panel no longer in any cache it is read from); 512-column panels in the
+ * old order changed nothing; both together without reading every A in place, 4096³ 370–384. */
+
 static void gemm_own_rows(const float *A, const float *B, float *C, const float *bias, int M, int N, int K,
-                          long sam, long sak, long sbk, long sbn, int threads) {
+                          long sam, long sak, long sbk, long sbn, int threads, int features) {
 #pragma omp parallel num_threads(threads)
     {
         const int me = team_member(), size = team_size();
@@ -510,7 +554,7 @@ static void gemm_own_rows(const float *A, const float *B, float *C, const float 
         const int last = first + share_rows < M ? first + share_rows : M;
         if (first < last) {
             gemm_block(A + first * sam, B, C + (long)first * N, bias, last - first, N, K, sam, sak, sbk, sbn, N, 0, 1,
-                       A_IN_PLACE_STRIDE, 1);
+                       features);
         }
     }
 }
@@ -524,9 +568,9 @@ static void gemm_one(const float *A, const float *B, float *C, const float *bias
         return;
     }
     if (threads > 1 && M >= ROWS_PER_THREAD * threads)
-        gemm_own_rows(A, B, C, bias, M, N, K, sam, sak, sbk, sbn, threads);
+        gemm_own_rows(A, B, C, bias, M, N, K, sam, sak, sbk, sbn, threads, A_IN_PLACE | CLEAR_C | A_SLIVER_IN_L1);
     else
-        gemm_block(A, B, C, bias, M, N, K, sam, sak, sbk, sbn, N, 0, threads, A_IN_PLACE_STRIDE, 0);
+        gemm_block(A, B, C, bias, M, N, K, sam, sak, sbk, sbn, N, 0, threads, A_IN_PLACE | A_SLIVER_IN_L1);
 }
 
 /* C = op(A)·op(B) (+ bias on every row, bias may be NULL) for one 2-D product (a Linear layer):
@@ -568,17 +612,21 @@ static int all_threads(void) {
 }
 
 void matmul_v4_packed(const float *A, const float *B, float *C, int M, int N, int K) {
-    gemm_block(A, B, C, NULL, M, N, K, K, 1, N, 1, N, 0, 1, 0, 0);
+    gemm_block(A, B, C, NULL, M, N, K, K, 1, N, 1, N, 0, 1, 0);
 }
 
 void matmul_v5_threaded(const float *A, const float *B, float *C, int M, int N, int K) {
-    gemm_block(A, B, C, NULL, M, N, K, K, 1, N, 1, N, 0, all_threads(), 0, 0);
+    gemm_block(A, B, C, NULL, M, N, K, K, 1, N, 1, N, 0, all_threads(), 0);
 }
 
 void matmul_v6_in_place(const float *A, const float *B, float *C, int M, int N, int K) {
-    gemm_block(A, B, C, NULL, M, N, K, K, 1, N, 1, N, 0, all_threads(), A_IN_PLACE_STRIDE, 0);
+    gemm_block(A, B, C, NULL, M, N, K, K, 1, N, 1, N, 0, all_threads(), A_IN_PLACE);
 }
 
 void matmul_v7_own_rows(const float *A, const float *B, float *C, int M, int N, int K) {
-    gemm_own_rows(A, B, C, NULL, M, N, K, K, 1, N, 1, all_threads());
+    gemm_own_rows(A, B, C, NULL, M, N, K, K, 1, N, 1, all_threads(), A_IN_PLACE | CLEAR_C);
+}
+
+void matmul_v8_sliver_in_l1(const float *A, const float *B, float *C, int M, int N, int K) {
+    gemm_own_rows(A, B, C, NULL, M, N, K, K, 1, N, 1, all_threads(), A_IN_PLACE | CLEAR_C | A_SLIVER_IN_L1);
 }

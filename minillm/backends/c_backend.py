@@ -152,7 +152,7 @@ def linear_backward(g, x, w, need_x=True, need_w=True, need_b=True, threads=0):
 _linear_backward_by_matmul = linear_backward_through(matmul)
 
 NUMBERED = ("matmul_v1_naive", "matmul_v2_reordered", "matmul_v3_blocked", "matmul_v4_packed",
-            "matmul_v5_threaded", "matmul_v6_in_place", "matmul_v7_own_rows")
+            "matmul_v5_threaded", "matmul_v6_in_place", "matmul_v7_own_rows", "matmul_v8_sliver_in_l1")
 
 
 def matmul_numbered(version, a, b):
