@@ -48,16 +48,20 @@ def test_matmul_on_any_number_of_threads(threads, m, n, k, trans_a, trans_b, wit
 @pytest.mark.parametrize("threads", [2, 3])
 @pytest.mark.parametrize("k", [7, 521])
 def test_matmul_wider_than_a_panel(threads, k):
-    """C wider than a panel of B (v8's 512 columns on AVX-512, 256 on AVX2, and v4–v7's 4096):
-    each block of C is cleared just before its tiles, a row's columns of one panel at a time.
+    """C wider than a panel of B: 512 columns under v8 (256 on AVX2), 4096 under v4–v7, whose
+    v7 clears each block of C just before its tiles, one panel's columns of a row at a time.
     Clearing the whole row, or clearing again at the second k-block, fails it."""
     rng = np.random.default_rng(k + threads)
-    a = rng.standard_normal((151, k)).astype(np.float32)  # 151 rows: own rows (v7) on 2 and 3 threads
+    a = rng.standard_normal((151, k)).astype(np.float32)  # 151 rows: own rows (v7, v8) on 2 and 3 threads
     b = rng.standard_normal((4096 + 33, k)).astype(np.float32)
     bias = rng.standard_normal(4096 + 33).astype(np.float32)
+    ref = a.astype(np.float64) @ b.astype(np.float64).T
     out = c._matmul_2d(a, b, False, True, threads, bias)
-    ref = a.astype(np.float64) @ b.astype(np.float64).T + bias
-    assert np.linalg.norm(out - ref) <= 1e-5 * np.linalg.norm(ref) + 1e-6
+    assert np.linalg.norm(out - (ref + bias)) <= 1e-5 * np.linalg.norm(ref + bias) + 1e-6
+    if threads == 2:  # the numbered versions take all the cores
+        for version in ("matmul_v7_own_rows", "matmul_v8_sliver_in_l1"):
+            out = c.matmul_numbered(version, a, np.ascontiguousarray(b.T))
+            assert np.linalg.norm(out - ref) <= 1e-5 * np.linalg.norm(ref) + 1e-6, version
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3])

@@ -527,21 +527,24 @@ static int gemm_few_rows(const float *A, const float *B, float *C, int M, int N,
  *   - tiles row by row (ir outer, jr inner): one A sliver, MR×KC = 12×512×4 B = 24 KB, meets
  *     every B sliver of the panel and stays in L1 (half of its 48 KB);
  *   - so the B panel is what must stay in L2: NC_L2 = 512 columns, KC×NC_L2×4 B = 1 MB, half
- *     of the Xeon's 2 MB L2 (1024 columns, the whole L2, lost: 1024³ 368–404 → 288–305 GFLOP/s);
- *     each tile reads its B sliver from L2 once, 2 vectors (128 B) per k-step of 24 FMAs,
- *     12 cycles on two FMA pipes: about 11 B a cycle of L2's 64;
+ *     of the Xeon's 2 MB L2 (1024 columns, the whole L2, lost: 1024³ 368–404 → 288–305
+ *     GFLOP/s); each tile reads its B sliver from L2 once, 2 vectors (128 B) per k-step of 24
+ *     FMAs, 12 cycles on two FMA pipes: about 11 B a cycle of L2's 64;
  *   - a row-major A is always read where it lies: each sliver's 12 rows are walked once per
  *     panel and then sit in L1, so the far-apart rows that made v6 pack a wide A (a block
- *     spanning 120 pages, read again for every B sliver) cost 12 pages per sliver here.
+ *     spanning 120 pages, read again for every B sliver) cost 12 pages per sliver here;
+ *   - v7's clearing of C is dropped: row by row, consecutive tiles store along the same 12 rows
+ *     of C, line after line, a pattern the prefetchers follow; clearing first now cost time
+ *     (base GPT step, its fc and qkv products 14.3 / 11.0 → 12.2 / 9.5 ms a step without it).
  * AVX2 takes NC_L2 = 256 (256×256×4 B = 256 KB, half of Zen 3's 512 KB L2; A sliver 6 KB).
- * 2 threads, GFLOP/s, v7 → v8, two runs each: 4096³ 362 / 364 → 400 / 397, 1024³ 383 / 385
- * → 390 / 398, the base GPT's 2048×256·(1024) with B transposed 364 / 361 → 385 / 381,
- * 2048×1024·(256) 388 / 388 → 403 / 402; its Linear backward (gx and gw of 2048×1024 → 256)
- * 365–376 → 372–389. Step, interleaved runs, ms: base 155.6 / 156.9 / 165.6 → 151.0 / 151.2 /
- * 151.8, large 1001 / 978 → 933 / 943, recipe unchanged (its products are 128 deep: both
- * slivers fit L1 either way). Each part alone: rows first with 4096-column panels lost
- * (4096³ 252, the panel no longer in any cache it is read from); 512-column panels in the
- * old order changed nothing; both together without reading every A in place, 4096³ 370–384. */
+ * Measured inside training steps, one process taking v7 and v8 in turns step by step (the only
+ * way this VM's drift cancels), ms a step of all the Linear layers' products, v7 → v8: base
+ * GPT 112.8 → 108.3, large 734 → 683 (its forward 4096×384·(1536) 85.5 → 74.4), recipe 10.93 →
+ * 10.78; the whole step base 151.4 → 145.5, large 932 → 878. Alone, 2 threads, GFLOP/s, two
+ * runs: 4096³ 360 / 365 → 404 / 404, 2048³ 380 / 381 → 409 / 401, 1024³ 383 / 382 → 399 /
+ * 389, 2048×256·(1024) with B transposed 381 / 381 → 401 / 400. Each part alone: rows first with
+ * 4096-column panels lost (4096³ 252: the panel no longer in any cache it is read from);
+ * 512-column panels in the old order changed nothing. */
 
 static void gemm_own_rows(const float *A, const float *B, float *C, const float *bias, int M, int N, int K,
                           long sam, long sak, long sbk, long sbn, int threads, int features) {
@@ -568,7 +571,7 @@ static void gemm_one(const float *A, const float *B, float *C, const float *bias
         return;
     }
     if (threads > 1 && M >= ROWS_PER_THREAD * threads)
-        gemm_own_rows(A, B, C, bias, M, N, K, sam, sak, sbk, sbn, threads, A_IN_PLACE | CLEAR_C | A_SLIVER_IN_L1);
+        gemm_own_rows(A, B, C, bias, M, N, K, sam, sak, sbk, sbn, threads, A_IN_PLACE | A_SLIVER_IN_L1);
     else
         gemm_block(A, B, C, bias, M, N, K, sam, sak, sbk, sbn, N, 0, threads, A_IN_PLACE | A_SLIVER_IN_L1);
 }
@@ -628,5 +631,5 @@ void matmul_v7_own_rows(const float *A, const float *B, float *C, int M, int N, 
 }
 
 void matmul_v8_sliver_in_l1(const float *A, const float *B, float *C, int M, int N, int K) {
-    gemm_own_rows(A, B, C, NULL, M, N, K, K, 1, N, 1, all_threads(), A_IN_PLACE | CLEAR_C | A_SLIVER_IN_L1);
+    gemm_own_rows(A, B, C, NULL, M, N, K, K, 1, N, 1, all_threads(), A_IN_PLACE | A_SLIVER_IN_L1);
 }
