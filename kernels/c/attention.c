@@ -57,13 +57,20 @@ static inline int visible(int i, int offset, int t_key, int causal) {
  * sequences take 32-row tiles: at T = 64 the products shrink by a quarter (32×32 + 32×64
  * scores instead of 64×64) and forward + backward went 1.14 → 0.99 ms for 48 heads of
  * d = 32. 16-row tiles were slower again (1.09 ms: the GEMM set-up per call wins). Long
- * sequences take 128-row tiles: each key block is packed for the tile's product once, so taller
+ * sequences take tall tiles: each key block is packed for the tile's product once, so taller
  * tiles pack less per flop, and the diagonal's wasted half is a small part of many tiles. At
  * T = 4096, forward + backward, two runs each, 64 → 128 rows: 48 heads of d = 32 991 / 993 →
- * 907 / 944 ms, 32 heads of d = 64 1186 / 1197 → 1119 / 1150 ms; at T = 1024 no change
- * (65–69 ms either way), 256 rows no better than 128. */
+ * 907 / 944 ms, 32 heads of d = 64 1186 / 1197 → 1119 / 1150 ms; 256 rows no better.
+ * Between them, and for the tall tiles too, whole slivers of the micro-kernel: 48 and 120 rows
+ * are 4 and 10 slivers of 12 rows (AVX-512's MR; 5 × 6 and 20 × 6 on AVX2), where 32, 64 and
+ * 128 each end in a sliver padded with zero rows. One process taking the old and the new size
+ * in turns (15 rounds, median ms, forward + backward, causal): (B, T, C, heads) = (16, 128,
+ * 256, 4), the base GPT's, 32 → 48 rows 3.32 → 3.20; (12, 256, 128, 4) 64 → 48 4.48 → 4.32;
+ * (16, 256, 384, 6), the large GPT's, 16.9 → 16.0; (4, 512, 256, 4) 8.84 → 8.49;
+ * (2, 1024, 256, 4) 128 → 120 15.5 → 15.4; (1, 4096, 128, 4) 67.9 → 66.8. At T = 64, 24 rows
+ * instead of 32 changed nothing (0.515 → 0.505 ms at d = 32, 0.872 → 0.875 at d = 64). */
 static inline int tile_rows(int t_query) {
-    return t_query <= 128 ? 32 : t_query < 1024 ? 64 : QB;
+    return t_query <= 64 ? 32 : t_query < 1024 ? 48 : 120;
 }
 
 /* How many neighbouring heads one thread takes at a time (each chunk goes to the threads in
