@@ -416,6 +416,8 @@ static void gemm_block(const float *A, const float *B, float *C, const float *bi
     const int k_blocks = (K + KC - 1) / KC, m_blocks = (M + MC - 1) / MC;
     const int kc_max = (K + k_blocks - 1) / k_blocks;
     const int mc_max = ((M + m_blocks - 1) / m_blocks + MR - 1) / MR * MR;
+    if (threads > 1)  /* a team shares each panel out: a core's tiles are the B slivers it packed (v5) */
+        features &= ~A_SLIVER_IN_L1;
     const int panel = features & A_SLIVER_IN_L1 ? NC_L2 : NC, n_blocks = (N + panel - 1) / panel;
     const int nc_max = ((N + n_blocks - 1) / n_blocks + NR - 1) / NR * NR;
     const size_t b_floats = (size_t)kc_max * ((nc_max + NR - 1) / NR * NR), a_floats = (size_t)kc_max * mc_max;
@@ -557,7 +559,11 @@ static int gemm_few_rows(const float *A, const float *B, float *C, int M, int N,
  * runs: 4096³ 360 / 365 → 404 / 404, 2048³ 380 / 381 → 409 / 401, 1024³ 383 / 382 → 399 /
  * 389, 2048×256·(1024) with B transposed 381 / 381 → 401 / 400. Each part alone: rows first with
  * 4096-column panels lost (4096³ 252: the panel no longer in any cache it is read from);
- * 512-column panels in the old order changed nothing. */
+ * 512-column panels in the old order changed nothing. Only one thread's own product takes
+ * v8's order: a team sharing a panel (v5, for products with too few rows for v7) splits the
+ * B slivers between the cores for packing, and column by column each core's tiles use the
+ * slivers it packed itself; row by row every core read the other's half from the other
+ * core's cache: 66×768·(128) 231 → 142 GFLOP/s, 48×1024·(1024) 284 → 166. */
 
 static void gemm_own_rows(const float *A, const float *B, float *C, const float *bias, int M, int N, int K,
                           long sam, long sak, long sbk, long sbn, int threads, int features) {
