@@ -61,7 +61,7 @@ def main(argv=None):
     steps = {
         "matmul": lambda: kernels.matmul(kernel_names, plan["sizes"], plan["gpt_shapes"], plan["repeats"], print,
                                          plan["rounds"]),
-        "versions": lambda: kernels.matmul_versions(plan["version_sizes"], plan["repeats"], print)
+        "versions": lambda: kernels.matmul_versions(plan["version_sizes"], plan["repeats"], print, plan["rounds"])
         if "c" in available else [],
         "attention": lambda: kernels.attention(kernel_names, plan["lengths"], plan["repeats"], print,
                                                plan["attn_shapes"]),
@@ -79,7 +79,7 @@ def main(argv=None):
     stem = f"cpu-{machine_stem(info)}" + ("-quick" if args.quick else "") + ("-partial" if results["partial"] else "")
     path = write_json(results, args.out, stem)
     images = plots.draw(results, args.out, stem)
-    print(f"\nwrote {path} and {', '.join(str(i) for i in images)} in {results['seconds']:.0f} s\n")
+    print(f"\nwrote {', '.join(str(f) for f in [path, *images])} in {results['seconds']:.0f} s\n")
     print(report.cpu_tables(results))
     if args.report:
         print(f"rewrote {report.write_results_md()}")

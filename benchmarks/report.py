@@ -113,7 +113,9 @@ def write_results_md():
              "named with it (regenerate with `python -m benchmarks --report`). Medians of repeats after "
              "warm-up; ratios come from the same run. The machine is a shared VM: in the matmul and training-step tables "
              "each library's series (each backend's process) ran twice, taking turns, and kept the faster "
-             "(products over 20 GFLOP, which take seconds, ran once).\n"]
+             "(products over 20 GFLOP, which take seconds, ran once). A slow series that is still left is "
+             "most likely OpenMP's idle thread waking late on the VM (benchmarks/timing.py: a 512³ product at "
+             "a tenth of its speed for a whole series).\n"]
     cpu = _newest("cpu-*.json")
     if cpu:
         results = json.loads(cpu.read_text())

@@ -15,6 +15,16 @@ import numpy as np
 # Thread pools (numba's, OpenMP's, PyTorch's) spin for a while after their last parallel
 # region; on two cores a spinning pool halves the next library's speed. Each timing series
 # starts after this pause.
+#
+# The opposite also happens, and no pause cures it: now and then, in about one series in ten
+# on the 2-core Xeon VM, libgomp's worker thread stops spinning between two calls and sleeps
+# (voluntary context switches, none in a normal series), and waking it costs milliseconds:
+# an idle virtual CPU is halted, and the hypervisor takes that long to run it again. A
+# 512³ product (0.7 ms) then takes 2.4–3.9 ms a call for the whole series, 34 GFLOP/s at
+# worst (timed for minillm's kernels; PyTorch's use the same libgomp in the same process, and
+# full runs have caught one such series of theirs too). OMP_WAIT_POLICY=active
+# (never sleep) removed it (0 of 24 series against 3 of 24), at the price of a core spinning
+# whenever Python runs, so it is not set; the tables keep the faster of two series instead.
 SETTLE_SECONDS = 0.3
 
 
