@@ -6,9 +6,9 @@ at first, raised as large blocks are freed) with a fresh ``mmap`` and unmaps the
 ``free``, and it trims the top of the heap once more than twice that threshold lies free
 there. Between the forward pass (memory grows) and the end of the step (it all goes) both
 happen, so every step the kernel hands the same pages back zeroed: at nanoGPT's CPU recipe
-``python -m benchmarks.profile_step --backend=c --malloc=default`` counts 2,506 minor page
-faults and 5.6 ms of system time per step, 22.3 ms a step, against 7 faults, 0.00 ms and
-18.2 ms with the settings below (benchmarks/RESULTS.md: 2-core Intel Xeon, 2026-11-24; on
+``python -m benchmarks.profile_step --backend=c --malloc=default`` counts 3,214 minor page
+faults and 6.0 ms of system time per step, 20.6 ms a step, against 7 faults, 0.21 ms and
+16.4 ms with the settings below (benchmarks/RESULTS.md: 2-core Intel Xeon, 2026-11-24; on
 the AMD EPYC of earlier runs 3,682 faults, 40.2 against 34.7 ms).
 
 Two ``mallopt`` settings make the heap behave like a caching allocator: blocks up to
