@@ -33,6 +33,16 @@ def _inputs(shapes, copies, seed):
     return [tuple(rng.standard_normal(s).astype(np.float32) for s in shapes) for _ in range(copies)]
 
 
+def _fastest_series(series, repeats, rounds):
+    """label → (fn, inputs, heavy): each series ``rounds`` times, the labels taking turns,
+    each keeping its fastest median (a heavy series, seconds long, runs once: then all do)."""
+    best = dict.fromkeys(series, math.inf)
+    for _ in range(1 if any(heavy for _, _, heavy in series.values()) else rounds):
+        for label, (fn, args, heavy) in series.items():
+            best[label] = min(best[label], _timed(fn, args, repeats, heavy))
+    return best
+
+
 def matmul(names, sizes, shapes, repeats, log, rounds=2):
     """GFLOP/s of C = A·B for square sizes and the GPT training shapes (M, K, N).
 
@@ -50,15 +60,11 @@ def matmul(names, sizes, shapes, repeats, log, rounds=2):
         gflop = 2.0 * m * k * n / 1e9
         row = {"shape": f"{m}x{k}x{n}", "M": m, "K": k, "N": n}
         heavy = gflop > 20
-        series = {"openblas": (np.matmul, inputs)}
+        series = {"openblas": (np.matmul, inputs, heavy)}
         if torch is not None:
-            series["torch"] = (torch.matmul, [tuple(torch.from_numpy(a) for a in pair) for pair in inputs])
-        series.update({name: (backends.get(name).matmul, inputs) for name in names})
-        best = dict.fromkeys(series, math.inf)
-        for _ in range(1 if heavy else rounds):
-            for label, (fn, args) in series.items():
-                best[label] = min(best[label], _timed(fn, args, repeats, heavy))
-        for label, seconds in best.items():
+            series["torch"] = (torch.matmul, [tuple(torch.from_numpy(a) for a in pair) for pair in inputs], heavy)
+        series.update({name: (backends.get(name).matmul, inputs, heavy) for name in names})
+        for label, seconds in _fastest_series(series, repeats, rounds).items():
             row[f"{label}_gflops"] = gflop / seconds
         for name in names:
             row[f"{name}_vs_openblas"] = row[f"{name}_gflops"] / row["openblas_gflops"]
@@ -84,12 +90,9 @@ def matmul_versions(sizes, repeats, log, rounds=2):
         gflop = 2.0 * n ** 3 / 1e9
         heavy = gflop > 4
         # v1 takes minutes per call at 1024 and beyond; the trend is set by then
-        todo = [(label, kernel) for label, kernel, version in versions
-                if not (version in ("matmul_v1_naive", "v1_rows") and n > 512)]
-        best = {label: math.inf for label, _ in todo}
-        for _ in range(1 if heavy else rounds):
-            for label, kernel in todo:
-                best[label] = min(best[label], _timed(kernel, inputs, repeats, heavy and label != "openblas"))
+        series = {label: (kernel, inputs, heavy and label != "openblas") for label, kernel, version in versions
+                  if not (version in ("matmul_v1_naive", "v1_rows") and n > 512)}
+        best = _fastest_series(series, repeats, rounds)
         row = {"n": n, **{f"{label}_gflops": gflop / seconds for label, seconds in best.items()}}
         log(_fmt(row))
         rows.append(row)

@@ -170,8 +170,8 @@ def test_build_flags_are_reported():
 @pytest.mark.parametrize("t", [1024, 1100])
 @pytest.mark.parametrize("causal", [True, False])
 def test_attention_on_long_sequences(t, causal):
-    """Sequences of 1024 tokens and more take taller query tiles (128 rows, attention.c's
-    tile_rows) than the shared suite's lengths reach; 1100 leaves a partial last tile. The
+    """Sequences of 1024 tokens and more take taller query tiles (120 rows, attention.c's
+    tile_rows) than the shared suite's lengths reach; both lengths leave a partial last tile. The
     output, log-sum-exp and the three gradients against the float64 reference."""
     rng = np.random.default_rng(t + causal)
     q, k, v, dout = (rng.standard_normal((2, t, 16)).astype(np.float32) for _ in range(4))

@@ -405,7 +405,7 @@ static void gemm_loops(const float *A, const float *B, float *C, int M, int N, i
  * element (m, k) of A is A[m*sam + k*sak], likewise B. The blocks are chosen evenly (M = 128 is
  * two blocks of 66 rows, not 120 + 8). threads = 1 runs with no OpenMP region (the caller may be one).
  * `features`: what the numbered versions add (A_IN_PLACE, CLEAR_C, A_SLIVER_IN_L1); none is v4/v5.
- * CLEAR_C takes effect on one thread only (v7's own rows). */
+ * CLEAR_C and A_SLIVER_IN_L1 take effect on one thread only (v7's and v8's own rows). */
 static void gemm_block(const float *A, const float *B, float *C, const float *bias, int M, int N, int K, long sam,
                        long sak, long sbk, long sbn, long ldc, int accumulate, int threads, int features) {
     if (K == 0) {
@@ -416,8 +416,9 @@ static void gemm_block(const float *A, const float *B, float *C, const float *bi
     const int k_blocks = (K + KC - 1) / KC, m_blocks = (M + MC - 1) / MC;
     const int kc_max = (K + k_blocks - 1) / k_blocks;
     const int mc_max = ((M + m_blocks - 1) / m_blocks + MR - 1) / MR * MR;
-    if (threads > 1)  /* a team shares each panel out: a core's tiles are the B slivers it packed (v5) */
-        features &= ~A_SLIVER_IN_L1;
+    if (threads > 1)  /* a team shares each panel out: a core's tiles are the B slivers it packed (v5),
+                       * and one core clearing C (v7) would race the other's tiles */
+        features &= ~(A_SLIVER_IN_L1 | CLEAR_C);
     const int panel = features & A_SLIVER_IN_L1 ? NC_L2 : NC, n_blocks = (N + panel - 1) / panel;
     const int nc_max = ((N + n_blocks - 1) / n_blocks + NR - 1) / NR * NR;
     const size_t b_floats = (size_t)kc_max * ((nc_max + NR - 1) / NR * NR), a_floats = (size_t)kc_max * mc_max;
@@ -436,7 +437,7 @@ static void gemm_block(const float *A, const float *B, float *C, const float *bi
             const team_t team = {0, 1};
 #endif
             gemm_loops(A, B, C, M, N, K, sam, sak, sbk, sbn, ldc, accumulate, bias, in_place, kc_max, mc_max,
-                       nc_max, packed_a, packed_b, features & ~CLEAR_C, team);
+                       nc_max, packed_a, packed_b, features, team);
         }
     } else
         gemm_loops(A, B, C, M, N, K, sam, sak, sbk, sbn, ldc, accumulate, bias, in_place, kc_max, mc_max,
