@@ -17,9 +17,11 @@ Every command takes --help.
 import platform
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 from . import config as cfg
 from .config import option
+from .fileio import HF_FOLDER_FILES, ensure_output_folder, ensure_writable
 
 
 @dataclass
@@ -27,12 +29,13 @@ class SampleConfig:
     init_from: str = option("", "a minillm run or a Hugging Face GPT-2 or Llama folder (default: out_dir)")
     out_dir: str = option("out", "checkpoint directory written by `minillm train`")
     start: str = option("\n", "the prompt (a character tokenizer refuses characters it never saw)")
-    max_new_tokens: int = option(200, "tokens to generate (at least 1)")
-    temperature: float = option(0.8, "divides the logits; lower is more conservative, 0 is greedy")
-    top_k: int = option(0, "sample among the k most likely tokens (0: no top-k filter)")
-    top_p: float = option(1.0, "nucleus sampling: the most likely tokens up to this probability mass (1: all)")
-    seed: int = option(1337, "random seed")
-    num_samples: int = option(1, "independent samples")
+    max_new_tokens: int = option(200, "tokens to generate (at least 1)", at_least=1)
+    temperature: float = option(0.8, "divides the logits; lower is more conservative, 0 is greedy", at_least=0)
+    top_k: int = option(0, "sample among the k most likely tokens (0: no top-k filter)", at_least=0)
+    top_p: float = option(1.0, "nucleus sampling: the most likely tokens up to this probability mass (1: all)",
+                          above=0, at_most=1)
+    seed: int = option(1337, "random seed", at_least=0)
+    num_samples: int = option(1, "independent samples", at_least=1)
 
 
 @dataclass
@@ -41,8 +44,8 @@ class EvalConfig:
     out_dir: str = option("out", "checkpoint directory written by `minillm train`")
     data: str = option("", "text file, 'python-docs' or token folder whose validation split is scored "
                            "(default: the run's own data)")
-    eval_iters: int = option(20, "validation batches")
-    batch_size: int = option(16, "sequences per batch")
+    eval_iters: int = option(20, "validation batches", at_least=1)
+    batch_size: int = option(16, "sequences per batch", at_least=1)
 
 
 def info(argv):
@@ -96,17 +99,18 @@ def sample_command(argv):
 
 def eval_command(argv):
     from . import data, tokenfiles
-    from .checkpoint import load as load_checkpoint
+    from .checkpoint import INDEX, read_index
     from .train import load, perplexity_of
     config = cfg.parse_args(EvalConfig(), argv)
     source = config.init_from or config.out_dir
     model, tokenizer = load(source)
+    if tokenizer is None:
+        raise ValueError(f"eval: {source} has no tokenizer to read the text with")
     run = None
     if not config.data:
-        try:
-            run, _, _ = load_checkpoint(source)
-        except Exception:
-            raise ValueError(f"eval: {source} is not a minillm run, so name the text to score with --data") from None
+        if not (Path(source) / INDEX).exists():
+            raise ValueError(f"eval: {source} is not a minillm run, so name the text to score with --data")
+        run = read_index(source)
     name = config.data or run["config"]["data"]
     if tokenfiles.is_token_folder(name):
         splits, their_tokenizer, _ = tokenfiles.load(name)
@@ -124,8 +128,8 @@ def eval_command(argv):
 class CompressConfig:
     out_dir: str = option("out", "a trained GPT's checkpoint directory")
     report: bool = option(True, "print the table (size, tokens/s, perplexity) for every technique")
-    fine_tune_steps: int = option(100, "fine-tuning steps after pruning and factorising")
-    distill_steps: int = option(300, "steps to train the distilled student")
+    fine_tune_steps: int = option(100, "fine-tuning steps after pruning and factorising", at_least=1)
+    distill_steps: int = option(300, "steps to train the distilled student", at_least=1)
 
 
 @dataclass
@@ -141,8 +145,8 @@ class PrepareConfig:
     data: str = option("python-docs", "a UTF-8 text file, a folder of .txt/.md files (one corpus), or python-docs")
     out: str = option("data", "folder for train.bin, val.bin, tokens.json and the tokenizer")
     tokenizer: str = option("char", "char, bpe (trained here), or a tokenizer folder/file (e.g. GPT-2's)")
-    vocab_size: int = option(512, "BPE vocabulary size (bpe only)")
-    val_fraction: float = option(0.1, "the corpus's last fraction that is validation")
+    vocab_size: int = option(512, "BPE vocabulary size (bpe only)", at_least=257, at_most=1 << 20)
+    val_fraction: float = option(0.1, "the corpus's last fraction that is validation", above=0, below=1)
 
 
 def compress_command(argv):
@@ -159,10 +163,18 @@ def export_command(argv):
     from .train import load
     config = cfg.parse_args(ExportConfig(), argv)
     model, tokenizer = load(config.out_dir)
+    onnx = config.onnx or ("" if config.hf else "model.onnx")
+    if config.hf:
+        if not hasattr(model, "save_pretrained"):
+            raise ValueError(f"export: --hf writes GPT-2 or Llama folders; {config.out_dir} holds a "
+                             f"{type(model).__name__}, which Hugging Face has no class for (try --onnx for a GPT)")
+        ensure_output_folder(config.hf, "hf", HF_FOLDER_FILES, "tokenizer-minillm.json")
+    if onnx:
+        ensure_writable(Path(onnx).parent, "onnx")
     if config.hf:
         print(f"wrote {model.save_pretrained(config.hf, tokenizer)}")
-    if config.onnx or not config.hf:
-        print(f"wrote {export_onnx(model, config.onnx or 'model.onnx')}")
+    if onnx:
+        print(f"wrote {export_onnx(model, onnx)}")
 
 
 def prepare_command(argv):
@@ -249,10 +261,25 @@ def main(argv=None):
         return 0
     try:
         COMMANDS[name][0](rest)
-    except (cfg.ConfigError, ValueError, FileNotFoundError, RuntimeError) as exc:
-        print(f"minillm {name}: {exc}", file=sys.stderr)
+    except (cfg.ConfigError, ValueError, RuntimeError, OSError, MemoryError) as exc:
+        # the one error boundary: a user's mistake is one line naming it, never a traceback
+        print(f"minillm {name}: {describe_error(exc)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"minillm {name}: interrupted (checkpoints are written atomically: the last one is intact)",
+              file=sys.stderr)
+        return 130
     return 0
+
+
+def describe_error(exc):
+    """One line for the user: an OSError names the file and the reason, as the shell does."""
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f"{exc.filename}: " if exc.filename else ""
+        return f"{where}{exc.strerror}"
+    if isinstance(exc, MemoryError):
+        return f"out of memory ({exc or 'the model or data is too large for this machine'})"
+    return str(exc) or type(exc).__name__
 
 
 if __name__ == "__main__":

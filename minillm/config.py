@@ -1,7 +1,9 @@
 """Typed configuration from dataclasses: a JSON config file, then ``--key=value``
-overrides, each checked against the field's type. Unknown keys list the valid ones."""
+overrides, each checked against the field's type and range. Unknown keys list the valid
+ones; a number that is not finite (nan, inf) is never an option's value."""
 import dataclasses
 import json
+import math
 from pathlib import Path
 
 
@@ -9,9 +11,32 @@ class ConfigError(ValueError):
     pass
 
 
-def option(default, help):
-    """A dataclass field with its --help text."""
-    return dataclasses.field(default=default, metadata={"help": help})
+def option(default, help, *, at_least=None, above=None, at_most=None, below=None, choices=None):
+    """A dataclass field with its --help text and the range its value must lie in
+    (``at_least``/``above`` a lower bound, ``at_most``/``below`` an upper one, or ``choices``),
+    checked by ``check_ranges`` whenever a config is parsed or validated."""
+    bounds = {k: v for k, v in dict(at_least=at_least, above=above, at_most=at_most, below=below,
+                                     choices=choices).items() if v is not None}
+    return dataclasses.field(default=default, metadata={"help": help, **bounds})
+
+
+_BOUNDS = {"at_least": (lambda v, b: v >= b, ">="), "above": (lambda v, b: v > b, ">"),
+           "at_most": (lambda v, b: v <= b, "<="), "below": (lambda v, b: v < b, "<")}
+
+
+def check_ranges(config):
+    """Raise ConfigError naming the first option outside its range (or not finite)."""
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"--{f.name}: expected a finite number, got {value}")
+        choices = f.metadata.get("choices")
+        if choices is not None and value not in choices:
+            raise ConfigError(f"--{f.name}: expected one of {', '.join(map(str, choices))}; got {value!r}")
+        for key, (holds, sign) in _BOUNDS.items():
+            if key in f.metadata and not holds(value, f.metadata[key]):
+                raise ConfigError(f"--{f.name}: must be {sign} {f.metadata[key]}; got {value}")
+    return config
 
 
 def _parse(field, text):
@@ -29,9 +54,14 @@ def _parse(field, text):
     try:
         if kind is int and isinstance(text, float) and text.is_integer():
             return int(text)
-        return kind(text) if not isinstance(text, (dict, list)) else text
-    except (TypeError, ValueError):
+        if isinstance(text, (dict, list, bool)):
+            raise TypeError(text)
+        value = kind(text)
+    except (TypeError, ValueError, OverflowError):
         raise ConfigError(f"--{field.name}: expected {kind.__name__}, got {text!r}") from None
+    if kind is float and not math.isfinite(value):
+        raise ConfigError(f"--{field.name}: expected a finite number, got {text!r}")
+    return value
 
 
 def apply(config, values):
@@ -41,7 +71,7 @@ def apply(config, values):
     if unknown:
         raise ConfigError(f"unknown config key{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; "
                           f"valid keys: {', '.join(fields)}")
-    return dataclasses.replace(config, **{k: _parse(fields[k], v) for k, v in values.items()})
+    return check_ranges(dataclasses.replace(config, **{k: _parse(fields[k], v) for k, v in values.items()}))
 
 
 def parse_args(config, argv):
@@ -58,8 +88,11 @@ def parse_args(config, argv):
         if key == "config":
             try:
                 file_values = json.loads(Path(value).read_text())
-            except (OSError, json.JSONDecodeError) as exc:
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
                 raise ConfigError(f"--config: cannot read {value}: {exc}") from None
+            if not isinstance(file_values, dict):
+                raise ConfigError(f"--config: {value} must hold a JSON object of options; "
+                                  f"got {type(file_values).__name__}")
         else:
             values[key] = value
     return apply(apply(config, file_values), values)

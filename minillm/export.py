@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 
+from .fileio import write_atomic
 from .models import GPT
 
 
@@ -85,5 +86,5 @@ def export_onnx(model, path, opset=17):
                                    producer_name="minillm")
     onnx_model.ir_version = min(onnx_model.ir_version, 9)
     onnx.checker.check_model(onnx_model)
-    onnx.save(onnx_model, str(path))
+    write_atomic(path, lambda tmp: onnx.save(onnx_model, str(tmp)))
     return path

@@ -54,10 +54,13 @@ class Optimizer:
         self.defaults.update(state_dict["defaults"])
         self.state = [{} for _ in self.params]
         for name, value in state_dict["arrays"].items():
-            index, key = name.split(".", 1)
-            if int(index) >= len(self.params):
-                raise ValueError(f"{type(self).__name__}.load_state_dict: state for parameter {index}, "
-                                 f"but the optimizer has {len(self.params)}")
+            index, _, key = name.partition(".")
+            if not index.isdigit() or int(index) >= len(self.params):
+                raise ValueError(f"{type(self).__name__}.load_state_dict: state {name!r} names no parameter "
+                                 f"(the optimizer has {len(self.params)})")
+            if np.ndim(value) and np.shape(value) != self.params[int(index)].shape:
+                raise ValueError(f"{type(self).__name__}.load_state_dict: state {name} has shape "
+                                 f"{np.shape(value)}, its parameter {self.params[int(index)].shape}")
             self.state[int(index)][key] = backends.asarray(np.array(value))  # a copy: never share buffers
 
 

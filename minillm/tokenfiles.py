@@ -18,12 +18,18 @@ from pathlib import Path
 import numpy as np
 
 from . import tokenizers
+from .fileio import check_plain_name, ensure_output_folder
 from .tokenizers.files import atomic_write
 
 META = "tokens.json"
 FORMAT = "minillm-tokens/1"
 BLOCK_CHARS = 1 << 20          # text encoded per step: bounded memory whatever the corpus size
 TOKENIZER_SAMPLE = 2 << 20     # characters a new BPE is trained on (BPE training is Python, O(text·merges))
+
+
+# what `prepare` writes into its folder
+FOLDER_FILES = ("train.bin", "val.bin", META, "tokenizer-minillm.json", "vocab.json", "merges.txt",
+                "tokenizer_config.json")
 
 
 class TokenFileError(ValueError):
@@ -43,6 +49,14 @@ def text_files(source):
     raise FileNotFoundError(f"prepare: {source} is neither a file nor a folder")
 
 
+def _read_text(handle, path, size):
+    try:
+        return handle.read(size)
+    except UnicodeDecodeError as exc:
+        raise TokenFileError(f"prepare: {path} is not UTF-8 text (byte {exc.object[exc.start]:#04x} cannot be "
+                             f"decoded: {exc.reason})") from None
+
+
 def _read_blocks(path):
     """The file's text in blocks of about BLOCK_CHARS, cut after a newline where there is one
     (so a block boundary falls between lines, not inside a word). ``newline=""`` keeps
@@ -50,7 +64,7 @@ def _read_blocks(path):
     with open(path, encoding="utf-8", newline="") as handle:
         pending = ""
         while True:
-            chunk = handle.read(BLOCK_CHARS)
+            chunk = _read_text(handle, path, BLOCK_CHARS)
             if not chunk:
                 break
             text = pending + chunk
@@ -67,7 +81,7 @@ def _sample(files, size):
         if left <= 0:
             break
         with open(path, encoding="utf-8") as handle:
-            parts.append(handle.read(left))
+            parts.append(_read_text(handle, path, left))
         left -= len(parts[-1])
     return "".join(parts)
 
@@ -102,13 +116,12 @@ def prepare(source, out_dir, tokenizer="char", vocab_size=512, val_fraction=0.1,
     if not 0 < val_fraction < 1:
         raise ValueError(f"prepare: val_fraction must be in (0, 1); got {val_fraction}")
     files = text_files(source)
+    out = ensure_output_folder(out_dir, "out", FOLDER_FILES, META)
     tok = make_tokenizer(tokenizer, files, vocab_size)
     dtype = dtype_for(tok.vocab_size)
     eot = getattr(tok, "special_tokens", {}).get("<|endoftext|>")
     total = sum(p.stat().st_size for p in files)
     cut = int(total * (1 - val_fraction))  # the byte where validation starts
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     counts, seen = {"train": 0, "val": 0}, 0
     tmp = {name: out / f"{name}.bin.tmp" for name in counts}
     sinks = {name: open(path, "wb") for name, path in tmp.items()}
@@ -127,13 +140,20 @@ def prepare(source, out_dir, tokenizer="char", vocab_size=512, val_fraction=0.1,
                         _write(sinks, counts, "train" if seen < cut else "val", tok.encode(block), dtype)
                     seen += size
                     bar.update(size)
-    finally:
+    except BaseException as exc:  # a bad byte, a full disk, ^C: no partial token file stays
         for sink in sinks.values():
             sink.close()
+        for path in tmp.values():
+            path.unlink(missing_ok=True)
+        raise
+    for sink in sinks.values():
+        sink.close()
     for name, path in tmp.items():
         if counts[name] < 2:
-            path.unlink()
+            for other in tmp.values():
+                other.unlink(missing_ok=True)
             raise TokenFileError(f"prepare: the {name} split has {counts[name]} tokens; the corpus is too small")
+    for name, path in tmp.items():
         os.replace(path, out / f"{name}.bin")
     tok.save(out / "tokenizer-minillm.json")  # not "tokenizer.json": Hugging Face reads that name as its own format
     if hasattr(tok, "save_pretrained") and tok.pattern == tokenizers.GPT2_PATTERN:
@@ -155,6 +175,24 @@ def is_token_folder(path):
     return Path(path).is_dir() and (Path(path) / META).exists()
 
 
+def _check_meta(meta, where):
+    """tokens.json's fields, each of the type and range ``load`` relies on."""
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        raise TokenFileError(f"token files: {where} has format {found!r}, expected {FORMAT!r}")
+    if meta.get("dtype") not in ("uint16", "uint32"):
+        raise TokenFileError(f"token files: {where} has dtype {meta.get('dtype')!r}, expected uint16 or uint32")
+    for key in ("vocab_size", "train_tokens", "val_tokens"):
+        value = meta.get(key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < (1 if key == "vocab_size" else 0):
+            raise TokenFileError(f"token files: {where} has {key} {value!r}; expected a "
+                                 f"{'positive' if key == 'vocab_size' else 'non-negative'} integer")
+    try:
+        check_plain_name(meta.get("tokenizer"), f"token files: {where}", "the tokenizer file")
+    except ValueError as exc:
+        raise TokenFileError(str(exc)) from None
+
+
 def load(path, check_ids=True):
     """(splits {"train", "val"} as read-only memory maps, tokenizer, metadata) of a folder
     written by ``prepare``; every inconsistency is an error naming the file."""
@@ -165,8 +203,7 @@ def load(path, check_ids=True):
         raise TokenFileError(f"token files: {path} has no {META} (write the folder with `minillm prepare`)") from None
     except json.JSONDecodeError as exc:
         raise TokenFileError(f"token files: {path / META} is corrupt ({exc})") from None
-    if meta.get("format") != FORMAT:
-        raise TokenFileError(f"token files: {path / META} has format {meta.get('format')!r}, expected {FORMAT!r}")
+    _check_meta(meta, path / META)
     tok = tokenizers.load(path / meta["tokenizer"])
     if tok.vocab_size != meta["vocab_size"]:
         raise TokenFileError(f"token files: {path / meta['tokenizer']} has {tok.vocab_size} ids but {META} says "
@@ -180,6 +217,9 @@ def load(path, check_ids=True):
         if size != expected:
             raise TokenFileError(f"token files: {file} has {size} bytes, {META} says {meta[f'{name}_tokens']} "
                                  f"{dtype.name} tokens = {expected} bytes (truncated or from another run)")
+        if size < 2 * dtype.itemsize:
+            raise TokenFileError(f"token files: {file} holds {size // dtype.itemsize} tokens; a split needs at "
+                                 f"least 2")
         tokens = np.memmap(file, dtype=dtype, mode="r")
         if check_ids:
             top = max(int(tokens[i:i + (1 << 24)].max()) for i in range(0, len(tokens), 1 << 24))

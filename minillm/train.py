@@ -6,6 +6,7 @@ a progress bar with tokens/s, checkpoints (``checkpoint.py``), ``resume`` that c
 bit-identically on the same backend, ``loss.png`` and ``metrics.json`` in ``out_dir``.
 """
 import json
+import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -13,11 +14,17 @@ from pathlib import Path
 import numpy as np
 
 from . import backends, checkpoint, data, optim, random as mrandom, tokenfiles, tokenizers
-from .config import option
+from .config import apply, check_ranges, option
 from .nn.utils import clip_grad_norm_
 from .tensor import no_grad
 
 MODELS = ("gpt", "llama", "lstm", "seed001")
+# the options that shape the weights: a resume must keep them
+ARCHITECTURE = ("model", "n_layer", "n_head", "n_kv_head", "n_embd", "block_size", "variant", "tokenizer")
+
+
+class TrainingDiverged(RuntimeError):
+    pass
 
 
 @dataclass
@@ -27,44 +34,45 @@ class TrainConfig:
     model: str = option("gpt", "gpt, llama (RMSNorm, RoPE, SwiGLU, grouped-query attention), lstm or seed001 "
                                "(the 001 document's single-layer model)")
     out_dir: str = option("out", "where checkpoints, loss.png and metrics.json go")
-    tokenizer: str = option("char", "char or bpe")
-    vocab_size: int = option(512, "BPE vocabulary size (bpe only)")
-    max_iters: int = option(500, "optimizer steps in all (the schedule's length)")
-    stop_after: int = option(0, "stop this run after this step (0: run to max_iters); resume goes on")
-    batch_size: int = option(16, "sequences per micro-batch")
-    block_size: int = option(64, "context length in tokens")
-    n_layer: int = option(2, "transformer blocks (gpt) or LSTM layers (lstm)")
-    n_head: int = option(4, "attention heads")
-    n_kv_head: int = option(0, "key/value heads for --model=llama (must divide n_head; 0: n_head, plain MHA)")
-    n_embd: int = option(128, "embedding width")
-    dropout: float = option(0.0, "dropout probability")
-    variant: str = option("standard", "LSTM variant for --model=lstm: standard or document")
-    lr: float = option(3e-3, "peak learning rate")
-    min_lr: float = option(3e-4, "learning rate at the end of the cosine")
-    warmup_iters: int = option(50, "linear warm-up steps")
-    weight_decay: float = option(0.1, "AdamW's decoupled weight decay")
-    grad_clip: float = option(1.0, "max global gradient norm (0: no clipping)")
-    grad_accum: int = option(1, "micro-batches per optimizer step")
-    eval_interval: int = option(100, "evaluate and checkpoint every this many steps")
-    eval_iters: int = option(10, "batches per evaluation")
-    seed: int = option(1337, "random seed")
+    tokenizer: str = option("char", "char or bpe", choices=("char", "bpe"))
+    vocab_size: int = option(512, "BPE vocabulary size (bpe only)", at_least=257, at_most=1 << 20)
+    max_iters: int = option(500, "optimizer steps in all (the schedule's length)", above=0)
+    stop_after: int = option(0, "stop this run after this step (0: run to max_iters); resume goes on", at_least=0)
+    batch_size: int = option(16, "sequences per micro-batch", above=0)
+    block_size: int = option(64, "context length in tokens", above=0)
+    n_layer: int = option(2, "transformer blocks (gpt) or LSTM layers (lstm)", above=0)
+    n_head: int = option(4, "attention heads", above=0)
+    n_kv_head: int = option(0, "key/value heads for --model=llama (must divide n_head; 0: n_head, plain MHA)",
+                            at_least=0)
+    n_embd: int = option(128, "embedding width", above=0)
+    dropout: float = option(0.0, "dropout probability", at_least=0, below=1)
+    variant: str = option("standard", "LSTM variant for --model=lstm: standard or document",
+                          choices=("standard", "document"))
+    lr: float = option(3e-3, "peak learning rate", at_least=0)
+    min_lr: float = option(3e-4, "learning rate at the end of the cosine", at_least=0)
+    warmup_iters: int = option(50, "linear warm-up steps", at_least=0)
+    weight_decay: float = option(0.1, "AdamW's decoupled weight decay", at_least=0)
+    grad_clip: float = option(1.0, "max global gradient norm (0: no clipping)", at_least=0)
+    grad_accum: int = option(1, "micro-batches per optimizer step", above=0)
+    eval_interval: int = option(100, "evaluate and checkpoint every this many steps", above=0)
+    eval_iters: int = option(10, "batches per evaluation", above=0)
+    seed: int = option(1337, "random seed", at_least=0)
     backend: str = option("", "numpy, numba, c, cuda-sim or cupy (default: $MINILLM_BACKEND or numpy)")
     resume: bool = option(False, "continue from the checkpoint in out_dir")
     progress: bool = option(True, "show a progress bar")
     ddp: bool = option(False, "data parallel over MPI ranks (launch with mpiexec)")
 
     def validate(self):
+        check_ranges(self)
         checks = [(self.model in MODELS, f"model must be one of {', '.join(MODELS)}; got {self.model!r}"),
-                  (self.tokenizer in ("char", "bpe"), f"tokenizer must be char or bpe; got {self.tokenizer!r}"),
-                  (self.max_iters > 0, f"max_iters must be > 0; got {self.max_iters}"),
-                  (self.batch_size > 0 and self.block_size > 0 and self.grad_accum > 0,
-                   "batch_size, block_size and grad_accum must be > 0"),
+                  (self.out_dir.strip() != "", "out_dir is empty; name the folder for the run"),
                   (self.n_embd % self.n_head == 0, f"n_embd {self.n_embd} must be divisible by n_head {self.n_head}"),
                   (self.n_kv_head >= 0 and self.n_head % (self.n_kv_head or self.n_head) == 0,
                    f"n_kv_head {self.n_kv_head} must divide n_head {self.n_head}"),
                   (self.model != "llama" or self.dropout == 0, "llama has no dropout; use --dropout=0"),
-                  (self.lr >= 0 and self.eval_interval > 0 and self.eval_iters > 0,
-                   "lr must be >= 0, eval_interval and eval_iters > 0")]
+                  (self.model != "llama" or self.n_embd // self.n_head % 2 == 0,
+                   f"llama's rotary embedding needs an even head size; got n_embd/n_head = "
+                   f"{self.n_embd // self.n_head}")]
         for ok, message in checks:
             if not ok:
                 raise ValueError(f"train: {message}")
@@ -129,6 +137,10 @@ class Trainer:
         if config.backend:
             backends.set_backend(config.backend)
         self.out_dir = Path(config.out_dir)
+        existing = checkpoint.prepare_folder(self.out_dir, config.resume) if rank == 0 else None
+        if existing is not None and not config.resume:
+            self.log(f"{self.out_dir} holds a run at step {existing}; this new run replaces it "
+                     f"(--resume=true continues it instead)")
         self.splits, self.tokenizer = load_splits(config, self.out_dir)
         for name, ids in self.splits.items():
             if len(ids) <= config.block_size:
@@ -149,19 +161,24 @@ class Trainer:
     # ---- checkpoints ----------------------------------------------------------------------
     def _restore(self):
         meta, weights, optimizer_arrays = checkpoint.load(self.out_dir)
-        saved = meta["config"]
-        for key in ("model", "n_layer", "n_head", "n_kv_head", "n_embd", "block_size", "variant", "tokenizer"):
+        saved = meta.get("config", {})
+        for key in ARCHITECTURE:
             old = saved.get(key, TrainConfig.__dataclass_fields__[key].default)  # older runs lack newer keys
             if old != getattr(self.config, key):
                 raise ValueError(f"train: cannot resume: the checkpoint has {key}={old!r}, "
                                  f"this run {key}={getattr(self.config, key)!r}")
-        self.model.load_state_dict(weights)
-        self.optimizer.load_state_dict(dict(meta["optimizer"], arrays=optimizer_arrays))
-        self.schedule.last_step = meta["step"]
-        self.optimizer.lr = meta["optimizer"]["lr"]
-        self.step, self.history = meta["step"], meta["history"]
-        self.data_rng.bit_generator.state = meta["data_rng"]
-        mrandom.set_state(meta["minillm_rng"])
+        load_weights(self.model, weights, self.out_dir)
+        try:
+            self.optimizer.load_state_dict(dict(meta["optimizer"], arrays=optimizer_arrays))
+            self.schedule.last_step = meta["step"]
+            self.optimizer.lr = meta["optimizer"]["lr"]
+            self.step, self.history = meta["step"], list(meta["history"])
+            self.data_rng.bit_generator.state = meta["data_rng"]
+            mrandom.set_state(meta["minillm_rng"])
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise checkpoint.CheckpointError(f"checkpoint: {self.out_dir / checkpoint.INDEX} is corrupt: cannot "
+                                             f"restore the optimizer and random state ({type(exc).__name__}: "
+                                             f"{exc})") from None
         self.log(f"resumed from {self.out_dir} at step {self.step}")
 
     def save(self):
@@ -172,8 +189,7 @@ class Trainer:
         meta = {"config": asdict(self.config), "optimizer": state, "history": self.history,
                 "data_rng": self.data_rng.bit_generator.state, "minillm_rng": mrandom.get_state(),
                 "backend": backends.current().name, "vocab_size": self.tokenizer.vocab_size}
-        checkpoint.save(self.out_dir, self.step, self.model.state_dict(), arrays, meta)
-        self.tokenizer.save(self.out_dir / "tokenizer.json")
+        checkpoint.save(self.out_dir, self.step, self.model.state_dict(), arrays, meta, self.tokenizer)
 
     # ---- the loop --------------------------------------------------------------------------
     def train_step(self):
@@ -187,8 +203,11 @@ class Trainer:
             total += loss.item() / config.grad_accum
         if self.comm is not None:
             self.comm.average_gradients(self.model)
-        if config.grad_clip > 0:
-            clip_grad_norm_(self.optimizer.params, config.grad_clip)  # the list, not a module walk per step
+        # the global norm is the divergence guard (the same on every rank after averaging);
+        # without clipping it is measured with an infinite bound, which scales nothing
+        norm = clip_grad_norm_(self.optimizer.params, config.grad_clip or math.inf).item()
+        if not (math.isfinite(norm) and (self.comm is not None or math.isfinite(total))):
+            self.diverged(f"the loss is {total:.4g} and the gradient norm {norm:.4g}")
         self.optimizer.step()
         self.optimizer.zero_grad()
         self.schedule.step()
@@ -196,8 +215,21 @@ class Trainer:
         self.model.trained_steps = self.step
         return total
 
+    def diverged(self, what):
+        """Stop training: nothing non-finite is ever saved, so the last checkpoint stays good."""
+        config = self.config
+        last = self.history[-1]["step"] if self.history else None
+        kept = (f"the checkpoint of step {last} in {self.out_dir} is kept" if last is not None
+                else "no checkpoint was written")
+        hint = (f"lower --lr (now {config.lr:g})" + ("" if config.grad_clip else ", enable clipping (--grad_clip=1)"))
+        raise TrainingDiverged(f"train: diverged at step {self.step + 1}: {what}; the weights were not updated "
+                               f"and {kept}. Try: {hint}, then --resume=true")
+
     def evaluate(self):
         losses = estimate_loss(self.model, self.splits, self.config, self.step)
+        if not all(math.isfinite(v) for v in losses.values()):
+            self.diverged(f"the weights give a non-finite loss (train {losses['train']:.4g}, "
+                          f"val {losses['val']:.4g})")
         entry = {"step": self.step, "train_loss": losses["train"], "val_loss": losses["val"],
                  "val_perplexity": data.perplexity(losses["val"])}
         self.history.append(entry)
@@ -233,8 +265,9 @@ class Trainer:
                    "tokens_per_second": tokens_per_step * (self.step - first_step) / max(elapsed, 1e-9),
                    "seconds": elapsed, "parameters": self.model.num_parameters(), "backend": backends.current().name}
         if self.rank == 0:
-            (self.out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
-            plot_losses(self.history, self.out_dir / "loss.png", title=f"{config.model} on {config.data}")
+            checkpoint.write_atomic(self.out_dir / "metrics.json", lambda p: p.write_text(json.dumps(metrics, indent=2)))
+            checkpoint.write_atomic(self.out_dir / "loss.png", lambda p: plot_losses(
+                self.history, p, title=f"{config.model} on {config.data}"))
         return metrics
 
 
@@ -250,7 +283,7 @@ def plot_losses(history, path, title=""):
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=100, format="png")
     plt.close(fig)
 
 
@@ -265,19 +298,36 @@ def load(path):
     path = Path(path)
     if not (path / checkpoint.INDEX).exists() and (path / "config.json").exists():
         from .models import GPT, Llama
-        kind = json.loads((path / "config.json").read_text()).get("model_type")
+        try:
+            kind = json.loads((path / "config.json").read_text(encoding="utf-8")).get("model_type")
+        except (UnicodeDecodeError, json.JSONDecodeError, AttributeError) as exc:
+            raise ValueError(f"from_pretrained: {path / 'config.json'} is not a JSON object ({exc})") from None
         model = (Llama if kind in ("llama", "mistral") else GPT).from_pretrained(path)
         has_tokenizer = any((path / name).exists() for name in ("tokenizer-minillm.json", "vocab.json",
                                                                 "tokenizer.json"))
         return model, tokenizers.from_pretrained(path) if has_tokenizer else None
     meta, weights, _ = checkpoint.load(path)
-    config = TrainConfig(**{k: v for k, v in meta["config"].items() if k in TrainConfig.__dataclass_fields__})
-    tokenizer = tokenizers.load(path / "tokenizer.json")
+    try:
+        config = apply(TrainConfig(), {k: v for k, v in meta.get("config", {}).items()
+                                       if k in TrainConfig.__dataclass_fields__}).validate()
+    except ValueError as exc:
+        raise checkpoint.CheckpointError(f"checkpoint: {path / checkpoint.INDEX} has a bad config: {exc}") from None
+    tokenizer = tokenizers.load(path / checkpoint.TOKENIZER)
     model = build_model(config, tokenizer.vocab_size)
-    model.load_state_dict(weights)
+    load_weights(model, weights, path)
     model.trained_steps = meta["step"]
     model.eval()
     return model, tokenizer
+
+
+def load_weights(model, weights, path):
+    """``model.load_state_dict(weights)``, with a mismatch reported as the run's config and
+    weights disagreeing (the model was built from checkpoint.json's config)."""
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as exc:
+        raise checkpoint.CheckpointError(f"checkpoint: the weights in {path} do not fit the model its config "
+                                         f"describes ({exc})") from None
 
 
 def perplexity_of(model, tokenizer, text, block_size, batch_size=16, batches=10, seed=0):

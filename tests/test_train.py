@@ -124,11 +124,11 @@ def test_sampling_edges(tmp_path, capsys):
     assert greedy[0][0] == 0 and greedy[0][1].out == greedy[1][1].out  # argmax: the seed plays no part
     assert sample("--temperature=0", "--top_k=0", "--start=Return ")[1].out.startswith("Return ")
     code, text = sample("--max_new_tokens=-5")
-    assert code == 2 and "max_new_tokens must be a positive integer; got -5" in text.err
+    assert code == 2 and "--max_new_tokens: must be >= 1; got -5" in text.err
     code, text = sample("--start=abc ✓ 日")
     assert code == 2 and "never saw in training: '✓', '日'" in text.err
     code, text = sample("--temperature=-1")
-    assert code == 2 and "temperature must be >= 0 (0 is greedy); got -1.0" in text.err
+    assert code == 2 and "--temperature: must be >= 0; got -1.0" in text.err
 
 
 def test_greedy_sampling_is_the_argmax_and_top_k_zero_keeps_all():

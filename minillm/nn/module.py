@@ -126,7 +126,8 @@ class Module:
             if name in own and tuple(np.shape(value)) != own[name].shape:
                 problems.append(f"{name}: checkpoint shape {tuple(np.shape(value))} != model shape {own[name].shape}")
         if problems:
-            raise KeyError(f"load_state_dict for {type(self).__name__}: " + "; ".join(problems))
+            # RuntimeError, as PyTorch: the arguments are wrong for this model, not a lookup that failed
+            raise RuntimeError(f"load_state_dict for {type(self).__name__}: " + "; ".join(problems))
         for name, value in state_dict.items():
             if name in own:
                 target = own[name]
