@@ -92,7 +92,8 @@ def sample_command(argv):
     prompt = tokenizer.encode(config.start) or [0]
     for _ in range(config.num_samples):
         out = model.generate(np.asarray([prompt]), config.max_new_tokens, temperature=config.temperature,
-                             top_k=config.top_k or None, top_p=config.top_p)
+                             top_k=config.top_k or None, top_p=config.top_p,
+                             vocab_size=tokenizer.vocab_size)  # a padded vocabulary: draw only decodable ids
         print(tokenizer.decode(out[0].tolist()))
         print("---")
 
@@ -263,7 +264,7 @@ def main(argv=None):
         COMMANDS[name][0](rest)
     except (cfg.ConfigError, ValueError, RuntimeError, OSError, MemoryError) as exc:
         # the one error boundary: a user's mistake is one line naming it, never a traceback
-        print(f"minillm {name}: {describe_error(exc)}", file=sys.stderr)
+        print(f"minillm {name}: {describe_error(exc).removeprefix(f'{name}: ')}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"minillm {name}: interrupted (checkpoints are written atomically: the last one is intact)",

@@ -9,14 +9,19 @@ load from JSON (``save``/``load``).
 import json
 from pathlib import Path
 
-from .bpe import GPT2_PATTERN, BPETokenizer
+from .bpe import GPT2_PATTERN, GPT4_PATTERN, BPETokenizer
 from .char import CharTokenizer
 
-__all__ = ["BPETokenizer", "CharTokenizer", "GPT2_PATTERN", "from_dict", "load", "from_pretrained"]
+__all__ = ["BPETokenizer", "CharTokenizer", "GPT2_PATTERN", "GPT4_PATTERN", "from_dict", "load", "from_pretrained"]
 
 
 def from_dict(data):
+    """The tokenizer a ``to_dict`` described; anything malformed is a ValueError naming it."""
+    if not isinstance(data, dict):
+        raise ValueError(f"tokenizer: expected a JSON object with a 'kind'; got {type(data).__name__}")
     if data.get("kind") == "char":
+        if "chars" not in data:
+            raise ValueError("CharTokenizer: the tokenizer has no 'chars'")
         return CharTokenizer(data["chars"], data.get("fallback", "bytes"))
     if data.get("kind") == "bpe":
         return BPETokenizer.from_dict(data)
@@ -26,9 +31,13 @@ def from_dict(data):
 def load(path):
     """A tokenizer saved with ``save`` (one JSON file)."""
     try:
-        return from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
-    except (OSError, json.JSONDecodeError) as exc:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(f"tokenizer: cannot read {path}: {exc}") from None
+    try:
+        return from_dict(data)
+    except ValueError as exc:
+        raise ValueError(f"tokenizer: {path}: {exc}") from None
 
 
 def from_pretrained(path):
@@ -38,6 +47,15 @@ def from_pretrained(path):
     if (path / "tokenizer-minillm.json").exists():
         return load(path / "tokenizer-minillm.json")
     own = path / "tokenizer.json"
-    if own.exists() and json.loads(own.read_text(encoding="utf-8")).get("kind") in ("char", "bpe"):
+    if own.exists() and _minillm_kind(own):
         return load(own)
     return BPETokenizer.from_pretrained(path)
+
+
+def _minillm_kind(path):
+    """Whether ``path`` is minillm's own tokenizer JSON rather than Hugging Face's."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"tokenizer: cannot read {path}: {exc}") from None
+    return isinstance(data, dict) and data.get("kind") in ("char", "bpe")

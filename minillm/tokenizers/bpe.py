@@ -14,32 +14,53 @@ from collections import Counter
 
 import regex
 
-from . import files
+from . import files, validate
 
 # GPT-2's pre-tokenizer: English contractions, letters, digits, other symbols (each with one
 # optional leading space), then whitespace, keeping the last space of a run for the next word
 GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+# GPT-4's (tiktoken's cl100k, minbpe's GPT4_SPLIT_PATTERN): contractions in any case, digits
+# in groups of at most three, and a newline run kept apart from the spaces before a word
+GPT4_PATTERN = r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]++[\r\n]*|\s*[\r\n]|\s+(?!\S)|\s+"""
 # the pattern of tokenizers trained before version 0.2 (their JSON has no "pattern" key)
 LEGACY_PATTERN = r" ?\w+| ?[^\w\s]+|\s+"
+# The only patterns a tokenizer file may name. The regex engine runs a pattern as a program,
+# and one with nested alternatives, such as (a|a)*$, takes time exponential in the length of
+# the text it fails on, so a pattern read from a file could hang any command that encodes.
+KNOWN_PATTERNS = {GPT2_PATTERN: "GPT-2's pattern", GPT4_PATTERN: "GPT-4's pattern (cl100k)",
+                  LEGACY_PATTERN: "the pre-0.2 pattern"}
 
 
 class BPETokenizer:
     """``merges``: (id, id) pairs in rank order. The 256 bytes have ids ``byte_ids``
     (0..255 unless given) and merge r produces ``merge_ids[r]`` (256 + r unless given);
-    ``special_tokens`` {text: id} are matched whole before the pattern runs."""
+    ``special_tokens`` {text: id} are matched whole before the pattern runs. Every id from 0
+    to the largest stands for something, so every id below ``vocab_size`` decodes."""
     kind = "bpe"
 
     def __init__(self, merges=(), pattern=GPT2_PATTERN, byte_ids=None, merge_ids=None, special_tokens=None):
-        self.merges = [tuple(pair) for pair in merges]
+        self.merges = validate.pairs("merges", merges)
         self.pattern = pattern
         self._chunks = regex.compile(pattern)
-        self.byte_ids = list(range(256)) if byte_ids is None else list(byte_ids)
-        self.merge_ids = [256 + r for r in range(len(self.merges))] if merge_ids is None else list(merge_ids)
+        self.byte_ids = list(range(256)) if byte_ids is None else validate.ids("byte_ids", byte_ids, 256)
+        self.merge_ids = ([256 + r for r in range(len(self.merges))] if merge_ids is None
+                          else validate.ids("merge_ids", merge_ids, len(self.merges)))
         self.ranks = {pair: rank for rank, pair in enumerate(self.merges)}
-        self.pieces = {i: bytes([b]) for b, i in enumerate(self.byte_ids)}  # id → the bytes it stands for
-        for (a, b), new in zip(self.merges, self.merge_ids):
-            self.pieces[new] = self.pieces[a] + self.pieces[b]
-        self.special_tokens = dict(special_tokens or {})
+        self.pieces = {}  # id → the bytes it stands for
+        for b, i in enumerate(self.byte_ids):
+            self._define(i, bytes([b]), f"byte {b}")
+        for r, ((a, b), new) in enumerate(zip(self.merges, self.merge_ids)):
+            undefined = [i for i in (a, b) if i not in self.pieces]
+            if undefined:
+                raise ValueError(f"BPETokenizer: merge {r} ({a}, {b}) uses id {undefined[0]}, which no byte "
+                                 f"or earlier merge produces")
+            self._define(new, self.pieces[a] + self.pieces[b], f"merge {r}")
+        self.special_tokens = validate.special_tokens(special_tokens or {})
+        for text, i in self.special_tokens.items():
+            if self.pieces.get(i, text.encode("utf-8")) != text.encode("utf-8"):
+                raise ValueError(f"BPETokenizer: special token {text!r} has id {i}, which already stands "
+                                 f"for the bytes {self.pieces[i]!r}")
+        validate.dense([*self.pieces, *self.special_tokens.values()])
         self._special_ids = {i: text for text, i in self.special_tokens.items()}
         self._specials = (regex.compile("(" + "|".join(regex.escape(t) for t in
                                                        sorted(self.special_tokens, key=len, reverse=True)) + ")")
@@ -85,18 +106,27 @@ class BPETokenizer:
         known = set(byte_ids) | set(merge_ids)
         special = {token: i for token, i in vocab.items() if i not in known}
         special.update(added)
-        return cls(pairs, GPT2_PATTERN, byte_ids, merge_ids, special)
+        try:
+            return cls(pairs, GPT2_PATTERN, byte_ids, merge_ids, special)
+        except ValueError as exc:
+            raise ValueError(f"BPETokenizer.from_pretrained: {path}: {exc}") from None
 
     def save_pretrained(self, path):
         """Write ``vocab.json``, ``merges.txt`` and ``tokenizer_config.json`` into ``path``."""
         if self.pattern != GPT2_PATTERN:
-            raise ValueError("BPETokenizer.save_pretrained: this tokenizer cuts text with the pre-0.2 pattern, "
-                             "not GPT-2's, so GPT-2's files would encode differently; retrain it")
+            raise ValueError(f"BPETokenizer.save_pretrained: this tokenizer cuts text with "
+                             f"{KNOWN_PATTERNS.get(self.pattern, 'a pattern of its own')}, not GPT-2's, so GPT-2's "
+                             f"files would encode differently; retrain it with GPT2_PATTERN")
         vocab = {files.spell(piece): i for i, piece in self.pieces.items()}
         vocab.update(self.special_tokens)
         merges = [(files.spell(self.pieces[a]), files.spell(self.pieces[b])) for a, b in self.merges]
         files.write_vocab_and_merges(path, vocab, merges, self.special_tokens)
         return path
+
+    def _define(self, i, piece, what):
+        # two merges may make the same token, but one id may not stand for two different ones
+        if self.pieces.setdefault(i, piece) != piece:
+            raise ValueError(f"BPETokenizer: {what} has id {i}, which already stands for the bytes {self.pieces[i]!r}")
 
     @property
     def vocab_size(self):
@@ -147,8 +177,19 @@ class BPETokenizer:
 
     @classmethod
     def from_dict(cls, data):
-        return cls(data["merges"], data.get("pattern", LEGACY_PATTERN), data.get("byte_ids"), data.get("merge_ids"),
-                   data.get("special_tokens"))
+        """The tokenizer ``to_dict`` described. Its pattern must be one of ``KNOWN_PATTERNS``,
+        checked before anything is compiled or matched; a pattern of your own goes in code."""
+        if "merges" not in data:
+            raise ValueError("BPETokenizer: the tokenizer has no 'merges'")
+        pattern = data.get("pattern", LEGACY_PATTERN)
+        if not isinstance(pattern, str) or pattern not in KNOWN_PATTERNS:
+            shown = repr(pattern) if len(repr(pattern)) <= 80 else repr(pattern)[:77] + "..."
+            *others, last = KNOWN_PATTERNS.values()
+            raise ValueError(f"BPETokenizer: pattern {shown} is not one minillm knows. A tokenizer file may only "
+                             f"name {', '.join(others)} or {last}: the regex engine runs a pattern as a program, "
+                             f"and one such as (a|a)*$ takes time exponential in the text's length. A pattern of "
+                             f"your own can be passed in code: BPETokenizer(merges, pattern=...)")
+        return cls(data["merges"], pattern, data.get("byte_ids"), data.get("merge_ids"), data.get("special_tokens"))
 
     def save(self, path):
         files.atomic_write(path, json.dumps(self.to_dict(), ensure_ascii=False))

@@ -1,6 +1,7 @@
 """``CharTokenizer``: one id per character seen in training, and one *unknown* id."""
 import json
 
+from . import validate
 from .files import atomic_write
 
 
@@ -20,7 +21,7 @@ class CharTokenizer:
     def __init__(self, chars, fallback="unknown"):
         if fallback not in ("unknown", "bytes"):
             raise ValueError(f"CharTokenizer: fallback must be 'unknown' or 'bytes'; got {fallback!r}")
-        self.chars = list(chars)
+        self.chars = validate.chars(chars)
         self.index = {ch: i for i, ch in enumerate(self.chars)}
         self.fallback = fallback
         self.unk_id = len(self.chars)       # fallback "unknown": the one id after the characters

@@ -11,6 +11,8 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
+from . import validate
+
 
 def atomic_write(path, text):
     path = Path(path)
@@ -53,34 +55,63 @@ def unspell(token):
 
 def read_vocab_and_merges(path):
     """(vocab {token: id}, merges [(a, b)], added {text: id}) from a folder holding
-    ``vocab.json`` + ``merges.txt``, or a ``tokenizer.json`` of a byte-level BPE."""
+    ``vocab.json`` + ``merges.txt``, or a ``tokenizer.json`` of a byte-level BPE. Its
+    pre-tokenizer is not read: the tokenizer cuts text with GPT-2's pattern, one it knows."""
     path = Path(path)
     try:
         if (path / "vocab.json").exists() and (path / "merges.txt").exists():
             vocab = json.loads((path / "vocab.json").read_text(encoding="utf-8"))
             lines = (path / "merges.txt").read_text(encoding="utf-8").split("\n")
-            merges = [tuple(line.split(" ")) for line in lines if line and not line.startswith("#version")]
-            return vocab, merges, _added_tokens(path)
+            merges = [line.split(" ") for line in lines if line and not line.startswith("#version")]
+            return _checked(path, "vocab.json", vocab, "merges.txt", merges, _added_tokens(path))
         if (path / "tokenizer.json").exists():
             spec = json.loads((path / "tokenizer.json").read_text(encoding="utf-8"))
-            model = spec.get("model") or {}
-            if model.get("type") != "BPE":
-                raise ValueError(f"{path}/tokenizer.json: model type {model.get('type')!r}, expected 'BPE'")
-            merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
-            added = {t["content"]: t["id"] for t in spec.get("added_tokens", [])}
-            return model["vocab"], merges, added
-    except (OSError, json.JSONDecodeError, KeyError) as exc:
+            model = spec.get("model") if isinstance(spec, dict) else None
+            kind = model.get("type") if isinstance(model, dict) else None
+            if kind != "BPE":
+                raise ValueError(f"{path}/tokenizer.json: model type {kind!r}, expected 'BPE'")
+            merges = [m.split(" ") if isinstance(m, str) else m for m in _entries(model.get("merges"), "merges")]
+            added = [(t.get("content"), t.get("id")) if isinstance(t, dict) else (t, None)
+                     for t in _entries(spec.get("added_tokens", []), "added_tokens")]
+            return _checked(path, "tokenizer.json", model.get("vocab"), "tokenizer.json", merges, added)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(f"BPETokenizer.from_pretrained: cannot read the tokenizer in {path}: {exc}") from None
     raise FileNotFoundError(f"BPETokenizer.from_pretrained: {path} has neither vocab.json + merges.txt "
                             f"nor tokenizer.json")
 
 
+def _entries(value, name):
+    if not isinstance(value, list):
+        raise ValueError(f"BPETokenizer.from_pretrained: {name} must be a list; got {type(value).__name__}")
+    return value
+
+
+def _checked(path, vocab_file, vocab, merges_file, merges, added):
+    """(vocab, merges, added as a dict), once each is known to hold what its name says."""
+    where = f"BPETokenizer.from_pretrained: {path}"
+    if not isinstance(vocab, dict):
+        raise ValueError(f"{where}: the vocabulary in {vocab_file} must map tokens to ids; got {type(vocab).__name__}")
+    for entries, name in ((vocab.items(), vocab_file), (added, "the added tokens")):
+        for token, i in entries:
+            if not isinstance(token, str) or not validate.is_id(i):
+                raise ValueError(f"{where}: {name} has {token!r}: {i!r}; each must be a token with an id >= 0")
+    for k, merge in enumerate(merges):
+        if not (isinstance(merge, (list, tuple)) and len(merge) == 2 and all(isinstance(t, str) for t in merge)):
+            raise ValueError(f"{where}: merge {k} in {merges_file} is {merge!r}, not two tokens")
+    return vocab, [tuple(merge) for merge in merges], dict(added)
+
+
 def _added_tokens(path):
+    """[(text, id)] from ``tokenizer_config.json``'s added_tokens_decoder {"id": {"content": text}}."""
     config = path / "tokenizer_config.json"
     if not config.exists():
-        return {}
-    decoder = json.loads(config.read_text(encoding="utf-8")).get("added_tokens_decoder", {})
-    return {entry["content"]: int(i) for i, entry in decoder.items()}
+        return []
+    spec = json.loads(config.read_text(encoding="utf-8"))
+    decoder = spec.get("added_tokens_decoder", {}) if isinstance(spec, dict) else None
+    if not isinstance(decoder, dict):
+        raise ValueError(f"BPETokenizer.from_pretrained: {config}: added_tokens_decoder must map ids to tokens")
+    return [(entry.get("content") if isinstance(entry, dict) else entry, int(i) if i.isdecimal() else i)
+            for i, entry in decoder.items()]
 
 
 def write_vocab_and_merges(path, vocab, merges, special):
