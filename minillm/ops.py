@@ -157,7 +157,7 @@ def matmul(a, b):
         # (..., M, K) @ (K, N): one (ΣM, K) @ (K, N) product, and a weight gradient that is
         # one product too instead of a batch of them summed afterwards.
         folded = matmul(reshape(a, (-1, a.shape[-1])), b)
-        return reshape(folded, a.shape[:-1] + b.shape[-1:])
+        return reshape(folded, a.shape[:-1] + b.shape[1:])  # a 1-D b adds no axis
     kernel = backends.current().matmul
     out = kernel(a2, b2)
 

@@ -140,7 +140,7 @@ def prepare(source, out_dir, tokenizer="char", vocab_size=512, val_fraction=0.1,
                         _write(sinks, counts, "train" if seen < cut else "val", tok.encode(block), dtype)
                     seen += size
                     bar.update(size)
-    except BaseException as exc:  # a bad byte, a full disk, ^C: no partial token file stays
+    except BaseException:  # a bad byte, a full disk, ^C: no partial token file stays
         for sink in sinks.values():
             sink.close()
         for path in tmp.values():

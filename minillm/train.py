@@ -298,10 +298,8 @@ def load(path):
     path = Path(path)
     if not (path / checkpoint.INDEX).exists() and (path / "config.json").exists():
         from .models import GPT, Llama
-        try:
-            kind = json.loads((path / "config.json").read_text(encoding="utf-8")).get("model_type")
-        except (UnicodeDecodeError, json.JSONDecodeError, AttributeError) as exc:
-            raise ValueError(f"from_pretrained: {path / 'config.json'} is not a JSON object ({exc})") from None
+        from .models.hf_files import read_config
+        kind = read_config(path, "GPT-2 or Llama").get("model_type")
         model = (Llama if kind in ("llama", "mistral") else GPT).from_pretrained(path)
         has_tokenizer = any((path / name).exists() for name in ("tokenizer-minillm.json", "vocab.json",
                                                                 "tokenizer.json"))

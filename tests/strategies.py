@@ -64,3 +64,25 @@ def distinct(draw, shape, gap=0.05):
     order = draw(st.permutations(list(range(size))))
     offset = draw(st.floats(-1, 1))
     return (np.asarray(order, np.float64) * gap * 3 + offset - size * gap * 1.5).reshape(shape) + gap / 2
+
+
+# 1, primes, and sizes that are no multiple of any kernel's tile (6×16, 12×32, 128×128)
+matrix_sides = st.sampled_from([1, 2, 5, 7, 13, 17, 33, 67])
+
+
+@st.composite
+def broadcast_matmul_shapes(draw, sides=matrix_sides):
+    """Operand shapes for a batched matmul whose batch axes broadcast both ways: each operand
+    keeps a tail of one batch shape (up to 3 axes) with any of its axes cut to 1, so either
+    side, and different axes, may broadcast; either may instead be a 1-D vector (NumPy's
+    rule: it gains an axis for the product and loses it after)."""
+    m, k, n = draw(sides), draw(sides), draw(sides)
+    batch = draw(st.lists(st.sampled_from([2, 3, 4]), min_size=1, max_size=3))
+
+    def operand_batch():
+        kept = batch[draw(st.integers(0, len(batch))):]
+        return tuple(draw(st.sampled_from([size, 1])) for size in kept)
+
+    a, b = operand_batch() + (m, k), operand_batch() + (k, n)
+    vector = draw(st.sampled_from(["neither", "neither", "a", "b"]))
+    return ((k,) if vector == "a" else a), ((k,) if vector == "b" else b)

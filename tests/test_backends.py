@@ -7,11 +7,13 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import assume, given, strategies as st
+from hypothesis import assume, example, given, strategies as st
 
 import minillm
 from minillm import backends, functional as F, nn
 from minillm.backends import numpy_backend as reference
+
+from strategies import broadcast_matmul_shapes
 
 AVAILABLE = backends.available()
 TOL = 1e-5   # ‖out − ref‖ / ‖ref‖ for float32 against the float64 reference ...
@@ -62,6 +64,43 @@ def test_matmul(name, data):
     out = backend.matmul(*on(backend, a, b), trans_a=trans_a, trans_b=trans_b)
     assert out.shape == ref.shape
     assert close(out, ref)
+
+
+def summed_to(g, shape):
+    """The float64 reference's unbroadcast: ``g`` summed over the axes broadcasting added
+    or stretched, back to ``shape``."""
+    g = g.sum(axis=tuple(range(g.ndim - len(shape))))
+    return g.sum(axis=tuple(i for i, size in enumerate(shape) if size == 1), keepdims=True)
+
+
+@pytest.mark.parametrize("name", AVAILABLE)
+@example(shapes=((3, 1, 17, 33), (4, 33, 9)), seed=0)  # the report: read-only views reached Numba's GEMM
+@example(shapes=((1, 5, 7), (2, 3, 7, 4)), seed=1)
+@example(shapes=((7,), (2, 7, 3)), seed=2)
+@example(shapes=((2, 3, 17, 33), (2, 3, 33, 9)), seed=3)
+@example(shapes=((2, 3, 5), (5,)), seed=4)  # a batch times a vector: ops.matmul's folded (ΣM, K) product
+@given(shapes=broadcast_matmul_shapes(), seed=st.integers(0, 2 ** 32 - 1))
+def test_broadcasting_batched_matmul_forward_and_gradients(name, shapes, seed):
+    """``a @ b`` through autograd with batch axes that broadcast on either side (and 1-D
+    operands), forward and both gradients, in float32 against float64 NumPy within TOL
+    relative + ATOL RMS (see close): the backward hands the kernels the upstream gradient,
+    and the broadcast operands, as read-only views."""
+    rng = np.random.default_rng(seed)
+    a, b = (rng.standard_normal(shape).astype(np.float32).astype(np.float64) for shape in shapes)
+    a2, b2 = a[None] if a.ndim == 1 else a, b[:, None] if b.ndim == 1 else b
+    full = np.matmul(a2, b2)  # (..., M, N), before the vectors' axes are dropped
+    ref = np.matmul(a, b)
+    g = rng.standard_normal(ref.shape).astype(np.float32).astype(np.float64)
+    g2 = g.reshape(full.shape)
+    ref_ga = summed_to(g2 @ b2.swapaxes(-1, -2), a2.shape).reshape(a.shape)
+    ref_gb = summed_to(a2.swapaxes(-1, -2) @ g2, b2.shape).reshape(b.shape)
+    with minillm.use_backend(name):
+        ta, tb = (minillm.tensor(x.astype(np.float32), requires_grad=True) for x in (a, b))
+        out = ta @ tb
+        out.backward(g.astype(np.float32))
+    assert out.shape == ref.shape and close(out.data, ref)
+    for label, t, expected in (("grad a", ta, ref_ga), ("grad b", tb, ref_gb)):
+        assert t.grad.shape == expected.shape and close(t.grad.data, expected), label
 
 
 @pytest.mark.parametrize("name", AVAILABLE)
@@ -318,6 +357,211 @@ def test_adam_update_many(name, data):
                                  [o[2] for o in ours], 1e-2, 0.9, 0.95, 1e-8, 0.1, True, step)
     for (p, m, v), (ps, ms, vs) in zip(refs, ours):
         assert close(ps, p) and close(ms, m) and close(vs, v)
+
+
+# ---- read-only inputs: the ways a user's array arrives that a kernel may not write to -----
+READ_ONLY = ("frozen", "broadcast", "memmap")
+HOST_BACKENDS = [name for name in AVAILABLE if backends.get(name).xp is np]  # NumPy's read-only flag
+
+
+class ReadOnly:
+    """Makes a backend's inputs from float64 test values the ways a user's arrays arrive
+    read-only: ``frozen`` (``writeable = False``), ``broadcast`` (``np.broadcast_to`` of the
+    first entry along axis 0: zero stride, every entry that one) or ``memmap`` (a file mapped
+    with mode 'r'). A call returns the input and the float64 (or integer) values it holds, for
+    the reference. CuPy has neither flag nor map: there the broadcast view is the only form."""
+
+    def __init__(self, backend, how, folder):
+        self.xp, self.how, self.folder, self.made = backend.xp, how, folder, []
+
+    def __call__(self, values, dtype=np.float32):
+        array = values.astype(dtype)
+        if self.how == "broadcast":
+            out = self.xp.broadcast_to(self.xp.asarray(array[:1]), array.shape)
+        elif self.xp is not np:
+            out = self.xp.asarray(array)
+        elif self.how == "frozen":
+            out = array
+            out.flags.writeable = False
+        else:
+            path = self.folder / f"input{len(self.made)}.bin"
+            array.tofile(path)
+            out = np.memmap(path, dtype, "r", shape=array.shape)
+        held = backends.to_numpy(out)
+        held = held.astype(np.float64) if held.dtype.kind == "f" else np.array(held)
+        self.made.append((out, held.copy()))
+        return out, held
+
+    def untouched(self):
+        return all(np.array_equal(backends.to_numpy(out), held) for out, held in self.made)
+
+
+def read_only_matmul(backend, ro, rng):
+    for shape_a, shape_b, trans_a, trans_b in (((17, 33), (33, 9), False, False), ((33, 17), (9, 33), True, True),
+                                             ((3, 17, 33), (3, 33, 9), False, False),
+                                             ((2, 3, 17, 33), (3, 9, 33), False, True)):
+        (a, a64), (b, b64) = ro(rng.standard_normal(shape_a)), ro(rng.standard_normal(shape_b))
+        yield (f"matmul {shape_a} {shape_b}", backend.matmul(a, b, trans_a, trans_b),
+               reference.matmul(a64, b64, trans_a, trans_b))
+
+
+def read_only_linear(backend, ro, rng):
+    (x, x64), (w, w64), (b, b64), (g, g64) = (ro(rng.standard_normal(s)) for s in ((17, 33), (9, 33), (9,), (17, 9)))
+    yield "linear_forward", backend.linear_forward(x, w, b), x64 @ w64.T + b64
+    for label, got, ref in zip(("gx", "gw", "gb"), backend.linear_backward(g, x, w), (g64 @ w64, g64.T @ x64,
+                                                                                      g64.sum(axis=0))):
+        yield f"linear_backward {label}", got, ref
+
+
+def read_only_attention(backend, ro, rng):
+    scale = 8 ** -0.5
+    for t_query in (13, 2):  # 2: the C backend's kernel for a few queries reads k and v where they lie
+        (q, q64), (k, k64), (v, v64), (dout, dout64) = (ro(rng.standard_normal((3, t, 8)))
+                                                        for t in (t_query, 13, 13, t_query))
+        out, lse = backend.attention_forward(q, k, v, True, scale)
+        ref_out, ref_lse = reference.attention_forward(q64, k64, v64, True, scale)
+        yield f"attention_forward out (Tq {t_query})", out, ref_out
+        yield f"attention_forward lse (Tq {t_query})", lse, ref_lse
+        grads = backend.attention_backward(q, k, v, out, lse, dout, True, scale)
+        ref_grads = reference.attention_backward(q64, k64, v64, ref_out, ref_lse, dout64, True, scale)
+        for label, got, ref in zip(("dq", "dk", "dv"), grads, ref_grads):
+            yield f"attention_backward {label} (Tq {t_query})", got, ref
+
+
+def read_only_attention_qkv(backend, ro, rng):
+    (qkv, qkv64), (dy, dy64) = ro(rng.standard_normal((2, 13, 48))), ro(rng.standard_normal((2, 13, 16)))
+    forward, backward = backends.qkv_through(reference.attention_forward, reference.attention_backward)
+    y, lse = backend.attention_qkv_forward(qkv, 2, True, 0.25)
+    ref_y, ref_lse = forward(qkv64, 2, True, 0.25)
+    yield "attention_qkv_forward y", y, ref_y
+    yield "attention_qkv_forward lse", lse, ref_lse
+    yield ("attention_qkv_backward", backend.attention_qkv_backward(qkv, y, lse, dy, 2, True, 0.25),
+           backward(qkv64, ref_y, ref_lse, dy64, 2, True, 0.25))
+
+
+def read_only_layernorm(backend, ro, rng):
+    (x, x64), (w, w64), (b, b64), (dy, dy64) = (ro(rng.standard_normal(s) * 3 + 1)
+                                                for s in ((13, 31), (31,), (31,), (13, 31)))
+    y, mean, rstd = backend.layernorm_forward(x, w, b, 1e-5)
+    ref_y, ref_mean, ref_rstd = reference.layernorm_forward(x64, w64, b64, 1e-5)
+    for label, got, ref in (("y", y, ref_y), ("mean", mean, ref_mean), ("rstd", rstd, ref_rstd)):
+        yield f"layernorm_forward {label}", got, ref
+    grads = backend.layernorm_backward(dy, x, w, mean, rstd)
+    for label, got, ref in zip(("dx", "dw", "db"), grads, reference.layernorm_backward(dy64, x64, w64, ref_mean,
+                                                                                       ref_rstd)):
+        yield f"layernorm_backward {label}", got, ref
+
+
+def read_only_cross_entropy(backend, ro, rng):
+    target = rng.integers(0, 7, 13)
+    target[1::3] = -100  # ignored rows (not the first: a broadcast target repeats it)
+    (logits, logits64), (t, t64), (dloss, dloss64) = (ro(rng.standard_normal((13, 7)) * 4), ro(target, np.int64),
+                                                      ro(rng.standard_normal(13)))
+    loss, lse = backend.cross_entropy_forward(logits, t, -100)
+    ref_loss, ref_lse = reference.cross_entropy_forward(logits64, t64, -100)
+    yield "cross_entropy_forward loss", loss, ref_loss
+    yield "cross_entropy_forward lse", lse, ref_lse
+    yield ("cross_entropy_backward", backend.cross_entropy_backward(logits, t, lse, dloss, -100),
+           reference.cross_entropy_backward(logits64, t64, ref_lse, dloss64, -100))
+
+
+def read_only_gelu(backend, ro, rng):
+    (x, x64), (dy, dy64) = ro(rng.standard_normal((13, 31)) * 3), ro(rng.standard_normal((13, 31)))
+    yield "gelu_forward", backend.gelu_forward(x), reference.gelu_forward(x64)
+    yield "gelu_backward", backend.gelu_backward(x, dy), reference.gelu_backward(x64, dy64)
+
+
+def read_only_add(backend, ro, rng):
+    (a, a64), (b, b64) = ro(rng.standard_normal((7, 2053))), ro(rng.standard_normal((7, 2053)))  # past C's cut-off
+    yield "add", backend.add(a, b), a64 + b64
+
+
+def read_only_embedding_backward(backend, ro, rng):
+    table = rng.standard_normal((5, 13))
+    (index, index64), (values, values64) = ro(rng.integers(0, 5, 67), np.int64), ro(rng.standard_normal((67, 13)))
+    expected = table.copy()
+    np.add.at(expected, index64, values64)
+    target, = on(backend, table)
+    yield "scatter_add_rows", backend.scatter_add_rows(target, index, values), expected
+
+
+def read_only_adam(backend, ro, rng):
+    """The gradient arrives read-only; the parameter and moments are the optimizer's own."""
+    refs = [[rng.standard_normal(size), np.zeros(size), np.zeros(size)] for size in (1031, 7)]
+    (p, m, v), (p_many, m_many, v_many) = ours = [on(backend, *r) for r in refs]
+    hyper = (1e-2, 0.9, 0.95, 1e-8, 0.1, True)
+    for step in (1, 2):
+        (g, _), (g_many, _) = grads = [ro(rng.standard_normal(r[0].size)) for r in refs]
+        for (p64, m64, v64), (_, g64) in zip(refs, grads):
+            reference.adam_update(p64, g64, m64, v64, *hyper, step)
+        backend.adam_update(p, g, m, v, *hyper, step)
+        backend.adam_update_many([p_many], [g_many], [m_many], [v_many], *hyper, step)
+    for label, got, ref in zip(("adam_update", "adam_update_many"), ours, refs):
+        for part, g, r in zip(("p", "m", "v"), got, ref):
+            yield f"{label} {part}", g, r
+
+
+def read_only_grad_norm(backend, ro, rng):
+    arrays = [ro(rng.standard_normal(s)) for s in ((7, 67), (1031,))]
+    yield ("sum_of_squares_many", np.asarray(backend.sum_of_squares_many([a for a, _ in arrays])),
+           np.asarray(sum(float((a * a).sum()) for _, a in arrays)))
+
+
+def read_only_matmul_int8(backend, ro, rng):
+    (a, a64), (b, b64) = (ro(rng.integers(-128, 128, s), np.int8) for s in ((17, 33), (9, 33)))
+    yield "matmul_int8", backend.matmul_int8(a, b), (a64.astype(np.int64) @ b64.astype(np.int64).T).astype(np.float64)
+
+
+READ_ONLY_CASES = {fn.__name__.removeprefix("read_only_"): fn for fn in (
+    read_only_matmul, read_only_linear, read_only_attention, read_only_attention_qkv, read_only_layernorm,
+    read_only_cross_entropy, read_only_gelu, read_only_add, read_only_embedding_backward, read_only_adam,
+    read_only_grad_norm, read_only_matmul_int8)}
+
+
+@pytest.mark.parametrize("name", AVAILABLE)  # the backend last in the test's id, as the Makefile's -k expects
+@pytest.mark.parametrize("how", READ_ONLY)
+@pytest.mark.parametrize("case", READ_ONLY_CASES)
+def test_read_only_inputs(case, how, name, tmp_path):
+    """Every primitive takes its inputs read-only — frozen, a zero-stride broadcast view, a
+    read-only memory map — and answers as the float64 reference does on the values they
+    hold (within TOL and ATOL: see close), leaving them untouched."""
+    backend = backends.get(name)
+    ro = ReadOnly(backend, how, tmp_path)
+    for label, got, ref in READ_ONLY_CASES[case](backend, ro, np.random.default_rng(0)):
+        assert got.shape == ref.shape and close(got, ref), label
+    assert ro.untouched()
+
+
+@pytest.mark.parametrize("name", HOST_BACKENDS)
+@pytest.mark.parametrize("how", READ_ONLY)
+def test_read_only_outputs_are_refused(how, name, tmp_path):
+    """The primitives that write in place — Adam's parameter and moments, clipping's rescale,
+    an embedding's gradient table — raise a ValueError that names a read-only one before
+    writing anything (a C kernel would write through the flag, and crash on a read-only map)."""
+    backend = backends.get(name)
+    ro = ReadOnly(backend, how, tmp_path)
+    rng = np.random.default_rng(0)
+    hyper = (1e-2, 0.9, 0.95, 1e-8, 0.1, True, 1)
+    for frozen in ("p", "m", "v"):
+        arrays = {part: on(backend, rng.standard_normal(1031))[0] for part in "pmv"}
+        arrays[frozen] = ro(rng.standard_normal(1031))[0]
+        before = {part: a.copy() for part, a in arrays.items()}
+        g, = on(backend, rng.standard_normal(1031))
+        for update in (lambda: backend.adam_update(arrays["p"], g, arrays["m"], arrays["v"], *hyper),
+                       lambda: backend.adam_update_many([arrays["p"]], [g], [arrays["m"]], [arrays["v"]], *hyper)):
+            with pytest.raises(ValueError, match="read-only"):
+                update()
+            for part, a in arrays.items():
+                np.testing.assert_array_equal(a, before[part], err_msg=f"adam with {frozen} read-only changed {part}")
+    writable, = on(backend, rng.standard_normal(1031))
+    kept = writable.copy()
+    with pytest.raises(ValueError, match="read-only"):
+        backend.scale_many([writable, ro(rng.standard_normal(1031))[0]], 0.5)
+    np.testing.assert_array_equal(writable, kept)
+    index, values = np.arange(3), *on(backend, rng.standard_normal((3, 13)))
+    with pytest.raises(ValueError, match="read-only"):
+        backend.scatter_add_rows(ro(rng.standard_normal((5, 13)))[0], index, values)
+    assert ro.untouched()
 
 
 def transformer_block(x, p, n_head):

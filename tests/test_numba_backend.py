@@ -1,6 +1,7 @@
 """The Numba kernels beyond the shared backend suite: the numbered GEMM versions on awkward
 shapes against a float64 reference, the generated micro-kernel kept in step with its
-generator, and SLP vectorisation switched on only while our kernels compile."""
+generator, the one compiled GEMM taking read-only and zero-stride operands, and SLP
+vectorisation switched on only while our kernels compile."""
 import numpy as np
 import pytest
 from hypothesis import given, strategies as st
@@ -44,6 +45,24 @@ def test_slp_is_switched_on_only_while_compiling():
     numba_gemm.sgemm(np.ones((3, 2), np.float32), np.ones((2, 4), np.float32), np.empty((3, 4), np.float32))
     assert config.SLP_VECTORIZE == before
     assert len(numba_gemm._gemm.signatures) == 1  # strided and contiguous operands share one compile
+
+
+@pytest.mark.parametrize("how", ["frozen", "broadcast"])
+def test_one_compile_serves_read_only_operands(how):
+    """The GEMM is compiled once and compiling is then disabled, so its signature must take
+    what a user's arrays can be: read-only (frozen, a memory map) and zero-stride
+    (np.broadcast_to, which the batch of a broadcasting matmul hands over)."""
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((17, 33)).astype(np.float32), rng.standard_normal((33, 9)).astype(np.float32)
+    if how == "frozen":
+        a.flags.writeable = b.flags.writeable = False
+    else:  # zero strides: between A's rows, between B's columns
+        a, b = np.broadcast_to(a[:1], a.shape), np.broadcast_to(b[:, :1], b.shape)
+    c = np.empty((17, 9), np.float32)
+    numba_gemm.sgemm(a, b, c)
+    ref = a.astype(np.float64) @ b.astype(np.float64)
+    assert np.linalg.norm(c - ref) <= 1e-5 * np.linalg.norm(ref) + 1e-6
+    assert len(numba_gemm._gemm.signatures) == 1
 
 
 @given(t=st.sampled_from([1, 7, 65, 300]), d=st.sampled_from([1, 13, 32]), causal=st.booleans())

@@ -327,7 +327,7 @@ def gelu_backward(x, dy):
 
 
 def adam_update(p, g, m, v, lr, beta1, beta2, eps, weight_decay, decoupled, step):
-    if not (_fp32(p, g, m, v) and all(a.flags.c_contiguous for a in (p, g, m, v))):
+    if not (_fp32(p, g, m, v) and g.flags.c_contiguous and all(map(_writable, (p, m, v)))):
         return reference.adam_update(p, g, m, v, lr, beta1, beta2, eps, weight_decay, decoupled, step)
     lib.adam_update(pointer(p), pointer(g), pointer(m), pointer(v), p.size, lr, beta1, beta2, eps, weight_decay,
                     int(decoupled), lr / (1 - beta1 ** step), 1 / math.sqrt(1 - beta2 ** step))
@@ -335,6 +335,13 @@ def adam_update(p, g, m, v, lr, beta1, beta2, eps, weight_decay, decoupled, step
 
 def _usable(a):
     return a.dtype == np.float32 and a.flags.c_contiguous
+
+
+def _writable(a):
+    """Usable as a kernel's in-place output: C would write through a read-only flag (and
+    crash on a read-only memory map); the reference refuses it instead."""
+    flags = a.flags  # (a new object on every access)
+    return a.dtype == np.float32 and flags.c_contiguous and flags.writeable
 
 
 class _StatePointers:
@@ -354,7 +361,7 @@ class _StatePointers:
         if (entry is not None and all(ref() is a for ref, a in zip(entry[0], arrays))
                 and all(p.size == n for p, n in zip(ps, entry[2]))):  # (ndarray.resize keeps the object)
             return entry[1]
-        if not all(map(_usable, arrays)):
+        if not all(map(_writable, arrays)):
             return None
         pointers = tuple(ffi.new("float *[]", [pointer(a) for a in group]) for group in (ps, ms, vs))
         sizes = ffi.new("long long[]", [p.size for p in ps])
@@ -393,14 +400,14 @@ def sum_of_squares_many(arrays):
 
 
 def scale_many(arrays, factor):
-    if not all(map(_usable, arrays)):
+    if not all(map(_writable, arrays)):
         return reference.scale_many(arrays, factor)
     lib.scale_many(*_pointers_and_sizes(arrays), len(arrays), factor)
 
 
 def scatter_add_rows(target, index, values):
     """An embedding's backward, target[index[i]] += values[i], in one pass (embedding.c)."""
-    if not (_fp32(target, values) and target.flags.c_contiguous and target.ndim >= 1):
+    if not (_fp32(target, values) and _writable(target) and target.ndim >= 1):
         return reference.scatter_add_rows(target, index, values)
     index, values = _c(index.astype(np.int64, copy=False)), _c(values)
     if index.size and (index.min() < 0 or index.max() >= target.shape[0]):  # C would write outside the table

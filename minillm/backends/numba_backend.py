@@ -312,9 +312,10 @@ def _adam_update(p, g, m, v, beta1, beta2, eps, keep, coupled, step_size, rsqrt_
 
 
 def adam_update(p, g, m, v, lr, beta1, beta2, eps, weight_decay, decoupled, step):
-    """One fused pass per tensor (see numpy_backend.adam_update for the formula)."""
+    """One fused pass per tensor (see numpy_backend.adam_update for the formula); the
+    reference refuses a read-only p, m or v."""
     if not (p.dtype == g.dtype == m.dtype == v.dtype == np.float32
-            and all(a.flags.c_contiguous for a in (p, g, m, v))):
+            and all(a.flags.c_contiguous for a in (p, g, m, v)) and all(a.flags.writeable for a in (p, m, v))):
         return reference.adam_update(p, g, m, v, lr, beta1, beta2, eps, weight_decay, decoupled, step)
     f = np.float32
     keep, coupled = (1 - lr * weight_decay, 0.0) if decoupled else (1.0, weight_decay)

@@ -142,7 +142,11 @@ def _gemm(a, b, c, threads):
                                      min(MR, mc - ir * MR), min(NR, nc - jr * NR), pc > 0, tiles[block])
 
 
-SIGNATURE = "void(float32[:, :], float32[:, :], float32[:, :], int64)"  # any strides: one compile serves all
+# Any strides, and A and B read-only, so one compile serves every operand: a user's frozen
+# array, a read-only memory map, a zero-stride np.broadcast_to view (the batch of a broadcast
+# matmul). Numba passes a writable array where a read-only one is declared, never the reverse.
+_operand = numba.types.Array(numba.float32, 2, "A", readonly=True)
+SIGNATURE = numba.void(_operand, _operand, numba.float32[:, :], numba.int64)
 
 
 @contextlib.contextmanager
@@ -159,8 +163,8 @@ def slp_vectorised():
 
 def compile_kernels():
     """Compile (or load from Numba's disk cache) the one signature every call uses, with
-    SLP vectorisation on. Compiling is then disabled, so contiguous and strided operands
-    alike are converted to this signature instead of triggering new compilations."""
+    SLP vectorisation on. Compiling is then disabled, so contiguous, strided and read-only
+    operands alike are converted to this signature instead of triggering new compilations."""
     if _gemm.signatures:
         return
     with slp_vectorised():
@@ -169,7 +173,8 @@ def compile_kernels():
 
 
 def sgemm(a, b, c):
-    """c (M×N float32) = a (M×K) @ b (K×N), float32 arrays or views of any strides."""
+    """c (M×N float32) = a (M×K) @ b (K×N), float32 arrays or views of any strides (zero
+    included), read-only or not."""
     compile_kernels()
     _gemm(a, b, c, numba.get_num_threads())
 

@@ -122,10 +122,22 @@ def gelu_backward(x, dy):
     return (dy * grad).astype(x.dtype, copy=False)
 
 
+def _refuse_read_only(primitive, arrays, labels=None):
+    """Raise before anything is written if an array that ``primitive`` updates in place is
+    read-only: NumPy would stop only at that array's turn, after the others had changed, and a
+    kernel would write through the flag (into a read-only memory map: a crash)."""
+    for i, a in enumerate(arrays):
+        if not getattr(a.flags, "writeable", True):  # (CuPy's arrays have no such flag)
+            label = labels[i] if labels else f"arrays[{i}]"
+            raise ValueError(f"{primitive}: {label} is read-only (a frozen array, a broadcast view or a read-only "
+                             f"memory map), and {primitive} updates it in place")
+
+
 def scatter_add_rows(target, index, values):
     """target[index[i]] += values[i] for a 1-D integer ``index`` in [0, rows), repeats adding
     up (an embedding's backward): the rows sorted by index and each run added with one
     reduceat, ~10× faster than np.add.at's element-wise loop."""
+    _refuse_read_only("scatter_add_rows", (target,), ("target",))
     order = np.argsort(index, kind="stable")
     unique, starts = np.unique(index[order], return_index=True)
     target[unique] += np.add.reduceat(values[order], starts, axis=0)
@@ -153,6 +165,7 @@ def sum_of_squares_many(arrays):
 
 def scale_many(arrays, factor):
     """x ← x · factor, in place, for every array (clipping's rescale)."""
+    _refuse_read_only("scale_many", arrays)
     for a in arrays:
         a *= a.dtype.type(factor)
 
@@ -165,6 +178,7 @@ def adam_update(p, g, m, v, lr, beta1, beta2, eps, weight_decay, decoupled, step
         θ ← θ − η/(1−β₁ᵗ) · m / (√v / √(1−β₂ᵗ) + ε)
 
     Several NumPy passes and temporaries per tensor here; a backend fuses them into one."""
+    _refuse_read_only("adam_update", (p, m, v), ("the parameter", "m", "v"))
     xp_ = xp_of(p)
     if weight_decay:
         if decoupled:

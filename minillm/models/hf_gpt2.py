@@ -13,14 +13,15 @@ head to the token embedding (``tie_word_embeddings``); minillm then uses one arr
 both, as GPT-2 does. Nothing is ever unpickled: a folder with only ``pytorch_model.bin``
 is refused with the command that converts it.
 """
-import json
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
 from ..nn.module import skip_init
 from .gpt import GPT, GPTConfig
-from .hf_files import PretrainedError, read_safetensors, weight_files, write_folder, write_tokenizer
+from .hf_files import (PretrainedError, check_shapes, config_field, read_config, read_safetensors, weight_files,
+                       write_folder, write_tokenizer)
 
 # GPT-2 block tensor → (minillm name, transpose?) ; c_attn is split separately
 _BLOCK = {"ln_1.weight": ("ln_1.weight", False), "ln_1.bias": ("ln_1.bias", False),
@@ -40,27 +41,27 @@ def _config_from_hf(hf, path):
     need(hf.get("model_type", "gpt2") == "gpt2", "model_type", "is not a GPT-2 model (expected 'gpt2')")
     need(hf.get("activation_function", "gelu_new") in _TANH_GELUS, "activation_function",
          f"is not supported (minillm's GPT uses the tanh GELU: {', '.join(_TANH_GELUS)})")
-    need(hf.get("n_inner") in (None, 4 * hf["n_embd"]), "n_inner", f"must be null or 4·n_embd = {4 * hf['n_embd']}")
+    field = partial(config_field, hf, path / "config.json")
+    vocab, positions, layers, heads, c = (field(name, "size") for name in
+                                          ("vocab_size", "n_positions", "n_layer", "n_head", "n_embd"))
+    need(hf.get("n_inner") in (None, 4 * c), "n_inner", f"must be null or 4·n_embd = {4 * c}")
     need(hf.get("scale_attn_weights", True), "scale_attn_weights", "is not supported (attention is scaled by 1/√d)")
     need(not hf.get("scale_attn_by_inverse_layer_idx", False), "scale_attn_by_inverse_layer_idx", "is not supported")
-    need(hf["n_embd"] % hf["n_head"] == 0, "n_head", f"does not divide n_embd={hf['n_embd']}")
-    return GPTConfig(vocab_size=hf["vocab_size"], block_size=hf["n_positions"], n_layer=hf["n_layer"],
-                     n_head=hf["n_head"], n_embd=hf["n_embd"], dropout=0.0, bias=True,
-                     layer_norm_eps=hf.get("layer_norm_epsilon", 1e-5),
-                     tie_word_embeddings=hf.get("tie_word_embeddings", True))
+    need(c % heads == 0, "n_head", f"does not divide n_embd={c}")
+    return GPTConfig(vocab_size=vocab, block_size=positions, n_layer=layers, n_head=heads, n_embd=c, dropout=0.0,
+                     bias=True, layer_norm_eps=field("layer_norm_epsilon", "number", 1e-5),
+                     tie_word_embeddings=field("tie_word_embeddings", "flag", True))
 
 
 def load_gpt2(path):
     path = Path(path)
-    if not (path / "config.json").exists():
-        raise PretrainedError(f"from_pretrained: {path} has no config.json (expected a Hugging Face GPT-2 folder)")
-    hf = json.loads((path / "config.json").read_text())
-    config = _config_from_hf(hf, path)
+    config = _config_from_hf(read_config(path, "GPT-2"), path)
     state, c = {}, config.n_embd
     for name, value in read_safetensors(weight_files(path)):
         # GPT2LMHeadModel saves under "transformer.", GPT2Model (the original gpt2 files) without
-        name = name.removeprefix("transformer.")
-        for target, array in _to_minillm(name, value, c, config.tie_word_embeddings):
+        for target, array in _to_minillm(name.removeprefix("transformer."), value, c, config.tie_word_embeddings, path):
+            if target in state:  # h.0.ln_1.weight beside transformer.h.0.ln_1.weight: which one is meant?
+                raise PretrainedError(f"from_pretrained: {path} holds two tensors for {target} (the second is {name})")
             state[target] = np.ascontiguousarray(array)  # the final layout now, so the original is freed
     with skip_init():
         model = GPT(config)
@@ -72,15 +73,13 @@ def load_gpt2(path):
     if leftover:
         raise PretrainedError(f"from_pretrained: {path} has tensors a GPT-2 does not: "
                               f"{', '.join(n.removeprefix('unknown:') for n in leftover[:5])}")
-    try:
-        model.load_state_dict(state, assign=True)
-    except KeyError as exc:  # a shape that does not match config.json
-        raise PretrainedError(f"from_pretrained: {path}: {exc.args[0]}") from None
+    check_shapes(model, state, path)
+    model.load_state_dict(state, assign=True)
     model.eval()
     return model
 
 
-def _to_minillm(name, value, c, tied):
+def _to_minillm(name, value, c, tied, path):
     """The (minillm name, array) pairs one GPT-2 tensor becomes (none, one, or three)."""
     if name in _TOP:
         return [(_TOP[name], value)]
@@ -88,7 +87,7 @@ def _to_minillm(name, value, c, tied):
         return [] if tied else [(name, value)]  # a tied head may be saved too: it is wte's copy
     if not name.startswith("h."):
         return [(f"unknown:{name}", value)]
-    layer, rest = name[2:].split(".", 1)
+    layer, _, rest = name[2:].partition(".")
     if rest in ("attn.bias", "attn.masked_bias"):  # old files keep the causal mask as a buffer
         return []
     if rest in _BLOCK:
@@ -96,6 +95,9 @@ def _to_minillm(name, value, c, tied):
         return [(f"blocks.{layer}.{target}", value.T if transpose else value)]
     if rest in ("attn.c_attn.weight", "attn.c_attn.bias"):
         kind = rest.rsplit(".", 1)[1]
+        if value.shape[-1:] != (3 * c,):  # checked here: slicing would make three wrong blocks, or fail
+            raise PretrainedError(f"from_pretrained: {path}: {name} has shape {value.shape}; n_embd={c} needs its "
+                                  f"last dimension to be 3·n_embd = {3 * c}")
         blocks = [value[..., j * c:(j + 1) * c] for j in range(3)]  # the q, k and v columns
         return [(f"blocks.{layer}.attn.{proj}.{kind}", block.T if kind == "weight" else block)
                 for proj, block in zip(("q_proj", "k_proj", "v_proj"), blocks)]
@@ -115,7 +117,6 @@ def hf_config(config):
 
 def save_gpt2(model, path, tokenizer=None):
     """Write ``model`` (a GPT) as a Hugging Face GPT-2 folder; returns the folder."""
-    from safetensors.numpy import save_file
     if not isinstance(model, GPT):
         raise PretrainedError(f"save_pretrained: only GPT models have a GPT-2 layout; got {type(model).__name__}")
     config = model.config

@@ -7,20 +7,24 @@ i + d/2 (``rotate_half``; their conversion script permuted Meta's original inter
 q/k rows into that order), and ``minillm.nn.llama_blocks`` uses the same pairing, so the
 tensors load unchanged. Variants this Llama does not compute are refused by field name.
 """
-import json
+from functools import partial
 from pathlib import Path
 
 from ..nn.module import skip_init
-from .hf_files import PretrainedError, read_safetensors, weight_files, write_folder, write_tokenizer
+from .hf_files import (PretrainedError, check_shapes, config_field, read_config, read_safetensors, weight_files,
+                       write_folder, write_tokenizer)
 from .llama import Llama, LlamaConfig
 
 
-def _rope(hf):
+def _rope(hf, file):
     """(theta, rope_type): transformers ≥ 5 nests them in ``rope_parameters``; older
     configs have ``rope_theta`` and ``rope_scaling``."""
-    params = hf.get("rope_parameters") or {}
-    scaling = hf.get("rope_scaling") or {}
-    theta = params.get("rope_theta", hf.get("rope_theta", 10000.0))
+    params, scaling = (hf.get(field) or {} for field in ("rope_parameters", "rope_scaling"))
+    for field, value in (("rope_parameters", params), ("rope_scaling", scaling)):
+        if not isinstance(value, dict):
+            raise PretrainedError(f"from_pretrained: {file}: {field}={value!r} must be an object or null")
+    theta = config_field(hf, file, "rope_theta", "number", 10000.0)
+    theta = config_field(params, file, "rope_theta", "number", theta)
     kind = params.get("rope_type") or scaling.get("rope_type") or scaling.get("type") or "default"
     return theta, kind
 
@@ -34,25 +38,28 @@ def config_from_hf(hf, path):
     need(hf.get("hidden_act", "silu") == "silu", "hidden_act", hf.get("hidden_act"), "is not supported (SwiGLU uses silu)")
     need(not hf.get("attention_bias", False), "attention_bias", hf.get("attention_bias"), "is not supported")
     need(not hf.get("mlp_bias", False), "mlp_bias", hf.get("mlp_bias"), "is not supported")
-    theta, kind = _rope(hf)
+    file = path / "config.json"
+    theta, kind = _rope(hf, file)
     need(kind == "default", "rope_scaling", kind, "is not supported (only plain RoPE: no linear, dynamic, yarn or "
          "llama3 scaling)")
     need(hf.get("sliding_window") is None, "sliding_window", hf.get("sliding_window"), "is not supported")
-    heads = hf["num_attention_heads"]
-    return LlamaConfig(vocab_size=hf["vocab_size"], block_size=hf.get("max_position_embeddings", 2048),
-                       n_layer=hf["num_hidden_layers"], n_head=heads,
-                       n_kv_head=hf.get("num_key_value_heads") or heads, n_embd=hf["hidden_size"],
-                       intermediate_size=hf["intermediate_size"],
-                       head_dim=hf.get("head_dim") or hf["hidden_size"] // heads,
-                       rms_norm_eps=hf.get("rms_norm_eps", 1e-6), rope_theta=theta,
-                       tie_word_embeddings=hf.get("tie_word_embeddings", False))
+    field = partial(config_field, hf, file)
+    hidden, heads = field("hidden_size", "size"), field("num_attention_heads", "size")
+    kv_heads, head_dim = field("num_key_value_heads", "size", heads), field("head_dim", "size", hidden // heads)
+    need(heads % kv_heads == 0, "num_key_value_heads", kv_heads, f"does not divide num_attention_heads={heads}")
+    need(head_dim > 0 and head_dim % 2 == 0, "head_dim", head_dim, "must be even and positive (RoPE rotates pairs "
+         "of dimensions; without head_dim it is hidden_size // num_attention_heads)")
+    return LlamaConfig(vocab_size=field("vocab_size", "size"),
+                       block_size=field("max_position_embeddings", "size", 2048),
+                       n_layer=field("num_hidden_layers", "size"), n_head=heads, n_kv_head=kv_heads, n_embd=hidden,
+                       intermediate_size=field("intermediate_size", "size"), head_dim=head_dim,
+                       rms_norm_eps=field("rms_norm_eps", "number", 1e-6), rope_theta=theta,
+                       tie_word_embeddings=field("tie_word_embeddings", "flag", False))
 
 
 def load_llama(path):
     path = Path(path)
-    if not (path / "config.json").exists():
-        raise PretrainedError(f"from_pretrained: {path} has no config.json (expected a Hugging Face Llama folder)")
-    config = config_from_hf(json.loads((path / "config.json").read_text()), path)
+    config = config_from_hf(read_config(path, "Llama"), path)
     with skip_init():
         model = Llama(config)
     expected = set(dict(model.named_parameters()))
@@ -63,16 +70,16 @@ def load_llama(path):
             continue  # a tied head saved anyway is embed_tokens' copy
         if ours.endswith("rotary_emb.inv_freq"):
             continue  # old files keep RoPE's frequencies as a buffer; they are computed here
+        if ours in state:  # model.norm.weight beside norm.weight: which one is meant?
+            raise PretrainedError(f"from_pretrained: {path} holds two tensors for {ours} (the second is {name})")
         state[ours] = value
     missing, unexpected = sorted(expected - state.keys()), sorted(state.keys() - expected)
     if missing:
         raise PretrainedError(f"from_pretrained: {path} is missing {', '.join(missing[:5])}")
     if unexpected:
         raise PretrainedError(f"from_pretrained: {path} has tensors a Llama does not: {', '.join(unexpected[:5])}")
-    try:
-        model.load_state_dict(state, assign=True)
-    except KeyError as exc:
-        raise PretrainedError(f"from_pretrained: {path}: {exc.args[0]}") from None
+    check_shapes(model, state, path)
+    model.load_state_dict(state, assign=True)
     model.eval()
     return model
 

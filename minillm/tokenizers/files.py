@@ -7,18 +7,15 @@ printable Unicode character — printable ASCII and Latin-1 map to themselves, t
 token's string is its bytes spelled one character each.
 """
 import json
-import os
 from functools import lru_cache
 from pathlib import Path
 
 from . import validate
+from ..fileio import write_atomic
 
 
 def atomic_write(path, text):
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 @lru_cache(maxsize=None)
