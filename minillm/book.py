@@ -82,11 +82,15 @@ def build(out="site", quick=False, numbers=None, timeout=3600, log=print, source
         raise RuntimeError(f"book: {exc.name} is not installed (pip install 'minillm[book]')") from None
     if not Path(source).is_dir():
         raise FileNotFoundError("book: lessons/ ships with the source tree (git clone), not the installed package")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     paths = sorted(Path(source).glob("[0-9][0-9]_*.py"))
     if numbers is not None:
+        unknown = sorted(set(numbers) - {int(p.name[:2]) for p in paths})
+        if unknown:
+            raise ValueError(f"book: --lessons names no lesson {', '.join(map(str, unknown))}; the lessons are "
+                             f"{', '.join(str(int(p.name[:2])) for p in paths)}")
         paths = [p for p in paths if int(p.name[:2]) in numbers]
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
     saved = os.environ.get("MINILLM_QUICK")
     if quick:
         os.environ["MINILLM_QUICK"] = "1"  # the kernels inherit it; quick_mode() reads it

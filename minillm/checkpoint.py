@@ -16,15 +16,14 @@ from pathlib import Path
 import numpy as np
 
 from . import fileio
-from .fileio import check_plain_name, ensure_writable
+from .fileio import check_plain_name, ensure_writable, read_text
 
 INDEX = "checkpoint.json"
 FORMAT = "minillm-checkpoint/2"
 TOKENIZER = "tokenizer.json"
 # the names this module gives weight files; nothing else is ever removed
 OWN_WEIGHTS = re.compile(r"(model|optimizer)-\d{7}\.safetensors")
-# what else a run folder holds (written by train.py): a folder of only these is a run
-RUN_FILES = (INDEX, TOKENIZER, "metrics.json", "loss.png")
+SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 class CheckpointError(RuntimeError):
@@ -43,30 +42,25 @@ def sha256_of(path):
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
-def is_run_file(name):
-    base = name[:-4] if name.endswith(".tmp") else name
-    return base in RUN_FILES or OWN_WEIGHTS.fullmatch(base) is not None
-
-
-def _is_own_tokenizer(path):
-    """minillm's tokenizer JSON, not a Hugging Face ``tokenizer.json`` of the same name."""
-    try:
-        return json.loads(path.read_text(encoding="utf-8")).get("kind") in ("char", "bpe")
-    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
-        return False
+def is_crash_remnant(name):
+    """A file a first save that never finished leaves behind (no index yet): its weights
+    or a temporary file of this module's names. Everything else in a folder without an
+    index is the user's."""
+    base = name.removesuffix(".tmp")
+    return OWN_WEIGHTS.fullmatch(base) is not None or base == INDEX and name != base
 
 
 def prepare_folder(out_dir, resume=False):
     """Check, before any training, that ``out_dir`` can hold a run: a folder (created if
-    missing) that is writable and is empty, a minillm run, or holds only a run's files.
-    Returns the step of the run already there (None if none); never removes anything."""
+    missing) that is writable and is empty, a minillm run, or holds only what a crashed
+    first save left. Returns the step of the run already there (None if none); never
+    removes anything."""
     out_dir = ensure_writable(out_dir, "out_dir")
     if (out_dir / INDEX).exists():
         return read_index(out_dir)["step"]
     if resume:
         raise CheckpointError(f"cannot resume: no {INDEX} in {out_dir} (train with --out_dir={out_dir} first)")
-    foreign = sorted(p.name for p in out_dir.iterdir() if not is_run_file(p.name) or
-                     (p.name == TOKENIZER and not _is_own_tokenizer(p)))
+    foreign = sorted(p.name for p in out_dir.iterdir() if not is_crash_remnant(p.name))
     if foreign:
         shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
         raise CheckpointError(f"--out_dir={out_dir} already holds files that are not a minillm run ({shown}); "
@@ -98,20 +92,32 @@ def save(out_dir, step, model_state, optimizer_arrays, meta, tokenizer=None):
         previous = set()  # a damaged index names nothing we may remove
     names = {"model": f"model-{step:07d}.safetensors", "optimizer": f"optimizer-{step:07d}.safetensors"}
     header = {"minillm_config": json.dumps(meta.get("config", {}), sort_keys=True)}
-    write_atomic(out_dir / names["model"], lambda p: save_file(
-        {k: np.ascontiguousarray(v) for k, v in model_state.items()}, str(p), metadata=header))
-    write_atomic(out_dir / names["optimizer"], lambda p: save_file(
-        {k: np.ascontiguousarray(v) for k, v in optimizer_arrays.items()}, str(p)))
-    if tokenizer is not None:
-        write_atomic(out_dir / TOKENIZER, lambda p: p.write_text(json.dumps(tokenizer.to_dict(), ensure_ascii=False),
-                                                                  encoding="utf-8"))
-        names["tokenizer"] = TOKENIZER
-    index = dict(meta, format=FORMAT, step=step, files=names,
-                 sha256={key: sha256_of(out_dir / name) for key, name in names.items()})
-    write_atomic(out_dir / INDEX, lambda p: p.write_text(json.dumps(index, indent=2)))
-    for old in previous - set(names.values()):
-        if OWN_WEIGHTS.fullmatch(old):
-            (out_dir / old).unlink(missing_ok=True)
+    try:
+        for key, arrays, metadata in (("model", model_state, header), ("optimizer", optimizer_arrays, None)):
+            write_atomic(out_dir / names[key], lambda p, arrays=arrays, metadata=metadata: save_file(
+                {k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(p), metadata=metadata))
+        if tokenizer is not None:
+            write_atomic(out_dir / TOKENIZER, lambda p: p.write_text(
+                json.dumps(tokenizer.to_dict(), ensure_ascii=False), encoding="utf-8"))
+            names["tokenizer"] = TOKENIZER
+        index = dict(meta, format=FORMAT, step=step, files=names,
+                     sha256={key: sha256_of(out_dir / name) for key, name in names.items()})
+        write_atomic(out_dir / INDEX, lambda p: p.write_text(json.dumps(index, indent=2)))
+    finally:  # also after a full disk, ^C or SIGTERM at any point of the save
+        _settle(out_dir, previous | set(names.values()))
+
+
+def _settle(out_dir, candidates):
+    """Remove the weight files among ``candidates`` (the old index's and this save's) that
+    the index now on disk does not name, whichever it is: an interrupted save leaves one
+    complete checkpoint and no orphans. When the index cannot be read, nothing is removed."""
+    try:
+        named = set(read_index(out_dir)["files"].values()) if (Path(out_dir) / INDEX).exists() else set()
+    except CheckpointError:
+        return
+    for name in candidates - named:
+        if OWN_WEIGHTS.fullmatch(name):
+            (Path(out_dir) / name).unlink(missing_ok=True)
 
 
 def read_index(out_dir):
@@ -120,8 +126,8 @@ def read_index(out_dir):
     if not index_path.exists():
         raise CheckpointError(f"checkpoint: no {INDEX} in {out_dir} (train with --out_dir={out_dir} first)")
     try:
-        meta = json.loads(index_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        meta = json.loads(read_text(index_path, "checkpoint"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise CheckpointError(f"checkpoint: {index_path} is corrupt ({exc})") from None
     files = meta.get("files") if isinstance(meta, dict) else None
     if not isinstance(files, dict) or not {"model", "optimizer"} <= files.keys():
@@ -133,8 +139,15 @@ def read_index(out_dir):
         except ValueError as exc:
             raise CheckpointError(str(exc)) from None
     step = meta.get("step")
-    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+    if not isinstance(step, int) or isinstance(step, bool) or not 0 <= step < 10 ** 12:
         raise CheckpointError(f"checkpoint: {index_path} has step {step!r}; expected an integer >= 0")
+    sums = meta.get("sha256")
+    if meta.get("format") == FORMAT and sums is None:
+        raise CheckpointError(f"checkpoint: {index_path} is corrupt: it has no sha256 for its files")
+    if sums is not None and not (isinstance(sums, dict) and set(sums) == set(files) and
+                                 all(isinstance(v, str) and SHA256.fullmatch(v) for v in sums.values())):
+        raise CheckpointError(f"checkpoint: {index_path} is corrupt: its sha256 must give a SHA-256 (64 hex "
+                              f"digits) for each of its files ({', '.join(files)})")
     if not isinstance(meta.get("config", {}), dict):
         raise CheckpointError(f"checkpoint: {index_path} has a config that is not an object")
     return meta
@@ -157,6 +170,8 @@ def _check_config(path, meta, saved_header):
     """The config in checkpoint.json against the copy in the weights' header."""
     if "minillm_config" not in (saved_header or {}):
         return
+    if "sha256" not in meta:  # this header is format 2's, whose index always has checksums
+        raise CheckpointError(f"checkpoint: {path.parent / INDEX} lost the sha256 its files were saved with")
     try:
         saved = json.loads(saved_header["minillm_config"])
     except json.JSONDecodeError:

@@ -19,7 +19,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import config as cfg
+from . import config as cfg, fileio
 from .config import option
 from .fileio import HF_FOLDER_FILES, ensure_output_folder, ensure_writable
 
@@ -50,6 +50,8 @@ class EvalConfig:
 
 def info(argv):
     import numpy as np
+    if argv:
+        raise cfg.ConfigError(f"info takes no options; got {' '.join(argv)}")
 
     from . import __version__, backends, memory
     print(f"minillm {__version__}  python {platform.python_version()}  numpy {np.__version__}")
@@ -100,8 +102,10 @@ def sample_command(argv):
 
 def eval_command(argv):
     from . import data, tokenfiles
+    import numpy as np
+
     from .checkpoint import INDEX, read_index
-    from .train import load, perplexity_of
+    from .train import load, perplexity_of, warn_unknown
     config = cfg.parse_args(EvalConfig(), argv)
     source = config.init_from or config.out_dir
     model, tokenizer = load(source)
@@ -112,14 +116,18 @@ def eval_command(argv):
         if not (Path(source) / INDEX).exists():
             raise ValueError(f"eval: {source} is not a minillm run, so name the text to score with --data")
         run = read_index(source)
-    name = config.data or run["config"]["data"]
+    name = config.data or run.get("config", {}).get("data")
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"eval: {source}'s checkpoint.json does not say what data the run trained on; name the "
+                         f"text to score with --data")
     if tokenfiles.is_token_folder(name):
         splits, their_tokenizer, _ = tokenfiles.load(name)
         if their_tokenizer.to_dict() != tokenizer.to_dict():
             raise ValueError(f"eval: the token files in {name} were written with another tokenizer than {source}'s")
         text = splits["val"]
     else:
-        text = data.corpus(name).val
+        text = np.asarray(tokenizer.encode(data.corpus(name).val))
+        warn_unknown(tokenizer, text, name)
     loss, ppl = perplexity_of(model, tokenizer, text, model.block_size, config.batch_size, config.eval_iters)
     where = f", step {run['step']}" if run else ""
     print(f"val loss {loss:.4f}, perplexity {ppl:.2f} ({name}{where})")
@@ -154,7 +162,8 @@ def compress_command(argv):
     from .compress import compression_table
     from .compress.report import format_table
     config = cfg.parse_args(CompressConfig(), argv)
-    rows, goals = compression_table(config.out_dir, config.fine_tune_steps, config.distill_steps)
+    rows, goals = compression_table(config.out_dir, config.fine_tune_steps, config.distill_steps,
+                                    log=print if config.report else (lambda *a: None))
     if config.report:
         print(format_table(rows, goals))
 
@@ -165,6 +174,8 @@ def export_command(argv):
     config = cfg.parse_args(ExportConfig(), argv)
     model, tokenizer = load(config.out_dir)
     onnx = config.onnx or ("" if config.hf else "model.onnx")
+    if onnx:
+        check_onnx_target(onnx)
     if config.hf:
         if not hasattr(model, "save_pretrained"):
             raise ValueError(f"export: --hf writes GPT-2 or Llama folders; {config.out_dir} holds a "
@@ -172,10 +183,32 @@ def export_command(argv):
         ensure_output_folder(config.hf, "hf", HF_FOLDER_FILES, "tokenizer-minillm.json")
     if onnx:
         ensure_writable(Path(onnx).parent, "onnx")
+        if config.hf and Path(onnx).resolve().parent == Path(config.hf).resolve():
+            raise ValueError(f"export: --onnx={onnx} lies inside the --hf folder; write it beside it")
     if config.hf:
         print(f"wrote {model.save_pretrained(config.hf, tokenizer)}")
     if onnx:
         print(f"wrote {export_onnx(model, onnx)}")
+
+
+def check_onnx_target(onnx):
+    """An ONNX file name, and never a file that is something else: --onnx=checkpoint.json
+    would replace the run's index."""
+    path = Path(onnx)
+    if onnx.endswith(("/", "\\")) or path.suffix != ".onnx":
+        raise ValueError(f"export: --onnx={onnx} must name a .onnx file")
+    if path.exists() and (not path.is_file() or not _is_onnx(path)):
+        raise ValueError(f"export: --onnx={onnx} exists and is not an ONNX model; it would be overwritten: "
+                         f"choose another name")
+
+
+def _is_onnx(path):
+    try:
+        import onnx
+        onnx.load(str(path), load_external_data=False)
+        return True
+    except Exception:  # any parse failure: not a model this command wrote
+        return False
 
 
 def prepare_command(argv):
@@ -210,7 +243,10 @@ def book_command(argv):
     from .book import build
     argv = ["--quick=true" if a == "--quick" else a for a in argv]
     config = cfg.parse_args(BookConfig(), argv)
-    numbers = [int(n) for n in config.lessons.split(",")] if config.lessons else None
+    try:
+        numbers = [int(n) for n in config.lessons.split(",")] if config.lessons else None
+    except ValueError:
+        raise cfg.ConfigError(f"--lessons: expected comma-separated lesson numbers, got {config.lessons!r}") from None
     build(config.out, config.quick, numbers)
     print(f"book: open {config.out}/index.html")
 
@@ -222,9 +258,11 @@ def finetune_command(argv):
 
 def lesson_command(argv):
     from .lessons import run_lesson
-    if not argv or not argv[0].isdigit():
-        raise cfg.ConfigError("usage: minillm lesson N [--quick]")
-    sys.exit(run_lesson(int(argv[0]), argv[1:]))
+    try:
+        number = int(argv[0])
+    except (IndexError, ValueError):
+        raise cfg.ConfigError("usage: minillm lesson N [--quick]") from None
+    sys.exit(run_lesson(number, argv[1:]))
 
 
 COMMANDS = {"train": (train_command, "TrainConfig"), "sample": (sample_command, SampleConfig),
@@ -260,17 +298,42 @@ def main(argv=None):
             return COMMANDS[name][0](["--help"]) or 0
         print(_help(name))
         return 0
+    fileio.created_folders.clear()
+    previous = _stop_on_sigterm()
     try:
         COMMANDS[name][0](rest)
     except (cfg.ConfigError, ValueError, RuntimeError, OSError, MemoryError) as exc:
         # the one error boundary: a user's mistake is one line naming it, never a traceback
+        fileio.remove_created_folders()
         print(f"minillm {name}: {describe_error(exc).removeprefix(f'{name}: ')}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        fileio.remove_created_folders()
         print(f"minillm {name}: interrupted (checkpoints are written atomically: the last one is intact)",
               file=sys.stderr)
         return 130
+    finally:
+        _restore_sigterm(previous)
     return 0
+
+
+def _stop_on_sigterm():
+    """SIGTERM (``kill``, a job scheduler's time limit) stops a command as ^C does, so its
+    partial files are removed too. Only the main thread may set a handler."""
+    import signal
+    import threading
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+    return signal.signal(signal.SIGTERM, interrupt)
+
+
+def _restore_sigterm(previous):
+    import signal
+    if previous is not None:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def describe_error(exc):
@@ -279,7 +342,7 @@ def describe_error(exc):
         where = f"{exc.filename}: " if exc.filename else ""
         return f"{where}{exc.strerror}"
     if isinstance(exc, MemoryError):
-        return f"out of memory ({exc or 'the model or data is too large for this machine'})"
+        return f"out of memory ({str(exc) or 'the model or data is too large for this machine'})"
     return str(exc) or type(exc).__name__
 
 

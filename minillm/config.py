@@ -4,7 +4,8 @@ ones; a number that is not finite (nan, inf) is never an option's value."""
 import dataclasses
 import json
 import math
-from pathlib import Path
+
+from .fileio import read_text
 
 
 class ConfigError(ValueError):
@@ -54,8 +55,8 @@ def _parse(field, text):
     try:
         if kind is int and isinstance(text, float) and text.is_integer():
             return int(text)
-        if isinstance(text, (dict, list, bool)):
-            raise TypeError(text)
+        if isinstance(text, (dict, list, bool, float) if kind is int else (dict, list, bool)) or text is None:
+            raise TypeError(text)  # a JSON null, object or list, or 4.7 for an integer: never guessed
         value = kind(text)
     except (TypeError, ValueError, OverflowError):
         raise ConfigError(f"--{field.name}: expected {kind.__name__}, got {text!r}") from None
@@ -87,8 +88,8 @@ def parse_args(config, argv):
         key, value = arg[2:].split("=", 1)
         if key == "config":
             try:
-                file_values = json.loads(Path(value).read_text())
-            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+                file_values = json.loads(read_text(value, "--config"))
+            except (OSError, ValueError, RecursionError) as exc:  # bad JSON or UTF-8, digits or nesting past limits
                 raise ConfigError(f"--config: cannot read {value}: {exc}") from None
             if not isinstance(file_values, dict):
                 raise ConfigError(f"--config: {value} must hold a JSON object of options; "

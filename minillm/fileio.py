@@ -16,11 +16,22 @@ class OutputError(RuntimeError):
     pass
 
 
+def temporary_for(path):
+    """``path``'s temporary name, refused when something not ours sits there: writing
+    through a symbolic link would change a file outside the folder."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    if tmp.is_symlink() or (tmp.exists() and not tmp.is_file()):
+        raise OutputError(f"cannot write {path}: {tmp} is a symbolic link or not a regular file; minillm writes "
+                          f"its temporary file there, so remove it first")
+    return tmp
+
+
 def write_atomic(path, write):
     """``write(tmp)`` then rename onto ``path``. A failed write (disk full, no permission)
     removes its partial file and raises OutputError; ``path`` keeps its old content."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = temporary_for(path)
     try:
         write(tmp)
         os.replace(tmp, path)
@@ -32,13 +43,20 @@ def write_atomic(path, write):
         raise
 
 
+# folders this process created for its outputs: a command that fails removes them again
+# if they are still empty, so a failed command leaves nothing behind
+created_folders = []
+
+
 def ensure_writable(folder, option):
     """Create ``folder`` if needed and prove it takes a file (a probe we remove again)."""
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise OutputError(f"--{option}={folder} is a file, not a folder")
     try:
+        missing = [p for p in (folder, *folder.parents) if not p.exists()]
         folder.mkdir(parents=True, exist_ok=True)
+        created_folders.extend(missing)  # deepest first
         with tempfile.TemporaryFile(dir=folder, prefix=".minillm-write-test-"):
             pass
     except OSError as exc:
@@ -58,6 +76,25 @@ def ensure_output_folder(folder, option, ours, marker):
         raise OutputError(f"--{option}={folder} already holds files minillm did not write there ({listed}); "
                           f"they would be overwritten or mixed with the output: choose an empty or new folder")
     return folder
+
+
+def remove_created_folders():
+    """Remove the folders ``ensure_writable`` created, deepest first, where still empty."""
+    while created_folders:
+        folder = created_folders.pop(0)
+        try:
+            folder.rmdir()
+        except OSError:
+            pass  # not empty (it holds outputs) or already gone: leave it
+
+
+def read_text(path, what):
+    """A small text file's content, refused unless it is a regular file: reading a FIFO
+    would wait forever, and a folder is no file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what}: {path} is missing or not a regular file")
+    return path.read_text(encoding="utf-8")
 
 
 def check_plain_name(name, where, what):

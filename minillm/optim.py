@@ -48,10 +48,24 @@ class Optimizer:
                 "step_count": self.step_count, "arrays": arrays}
 
     def load_state_dict(self, state_dict):
-        if state_dict.get("type") != type(self).__name__:
-            raise ValueError(f"{type(self).__name__}.load_state_dict: the state is from {state_dict.get('type')}")
-        self.lr, self.step_count = state_dict["lr"], state_dict["step_count"]
-        self.defaults.update(state_dict["defaults"])
+        """Restore ``state_dict()``'s output. It comes from a file, so every hyperparameter
+        is checked against the range it must lie in before anything changes."""
+        name = type(self).__name__
+        if not isinstance(state_dict, dict) or state_dict.get("type") != name:
+            found = state_dict.get("type") if isinstance(state_dict, dict) else type(state_dict).__name__
+            raise ValueError(f"{name}.load_state_dict: the state is from {found}")
+        defaults = state_dict.get("defaults")
+        if not isinstance(defaults, dict) or set(defaults) - set(self.defaults):
+            raise ValueError(f"{name}.load_state_dict: defaults must be an object with keys among "
+                             f"{', '.join(self.defaults)}; got {defaults!r}")
+        _check_hyperparameter(name, "lr", state_dict.get("lr"))
+        for key, value in defaults.items():
+            _check_hyperparameter(name, key, value)
+        step_count = state_dict.get("step_count")
+        if not isinstance(step_count, int) or isinstance(step_count, bool) or step_count < 0:
+            raise ValueError(f"{name}.load_state_dict: step_count must be an integer >= 0; got {step_count!r}")
+        self.lr, self.step_count = float(state_dict["lr"]), step_count
+        self.defaults.update({k: tuple(v) if isinstance(v, list) else v for k, v in defaults.items()})
         self.state = [{} for _ in self.params]
         for name, value in state_dict["arrays"].items():
             index, _, key = name.partition(".")
@@ -62,6 +76,29 @@ class Optimizer:
                 raise ValueError(f"{type(self).__name__}.load_state_dict: state {name} has shape "
                                  f"{np.shape(value)}, its parameter {self.params[int(index)].shape}")
             self.state[int(index)][key] = backends.asarray(np.array(value))  # a copy: never share buffers
+
+
+# what each hyperparameter an optimizer's state may hold must be: (low, high, high included?)
+_RANGES = {"lr": (0, math.inf, True), "weight_decay": (0, math.inf, True), "momentum": (0, 1, False),
+           "betas": (0, 1, False), "eps": (0, math.inf, True)}
+
+
+def _check_hyperparameter(optimizer, key, value):
+    def number_in_range(v):
+        low, high, closed = _RANGES.get(key, (-math.inf, math.inf, True))
+        return (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and low <= v and
+                (v <= high if closed else v < high) and (key != "eps" or v > 0))
+    if key == "nesterov":
+        ok, expected = isinstance(value, bool), "true or false"
+    elif key == "betas":
+        ok, expected = (isinstance(value, (list, tuple)) and len(value) == 2 and all(map(number_in_range, value)),
+                        "a pair of numbers in [0, 1)")
+    else:
+        low, high, closed = _RANGES.get(key, (-math.inf, math.inf, True))
+        ok, expected = number_in_range(value), f"a finite number {'> 0' if key == 'eps' else f'>= {low}'}" + (
+            "" if high == math.inf else f" and < {high}")
+    if not ok:
+        raise ValueError(f"{optimizer}.load_state_dict: {key} must be {expected}; got {value!r}")
 
 
 class GD(Optimizer):

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from . import tokenizers
-from .fileio import check_plain_name, ensure_output_folder
+from .fileio import check_plain_name, ensure_output_folder, read_text
 from .tokenizers.files import atomic_write
 
 META = "tokens.json"
@@ -197,11 +197,11 @@ def load(path, check_ids=True):
     """(splits {"train", "val"} as read-only memory maps, tokenizer, metadata) of a folder
     written by ``prepare``; every inconsistency is an error naming the file."""
     path = Path(path)
+    if not (path / META).exists():
+        raise TokenFileError(f"token files: {path} has no {META} (write the folder with `minillm prepare`)")
     try:
-        meta = json.loads((path / META).read_text())
-    except FileNotFoundError:
-        raise TokenFileError(f"token files: {path} has no {META} (write the folder with `minillm prepare`)") from None
-    except json.JSONDecodeError as exc:
+        meta = json.loads(read_text(path / META, "token files"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise TokenFileError(f"token files: {path / META} is corrupt ({exc})") from None
     _check_meta(meta, path / META)
     tok = tokenizers.load(path / meta["tokenizer"])

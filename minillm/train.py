@@ -8,7 +8,7 @@ bit-identically on the same backend, ``loss.png`` and ``metrics.json`` in ``out_
 import json
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -79,6 +79,29 @@ class TrainConfig:
         return self
 
 
+def parameter_estimate(config, vocab_size):
+    """About how many parameters ``build_model`` would make (its dominant terms), so that an
+    impossible size is refused before a single layer is built."""
+    c, layers, table = config.n_embd, config.n_layer, vocab_size * config.n_embd
+    if config.model == "lstm":
+        return 2 * table + layers * 8 * c * c
+    if config.model == "seed001":
+        return 2 * table + 8 * c * c
+    return 2 * table + config.block_size * c + layers * 12 * c * c
+
+
+def check_memory(config, vocab_size):
+    """Refuse a model whose weights, gradients and AdamW moments (16 bytes a parameter)
+    cannot fit in this machine's memory."""
+    import os
+    count = parameter_estimate(config, vocab_size)
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if 16 * count > total:
+        raise ValueError(f"train: this {config.model} would have about {count:,} parameters, "
+                         f"{16 * count / 2 ** 30:,.1f} GiB with its gradients and AdamW's moments, more than this "
+                         f"machine's {total / 2 ** 30:,.1f} GiB of memory: lower --n_layer or --n_embd")
+
+
 def build_model(config, vocab_size):
     from .models import GPT, GPTConfig, LSTMLM, Llama, LlamaConfig, Seed001LM
     if config.model == "llama":
@@ -98,20 +121,40 @@ def make_tokenizer(config, text):
     return tokenizers.CharTokenizer.train(text)
 
 
-def load_splits(config, out_dir):
+def load_splits(config, out_dir, log=print):
     """({"train", "val"} token arrays, tokenizer): a token folder is memory-mapped with its own
-    tokenizer; text is tokenized here, by a new tokenizer or, on resume, the saved one."""
+    tokenizer; text is tokenized here, by a new tokenizer or, on resume, the saved one. A
+    resumed run's data must be written with the run's tokenizer: the same ids must mean
+    the same text, or the weights learn another language under the old names."""
+    saved = tokenizers.load(Path(out_dir) / checkpoint.TOKENIZER) if config.resume else None
     if tokenfiles.is_token_folder(config.data):
         splits, tokenizer, _ = tokenfiles.load(config.data)
+        if saved is not None and saved.to_dict() != tokenizer.to_dict():
+            raise ValueError(f"train: cannot resume: the token files in {config.data} were written with another "
+                             f"tokenizer than the run's ({Path(out_dir) / checkpoint.TOKENIZER})")
         return splits, tokenizer
     if Path(config.data).is_dir():
         raise ValueError(f"train: {config.data} is a folder without token files; tokenize it first with "
                          f"`minillm prepare --data={config.data} --out=DIR`, then train with --data=DIR")
     corpus = data.corpus(config.data)
-    tokenizer = (tokenizers.load(Path(out_dir) / "tokenizer.json") if config.resume
-                 else make_tokenizer(config, corpus.train))
-    return {"train": np.asarray(tokenizer.encode(corpus.train)), "val": np.asarray(tokenizer.encode(corpus.val))}, \
-        tokenizer
+    tokenizer = saved or make_tokenizer(config, corpus.train)
+    if tokenizer.kind == "bpe" and saved is None and tokenizer.vocab_size < config.vocab_size:
+        log(f"note: the corpus has pairs for only {tokenizer.vocab_size} ids, fewer than --vocab_size="
+            f"{config.vocab_size}; the vocabulary has {tokenizer.vocab_size}")
+    splits = {"train": np.asarray(tokenizer.encode(corpus.train)), "val": np.asarray(tokenizer.encode(corpus.val))}
+    warn_unknown(tokenizer, splits["train"], config.data, log)
+    return splits, tokenizer
+
+
+def warn_unknown(tokenizer, ids, name, log=print):
+    """Say so when text is mostly characters a character tokenizer never saw: each becomes
+    the one unknown id, and a loss on such text measures little."""
+    if getattr(tokenizer, "fallback", None) != "unknown" or not len(ids):
+        return
+    share = float(np.mean(np.asarray(ids) == tokenizer.unk_id))
+    if share > 0.01:
+        log(f"warning: {share:.0%} of the characters of {name} are unknown to the tokenizer (each becomes its "
+            f"one unknown id), so the model sees little of this text")
 
 
 def estimate_loss(model, splits, config, step):
@@ -141,7 +184,13 @@ class Trainer:
         if existing is not None and not config.resume:
             self.log(f"{self.out_dir} holds a run at step {existing}; this new run replaces it "
                      f"(--resume=true continues it instead)")
-        self.splits, self.tokenizer = load_splits(config, self.out_dir)
+        self.splits, self.tokenizer = load_splits(config, self.out_dir, self.log)
+        self.from_token_folder = tokenfiles.is_token_folder(config.data)
+        self.requested = config
+        # the record says what was trained: the data's tokenizer decides kind and size
+        self.config = config = replace(config, tokenizer=self.tokenizer.kind, vocab_size=(
+            self.tokenizer.vocab_size if self.tokenizer.kind == "bpe" else config.vocab_size))
+        check_memory(config, self.tokenizer.vocab_size)
         for name, ids in self.splits.items():
             if len(ids) <= config.block_size:
                 raise ValueError(f"train: the {name} split has {len(ids)} tokens, too few for block_size "
@@ -163,10 +212,12 @@ class Trainer:
         meta, weights, optimizer_arrays = checkpoint.load(self.out_dir)
         saved = meta.get("config", {})
         for key in ARCHITECTURE:
+            if key == "tokenizer" and self.from_token_folder:
+                continue  # load_splits compared the folder's tokenizer with the run's, which says more
             old = saved.get(key, TrainConfig.__dataclass_fields__[key].default)  # older runs lack newer keys
-            if old != getattr(self.config, key):
+            if old != getattr(self.requested, key):
                 raise ValueError(f"train: cannot resume: the checkpoint has {key}={old!r}, "
-                                 f"this run {key}={getattr(self.config, key)!r}")
+                                 f"this run {key}={getattr(self.requested, key)!r}")
         load_weights(self.model, weights, self.out_dir)
         try:
             self.optimizer.load_state_dict(dict(meta["optimizer"], arrays=optimizer_arrays))
@@ -241,6 +292,10 @@ class Trainer:
         from tqdm import tqdm
         config = self.config
         end = min(config.max_iters, config.stop_after) if config.stop_after else config.max_iters
+        if end <= self.step:
+            raise ValueError(f"train: the run in {self.out_dir} is at step {self.step} and this run ends at step "
+                             f"{end} (--max_iters={config.max_iters}, --stop_after={config.stop_after}): nothing to "
+                             f"train; raise --max_iters")
         tokens_per_step = config.batch_size * config.block_size * config.grad_accum * self.world_size
         self.log(f"training {config.model} ({self.model.num_parameters():,} parameters) on {config.data}: "
                  f"{len(self.splits['train']):,} train tokens, vocab {self.tokenizer.vocab_size}, "

@@ -43,8 +43,10 @@ class Case:
 
 
 def snapshot(root):
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(Path(root).rglob("*")) if p.is_file()}
+    """Every file's SHA-256 (a FIFO or a link to a folder by its kind), and every folder."""
+    def digest(p):
+        return hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "folder" if p.is_dir() else "other"
+    return {str(p.relative_to(root)): digest(p) for p in sorted(Path(root).rglob("*"))}
 
 
 def run_cli(argv):
@@ -388,7 +390,105 @@ HF_FOLDERS = [
          check=lambda w, out: out.count("---") == 1),
 ]
 
-CASES = BAD_OPTIONS + DATA + OUTPUT_FOLDERS + DAMAGED_RUNS + COMMAND_OPTIONS + TOKEN_FOLDERS + HF_FOLDERS
+
+def fifo(path):
+    Path(path).unlink(missing_ok=True)
+    os.mkfifo(path)
+
+
+def same_size_other_alphabet(world):
+    """The token folder rewritten with a character tokenizer of the run's size whose
+    characters are others (CJK): the ids fit the run's weights but mean other text."""
+    from minillm.tokenizers import CharTokenizer
+    from minillm.train import load
+    _, theirs = load(world.run)
+    ours = CharTokenizer([chr(0x4E00 + k) for k in range(theirs.vocab_size - 1)])
+    ours.save(world.tokens / "tokenizer-minillm.json")
+    for split in ("train", "val"):
+        ids = np.fromfile(world.tokens / f"{split}.bin", np.uint16) % ours.vocab_size
+        ids.astype(np.uint16).tofile(world.tokens / f"{split}.bin")
+    edit_json(world.tokens / "tokens.json", lambda m: m.update(vocab_size=ours.vocab_size))
+
+
+def export_onnx_first(world):
+    code, _, err = run_cli(["export", f"--out_dir={world.run}", f"--onnx={world.root / 'model.onnx'}"])
+    assert code == 0, err
+
+
+AUDIT = [  # found by a second hostile reader after the suite above passed
+    Case("export-onnx-over-the-index", "error", lambda w: ["export", f"--out_dir={w.run}",
+                                                            f"--onnx={w.run / 'checkpoint.json'}"],
+         r"--onnx=.*checkpoint.json must name a .onnx file"),
+    Case("export-onnx-over-a-user-file", "error", lambda w: ["export", f"--out_dir={w.run}",
+                                                              f"--onnx={w.root / 'notes.onnx'}"],
+         r"exists and is not an ONNX model", damage=lambda w: (w.root / "notes.onnx").write_text("my notes")),
+    Case("export-onnx-into-the-hf-folder", "error", lambda w: ["export", f"--out_dir={w.run}",
+                                                                f"--hf={w.root / 'h'}", f"--onnx={w.root / 'h/m.onnx'}"],
+         r"lies inside the --hf folder"),
+    Case("export-onnx-a-folder-name", "error", lambda w: ["export", f"--out_dir={w.run}", f"--onnx={w.root}/new/"],
+         r"must name a .onnx file"),
+    Case("export-onnx-again", "sane", lambda w: ["export", f"--out_dir={w.run}", f"--onnx={w.root / 'model.onnx'}"],
+         damage=export_onnx_first, outputs=("root",), check=lambda w, out: "wrote" in out),
+    Case("out-dir-holds-user-metrics", "error", lambda w: train(out="empty_dir")(w),
+         r"not a minillm run \(loss.png, metrics.json\)",
+         damage=lambda w: [(w.empty_dir / "metrics.json").write_text("{}"),
+                           (w.empty_dir / "loss.png").write_bytes(b"my plot")]),
+    Case("temporary-file-is-a-symlink", "error", train("--resume=true", "--max_iters=8", out="run"),
+         r"checkpoint.json.tmp is a symbolic link",
+         damage=lambda w: [(w.root / "victim.txt").write_text("mine"),
+                           (w.run / "checkpoint.json.tmp").symlink_to(w.root / "victim.txt")]),
+    Case("index-without-sha256", "error", evaluate(), r"checkpoint.json is corrupt: it has no sha256",
+         damage=lambda w: [edit_index(w, lambda m: m.pop("sha256")), zero_middle(weights_of(w.run), 4000)]),
+    Case("index-without-sha256-or-format", "error", evaluate(), r"lost the sha256 its files were saved with",
+         damage=lambda w: [edit_index(w, lambda m: [m.pop("sha256"), m.pop("format")]),
+                           zero_middle(weights_of(w.run), 4000)]),
+    Case("index-sha256-a-number", "error", sample(), r"sha256 must give a SHA-256",
+         damage=lambda w: edit_index(w, lambda m: m.update(sha256=5))),
+    Case("index-config-without-data", "error", evaluate(), r"does not say what data the run trained on",
+         damage=lambda w: edit_index(w, lambda m: m["config"].pop("data"))),
+    Case("optimizer-lr-text", "error", train("--resume=true", "--max_iters=8", out="run"), r"lr",
+         damage=lambda w: edit_index(w, lambda m: m["optimizer"].update(lr="fast"))),
+    Case("optimizer-eps-negative", "error", train("--resume=true", "--max_iters=8", out="run"), r"eps",
+         damage=lambda w: edit_index(w, lambda m: m["optimizer"]["defaults"].update(eps=-1e9))),
+    Case("optimizer-betas-a-number", "error", train("--resume=true", "--max_iters=8", out="run"), r"betas",
+         damage=lambda w: edit_index(w, lambda m: m["optimizer"]["defaults"].update(betas=5))),
+    Case("index-a-fifo", "error", sample(), r"checkpoint.json is missing or not a regular file|is corrupt",
+         damage=lambda w: fifo(w.run / "checkpoint.json")),
+    Case("tokens-meta-a-fifo", "error", lambda w: ["train", *TINY[1:], f"--data={w.tokens}",
+                                                    f"--out_dir={w.root / 'x'}"], r"tokens.json",
+         damage=lambda w: fifo(w.tokens / "tokens.json")),
+    Case("config-file-a-fifo", "error", lambda w: train(f"--config={w.root / 'c.json'}")(w), r"--config",
+         damage=lambda w: fifo(w.root / "c.json")),
+    Case("config-file-null-out-dir", "error", lambda w: train(f"--config={w.root / 'c.json'}")(w),
+         r"--out_dir: expected str, got None", damage=lambda w: (w.root / "c.json").write_text('{"out_dir": null}')),
+    Case("config-file-fractional-steps", "error", lambda w: train(f"--config={w.root / 'c.json'}")(w),
+         r"--max_iters: expected int, got 4.7", damage=lambda w: (w.root / "c.json").write_text('{"max_iters": 4.7}')),
+    Case("a-billion-layers", "error", train("--n_layer=1000000000"), r"more than this machine's .* GiB of memory"),
+    Case("hf-config-n-layer-huge", "error", sample(source="hf"), r"describes a model with at least",
+         damage=lambda w: edit_json(w.hf / "config.json", lambda c: c.update(n_layer=10 ** 8))),
+    Case("hf-config-vocab-huge", "error", sample(source="hf"), r"describes a model with at least",
+         damage=lambda w: edit_json(w.hf / "config.json", lambda c: c.update(vocab_size=10 ** 12))),
+    Case("resume-on-another-alphabet", "error",
+         lambda w: ["train", *TINY[1:], f"--data={w.tokens}", f"--out_dir={w.run}", "--max_iters=8", "--resume=true"],
+         r"written with another tokenizer than the run's", damage=same_size_other_alphabet),
+    Case("eval-on-unknown-characters", "sane", evaluate(f"--data=cjk.txt"),
+         damage=lambda w: (w.root / "cjk.txt").write_text("".join(chr(0x4E00 + k % 500) for k in range(3000))),
+         check=lambda w, out: "warning: 100% of the characters of cjk.txt are unknown" in out),
+    Case("bpe-vocab-beyond-the-corpus", "sane", lambda w: train("--tokenizer=bpe", "--vocab_size=100000",
+                                                                 f"--data={w.small_text}", "--block_size=8")(w),
+         outputs=("root",), check=lambda w, out: re.search(r"note: the corpus has pairs for only \d+ ids", out)),
+    Case("resume-with-nothing-to-train", "error", train("--resume=true", "--max_iters=2", out="run"),
+         r"is at step 4 and this run ends at step 2 .*nothing to train"),
+    Case("sample-temperature-denormal", "sane", sample("--temperature=1e-310"), check=lambda w, out: len(out) > 8),
+    Case("info-with-an-option", "error", lambda w: ["info", "--bogus=1"], r"info takes no options"),
+    Case("lesson-superscript-number", "error", lambda w: ["lesson", "²"], r"usage: minillm lesson N"),
+    Case("book-lesson-that-does-not-exist", "error", lambda w: ["book", "--lessons=99", f"--out={w.root / 's'}"],
+         r"--lessons names no lesson 99"),
+    Case("book-lessons-not-numbers", "error", lambda w: ["book", "--lessons=a", f"--out={w.root / 's'}"],
+         r"--lessons: expected comma-separated lesson numbers"),
+]
+
+CASES = BAD_OPTIONS + DATA + OUTPUT_FOLDERS + DAMAGED_RUNS + COMMAND_OPTIONS + TOKEN_FOLDERS + HF_FOLDERS + AUDIT
 
 
 # ---- the world every case starts from: built once, copied per case ----------------------------
@@ -506,3 +606,48 @@ if __name__ == "__main__":
     for verdict, names in by_verdict.items():
         print(f"{verdict}: {len(names)}")
     print(f"total: {sum(map(len, by_verdict.values()))}")
+
+
+def test_an_interrupted_save_leaves_no_orphans(base_world, tmp_path, monkeypatch):
+    """^C or SIGTERM after the new weights are written but before the index names them: the
+    new files go (this save wrote them and nothing names them), the old checkpoint stays."""
+    from minillm import checkpoint
+    from minillm.train import TrainConfig, Trainer
+    root = tmp_path / "world"
+    shutil.copytree(base_world, root)
+    run = world_in(root).run
+    before = snapshot(run)
+    trainer = Trainer(TrainConfig(data="python-docs", batch_size=4, block_size=16, n_layer=1, n_head=2, n_embd=16,
+                                  eval_interval=4, eval_iters=2, warmup_iters=2, max_iters=8, progress=False,
+                                  backend="numpy", out_dir=str(run), resume=True), log=lambda *a: None)
+    trainer.train_step()
+
+    def interrupted(path):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(checkpoint, "sha256_of", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.save()
+    assert snapshot(run) == before
+
+
+def test_sigterm_stops_training_like_ctrl_c(base_world, tmp_path):
+    """A job scheduler's SIGTERM: exit 130 with one line, no traceback, no partial file."""
+    import signal
+    import time
+    out = tmp_path / "run"
+    process = subprocess.Popen([sys.executable, "-m", "minillm", "train", *TINY, f"--out_dir={out}",
+                                "--max_iters=100000", "--eval_interval=1"], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (out / "checkpoint.json").exists() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    time.sleep(0.3)  # inside the loop, saving every step
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("minillm train: interrupted")
+    assert not list(out.glob("*.tmp"))
+    files = json.loads((out / "checkpoint.json").read_text())["files"]
+    assert sorted(p.name for p in out.glob("*.safetensors")) == sorted([files["model"], files["optimizer"]])
+    from minillm.train import load
+    load(out)  # the index and its files agree

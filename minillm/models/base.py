@@ -34,7 +34,10 @@ def next_token_probs(logits, temperature=1.0, top_k=None, top_p=None, vocab_size
     """The distribution ``sample`` draws from: softmax(logits / temperature) (B, V), with the
     ids from ``vocab_size`` on masked, then the top-k and the top-p filter applied and the
     rest renormalised."""
-    logits = within_vocab(logits, vocab_size) / temperature
+    logits = within_vocab(logits, vocab_size)
+    # shifted before dividing: a tiny temperature then sends the others to -inf, never inf - inf
+    with np.errstate(over="ignore"):
+        logits = (logits - logits.max(-1, keepdims=True)) / temperature
     if top_k:
         kth = np.sort(logits, axis=-1)[:, -min(top_k, logits.shape[-1])][:, None]
         logits = np.where(logits < kth, -np.inf, logits)

@@ -134,6 +134,18 @@ def _short(value):
     return text if len(text) <= 200 else text[:197] + "..."
 
 
+def check_size(path, files, parameters):
+    """Refuse a config.json that describes a model larger than the weight files hold, before
+    a model of that size is built: ``parameters`` counts the values its weight matrices
+    need, which the files must store at least once."""
+    stored = sum((end - start) // np.dtype(_DTYPES[dtype]).itemsize
+                 for _, _, tensors in map(_header, files) for _, dtype, _, start, end in tensors)
+    if parameters > stored:
+        raise PretrainedError(f"from_pretrained: {path}/config.json describes a model with at least {parameters:,} "
+                              f"weights, but its files hold {stored:,} values: a size in config.json is wrong "
+                              f"(n_layer, n_embd, vocab_size?)")
+
+
 def read_safetensors(files):
     """(name, float32 array) for every tensor in ``files``, one at a time.
 

@@ -20,8 +20,8 @@ import numpy as np
 
 from ..nn.module import skip_init
 from .gpt import GPT, GPTConfig
-from .hf_files import (PretrainedError, check_shapes, config_field, read_config, read_safetensors, weight_files,
-                       write_folder, write_tokenizer)
+from .hf_files import (PretrainedError, check_shapes, check_size, config_field, read_config, read_safetensors,
+                       weight_files, write_folder, write_tokenizer)
 
 # GPT-2 block tensor → (minillm name, transpose?) ; c_attn is split separately
 _BLOCK = {"ln_1.weight": ("ln_1.weight", False), "ln_1.bias": ("ln_1.bias", False),
@@ -57,7 +57,9 @@ def load_gpt2(path):
     path = Path(path)
     config = _config_from_hf(read_config(path, "GPT-2"), path)
     state, c = {}, config.n_embd
-    for name, value in read_safetensors(weight_files(path)):
+    files = weight_files(path)
+    check_size(path, files, config.vocab_size * c + config.n_layer * 12 * c * c)  # wte and the blocks' matrices
+    for name, value in read_safetensors(files):
         # GPT2LMHeadModel saves under "transformer.", GPT2Model (the original gpt2 files) without
         for target, array in _to_minillm(name.removeprefix("transformer."), value, c, config.tie_word_embeddings, path):
             if target in state:  # h.0.ln_1.weight beside transformer.h.0.ln_1.weight: which one is meant?

@@ -11,8 +11,8 @@ from functools import partial
 from pathlib import Path
 
 from ..nn.module import skip_init
-from .hf_files import (PretrainedError, check_shapes, config_field, read_config, read_safetensors, weight_files,
-                       write_folder, write_tokenizer)
+from .hf_files import (PretrainedError, check_shapes, check_size, config_field, read_config, read_safetensors,
+                       weight_files, write_folder, write_tokenizer)
 from .llama import Llama, LlamaConfig
 
 
@@ -60,11 +60,15 @@ def config_from_hf(hf, path):
 def load_llama(path):
     path = Path(path)
     config = config_from_hf(read_config(path, "Llama"), path)
+    files = weight_files(path)
+    c, inner, attention = config.n_embd, config.intermediate_size, config.n_head * config.head_dim
+    check_size(path, files, config.vocab_size * c + config.n_layer * (  # the embedding and the blocks' matrices
+        2 * c * attention + 2 * c * config.n_kv_head * config.head_dim + 3 * c * inner))
     with skip_init():
         model = Llama(config)
     expected = set(dict(model.named_parameters()))
     state = {}
-    for name, value in read_safetensors(weight_files(path)):
+    for name, value in read_safetensors(files):
         ours = name.removeprefix("model.")
         if ours == "lm_head.weight" and config.tie_word_embeddings:
             continue  # a tied head saved anyway is embed_tokens' copy

@@ -9,6 +9,7 @@ load from JSON (``save``/``load``).
 import json
 from pathlib import Path
 
+from ..fileio import read_text
 from .bpe import GPT2_PATTERN, GPT4_PATTERN, BPETokenizer
 from .char import CharTokenizer
 
@@ -31,7 +32,7 @@ def from_dict(data):
 def load(path):
     """A tokenizer saved with ``save`` (one JSON file)."""
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        data = json.loads(read_text(path, "tokenizer"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(f"tokenizer: cannot read {path}: {exc}") from None
     try:
@@ -55,7 +56,7 @@ def from_pretrained(path):
 def _minillm_kind(path):
     """Whether ``path`` is minillm's own tokenizer JSON rather than Hugging Face's."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_text(path, "tokenizer"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(f"tokenizer: cannot read {path}: {exc}") from None
     return isinstance(data, dict) and data.get("kind") in ("char", "bpe")

@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from . import validate
-from ..fileio import write_atomic
+from ..fileio import read_text, write_atomic
 
 
 def atomic_write(path, text):
@@ -57,12 +57,12 @@ def read_vocab_and_merges(path):
     path = Path(path)
     try:
         if (path / "vocab.json").exists() and (path / "merges.txt").exists():
-            vocab = json.loads((path / "vocab.json").read_text(encoding="utf-8"))
-            lines = (path / "merges.txt").read_text(encoding="utf-8").split("\n")
+            vocab = json.loads(read_text(path / "vocab.json", "tokenizer"))
+            lines = read_text(path / "merges.txt", "tokenizer").split("\n")
             merges = [line.split(" ") for line in lines if line and not line.startswith("#version")]
             return _checked(path, "vocab.json", vocab, "merges.txt", merges, _added_tokens(path))
         if (path / "tokenizer.json").exists():
-            spec = json.loads((path / "tokenizer.json").read_text(encoding="utf-8"))
+            spec = json.loads(read_text(path / "tokenizer.json", "tokenizer"))
             model = spec.get("model") if isinstance(spec, dict) else None
             kind = model.get("type") if isinstance(model, dict) else None
             if kind != "BPE":
@@ -103,7 +103,7 @@ def _added_tokens(path):
     config = path / "tokenizer_config.json"
     if not config.exists():
         return []
-    spec = json.loads(config.read_text(encoding="utf-8"))
+    spec = json.loads(read_text(config, "tokenizer"))
     decoder = spec.get("added_tokens_decoder", {}) if isinstance(spec, dict) else None
     if not isinstance(decoder, dict):
         raise ValueError(f"BPETokenizer.from_pretrained: {config}: added_tokens_decoder must map ids to tokens")
