@@ -471,7 +471,7 @@ AUDIT = [  # found by a second hostile reader after the suite above passed
     Case("resume-on-another-alphabet", "error",
          lambda w: ["train", *TINY[1:], f"--data={w.tokens}", f"--out_dir={w.run}", "--max_iters=8", "--resume=true"],
          r"written with another tokenizer than the run's", damage=same_size_other_alphabet),
-    Case("eval-on-unknown-characters", "sane", evaluate(f"--data=cjk.txt"),
+    Case("eval-on-unknown-characters", "sane", evaluate("--data=cjk.txt"),
          damage=lambda w: (w.root / "cjk.txt").write_text("".join(chr(0x4E00 + k % 500) for k in range(3000))),
          check=lambda w, out: "warning: 100% of the characters of cjk.txt are unknown" in out),
     Case("bpe-vocab-beyond-the-corpus", "sane", lambda w: train("--tokenizer=bpe", "--vocab_size=100000",
