@@ -598,15 +598,6 @@ def test_divergence_keeps_the_last_good_checkpoint(base_world, tmp_path):
     assert code == 0 and "step 4" in out and "nan" not in out
 
 
-if __name__ == "__main__":
-    by_verdict = {}
-    for case in CASES:
-        by_verdict.setdefault(case.verdict, []).append(case.name)
-    by_verdict["error"] += ["full-disk (test_full_disk_loses_nothing)"]
-    for verdict, names in by_verdict.items():
-        print(f"{verdict}: {len(names)}")
-    print(f"total: {sum(map(len, by_verdict.values()))}")
-
 
 def test_an_interrupted_save_leaves_no_orphans(base_world, tmp_path, monkeypatch):
     """^C or SIGTERM after the new weights are written but before the index names them: the
@@ -651,3 +642,14 @@ def test_sigterm_stops_training_like_ctrl_c(base_world, tmp_path):
     assert sorted(p.name for p in out.glob("*.safetensors")) == sorted([files["model"], files["optimizer"]])
     from minillm.train import load
     load(out)  # the index and its files agree
+
+
+if __name__ == "__main__":
+    by_verdict = {}
+    for case in CASES:
+        by_verdict.setdefault(case.verdict, []).append(case.name)
+    by_verdict["error"] += ["test_full_disk_loses_nothing", "test_divergence_keeps_the_last_good_checkpoint",
+                            "test_an_interrupted_save_leaves_no_orphans", "test_sigterm_stops_training_like_ctrl_c"]
+    for verdict, names in by_verdict.items():
+        print(f"{verdict}: {len(names)}")
+    print(f"total: {sum(map(len, by_verdict.values()))}")
