@@ -92,19 +92,22 @@ def save(out_dir, step, model_state, optimizer_arrays, meta, tokenizer=None):
         previous = set()  # a damaged index names nothing we may remove
     names = {"model": f"model-{step:07d}.safetensors", "optimizer": f"optimizer-{step:07d}.safetensors"}
     header = {"minillm_config": json.dumps(meta.get("config", {}), sort_keys=True)}
-    try:
-        for key, arrays, metadata in (("model", model_state, header), ("optimizer", optimizer_arrays, None)):
-            write_atomic(out_dir / names[key], lambda p, arrays=arrays, metadata=metadata: save_file(
-                {k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(p), metadata=metadata))
-        if tokenizer is not None:
-            write_atomic(out_dir / TOKENIZER, lambda p: p.write_text(
-                json.dumps(tokenizer.to_dict(), ensure_ascii=False), encoding="utf-8"))
-            names["tokenizer"] = TOKENIZER
-        index = dict(meta, format=FORMAT, step=step, files=names,
-                     sha256={key: sha256_of(out_dir / name) for key, name in names.items()})
-        write_atomic(out_dir / INDEX, lambda p: p.write_text(json.dumps(index, indent=2)))
-    finally:  # also after a full disk, ^C or SIGTERM at any point of the save
-        _settle(out_dir, previous | set(names.values()))
+    # ^C or SIGTERM wait until the save is done (seconds at most), so a checkpoint is never
+    # cut in half; a full disk still fails it, and the finally then removes what it wrote
+    with fileio.signals_deferred():
+        try:
+            for key, arrays, metadata in (("model", model_state, header), ("optimizer", optimizer_arrays, None)):
+                write_atomic(out_dir / names[key], lambda p, arrays=arrays, metadata=metadata: save_file(
+                    {k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(p), metadata=metadata))
+            if tokenizer is not None:
+                write_atomic(out_dir / TOKENIZER, lambda p: p.write_text(
+                    json.dumps(tokenizer.to_dict(), ensure_ascii=False), encoding="utf-8"))
+                names["tokenizer"] = TOKENIZER
+            index = dict(meta, format=FORMAT, step=step, files=names,
+                         sha256={key: sha256_of(out_dir / name) for key, name in names.items()})
+            write_atomic(out_dir / INDEX, lambda p: p.write_text(json.dumps(index, indent=2)))
+        finally:
+            _settle(out_dir, previous | set(names.values()))
 
 
 def _settle(out_dir, candidates):

@@ -2,7 +2,9 @@
 into place, so a crash or a full disk leaves the old file (and no partial one); and an
 output folder is checked before any work starts — writable, and holding nothing of the
 user's that the command would overwrite."""
+import contextlib
 import os
+import signal
 import tempfile
 from pathlib import Path
 
@@ -76,6 +78,22 @@ def ensure_output_folder(folder, option, ours, marker):
         raise OutputError(f"--{option}={folder} already holds files minillm did not write there ({listed}); "
                           f"they would be overwritten or mixed with the output: choose an empty or new folder")
     return folder
+
+
+@contextlib.contextmanager
+def signals_deferred():
+    """Hold ^C and SIGTERM back while a few files are put in order (the operating system
+    keeps them pending, and they arrive when the block ends), so a cleanup is never cut
+    in half."""
+    signals = {signal.SIGINT, signal.SIGTERM}
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def remove_created_folders():
