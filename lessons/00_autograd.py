@@ -13,7 +13,9 @@
 # each ∂L/∂y is complete when it is passed on. Here that fits in one class, `Value`, with
 # `+`, `*` and `tanh`: a scalar engine in the spirit of micrograd. Then we compute the same
 # neuron with `minillm.Tensor`, whose `backward` is the same loop over arrays, and check
-# both against finite differences.
+# both against finite differences. Last, two operations that minillm runs as one graph
+# node each, softmax + cross-entropy and layer norm: there is no chain of small steps to
+# follow, so we derive their gradients by hand and check them against `backward()`.
 #
 # Run: `python lessons/00_autograd.py [--quick]` or `minillm lesson 0`.
 
@@ -24,6 +26,7 @@ import math
 import numpy as np
 
 import minillm
+from minillm import functional as F
 from minillm.lessons import Checks, quick_mode, results_dir, save_figure
 
 QUICK = quick_mode()
@@ -172,7 +175,7 @@ checks.claim(worst_value < 1e-6, f"Value's gradients agree with finite differenc
 # %% [markdown]
 # ## The same neuron in `minillm.Tensor`
 #
-# A Tensor holds an array instead of a number, so the eight points go through in one
+# A Tensor holds an array instead of a number, so the sixteen points go through in one
 # product. Its `backward` is the loop above: a topological order, then each node's
 # backward function in reverse, adding into parents that were used more than once.
 
@@ -264,6 +267,108 @@ checks.claim(err.parents[0] is err.parents[1] and math.isclose(diff.grad, 2 * di
              "the square uses (out − t) twice, and its gradient is the sum of both uses: 2·(out − t)")
 
 # %% [markdown]
+# ## A gradient by hand: softmax and cross-entropy
+#
+# `Value` and `Tensor` get every gradient by chaining small local derivatives. minillm
+# also has operations that are one graph node each, with a backward written as a formula:
+# `ops.cross_entropy_rows` and `ops.layer_norm_rows`. Here we derive both formulas and check
+# them against `backward()`.
+#
+# A classifier's last step turns a row of C logits z into probabilities and scores the
+# target class y with the cross-entropy (交叉熵):
+#
+#     p_k = e^(z_k) / Σ_j e^(z_j)          L = −log p_y = −z_y + log Σ_j e^(z_j)
+#
+# Differentiate the second form. −z_y contributes −1 to ∂L/∂z_y and nothing elsewhere; the
+# derivative of log Σ_j e^(z_j) with respect to z_k is e^(z_k) / Σ_j e^(z_j) = p_k. So
+#
+#     ∂L/∂z_k = p_k − [k = y],   that is   ∂L/∂z = p − y   (y one-hot)
+#
+# and a batch of N rows, whose loss is the mean, divides each row's gradient by N. Going
+# through the softmax's Jacobian, ∂p_i/∂z_k = p_i([i = k] − p_k), a C × C matrix per row,
+# gives the same answer: times ∂L/∂p_i = −[i = y] / p_y it collapses to p_k − [k = y]. So
+# the fused node never forms that matrix; besides the logits it keeps only each row's
+# log Σ_j e^(z_j).
+
+# %%
+rng = np.random.default_rng(1)
+N, C = 6, 5
+logits = rng.normal(0, 2, (N, C))                        # float64 throughout
+labels = rng.integers(0, C, N)
+
+p = np.exp(logits - logits.max(axis=1, keepdims=True))   # the row's max cancels; it only prevents overflow
+p /= p.sum(axis=1, keepdims=True)
+loss_by_hand = -np.log(p[np.arange(N), labels]).mean()
+grad_by_hand = (p - np.eye(C)[labels]) / N               # (p − y) / N
+
+Z = minillm.tensor(logits, requires_grad=True)
+loss = F.cross_entropy(Z, labels)
+loss.backward()
+ce_error = np.abs(grad_by_hand - Z.grad.numpy()).max()
+print(f"loss: by hand {loss_by_hand:.12f}, F.cross_entropy {loss.item():.12f}")
+print(f"∂L/∂z: max |by hand − backward()| = {ce_error:.1e} ({Z.grad.dtype})")
+checks.claim(ce_error < 1e-10 and abs(loss_by_hand - loss.item()) < 1e-10,
+             f"softmax + cross-entropy: (p − y)/N equals minillm's backward() to 1e-10 (max difference {ce_error:.0e})")
+
+# %% [markdown]
+# ## A gradient by hand: layer norm
+#
+# Layer norm (层归一化) rescales each row x of D numbers to mean 0 and variance 1, then
+# applies a learned scale γ and shift β:
+#
+#     μ = (1/D) Σ_i x_i      σ² = (1/D) Σ_i (x_i − μ)²      r = 1 / √(σ² + ε)
+#     x̂_i = (x_i − μ) · r     y_i = γ_i x̂_i + β_i
+#
+# Let g_y = ∂L/∂y arrive from above. γ and β are used by every row, so their gradients sum
+# over the rows: ∂L/∂β = Σ_rows g_y and ∂L/∂γ = Σ_rows g_y ⊙ x̂. For x, write g = g_y ⊙ γ
+# (that is ∂L/∂x̂). Each x̂_i depends on every x_j, directly and through μ and r:
+#
+#     ∂μ/∂x_j = 1/D
+#     ∂σ²/∂x_j = 2(x_j − μ)/D              (the term through μ vanishes: Σ_i (x_i − μ) = 0)
+#     ∂r/∂x_j = −½ r³ · ∂σ²/∂x_j = −r² x̂_j / D
+#     ∂x̂_i/∂x_j = r·[i = j] − r/D + (x_i − μ)·∂r/∂x_j = r ([i = j] − 1/D − x̂_i x̂_j / D)
+#
+# Summing over i with the weights g_i:
+#
+#     ∂L/∂x_j = r · (g_j − mean(g) − x̂_j · mean(g ⊙ x̂))
+#
+# The three terms are the three paths: direct, through the mean, through the variance.
+# Because Σ_j x̂_j = 0, each row of ∂L/∂x sums to zero, as it must: adding a constant to
+# a row does not change its layer norm.
+
+
+# %%
+def layer_norm_by_hand(x, gamma, beta, eps, grad_y):
+    """Forward and backward of layer norm over the last axis of x (N, D)."""
+    mu = x.mean(axis=1, keepdims=True)
+    r = 1 / np.sqrt(((x - mu) ** 2).mean(axis=1, keepdims=True) + eps)
+    xhat = (x - mu) * r
+    y = gamma * xhat + beta
+    g = grad_y * gamma                                   # ∂L/∂x̂
+    dx = r * (g - g.mean(axis=1, keepdims=True) - xhat * (g * xhat).mean(axis=1, keepdims=True))
+    return y, dx, (grad_y * xhat).sum(axis=0), grad_y.sum(axis=0)
+
+
+D, eps = 8, 1e-5
+x_rows = rng.normal(1.0, 3.0, (4, D))
+gamma, beta = rng.normal(1.0, 0.5, D), rng.normal(0.0, 0.5, D)
+grad_y = rng.normal(0.0, 1.0, (4, D))                    # L = Σ y ⊙ grad_y, so ∂L/∂y = grad_y
+y_hand, *grads_hand = layer_norm_by_hand(x_rows, gamma, beta, eps, grad_y)
+
+Xt, Gt, Bt = (minillm.tensor(a, requires_grad=True) for a in (x_rows, gamma, beta))
+Y = F.layer_norm(Xt, D, Gt, Bt, eps=eps)
+(Y * minillm.tensor(grad_y)).sum().backward()
+ln_errors = [np.abs(h - t.grad.numpy()).max() for h, t in zip(grads_hand, (Xt, Gt, Bt))]
+row_sums = grads_hand[0].sum(axis=1)
+print(f"y: max |by hand − F.layer_norm| = {np.abs(y_hand - Y.numpy()).max():.1e}")
+print("max |by hand − backward()|: ∂L/∂x {:.1e}, ∂L/∂γ {:.1e}, ∂L/∂β {:.1e}".format(*ln_errors))
+print("row sums of ∂L/∂x:", " ".join(f"{v:.1e}" for v in row_sums))
+checks.claim(max(ln_errors) < 1e-10 and np.abs(y_hand - Y.numpy()).max() < 1e-10,
+             f"layer norm: the hand-derived ∂L/∂x, ∂L/∂γ, ∂L/∂β equal minillm's backward() to 1e-10 "
+             f"(max difference {max(ln_errors):.0e})")
+checks.claim(np.abs(row_sums).max() < 1e-12, "each row of layer norm's ∂L/∂x sums to zero")
+
+# %% [markdown]
 # ## Exercises
 # 1. Add `exp` and `__pow__` to `Value` (their local derivatives are eˣ and n·xⁿ⁻¹) and
 #    gradient-check them the way we checked the neuron.
@@ -271,6 +376,13 @@ checks.claim(err.parents[0] is err.parents[1] and math.isclose(diff.grad, 2 * di
 #    gradient is lost, and why does the topological order not save it?
 # 3. `Value.backward` recurses; a 10,000-step RNN would overflow Python's stack. Read
 #    `_topological_order` in `minillm/tensor.py`: how does it avoid recursion?
+# 4. Derive the gradient of binary cross-entropy on a logit, L = −y log σ(z) − (1 − y) log(1 − σ(z)),
+#    and check it against `F.binary_cross_entropy_with_logits`' `backward()` the way we
+#    checked p − y. (The answer has the same shape as p − y: σ(z) − y.)
+# 5. RMSNorm drops the mean: x̂ = x / √(mean(x²) + ε). Redo the layer-norm derivation
+#    without μ and check it against `backward()` through the same formula in float64 Tensors
+#    (`minillm/nn/llama_blocks.py`'s `RMSNorm.forward` is that formula, times its weight, built
+#    from small ops).
 
 # %%
 checks.finish()

@@ -17,7 +17,7 @@ def test_lesson_00_renders_with_its_outputs_and_graph(tmp_path):
     assert [c[0] for c in chapters] == ["00_autograd"] and chapters[0][3] == 1  # one figure, inline
     assert chapters[0][2].startswith("Every later lesson trains a model by gradient descent")  # the index's summary
     page = (tmp_path / "00_autograd.html").read_text(encoding="utf-8")
-    assert "lesson 00: 9 claims held, 0 failed" in page and "data:image/png;base64" in page
+    assert "lesson 00: 12 claims held, 0 failed" in page and "data:image/png;base64" in page
     assert "00_autograd.html" in (tmp_path / "index.html").read_text(encoding="utf-8")
 
 
