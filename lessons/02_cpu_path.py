@@ -26,12 +26,14 @@
 
 # %%
 import os
+import re
 import time
+from pathlib import Path
 
 import numpy as np
 
 from minillm import backends
-from minillm.lessons import Checks, quick_mode, results_dir, save_figure
+from minillm.lessons import SOURCE_TREE, Checks, quick_mode, results_dir, save_figure
 
 QUICK = quick_mode()
 N = 512 if QUICK else 1024
@@ -57,13 +59,154 @@ b = rng.standard_normal((N, N)).astype(np.float32)
 reference = a.astype(np.float64) @ b.astype(np.float64)
 
 # %% [markdown]
+# ## The machine, and its arithmetic ceiling
+#
+# The hardware's peak is cores × float32 FMAs per cycle per core × 2 flops per FMA × the
+# clock. None of the three is a single number the operating system hands over, so each is
+# read from where it is reported, and the page says where:
+#
+# - **cores**: physical ones. `os.cpu_count()` counts logical CPUs, and two SMT threads
+#   (hyper-threads) of one core share its FMA pipes. A core is a distinct ("physical id",
+#   "core id") pair in `/proc/cpuinfo`, among the CPUs this process may run on.
+# - **the clock**: the rated one where the machine reports it: the "@ x.xxGHz" in the model
+#   name (Intel's base clock), else the highest clock the cpufreq driver reports
+#   (`cpuinfo_max_freq`), else the "cpu MHz" the kernel shows. On bare metal that is only
+#   the clock of the moment; on a virtual machine it is what the hypervisor reports,
+#   usually the rate of the time-stamp counter, which on recent CPUs ticks at the nominal
+#   clock. Boost (turbo) clocks run above the rated one.
+# - **FMAs per cycle**: not reported at all. It is an assumption per CPU family, from the
+#   vendors' descriptions of their cores. Every x86 core since Intel's Haswell and AMD's
+#   Zen has two FMA pipes; what differs is their width, and so how many float32 FMAs they
+#   start a cycle. Zen 1: two 128-bit pipes, 8. Zen 2, 3 and 4: two 256-bit pipes, 16 (Zen 4
+#   runs an AVX-512 FMA as two 256-bit halves, so still 16). Zen 5 desktop and server
+#   cores: two 512-bit pipes, 32; its mobile parts keep 256-bit ones. Intel's Xeons with
+#   AVX-512 (Skylake-SP onwards): two 512-bit pipes, 32 (some Silver, Bronze and Gold 5xxx
+#   parts have one). Intel's client cores with AVX-512 (Ice Lake, Tiger Lake, Rocket Lake)
+#   join their two 256-bit pipes into one for a 512-bit FMA: 16 either way, as on any AVX2
+#   core.
+
+# %%
+
+
+def cpuinfo():
+    try:
+        return Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""
+
+
+def field(info, name):
+    """The first value of ``name`` in /proc/cpuinfo's text, or ''."""
+    match = re.search(rf"^{name}\s*:\s*(.*)$", info, re.M)
+    return match.group(1).strip() if match else ""
+
+
+def physical_cores(info):
+    """(cores, how they were counted): distinct (physical id, core id) pairs among the CPUs
+    this process may run on; SMT threads of one core share a pair."""
+    allowed = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set(range(os.cpu_count() or 1))
+    pairs = set()
+    for block in info.split("\n\n"):
+        cpu, core = field(block, "processor"), field(block, "core id")
+        if cpu.isdigit() and core and int(cpu) in allowed:
+            pairs.add((field(block, "physical id"), core))
+    if pairs:
+        return len(pairs), (f"{len(pairs)} physical cores: distinct (physical id, core id) pairs among the "
+                            f"{len(allowed)} logical CPUs this process may use")
+    return len(allowed), f"{len(allowed)} logical CPUs (no core ids reported: SMT threads, if any, counted as cores)"
+
+
+def rated_clock(info):
+    """(GHz, where it came from), or (None, why not)."""
+    named = re.search(r"@\s*([\d.]+)\s*GHz", field(info, "model name"))
+    if named:
+        return float(named.group(1)), "the rated (base) clock in the model name"
+    max_freq = Path("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq")
+    if max_freq.exists():
+        return int(max_freq.read_text()) / 1e6, f"the highest clock the cpufreq driver reports ({max_freq})"
+    mhz = field(info, "cpu MHz")
+    if mhz:
+        return float(mhz) / 1000, ("'cpu MHz' in /proc/cpuinfo, the only clock reported here (no rated clock "
+                                   "in the model name, no cpufreq driver)")
+    return None, "no clock reported"
+
+
+def fmas_per_cycle(info):
+    """(float32 FMAs per cycle per core, the assumption in words), or (None, why not)."""
+    flags, vendor = f" {field(info, 'flags')} ", field(info, "vendor_id")
+    family, model, name = int(field(info, "cpu family") or 0), int(field(info, "model") or 0), field(info, "model name")
+    if vendor == "AuthenticAMD" and family == 0x1A:
+        if 0x20 <= model <= 0x2F or 0x60 <= model <= 0x6F:
+            return 16, f"Zen 5 mobile (family 26, model {model}): two 256-bit FMA pipes"
+        return 32, f"Zen 5 desktop or server (family 26, model {model}): two 512-bit FMA pipes"
+    if vendor == "AuthenticAMD" and family == 0x19:
+        return 16, (f"Zen 3 or Zen 4 (family 25, model {model}): two 256-bit FMA pipes"
+                    + (", an AVX-512 FMA run as two halves" if " avx512f " in flags else ""))
+    if vendor == "AuthenticAMD" and family == 0x17:
+        return (16, f"Zen 2 (family 23, model {model}): two 256-bit FMA pipes") if model >= 0x30 else \
+               (8, f"Zen 1 (family 23, model {model}): two 128-bit FMA pipes")
+    if vendor == "GenuineIntel" and " avx512f " in flags:
+        return (32, "an Intel Xeon with AVX-512: two 512-bit FMA pipes") if "Xeon" in name else \
+               (16, "an Intel client core with AVX-512: two 256-bit FMA pipes, joined into one for AVX-512")
+    if " fma " in flags and " avx2 " in flags:
+        return 16, "an AVX2 core with FMA: two 256-bit FMA pipes"
+    return None, "no assumption for this CPU family"
+
+
+info = cpuinfo()
+cores, cores_from = physical_cores(info)
+ghz, clock_from = rated_clock(info)
+fmas, fma_from = fmas_per_cycle(info)
+flops_per_cycle = 2 * fmas if fmas else None
+hardware = cores * flops_per_cycle * ghz if ghz and fmas else None
+virtual = " hypervisor " in f" {field(info, 'flags')} "
+print(f"CPU: {field(info, 'model name') or 'unknown'}{' (a virtual machine)' if virtual else ''}")
+print(f"  cores: {cores_from} (os.cpu_count() says {os.cpu_count()})")
+print(f"  clock: {f'{ghz:.2f} GHz' if ghz else 'unknown'}, from {clock_from}")
+print(f"  FMAs per cycle per core: {fmas or 'unknown'}, assumed: {fma_from}")
+if virtual:
+    print("  on a virtual machine the cores are the virtual CPUs the hypervisor presents and the clock is the one "
+          "it reports; whether two of them share one host core cannot be seen from inside")
+if hardware:
+    print(f"hardware peak: {cores} cores × {fmas} FMAs × 2 flops × {ghz:.2f} GHz = {hardware:.0f} GFLOP/s")
+
+# %% [markdown]
 # ## The practical peak
 # OpenBLAS's SGEMM on this machine is the ceiling we measure against.
 
 # %%
 peak = gflops(np.matmul, a, b)
-print(f"n = {N}: NumPy/OpenBLAS {peak:.1f} GFLOP/s on {os.cpu_count()} cores — the practical peak here")
+print(f"n = {N}: NumPy/OpenBLAS {peak:.1f} GFLOP/s on {cores} cores — the practical peak here")
 steps = {}
+
+# %% [markdown]
+# ## The kernels, as written
+# The first three steps are plain loops; from v4 on, every version runs the same
+# micro-kernel over packed panels and differs in the loops around it. Here they are,
+# read from `kernels/c/matmul.c` as this run compiled it (`VW` floats per vector register,
+# `MR` rows × `NV` vectors of C in registers: 12 × 2 vectors of 16 on AVX-512, 6 × 2 of 8
+# on AVX2).
+
+# %%
+MATMUL_C = (SOURCE_TREE / "kernels" / "c" / "matmul.c").read_text()
+
+
+def c_function(source, name):
+    """The definition of C function ``name`` in ``source``: from its signature (with the lines
+    just above it that belong to it: a return type, #defines) to its closing brace."""
+    lines = source.splitlines()
+    start = next(i for i, line in enumerate(lines) if re.match(rf"(\w.*[\s*])?{name}\(", line)
+                 and not line.rstrip().endswith(";"))
+    while start and lines[start - 1].strip() and not lines[start - 1].lstrip().startswith(("/*", "*", "}")):
+        start -= 1
+    end = next(i for i in range(start, len(lines)) if lines[i] == "}")
+    return "\n".join(lines[start:end + 1])
+
+
+for name in ("matmul_v1_naive", "matmul_v2_reordered", "matmul_v3_blocked", "micro_kernel"):
+    if name == "matmul_v3_blocked":  # its block sizes
+        print("\n".join(line for line in MATMUL_C.splitlines() if line.startswith("#define V3_")))
+    print(c_function(MATMUL_C, name), end="\n\n")
 
 # %% [markdown]
 # ## The C steps, one idea at a time
@@ -76,29 +219,30 @@ if "c" in backends.available():
         error = np.linalg.norm(out - reference) / np.linalg.norm(reference)
         steps[version] = gflops(lambda x, y, v=version: c_backend.matmul_numbered(v, x, y), a, b,
                                 repeats=2 if version == "matmul_v1_naive" else 5)
-        print(f"  {version:22s} {steps[version]:8.1f} GFLOP/s  {steps[version] / peak:6.1%} of peak"
+        print(f"  {version:22s} {steps[version]:8.1f} GFLOP/s  {steps[version] / peak:6.1%} of OpenBLAS"
               f"  (error vs float64 {error:.1e})")
         checks.claim(error < 1e-5, f"{version} computes the right product")
     checks.timing(steps["matmul_v2_reordered"] > 3 * steps["matmul_v1_naive"],
                  "reordering the loops for contiguous, vectorised access gives more than 3×")
     checks.timing(steps["matmul_v4_packed"] > 1.5 * steps["matmul_v2_reordered"],
                  "packing + a register-blocked micro-kernel gives more than 1.5× over the reordered loop")
-    if (os.cpu_count() or 1) >= 2:
+    if cores >= 2:
         checks.timing(steps["matmul_v5_threaded"] > 1.2 * steps["matmul_v4_packed"],
                      "a second core adds more than 20%")
-    # v6 changes nothing at n = 1024 (rows 4 KB apart: A is packed, as in v5); its case is the
-    # small product a Linear layer of nanoGPT's recipe makes, 768 rows of 128
+    # v6 changes nothing at n = 1024 (rows 4 KB apart: A is packed, as in v5); its case, and
+    # v7's and v8's, is the small product a Linear layer of nanoGPT's recipe makes, 768 rows of 128
     small_a = rng.standard_normal((768, 128)).astype(np.float32)
     small_b = rng.standard_normal((128, 128)).astype(np.float32)
-    small = {v: gflops(lambda x, y, v=v: c_backend.matmul_numbered(v, x, y), small_a, small_b, repeats=20)
-             for v in ("matmul_v5_threaded", "matmul_v6_in_place", "matmul_v7_own_rows")}
-    print(f"  768×128·128×128: v5 {small['matmul_v5_threaded']:.1f} GFLOP/s, "
-          f"v6 {small['matmul_v6_in_place']:.1f} GFLOP/s (A read in place), "
-          f"v7 {small['matmul_v7_own_rows']:.1f} GFLOP/s (each core its own rows)")
-    checks.timing(small["matmul_v6_in_place"] > small["matmul_v5_threaded"],
+    small_versions = ("matmul_v5_threaded", "matmul_v6_in_place", "matmul_v7_own_rows", "matmul_v8_sliver_in_l1")
+    layer = {v: gflops(lambda x, y, v=v: c_backend.matmul_numbered(v, x, y), small_a, small_b, repeats=20)
+             for v in small_versions}
+    layer["OpenBLAS"] = gflops(np.matmul, small_a, small_b, repeats=20)
+    print("  768×128·128×128: " + ", ".join(f"{v.split('_')[1]} {layer[v]:.1f}" for v in small_versions)
+          + f", OpenBLAS {layer['OpenBLAS']:.1f} GFLOP/s")
+    checks.timing(layer["matmul_v6_in_place"] > layer["matmul_v5_threaded"],
                   "reading a small A where it lies beats copying it first")
-    if (os.cpu_count() or 1) >= 2:
-        checks.timing(small["matmul_v7_own_rows"] > small["matmul_v6_in_place"],
+    if cores >= 2:
+        checks.timing(layer["matmul_v7_own_rows"] > layer["matmul_v6_in_place"],
                       "cores that never wait for each other beat cores that share every panel")
 else:
     print(f"the c backend is unavailable here: {backends.status()['c']}")
@@ -118,7 +262,7 @@ if "numba" in backends.available():
         error = np.linalg.norm(out - reference) / np.linalg.norm(reference)
         steps[f"numba_{version}"] = gflops(lambda x, y, v=version: numba_backend.matmul_numbered(v, x, y), a, b)
         print(f"  numba {version:16s} {steps[f'numba_{version}']:8.1f} GFLOP/s  "
-              f"{steps[f'numba_{version}'] / peak:6.1%} of peak  (error vs float64 {error:.1e})")
+              f"{steps[f'numba_{version}'] / peak:6.1%} of OpenBLAS  (error vs float64 {error:.1e})")
         checks.claim(error < 1e-5, f"numba {version} computes the right product")
     checks.timing(steps["numba_v2_packed"] > 2 * steps["numba_v1_rows"],
                   "the packed register tile is more than twice the row-blocked loop")
@@ -146,55 +290,40 @@ if name in backends.available():
 # %% [markdown]
 # ## The whole road in one picture
 #
-# Against two ceilings: OpenBLAS (the practical one) and the hardware's, counted from the
-# data sheet: cores × 2 FMA pipes × float32 lanes × 2 flops per FMA × the clock. Zen 3 and
-# Zen 4 both issue two 256-bit FMAs a cycle (Zen 4 runs AVX-512 as two halves): 8 lanes,
-# 32 flops per cycle per core. An Intel Xeon with AVX-512 (Skylake-SP onwards) has two
-# 512-bit FMA pipes: 16 lanes, 64 flops. The clock is the one the kernel reports, the
-# *nominal* one: when a kernel beats that line, the core is boosting above it, and
-# GFLOP/s ÷ (cores × flops per cycle) is the clock it must at least have run at.
+# Against two ceilings: OpenBLAS (the practical one) and the hardware's, counted above
+# from the cores, the clock and the FMA pipes, each with where it came from. A kernel
+# that beats that line shows the line's clock is not the one the cores ran at (they were
+# boosting: GFLOP/s ÷ (cores × flops per cycle) is the clock they must at least have run
+# at), or that the FMA assumption is wrong for this CPU. On the right, the small product
+# where v5 to v8 differ.
 
 # %%
-import matplotlib
+import matplotlib  # noqa: E402
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-
-def cpuinfo():
-    try:
-        return open("/proc/cpuinfo").read()
-    except OSError:
-        return ""
-
-
-def clock_ghz(info):
-    mhz = [float(line.split(":")[1]) for line in info.splitlines() if line.startswith("cpu MHz")]
-    return max(mhz) / 1000 if mhz else None
-
-
-def float32_lanes(info):
-    """16 on an Intel CPU with AVX-512 (two 512-bit FMA pipes on a Xeon), else 8."""
-    return 16 if "GenuineIntel" in info and " avx512f" in info else 8
-
-
-info = cpuinfo()
-ghz, lanes = clock_ghz(info), float32_lanes(info)
-flops_per_cycle = 2 * lanes * 2
-hardware = os.cpu_count() * flops_per_cycle * ghz if ghz else None
 labels, values = list(steps), list(steps.values())
-fig, ax = plt.subplots(figsize=(8, 4))
+fig, (ax, right) = plt.subplots(1, 2, figsize=(13, 4), gridspec_kw={"width_ratios": [3, 2]})
 ax.barh([l.replace("matmul_", "") for l in labels] + ["OpenBLAS"], values + [peak],
         color=["#3b75af"] * len(labels) + ["#c9a66b"])
 if hardware:
     ax.axvline(hardware, color="crimson", ls="--",
-               label=f"peak at the nominal clock: {hardware:.0f} ({os.cpu_count()} cores × {flops_per_cycle} flops "
-                     f"× {ghz:.2f} GHz)")
+               label=f"hardware peak: {hardware:.0f} ({cores} cores × {flops_per_cycle} flops × {ghz:.2f} GHz)")
     ax.legend(loc="lower right", fontsize=8)
     best = max(values + [peak])
-    print(f"peak at the nominal {ghz:.2f} GHz: {hardware:.0f} GFLOP/s; OpenBLAS reaches {peak / hardware:.0%} of it, "
-          f"our best version {max(values) / hardware:.0%}; {best:.0f} GFLOP/s needs the cores at "
-          f"≥ {best / (os.cpu_count() * flops_per_cycle):.2f} GHz")
+    print(f"hardware peak at {ghz:.2f} GHz: {hardware:.0f} GFLOP/s; OpenBLAS reaches {peak / hardware:.0%} of it, "
+          f"our best version {max(values) / hardware:.0%}; {best:.0f} GFLOP/s needs the {cores} cores at "
+          f"≥ {best / (cores * flops_per_cycle):.2f} GHz with {flops_per_cycle} flops a cycle")
+else:
+    print(f"no hardware peak drawn: clock from {clock_from}; FMAs per cycle: {fma_from}")
 ax.set(xscale="log", xlabel="GFLOP/s (log scale)", title=f"one {N}×{N} matrix product, step by step")
+if "c" in backends.available():
+    names = list(layer)
+    right.barh([n.replace("matmul_", "") for n in names], [layer[n] for n in names],
+               color=["#3b75af"] * (len(names) - 1) + ["#c9a66b"])
+    if hardware:
+        right.axvline(hardware, color="crimson", ls="--")
+    right.set(xlabel="GFLOP/s", title="768×128 · 128×128, where v5–v8 differ")
 save_figure(fig, results_dir("02") / "matmul_steps.png", dpi=90)
 checks.finish()
 

@@ -9,9 +9,21 @@
 #
 #     L = −[y log σ(z) + (1 − y) log(1 − σ(z))],     ∂L/∂z = σ(z) − y
 #
-# trained with **weight decay** (权重衰减) in AdamW's decoupled form,
-# θ ← θ − η∇L − ηλθ. We evaluate with accuracy, precision, **recall** (召回率) =
-# TP / (TP + FN) and **F1** = 2PR / (P + R).
+# trained with **weight decay** (权重衰减). The documents write the decayed update as
+# θ ← θ − η∇L − ηλθ: that is gradient descent with weight decay, what `optim.SGD` with
+# `weight_decay=λ` does (the decay term ηλθ is the same as adding λθ to the gradient). We
+# train with **AdamW** instead, whose gradient step is Adam's and whose decay is kept apart
+# from it (decoupled, Loshchilov & Hutter):
+#
+#     m ← β₁m + (1 − β₁)g,   v ← β₂v + (1 − β₂)g²,   m̂ = m / (1 − β₁ᵗ),   v̂ = v / (1 − β₂ᵗ)
+#     θ ← θ − η · m̂ / (√v̂ + ε) − ηλθ
+#
+# The decay term is the documents'; the gradient term is not η∇L but η·m̂/(√v̂ + ε), a
+# step of about η per weight whatever the gradient's scale (exactly η on the first step,
+# where m̂ = g and √v̂ = |g|). Adam without the "W" adds λθ to g before the moments
+# instead, so its decay is divided by √v̂ along with the gradient. We
+# evaluate with accuracy, precision, **recall** (召回率) = TP / (TP + FN) and
+# **F1** = 2PR / (P + R).
 #
 # Two ways to fine-tune: freeze the pretrained encoder and train only the head, or
 # train everything. The sentences include negations ("is not bad"), so a model must read
@@ -37,6 +49,45 @@ test_set = data.sentiment_dataset(400, seed=2)
 tokenizer = tokenizers.CharTokenizer.train(" ".join(t for t, _ in train_set))
 config = BertConfig(vocab_size=tokenizer.vocab_size, block_size=64, n_layer=2, n_head=4, n_embd=64)
 print(f"{len(train_set)} training sentences, {len(test_set)} test; e.g. {train_set[0]}")
+
+# %% [markdown]
+# ## The two updates, by hand
+# Two steps of each on one weight vector, written out, against `optim.SGD` and
+# `optim.AdamW`:
+
+# %%
+lr, decay, (beta1, beta2), eps = 1e-2, 0.1, (0.9, 0.999), 1e-8
+by_hand_rng = np.random.default_rng(5)
+theta0 = by_hand_rng.standard_normal(5).astype(np.float32)
+grads = [by_hand_rng.standard_normal(5).astype(np.float32) for _ in range(2)]
+
+
+def library_steps(make_optimizer):
+    weight = minillm.nn.Parameter(theta0.copy())
+    opt = make_optimizer([weight])
+    for g in grads:
+        weight.grad = minillm.tensor(g)
+        opt.step()
+    return weight.numpy().astype(np.float64)
+
+
+sgd = theta0.astype(np.float64)
+adamw, m, v = theta0.astype(np.float64), np.zeros(5), np.zeros(5)
+for t, g in enumerate(grads, start=1):
+    sgd = sgd - lr * g - lr * decay * sgd                                # the documents' update
+    m, v = beta1 * m + (1 - beta1) * g, beta2 * v + (1 - beta2) * g * g
+    m_hat, v_hat = m / (1 - beta1 ** t), v / (1 - beta2 ** t)
+    adamw = adamw - lr * m_hat / (np.sqrt(v_hat) + eps) - lr * decay * adamw
+    if t == 1:
+        print(f"step 1, the gradient term per weight: SGD η|g| = {np.round(lr * np.abs(g), 4)}, "
+              f"AdamW η|m̂|/(√v̂+ε) = {np.round(lr * np.abs(m_hat) / (np.sqrt(v_hat) + eps), 4)} (m̂ = g, √v̂ = |g|)")
+sgd_error = np.abs(sgd - library_steps(lambda ps: optim.SGD(ps, lr=lr, weight_decay=decay))).max()
+adamw_error = np.abs(adamw - library_steps(lambda ps: optim.AdamW(ps, lr=lr, betas=(beta1, beta2), eps=eps,
+                                                                  weight_decay=decay))).max()
+print(f"after two steps: θ − η∇L − ηλθ by hand vs optim.SGD {sgd_error:.1e}; "
+      f"θ − η·m̂/(√v̂+ε) − ηλθ by hand vs optim.AdamW {adamw_error:.1e}")
+checks.claim(sgd_error < 1e-6, "the documents' update θ − η∇L − ηλθ is optim.SGD with weight_decay=λ")
+checks.claim(adamw_error < 1e-6, "optim.AdamW's update is θ − η·m̂/(√v̂+ε) − ηλθ")
 
 # %% [markdown]
 # ## Pretraining: masked language modelling on the text alone

@@ -12,8 +12,11 @@
 #   temperature-softened distribution, L = α T² KL(p_t^T ‖ p_s^T) + (1 − α) CE;
 # - **low-rank factorisation** (低秩分解): W ≈ U_r S_r V_rᵀ, one layer becomes two thin ones;
 # - **export** to ONNX, so another engine (onnxruntime) can serve it;
-# - and at generation time, the **KV cache**: keys and values of the prefix are kept,
-#   so each new token costs one query instead of re-reading the whole context.
+# - and at generation time, the **KV cache**: the keys and values of the prefix are kept,
+#   so each new token runs only its own position through the network. Without the cache,
+#   every step runs the whole prefix through every layer again, just to recompute those
+#   keys and values. The new token's attention still reads every cached key and value:
+#   what the cache saves is the recomputation, not the reading.
 #
 # This lesson trains a small GPT, then measures every technique against it: size on
 # disk, tokens per second, validation perplexity.
@@ -137,18 +140,31 @@ checks.claim(abs(by_hand - library) < 1e-6 * max(1.0, abs(by_hand)), "the writte
 
 # %% [markdown]
 # ## The compression table
+#
+# Pruning and low rank are fine-tuned after compressing, and those steps alone would
+# change the uncompressed model's perplexity too. So the table also gives the fp32 model
+# the same fine-tune, on the same batches (its row says by how much that moves it), and
+# measures pruning and low rank against that row (column "against"), so that neither is
+# credited with what the extra training did. int8 and the distilled student are measured
+# against the baseline as trained. Tokens/s is generation with the KV cache, one sequence, the best of three runs
+# of 32 tokens.
 
 # %%
-rows, goals = compression_table(out_dir, fine_tune_steps=30 if QUICK else 150, distill_steps=100 if QUICK else 600,
+FINE_TUNE = 30 if QUICK else 150
+rows, goals = compression_table(out_dir, fine_tune_steps=FINE_TUNE, distill_steps=100 if QUICK else 600,
                                 log=lambda *a: None)
 print(format_table(rows, goals))
 by_name = {r["technique"]: r for r in rows}
 int8 = by_name["int8 weights + activations"]
 checks.claim(int8["size_ratio"] >= 3.5, f"int8 storage is at least 3.5× smaller ({int8['size_ratio']:.2f}×)")
 checks.claim(int8["perplexity_change"] <= 0.05, f"int8 keeps perplexity within 5% ({int8['perplexity_change']:+.1%})")
-pruned = by_name["50% magnitude pruning"]
-checks.claim(pruned["perplexity_change"] <= 0.25, "half the weights can go with a modest loss after fine-tuning "
-             f"({pruned['perplexity_change']:+.1%})")
+tuned = by_name[f"fp32 + {FINE_TUNE}-step fine-tune"]
+pruned, low_rank = by_name["50% magnitude pruning"], by_name["low rank (90% energy)"]
+print(f"the {FINE_TUNE}-step fine-tune alone moves the fp32 baseline's perplexity by {tuned['perplexity_change']:+.1%}")
+checks.claim(pruned["against"] == low_rank["against"] == tuned["technique"],
+             "pruning and low rank are measured against the baseline given the same fine-tune")
+checks.claim(pruned["perplexity_change"] <= 0.25, "with half the weights zeroed, perplexity stays within 25% of "
+             f"the baseline fine-tuned alike ({pruned['perplexity_change']:+.1%})")
 
 # %% [markdown]
 # The frontier: each technique's size against its quality, with its speed as the marker's area.
@@ -166,7 +182,87 @@ ax.grid(alpha=0.3)
 save_figure(fig, OUT / "frontier.png")
 
 # %% [markdown]
+# ## Why int8 is smaller but not faster here
+#
+# Eight bits buy speed where arithmetic or memory traffic is what limits, and a kernel
+# turns them into less of it. Neither limits here: this model's weights (1.7 MB in fp32)
+# stay in the caches, and one token's products are small, so the time goes to the fixed
+# cost of each call, and int8 makes more calls. Per generated token, each quantised layer
+# (`QuantizedLinear.forward` in `minillm/compress/quantize.py`):
+#
+# 1. quantises its input in NumPy, finding the scale anew on every call (dynamic
+#    quantisation): max |x|, divide, round, clip, cast — a pass and a temporary array each;
+# 2. calls `matmul_int8` (`kernels/c/matmul_int8.c`): one dot product per output, with each
+#    int8 widened to 16 and then 32 bits (no VNNI `vpdpbusd`, which multiplies and adds four
+#    int8 pairs at once, and no register tile), in an OpenMP region opened even for one row;
+# 3. turns the int32 sums back into float32, multiplies by both scales and adds the bias:
+#    four more NumPy passes.
+#
+# The fp32 layer is one C call. At one row (generating one token) the arithmetic is
+# 128 × 512 multiply-adds either way, so the NumPy passes around the int8 product cost
+# about as much as the whole fp32 layer. For many rows at once (a prompt, or the
+# perplexity evaluation) the int8 kernel's dot products also lose to the fp32 GEMM's
+# register-tiled micro-kernel (lesson 02). Attention, layer norm and the softmax stay
+# float32 in both models. One layer, timed each way:
+
+# %%
+from minillm import backends  # noqa: E402
+from minillm.compress.quantize import QuantizedLinear, quantize_symmetric  # noqa: E402
+
+fp32_model, _ = load(out_dir)
+fc = fp32_model.blocks[0].mlp.fc
+int8_fc = QuantizedLinear(fc)
+
+
+def best_us(fn, calls=20):
+    """Best of seven batches of ``calls``, in µs a call (short batches: on a shared machine
+    a long one is rarely left alone)."""
+    fn()
+    runs = []
+    for _ in range(7):
+        start = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        runs.append((time.perf_counter() - start) / calls * 1e6)
+    return min(runs)
+
+
+primitives = backends.current()
+one = np.random.default_rng(2).standard_normal((1, fc.in_features)).astype(np.float32)
+many = np.random.default_rng(3).standard_normal((16 * config.block_size, fc.in_features)).astype(np.float32)
+q_one, s_one = quantize_symmetric(one, axis=1)
+acc_one = primitives.matmul_int8(q_one, int8_fc.qweight)
+with minillm.no_grad():
+    cost = {"fp32 layer": best_us(lambda: fc(minillm.tensor(one))),
+            "int8 layer": best_us(lambda: int8_fc(minillm.tensor(one))),
+            "  1. quantise x (NumPy)": best_us(lambda: quantize_symmetric(one, axis=1)),
+            "  2. matmul_int8 (C)": best_us(lambda: primitives.matmul_int8(q_one, int8_fc.qweight)),
+            "  3. dequantise + bias (NumPy)": best_us(lambda: acc_one.astype(np.float32) * s_one[:, None]
+                                                      * int8_fc.scale[None, :] + int8_fc.bias)}
+q_many, _ = quantize_symmetric(many, axis=1)
+gemm = {"fp32": best_us(lambda: primitives.linear_forward(many, fc.weight.data, fc.bias.data), 3),
+        "int8": best_us(lambda: primitives.matmul_int8(q_many, int8_fc.qweight), 3)}
+print(f"one row through the first MLP layer ({fc.in_features} → {fc.out_features}), µs a call:")
+for name, us in cost.items():
+    print(f"  {name:32s} {us:7.1f}")
+cpu_flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+print(f"{len(many)} rows: fp32 GEMM {gemm['fp32']:.0f} µs, int8 kernel alone {gemm['int8']:.0f} µs "
+      f"(this CPU {'has' if ' avx512_vnni' in cpu_flags else 'does not report'} AVX512-VNNI, which the kernel "
+      f"does not use)")
+numpy_passes = cost["  1. quantise x (NumPy)"] + cost["  3. dequantise + bias (NumPy)"]
+checks.timing(numpy_passes > 0.5 * cost["fp32 layer"], f"the NumPy passes around the int8 product take more than half "
+              f"the fp32 layer's time ({numpy_passes:.1f} vs {cost['fp32 layer']:.1f} µs)")
+checks.timing(cost["int8 layer"] > cost["fp32 layer"], "at one row the int8 layer costs more than the fp32 one")
+checks.timing(int8["tokens_per_s"] < by_name["fp32 baseline"]["tokens_per_s"],
+              f"the int8 model generates fewer tokens/s than fp32 ({int8['tokens_per_s']:.0f} vs "
+              f"{by_name['fp32 baseline']['tokens_per_s']:.0f})")
+
+# %% [markdown]
 # ## The KV cache
+# Without the cache, each new token runs every position of the context so far through
+# every layer again; with it, only the new position goes through, and its attention reads
+# the keys and values of all the earlier positions from the cache. Both attend to the
+# whole context; only one recomputes it.
 
 # %%
 model, tokenizer = load(out_dir)
