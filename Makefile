@@ -44,9 +44,10 @@ sanitize: $(VENV)/.installed-test
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/test_backends.py tests/test_c_backend.py -k "c] or c_backend"
 
-# Every lesson; each exits non-zero if a claim it makes does not hold on this run.
+# Every lesson (lessons/NN_*.py, in order); each exits non-zero if a claim it makes does not hold on this run.
+LESSON_NUMBERS := $(shell ls lessons | sed -n 's/^0*\([0-9][0-9]*\)_.*\.py$$/\1/p')
 lessons: $(VENV)/.installed-test
-	@for n in 0 1 2 3 4 5 6 7; do \
+	@for n in $(LESSON_NUMBERS); do \
 		echo "=== lesson $$n $(QUICK)"; \
 		PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m minillm lesson $$n $(QUICK) || exit 1; \
 	done

@@ -170,7 +170,7 @@ right.legend(fontsize=8)
 for axis in (left.xaxis, right.yaxis):  # plain numbers on the log axes
     axis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
     axis.set_minor_formatter(matplotlib.ticker.ScalarFormatter())
-save_figure(fig, results_dir("01") / "perplexity.png")
+save_figure(fig, results_dir("01_language_models") / "perplexity.png")
 checks.claim(results["3-gram"] < results["1-gram"], "a longer counted context beats single-character frequencies "
              f"({results['3-gram']:.2f} < {results['1-gram']:.2f})")
 checks.claim(all(results[k] < results["1-gram"] for k in neural), "every neural model beats the unigram baseline")

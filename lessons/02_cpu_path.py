@@ -324,7 +324,7 @@ if "c" in backends.available():
     if hardware:
         right.axvline(hardware, color="crimson", ls="--")
     right.set(xlabel="GFLOP/s", title="768×128 · 128×128, where v5–v8 differ")
-save_figure(fig, results_dir("02") / "matmul_steps.png", dpi=90)
+save_figure(fig, results_dir("02_cpu_path") / "matmul_steps.png", dpi=90)
 checks.finish()
 
 # %% [markdown]

@@ -41,7 +41,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 QUICK = quick_mode()
 checks = Checks("lesson 04")
 minillm.set_backend("c" if minillm.backends.is_available("c") else "numpy")
-OUT = results_dir("04")
+OUT = results_dir("04_architecture")
 rand = np.random.default_rng(4)  # the random numbers of the hand-built sections
 
 

@@ -1,5 +1,5 @@
 # %% [markdown]
-# # Lesson 05 — Pretraining and fine-tuning
+# # Lesson 07 — Pretraining and fine-tuning
 #
 # A model first learns the language from unlabelled text (预训练, pretraining) — BERT by
 # predicting masked tokens — and is then adapted to a task with few labels (微调,
@@ -29,7 +29,7 @@
 # train everything. The sentences include negations ("is not bad"), so a model must read
 # word order, not just count words.
 #
-# Run: `python lessons/05_pretrain_finetune.py [--quick]` or `minillm lesson 5`.
+# Run: `python lessons/07_pretrain_finetune.py [--quick]` or `minillm lesson 7`.
 
 # %%
 import numpy as np
@@ -40,7 +40,7 @@ from minillm.lessons import Checks, quick_mode, results_dir, save_figure
 from minillm.models import BertClassifier, BertConfig, BertEncoder, encode_batch
 
 QUICK = quick_mode()
-checks = Checks("lesson 05")
+checks = Checks("lesson 07")
 minillm.set_backend("c" if minillm.backends.is_available("c") else "numpy")
 rng = np.random.default_rng(0)
 
@@ -185,7 +185,7 @@ for (a, p), n in np.ndenumerate(full_confusion):
     grid.text(p, a, str(n), ha="center", va="center", color="black")
 grid.set(xticks=[0, 1], yticks=[0, 1], xticklabels=["negative", "positive"], yticklabels=["negative", "positive"],
          xlabel="predicted", ylabel="true", title="confusion matrix, full fine-tuning")
-save_figure(fig, results_dir("05") / "fine_tuning.png")
+save_figure(fig, results_dir("07_pretrain_finetune") / "fine_tuning.png")
 checks.claim(full_confusion.sum() == len(test_set) and np.trace(full_confusion) / len(test_set) == full["accuracy"],
              "the confusion matrix counts every test sentence, and its diagonal is the accuracy")
 
@@ -263,7 +263,7 @@ for name, r in tuned.items():
     ax.plot(np.convolve(r["curve"], np.ones(10) / 10, mode="valid"), label=f"{name} ({r['trainable']:,} trained)")
 ax.set(xlabel="step", ylabel="training loss on the reviews", title="adapting a docstring model to reviews")
 ax.legend(fontsize=8)
-save_figure(fig, results_dir("05") / "lora.png")
+save_figure(fig, results_dir("07_pretrain_finetune") / "lora.png")
 checks.finish()
 
 # %% [markdown]

@@ -1,5 +1,5 @@
 # %% [markdown]
-# # Lesson 06 — Deployment and optimisation: smaller, faster, and measured
+# # Lesson 08 — Deployment and optimisation: smaller, faster, and measured
 #
 # A trained model is deployed many times more often than it is trained, so the
 # documents' deployment chapters list ways to shrink it (模型压缩):
@@ -21,7 +21,7 @@
 # This lesson trains a small GPT, then measures every technique against it: size on
 # disk, tokens per second, validation perplexity.
 #
-# Run: `python lessons/06_deployment.py [--quick]` or `minillm lesson 6`.
+# Run: `python lessons/08_deployment.py [--quick]` or `minillm lesson 8`.
 
 # %%
 import tempfile
@@ -44,10 +44,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 QUICK = quick_mode()
-checks = Checks("lesson 06")
-OUT = results_dir("06_deployment")
+checks = Checks("lesson 08")
+OUT = results_dir("08_deployment")
 backend = "c" if minillm.backends.is_available("c") else "numpy"
-out_dir = Path(tempfile.mkdtemp(prefix="minillm-lesson06-"))
+out_dir = Path(tempfile.mkdtemp(prefix="minillm-lesson08-"))
 config = TrainConfig(out_dir=str(out_dir), max_iters=150 if QUICK else 1200, batch_size=16, block_size=64,
                      n_layer=2, n_head=4, n_embd=128, eval_interval=10_000, eval_iters=4, progress=False,
                      backend=backend)

@@ -1,5 +1,5 @@
 # %% [markdown]
-# # Lesson 07 — Distributed training: data parallelism over MPI
+# # Lesson 09 — Distributed training: data parallelism over MPI
 #
 # When one machine is not enough the documents describe three ways to split training
 # (分布式训练): **data parallelism** (数据并行) — every worker holds the whole model and a
@@ -15,7 +15,7 @@
 # `Allreduce` per bucket of gradients) and takes the same optimizer step, the copies
 # stay identical and the result equals one process with batch R·B.
 #
-# Run: `python lessons/07_distributed.py [--quick]` or `minillm lesson 7` — it launches
+# Run: `python lessons/09_distributed.py [--quick]` or `minillm lesson 9` — it launches
 # `mpiexec -n 2` itself (install the extra: `pip install 'minillm[mpi]'`).
 
 # %%
@@ -36,8 +36,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 QUICK = quick_mode()
-checks = Checks("lesson 07")
-OUT = results_dir("07_distributed")
+checks = Checks("lesson 09")
+OUT = results_dir("09_distributed")
 mpiexec = shutil.which("mpiexec", path=str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""))
 try:
     import mpi4py  # noqa: F401
@@ -97,7 +97,7 @@ comm.Allreduce(MPI.IN_PLACE, high, op=MPI.MAX)
 if rank == 0:
     np.savez(sys.argv[1], weights=weights, identical=np.array_equal(low, high))
 """
-scratch = Path(tempfile.mkdtemp(prefix="minillm-lesson07-"))
+scratch = Path(tempfile.mkdtemp(prefix="minillm-lesson09-"))
 (scratch / "spmd.py").write_text(SPMD)
 env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", NUMBA_NUM_THREADS="1")
 runs = {}
