@@ -209,6 +209,98 @@ for name in ("matmul_v1_naive", "matmul_v2_reordered", "matmul_v3_blocked", "mic
     print(c_function(MATMUL_C, name), end="\n\n")
 
 # %% [markdown]
+# ## The loop nest around the micro-kernel (BLIS)
+# From v4 on, the product is cut as Goto and van de Geijn cut it (BLIS's five loops), so that
+# each piece is reused while it sits in the cache level that fits it:
+#
+# - a **panel** of B, $K_C \times N_C$, is packed once and read by every block of A (the outer
+#   loops over $N_C$ columns and $K_C$ depth);
+# - a **block** of A, $M_C \times K_C$, is packed and read by every sliver of that panel;
+# - a **sliver** is the thin strip one micro-kernel call reads: $M_R$ rows of the A block, or
+#   $N_R$ columns of the B panel, $K_C$ deep;
+# - the **micro-tile** of C, $M_R \times N_R$, lives in vector registers for the whole $K_C$
+#   loop: each step loads one value of A's sliver per row and $N_R / VW$ vectors of B's sliver
+#   and issues $M_R \cdot N_R / VW$ fused multiply-adds.
+#
+# The drawing uses the sizes this run compiled (parsed from `kernels/c/matmul.c`), so the
+# bytes it prints are this machine's.
+
+# %%
+def compiled_blocking(source, avx512):
+    """MR, VW, KC, NC, MC, NC_L2 as the preprocessor picks them for this CPU."""
+    branches = re.findall(r"#if defined\(__AVX512F__\)(.*?)#else(.*?)#endif", source, re.S)
+    values = {}
+    for wide, narrow in branches:
+        for name, value in re.findall(r"#define (\w+) (\d+)", wide if avx512 else narrow):
+            values[name] = int(value)
+    values.update({name: int(value) for name, value in re.findall(r"#define (NV|NC) (\d+)\n", source)})
+    values["NR"] = values["VW"] * values["NV"]
+    values["MC"] = int(re.search(r"#define MC \((\d+) \* MR\)", source).group(1)) * values["MR"]
+    return values
+
+
+blocking = compiled_blocking(MATMUL_C, " avx512f " in f" {field(info, 'flags')} ")
+MR_, NR_, KC_, MC_, NC_ = (blocking[k] for k in ("MR", "NR", "KC", "MC", "NC"))
+for what, rows, cols, where in (("B panel", KC_, NC_, "L3 (shared)"), ("A block", MC_, KC_, "L2"),
+                                ("B sliver", KC_, NR_, "L1 or L2"), ("A sliver", MR_, KC_, "L1"),
+                                ("C micro-tile", MR_, NR_, "registers")):
+    print(f"  {what:13s} {rows:5d} × {cols:<5d} floats = {rows * cols * 4 / 1024:8.1f} KB   meant for {where}")
+print(f"  v8 narrows the B panel to {blocking['NC_L2']} columns: {KC_ * blocking['NC_L2'] * 4 / 2**20:.1f} MB, for L2")
+checks.claim(MR_ * NR_ // blocking["VW"] + NR_ // blocking["VW"] + 1 <= (32 if blocking["VW"] == 16 else 16),
+             f"the {MR_}×{NR_} micro-tile's accumulators, one A broadcast and the B vectors fit the "
+             f"{32 if blocking['VW'] == 16 else 16} vector registers")
+
+import matplotlib  # noqa: E402
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.patches import Rectangle  # noqa: E402
+
+
+def box(ax, x, y, w, h, fill, label=None, alpha=0.35, **text):
+    ax.add_patch(Rectangle((x, y), w, h, facecolor=fill, edgecolor="black", alpha=alpha, lw=1))
+    if label:
+        ax.text(x + w / 2, y + h / 2, label, ha="center", va="center", fontsize=8, **text)
+
+
+# not to scale: the shapes are drawn so that every piece is visible; the micro-tile sits where
+# the A sliver's rows meet the B sliver's columns
+fig, (a_ax, b_ax, c_ax, code_ax) = plt.subplots(1, 4, figsize=(15, 4.2), gridspec_kw={"width_ratios": [3, 3, 3, 3]})
+box(a_ax, 0, 0, 2, 6, "white", alpha=1)
+box(a_ax, 0, 3, 2, 2, "#4c9a2a", f"A block\n{MC_}×{KC_}\n(L2)")
+box(a_ax, 0, 4.6, 2, 0.4, "#c0392b", alpha=0.8)
+a_ax.annotate(f"A sliver\n{MR_}×{KC_} (L1)", (2, 4.8), (2.5, 5.6), fontsize=8, arrowprops={"arrowstyle": "->"})
+a_ax.set_title("A: M × K (one K_C-wide slice)", fontsize=9)
+box(b_ax, 0, 0, 6, 2, "white", alpha=1)
+box(b_ax, 1, 0, 4, 2, "#3b75af")
+b_ax.text(3.9, 1, f"B panel\n{KC_}×{NC_}\n(L3)", ha="center", va="center", fontsize=8)
+box(b_ax, 2.2, 0, 0.5, 2, "#e67e22", alpha=0.8)
+b_ax.annotate(f"B sliver\n{KC_}×{NR_}", (2.45, 2), (2.8, 2.8), fontsize=8, arrowprops={"arrowstyle": "->"})
+b_ax.set_title("B: K × N (one K_C-deep slice)", fontsize=9)
+box(c_ax, 0, 0, 6, 6, "white", alpha=1)
+box(c_ax, 1, 3, 4, 2, "#bbbbbb")
+c_ax.text(4.9, 3.2, "C block =\nA block · B panel", ha="right", fontsize=8)
+box(c_ax, 2.2, 4.6, 0.5, 0.4, "#8e44ad", alpha=0.9)
+c_ax.annotate(f"micro-tile {MR_}×{NR_}\nin registers", (2.45, 4.6), (3.2, 1.2), fontsize=8,
+              arrowprops={"arrowstyle": "->"})
+c_ax.set_title("C: M × N", fontsize=9)
+for axis, (width, height) in ((a_ax, (4.5, 6.6)), (b_ax, (6.2, 3.6)), (c_ax, (6.2, 6.4))):
+    axis.set(xlim=(-0.2, width), ylim=(-0.2, height))
+    axis.set_aspect("equal")
+    axis.axis("off")
+code_ax.axis("off")
+code_ax.text(0, 1, f"for jc in 0..N step {NC_}:      # B panel\n"
+                   f"  for pc in 0..K step {KC_}:     # depth\n"
+                   f"    pack B[pc:+{KC_}, jc:+{NC_}]\n"
+                   f"    for ic in 0..M step {MC_}:   # A block\n"
+                   f"      pack A[ic:+{MC_}, pc:+{KC_}]\n"
+                   f"      for jr in step {NR_}:      # B sliver\n"
+                   f"        for ir in step {MR_}:    # A sliver\n"
+                   f"          micro_kernel: {MR_}×{NR_} tile\n"
+                   f"            += over {KC_} k", family="monospace", fontsize=9, va="top")
+code_ax.set_title("the loops, outer to inner (v4–v7)")
+save_figure(fig, results_dir("02_cpu_path") / "blis_loop_nest.png", dpi=90)
+
+# %% [markdown]
 # ## The C steps, one idea at a time
 
 # %%
