@@ -190,7 +190,7 @@ checks.claim(full_confusion.sum() == len(test_set) and np.trace(full_confusion) 
              "the confusion matrix counts every test sentence, and its diagonal is the accuracy")
 
 # %% [markdown]
-# ## LoRA: adapting a decoder through 2% of its weights
+# ## LoRA: adapting a decoder through under 2% of its weights
 #
 # Fine-tuning every weight of a large model needs the gradients and optimizer state of
 # every weight. LoRA (Hu et al., 2021) freezes W and learns a low-rank correction
@@ -248,7 +248,7 @@ for name in ("LoRA r=4 on q_proj, v_proj", "every weight"):
     print(f"{name:28s}: {trainable:7,d} trainable of {base.num_parameters():,} parameters; "
           f"loss on held-out reviews {before:.3f} → {tuned[name]['after']:.3f}")
 lora = tuned["LoRA r=4 on q_proj, v_proj"]
-checks.claim(lora["trainable"] < 0.05 * base.num_parameters() and lora["after"] < lora["before"] - 0.3,
+checks.claim(lora["trainable"] < 0.02 * base.num_parameters() and lora["after"] < lora["before"] - 0.3,
              f"LoRA trains {lora['trainable'] / base.num_parameters():.1%} of the weights and still adapts "
              f"({lora['before']:.2f} → {lora['after']:.2f})")
 sample_ids = review_val[:32][None]
@@ -260,7 +260,8 @@ checks.claim(np.abs(merged - adapted).max() < 1e-4 * np.abs(adapted).max(),
 
 fig, ax = plt.subplots(figsize=(6.5, 4))
 for name, r in tuned.items():
-    ax.plot(np.convolve(r["curve"], np.ones(10) / 10, mode="valid"), label=f"{name} ({r['trainable']:,} trained)")
+    ax.plot(np.convolve(r["curve"], np.ones(10) / 10, mode="valid"),
+            label=f"{name} ({r['trainable']:,} trained; held-out {r['before']:.2f} → {r['after']:.2f})")
 ax.set(xlabel="step", ylabel="training loss on the reviews", title="adapting a docstring model to reviews")
 ax.legend(fontsize=8)
 save_figure(fig, results_dir("07_pretrain_finetune") / "lora.png")
