@@ -33,7 +33,6 @@ import numpy as np
 
 import minillm
 from minillm import data, optim
-from minillm import functional as F
 from minillm.compress import compression_table
 from minillm.compress.distill import distillation_loss
 from minillm.compress.report import format_table
