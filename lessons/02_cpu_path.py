@@ -5,7 +5,7 @@
 # (冯·诺依曼结构) that fetches every operand from memory, through caches (缓存),
 # instruction-set extensions for data parallelism (SIMD, 指令集扩展), pipelines and
 # superscalar issue, to many cores (多核) and finally heterogeneous CPU + GPU computing
-# (异构计算). One matrix product C = A·B (2n³ floating-point operations) walks the same
+# (异构计算). One matrix product $C = AB$ ($2n^3$ floating-point operations for $n \times n$) walks the same
 # road. Each step below is a real kernel in `kernels/c/matmul.c`, checked against
 # NumPy, and timed here, now:
 #
@@ -61,8 +61,13 @@ reference = a.astype(np.float64) @ b.astype(np.float64)
 # %% [markdown]
 # ## The machine, and its arithmetic ceiling
 #
-# The hardware's peak is cores × float32 FMAs per cycle per core × 2 flops per FMA × the
-# clock. None of the three is a single number the operating system hands over, so each is
+# The hardware's peak is
+#
+# $$
+# \text{peak} = \text{cores} \times \text{float32 FMAs per cycle per core} \times 2\ \tfrac{\text{flops}}{\text{FMA}} \times \text{clock}.
+# $$
+#
+# None of the three factors is a single number the operating system hands over, so each is
 # read from where it is reported, and the page says where:
 #
 # - **cores**: physical ones. `os.cpu_count()` counts logical CPUs, and two SMT threads
@@ -403,7 +408,7 @@ if name in backends.available():
 # Against two ceilings: OpenBLAS (the practical one) and the hardware's, counted above
 # from the cores, the clock and the FMA pipes, each with where it came from. A kernel
 # that beats that line shows the line's clock is not the one the cores ran at (they were
-# boosting: GFLOP/s ÷ (cores × flops per cycle) is the clock they must at least have run
+# boosting: $\text{GFLOP/s} / (\text{cores} \times \text{flops per cycle})$ is the clock they must at least have run
 # at), or that the FMA assumption is wrong for this CPU. On the right, the small product
 # where v5 to v8 differ.
 
