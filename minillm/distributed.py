@@ -11,7 +11,10 @@ the copies stay identical. Only rank 0 writes checkpoints, logs and plots.
 
 With a global batch of R·B, R ranks of batch B compute exactly what one process with
 batch R·B computes (equal shards: the mean of the ranks' mean gradients is the mean
-gradient). A rank that raises aborts the whole job (MPI_Abort) instead of leaving the
+gradient): every rank draws the same global batch from the seed and takes its own slice.
+With ``--grad_accum=K`` the micro-steps accumulate locally and only the last one's
+gradients are reduced, so a step costs one reduction whatever K is (as nanoGPT skips the
+sync on the others). A rank that raises aborts the whole job (MPI_Abort) instead of leaving the
 others waiting in a collective forever.
 """
 import sys
@@ -35,6 +38,7 @@ class Communicator:
         self.comm = comm or MPI.COMM_WORLD
         self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
         self.bucket_bytes = int(bucket_mb * 2 ** 20)
+        self.reductions = 0  # average_gradients calls: one per optimizer step, however many micro-steps
 
     def broadcast_parameters(self, model):
         """Every rank's parameters become rank 0's."""
@@ -59,6 +63,7 @@ class Communicator:
         """Replace each gradient by its mean over the ranks. A parameter without a
         gradient on this rank contributes zeros (every rank calls the same collectives)."""
         from .tensor import Tensor
+        self.reductions += 1
         for bucket in self.buckets([p for p in model.parameters() if p.requires_grad]):
             flat = np.concatenate([(p.grad.data if p.grad is not None else np.zeros_like(p.data)).ravel()
                                    for p in bucket])
@@ -102,11 +107,14 @@ def train_ddp(config):
     def work():
         communicator = Communicator()
         trainer = Trainer(config, rank=communicator.rank, world_size=communicator.size, communicator=communicator)
+        first_step = trainer.step
         metrics = trainer.run()
         in_step = communicator.identical(trainer.model)
         if communicator.rank == 0:
             print(f"ddp over {communicator.size} ranks: val loss {metrics['val_loss']:.4f}, "
-                  f"{metrics['tokens_per_second']:,.0f} tokens/s; parameters identical on every rank: {in_step}")
+                  f"{metrics['tokens_per_second']:,.0f} tokens/s; parameters identical on every rank: {in_step}; "
+                  f"{communicator.reductions} gradient reductions in {trainer.step - first_step} optimizer steps "
+                  f"of {config.grad_accum} micro-batches")
         return metrics
 
     return run_or_abort(work)

@@ -200,7 +200,9 @@ class Trainer:
         self.optimizer = optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         self.schedule = optim.WarmupCosine(self.optimizer, min(config.warmup_iters, config.max_iters),
                                            config.max_iters, config.min_lr)
-        self.data_rng = np.random.default_rng([config.seed, rank])
+        # one generator on every rank: each micro-step draws the global batch of world_size·batch_size
+        # windows, the very batch one process with that batch size would draw, and takes its slice
+        self.data_rng = np.random.default_rng([config.seed, 0])
         self.step, self.history = 0, []
         if communicator is not None:
             communicator.broadcast_parameters(self.model)
@@ -248,7 +250,10 @@ class Trainer:
         config = self.config
         total = 0.0
         for _ in range(config.grad_accum):
-            x, y = data.batches(self.splits["train"], config.block_size, config.batch_size, self.data_rng)
+            x, y = data.batches(self.splits["train"], config.block_size, config.batch_size * self.world_size,
+                                self.data_rng)
+            mine = slice(self.rank * config.batch_size, (self.rank + 1) * config.batch_size)
+            x, y = x[mine], y[mine]
             _, loss = self.model(x, y)
             (loss * (1.0 / config.grad_accum)).backward()
             total += loss.item() / config.grad_accum
