@@ -18,6 +18,7 @@ sync on the others). A rank that raises aborts the whole job (MPI_Abort) instead
 others waiting in a collective forever.
 """
 import sys
+import time
 import traceback
 
 import numpy as np
@@ -38,7 +39,8 @@ class Communicator:
         self.comm = comm or MPI.COMM_WORLD
         self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
         self.bucket_bytes = int(bucket_mb * 2 ** 20)
-        self.reductions = 0  # average_gradients calls: one per optimizer step, however many micro-steps
+        self.reductions = 0  # gradient reductions: one per optimizer step, however many micro-steps
+        self.wait_seconds = 0.0  # time spent blocked in the gradients' collectives
 
     def broadcast_parameters(self, model):
         """Every rank's parameters become rank 0's."""
@@ -67,7 +69,9 @@ class Communicator:
         for bucket in self.buckets([p for p in model.parameters() if p.requires_grad]):
             flat = np.concatenate([(p.grad.data if p.grad is not None else np.zeros_like(p.data)).ravel()
                                    for p in bucket])
+            start = time.perf_counter()
             self.comm.Allreduce(self.MPI.IN_PLACE, flat, op=self.MPI.SUM)
+            self.wait_seconds += time.perf_counter() - start
             flat /= self.size
             offset = 0
             for p in bucket:
@@ -82,6 +86,77 @@ class Communicator:
         same = np.array([float(np.array_equal(mine, reference))])
         self.comm.Allreduce(self.MPI.IN_PLACE, same, op=self.MPI.MIN)
         return bool(same[0])
+
+
+class OverlappedReducer:
+    """Gradients averaged while the backward pass is still running (PyTorch DDP's design).
+
+    The gradients live in a few flat buffers, one per bucket of about ``bucket_mb``, filled in
+    reverse order of the parameters' use, which is the order the backward pass finishes them.
+    A hook on each parameter (``register_post_accumulate_grad_hook``) copies its finished
+    gradient into its slot and makes ``.grad`` a view of that slot; when a bucket's last
+    gradient arrives, its non-blocking ``Iallreduce`` starts and the backward goes on with
+    the layers below. ``finish()`` waits for the buckets and divides by the number of ranks;
+    the gradients are already where the optimizer reads them (no copy out).
+
+    ``syncing = False`` for the micro-steps of gradient accumulation before the last: the
+    hooks then do nothing and the gradients add up locally, as nanoGPT skips the sync."""
+
+    def __init__(self, communicator, params):
+        self.communicator = communicator
+        self.syncing = True
+        self.buckets, self.slot = [], {}
+        self.started_early = self.started_early_last_step = 0  # buckets the backward's hooks started
+        for index, group in enumerate(communicator.buckets(list(reversed([p for p in params if p.requires_grad])))):
+            flat = np.zeros(sum(p.data.size for p in group), dtype=group[0].dtype)
+            offset = 0
+            for p in group:
+                self.slot[id(p)] = (index, flat[offset:offset + p.data.size].reshape(p.shape))
+                offset += p.data.size
+                p.register_post_accumulate_grad_hook(self._gradient_ready)
+            self.buckets.append({"params": group, "flat": flat, "waiting": len(group), "request": None})
+
+    def _gradient_ready(self, p):
+        if not self.syncing:
+            return
+        from .tensor import Tensor
+        index, view = self.slot[id(p)]
+        view[...] = p.grad.data
+        p.grad = Tensor(view)
+        bucket = self.buckets[index]
+        bucket["waiting"] -= 1
+        if bucket["waiting"] == 0:
+            self._start(bucket)
+            self.started_early += 1
+
+    def _start(self, bucket):
+        MPI = self.communicator.MPI
+        bucket["request"] = self.communicator.comm.Iallreduce(MPI.IN_PLACE, bucket["flat"], op=MPI.SUM)
+        for other in self.buckets:  # MPI progresses non-blocking collectives inside its calls
+            if other["request"] is not None:
+                other["request"].Test()
+
+    def finish(self):
+        """Wait for every bucket; each gradient is then the mean over the ranks. A parameter
+        that got no gradient this step contributes zeros (every rank starts the same buckets,
+        in the same order: the graph is the same on every rank)."""
+        from .tensor import Tensor
+        for bucket in self.buckets:
+            if bucket["request"] is None:
+                for p in bucket["params"]:
+                    if p.grad is None or p.grad.data is not self.slot[id(p)][1]:
+                        view = self.slot[id(p)][1]
+                        view[...] = 0 if p.grad is None else p.grad.data
+                        p.grad = Tensor(view)
+                self._start(bucket)
+        start = time.perf_counter()
+        self.communicator.MPI.Request.Waitall([b["request"] for b in self.buckets])
+        self.communicator.wait_seconds += time.perf_counter() - start
+        for bucket in self.buckets:
+            bucket["flat"] /= self.communicator.size
+            bucket["waiting"], bucket["request"] = len(bucket["params"]), None
+        self.communicator.reductions += 1
+        self.started_early_last_step, self.started_early = self.started_early, 0
 
 
 def run_or_abort(fn, *args, **kwargs):
@@ -108,13 +183,17 @@ def train_ddp(config):
         communicator = Communicator()
         trainer = Trainer(config, rank=communicator.rank, world_size=communicator.size, communicator=communicator)
         first_step = trainer.step
+        reducer = trainer.reducer
         metrics = trainer.run()
         in_step = communicator.identical(trainer.model)
+        overlap = (f"overlapped with backward: {reducer.started_early_last_step} of {len(reducer.buckets)} buckets "
+                   f"started by it in the last step" if reducer else "after backward")
         if communicator.rank == 0:
             print(f"ddp over {communicator.size} ranks: val loss {metrics['val_loss']:.4f}, "
                   f"{metrics['tokens_per_second']:,.0f} tokens/s; parameters identical on every rank: {in_step}; "
                   f"{communicator.reductions} gradient reductions in {trainer.step - first_step} optimizer steps "
-                  f"of {config.grad_accum} micro-batches")
+                  f"of {config.grad_accum} micro-batches, {communicator.wait_seconds * 1e3:.1f} ms waiting for them "
+                  f"({overlap})")
         return metrics
 
     return run_or_abort(work)

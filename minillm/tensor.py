@@ -55,6 +55,7 @@ class Tensor:
         self._parents = ()
         self._backward = None
         self._op = None
+        self._grad_hooks = ()
 
     # ---- properties that mirror torch / numpy -------------------------------------------
     shape = property(lambda self: tuple(self.data.shape))
@@ -156,6 +157,8 @@ class Tensor:
                 if not _unshared(g, node.dtype):
                     g = g.astype(node.dtype, order="C", copy=True)
                 node.grad = Tensor(g) if node.grad is None else Tensor(node.grad.data + g)
+                for hook in node._grad_hooks:  # this backward has nothing more to add to node.grad
+                    hook(node)
                 continue
             for parent, parent_grad in zip(node._parents, node._backward(g)):
                 if parent_grad is None or not parent.requires_grad:
@@ -167,6 +170,26 @@ class Tensor:
 
     def zero_grad(self):
         self.grad = None
+
+    def register_post_accumulate_grad_hook(self, hook):
+        """Call ``hook(tensor)`` in every backward, as soon as this leaf's ``.grad`` holds all
+        that backward adds to it (PyTorch's name). Leaves are reached in reverse order of
+        use, so a hook fires while the rest of the backward is still to run: data parallel
+        starts reducing a bucket of gradients here. Returns a handle whose ``remove()``
+        unregisters the hook."""
+        if self._backward is not None or not self.requires_grad:
+            raise RuntimeError("register_post_accumulate_grad_hook: only a leaf that requires grad accumulates a "
+                               ".grad (this tensor is the result of an op, or does not require grad)")
+        self._grad_hooks = self._grad_hooks + (hook,)
+        return _HookHandle(self, hook)
+
+
+class _HookHandle:
+    def __init__(self, tensor, hook):
+        self.tensor, self.hook = tensor, hook
+
+    def remove(self):
+        self.tensor._grad_hooks = tuple(h for h in self.tensor._grad_hooks if h is not self.hook)
 
 
 def _freed_backward(g):
@@ -186,7 +209,11 @@ def _unshared(array, dtype):
 
 def _topological_order(root):
     """Nodes that require grad, parents before children (iterative: graphs of long
-    sequences are deeper than Python's recursion limit)."""
+    sequences are deeper than Python's recursion limit). A node's leaf parents are pushed
+    before its other parents, so they are popped last and land just before the node: the
+    backward, which runs this order reversed, then reaches a leaf (a weight) right after the
+    op that uses it, while the layers below are still to come; its gradient is final there,
+    and a post-accumulate hook can act on it early. Ops keep their relative order."""
     order, seen, stack = [], set(), [(root, False)]
     while stack:
         node, expanded = stack.pop()
@@ -197,9 +224,9 @@ def _topological_order(root):
             continue
         seen.add(id(node))
         stack.append((node, True))
-        for parent in node._parents:
-            if parent.requires_grad and id(parent) not in seen:
-                stack.append((parent, False))
+        parents = [parent for parent in node._parents if parent.requires_grad and id(parent) not in seen]
+        stack.extend((parent, False) for parent in parents if parent._backward is None)
+        stack.extend((parent, False) for parent in parents if parent._backward is not None)
     return order
 
 

@@ -61,6 +61,9 @@ class TrainConfig:
     resume: bool = option(False, "continue from the checkpoint in out_dir")
     progress: bool = option(True, "show a progress bar")
     ddp: bool = option(False, "data parallel over MPI ranks (launch with mpiexec)")
+    ddp_overlap: bool = option(True, "ddp: start each bucket's all-reduce during backward, as soon as its "
+                                     "gradients are final (False: all buckets after backward)")
+    ddp_bucket_mb: float = option(4.0, "ddp: megabytes of gradients per all-reduce", above=0)
 
     def validate(self):
         check_ranges(self)
@@ -204,8 +207,13 @@ class Trainer:
         # windows, the very batch one process with that batch size would draw, and takes its slice
         self.data_rng = np.random.default_rng([config.seed, 0])
         self.step, self.history = 0, []
+        self.reducer = None
         if communicator is not None:
             communicator.broadcast_parameters(self.model)
+            communicator.bucket_bytes = int(config.ddp_bucket_mb * 2 ** 20)
+            if config.ddp_overlap:
+                from .distributed import OverlappedReducer
+                self.reducer = OverlappedReducer(communicator, self.model.parameters())
         if config.resume:
             self._restore()
 
@@ -249,7 +257,9 @@ class Trainer:
         """One optimizer step over grad_accum micro-batches; returns the mean loss."""
         config = self.config
         total = 0.0
-        for _ in range(config.grad_accum):
+        for micro_step in range(config.grad_accum):
+            if self.reducer is not None:  # only the last micro-step's gradients are reduced
+                self.reducer.syncing = micro_step == config.grad_accum - 1
             x, y = data.batches(self.splits["train"], config.block_size, config.batch_size * self.world_size,
                                 self.data_rng)
             mine = slice(self.rank * config.batch_size, (self.rank + 1) * config.batch_size)
@@ -257,7 +267,9 @@ class Trainer:
             _, loss = self.model(x, y)
             (loss * (1.0 / config.grad_accum)).backward()
             total += loss.item() / config.grad_accum
-        if self.comm is not None:
+        if self.reducer is not None:
+            self.reducer.finish()
+        elif self.comm is not None:
             self.comm.average_gradients(self.model)
         # the global norm is the divergence guard (the same on every rank after averaging);
         # without clipping it is measured with an infinite bound, which scales nothing

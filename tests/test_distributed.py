@@ -1,6 +1,7 @@
 """Data parallel over MPI (marker ``mpi``): two ranks equal one process with the same
 global batch; the ranks stay identical; a failing rank ends the job with its error."""
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -67,19 +68,29 @@ def weights(folder):
     return load_file(str(next(Path(folder).glob("model-*.safetensors"))))
 
 
-@pytest.mark.parametrize("ranks, grad_accum", [(2, 1), (3, 1), (2, 3)])
-def test_mpiexec_train_equals_one_process_with_the_global_batch(tmp_path, ranks, grad_accum):
+@pytest.mark.parametrize("ranks, grad_accum, overlap", [(2, 1, True), (3, 1, True), (2, 3, True), (2, 1, False),
+                                                      (3, 3, False)])
+def test_mpiexec_train_equals_one_process_with_the_global_batch(tmp_path, ranks, grad_accum, overlap):
     """Through the command line: R ranks of batch B train exactly as one process of batch R·B
-    (the same seed, data and micro-steps), and with --grad_accum=K the ranks reduce once a step."""
+    (the same seed, data and micro-steps), with the all-reduce overlapped with backward or
+    after it, and with --grad_accum=K the ranks reduce once a step. Buckets of 0.01 MB: the
+    model's gradients need several, so hooks start them one by one."""
     common = ["--max_iters=5", "--block_size=16", "--n_layer=1", "--n_head=2", "--n_embd=16", "--eval_interval=5",
               "--eval_iters=1", "--progress=False", "--backend=numpy", "--warmup_iters=1",
               f"--grad_accum={grad_accum}"]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     ddp = subprocess.run([MPIEXEC, "-n", str(ranks), sys.executable, "-m", "minillm", "train", "--ddp=True",
+                          f"--ddp_overlap={overlap}", "--ddp_bucket_mb=0.01",
                           f"--out_dir={tmp_path / 'ddp'}", "--batch_size=4", *common],
                          capture_output=True, text=True, timeout=240, env=env)
     assert ddp.returncode == 0, ddp.stderr
     assert "5 gradient reductions in 5 optimizer steps" in ddp.stdout
+    if overlap:
+        started = re.search(r"overlapped with backward: (\d+) of (\d+) buckets", ddp.stdout)
+        assert started and int(started.group(2)) >= 3 and int(started.group(1)) >= int(started.group(2)) - 1, \
+            ddp.stdout  # every bucket but (at most) the embedding's starts while backward still runs
+    else:
+        assert "after backward" in ddp.stdout
     one = subprocess.run([sys.executable, "-m", "minillm", "train", f"--out_dir={tmp_path / 'one'}",
                           f"--batch_size={4 * ranks}", *common], capture_output=True, text=True, timeout=240, env=env)
     assert one.returncode == 0, one.stderr
