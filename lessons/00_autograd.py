@@ -7,10 +7,12 @@
 # the chain rule multiplies them along every path from the loss back to a weight, and the
 # paths that meet at a value add up:
 #
-#     ∂L/∂x = Σ over the uses y of x:  ∂L/∂y · ∂y/∂x
+# $$
+# \frac{\partial L}{\partial x} = \sum_{\text{over the uses } y \text{ of } x} \frac{\partial L}{\partial y} \cdot \frac{\partial y}{\partial x}
+# $$
 #
-# Visiting the nodes in reverse topological order (every use of x before x itself) means
-# each ∂L/∂y is complete when it is passed on. Here that fits in one class, `Value`, with
+# Visiting the nodes in reverse topological order (every use of $x$ before $x$ itself) means
+# each $\partial L/\partial y$ is complete when it is passed on. Here that fits in one class, `Value`, with
 # `+`, `*` and `tanh`: a scalar engine in the spirit of micrograd. Then we compute the same
 # neuron with `minillm.Tensor`, whose `backward` is the same loop over arrays, and check
 # both against finite differences. Last, two operations that minillm runs as one graph
@@ -101,8 +103,8 @@ class Value:
 
 
 # %% [markdown]
-# The `+=` matters: a value used twice (x in `x * x`) receives a gradient from each use.
-# Setting instead of adding is the classic bug, so we check it first: d(x·x + x)/dx = 2x + 1.
+# The `+=` matters: a value used twice ($x$ in `x * x`) receives a gradient from each use.
+# Setting instead of adding is the classic bug, so we check it first: $d(x \cdot x + x)/dx = 2x + 1$.
 
 # %%
 x = Value(3.0)
@@ -114,7 +116,7 @@ checks.claim(x.grad == 7.0, "a value used three times gets the sum of the three 
 # %% [markdown]
 # ## One neuron, trained with it
 #
-# A neuron with two inputs, o = tanh(w₁x₁ + w₂x₂ + b), learns the sign of x₁ − x₂ from
+# A neuron with two inputs, $o = \tanh(w_1 x_1 + w_2 x_2 + b)$, learns the sign of $x_1 - x_2$ from
 # sixteen points by gradient descent on the squared error.
 
 # %%
@@ -150,8 +152,8 @@ checks.claim(predicted == list(targets), "the trained neuron gets the sign of x�
 # %% [markdown]
 # ## Checking a gradient: finite differences
 #
-# (f(θ + ε) − f(θ − ε)) / 2ε approximates df/dθ with error O(ε²). As CS231n advises we
-# compare by the relative error |a − n| / max(|a|, |n|): around 1e-7 or below is right,
+# $(f(\theta + \varepsilon) - f(\theta - \varepsilon)) / 2\varepsilon$ approximates $df/d\theta$ with error $O(\varepsilon^2)$. As CS231n advises we
+# compare by the relative error $\lvert a - n\rvert / \max(\lvert a\rvert, \lvert n\rvert)$: around 1e-7 or below is right,
 # 1e-2 is a bug.
 
 
@@ -274,21 +276,25 @@ checks.claim(err.parents[0] is err.parents[1] and math.isclose(diff.grad, 2 * di
 # `ops.cross_entropy_rows` and `ops.layer_norm_rows`. Here we derive both formulas and check
 # them against `backward()`.
 #
-# A classifier's last step turns a row of C logits z into probabilities and scores the
-# target class y with the cross-entropy (交叉熵):
+# A classifier's last step turns a row of $C$ logits $z$ into probabilities and scores the
+# target class $y$ with the cross-entropy (交叉熵):
 #
-#     p_k = e^(z_k) / Σ_j e^(z_j)          L = −log p_y = −z_y + log Σ_j e^(z_j)
+# $$
+# p_k = \frac{e^{z_k}}{\sum_j e^{z_j}} \qquad L = -\log p_y = -z_y + \log \sum_j e^{z_j}
+# $$
 #
-# Differentiate the second form. −z_y contributes −1 to ∂L/∂z_y and nothing elsewhere; the
-# derivative of log Σ_j e^(z_j) with respect to z_k is e^(z_k) / Σ_j e^(z_j) = p_k. So
+# Differentiate the second form. $-z_y$ contributes $-1$ to $\partial L/\partial z_y$ and nothing elsewhere; the
+# derivative of $\log \sum_j e^{z_j}$ with respect to $z_k$ is $e^{z_k} / \sum_j e^{z_j} = p_k$. So
 #
-#     ∂L/∂z_k = p_k − [k = y],   that is   ∂L/∂z = p − y   (y one-hot)
+# $$
+# \frac{\partial L}{\partial z_k} = p_k - [k = y], \quad \text{that is} \quad \frac{\partial L}{\partial z} = p - y \quad (y \text{ one-hot})
+# $$
 #
-# and a batch of N rows, whose loss is the mean, divides each row's gradient by N. Going
-# through the softmax's Jacobian, ∂p_i/∂z_k = p_i([i = k] − p_k), a C × C matrix per row,
-# gives the same answer: times ∂L/∂p_i = −[i = y] / p_y it collapses to p_k − [k = y]. So
+# and a batch of $N$ rows, whose loss is the mean, divides each row's gradient by $N$. Going
+# through the softmax's Jacobian, $\partial p_i/\partial z_k = p_i([i = k] - p_k)$, a $C \times C$ matrix per row,
+# gives the same answer: times $\partial L/\partial p_i = -[i = y] / p_y$ it collapses to $p_k - [k = y]$. So
 # the fused node never forms that matrix; besides the logits it keeps only each row's
-# log Σ_j e^(z_j).
+# $\log \sum_j e^{z_j}$.
 
 # %%
 rng = np.random.default_rng(1)
@@ -313,27 +319,37 @@ checks.claim(ce_error < 1e-10 and abs(loss_by_hand - loss.item()) < 1e-10,
 # %% [markdown]
 # ## A gradient by hand: layer norm
 #
-# Layer norm (层归一化) rescales each row x of D numbers to mean 0 and variance 1, then
-# applies a learned scale γ and shift β:
+# Layer norm (层归一化) rescales each row $x$ of $D$ numbers to mean 0 and variance 1, then
+# applies a learned scale $\gamma$ and shift $\beta$:
 #
-#     μ = (1/D) Σ_i x_i      σ² = (1/D) Σ_i (x_i − μ)²      r = 1 / √(σ² + ε)
-#     x̂_i = (x_i − μ) · r     y_i = γ_i x̂_i + β_i
+# $$
+# \begin{aligned}
+# \mu &= \frac{1}{D} \sum_i x_i & \sigma^2 &= \frac{1}{D} \sum_i (x_i - \mu)^2 & r &= \frac{1}{\sqrt{\sigma^2 + \varepsilon}} \\
+# \hat{x}_i &= (x_i - \mu) \cdot r & y_i &= \gamma_i \hat{x}_i + \beta_i
+# \end{aligned}
+# $$
 #
-# Let g_y = ∂L/∂y arrive from above. γ and β are used by every row, so their gradients sum
-# over the rows: ∂L/∂β = Σ_rows g_y and ∂L/∂γ = Σ_rows g_y ⊙ x̂. For x, write g = g_y ⊙ γ
-# (that is ∂L/∂x̂). Each x̂_i depends on every x_j, directly and through μ and r:
+# Let $g_y = \partial L/\partial y$ arrive from above. $\gamma$ and $\beta$ are used by every row, so their gradients sum
+# over the rows: $\partial L/\partial\beta = \sum_\text{rows} g_y$ and $\partial L/\partial\gamma = \sum_\text{rows} g_y \odot \hat{x}$. For $x$, write $g = g_y \odot \gamma$
+# (that is $\partial L/\partial\hat{x}$). Each $\hat{x}_i$ depends on every $x_j$, directly and through $\mu$ and $r$:
 #
-#     ∂μ/∂x_j = 1/D
-#     ∂σ²/∂x_j = 2(x_j − μ)/D              (the term through μ vanishes: Σ_i (x_i − μ) = 0)
-#     ∂r/∂x_j = −½ r³ · ∂σ²/∂x_j = −r² x̂_j / D
-#     ∂x̂_i/∂x_j = r·[i = j] − r/D + (x_i − μ)·∂r/∂x_j = r ([i = j] − 1/D − x̂_i x̂_j / D)
+# $$
+# \begin{aligned}
+# \frac{\partial \mu}{\partial x_j} &= \frac{1}{D} \\
+# \frac{\partial \sigma^2}{\partial x_j} &= \frac{2(x_j - \mu)}{D} \qquad \text{(the term through } \mu \text{ vanishes: } \textstyle\sum_i (x_i - \mu) = 0\text{)} \\
+# \frac{\partial r}{\partial x_j} &= -\tfrac{1}{2} r^3 \cdot \frac{\partial \sigma^2}{\partial x_j} = -\frac{r^2 \hat{x}_j}{D} \\
+# \frac{\partial \hat{x}_i}{\partial x_j} &= r \cdot [i = j] - \frac{r}{D} + (x_i - \mu) \cdot \frac{\partial r}{\partial x_j} = r \left([i = j] - \frac{1}{D} - \frac{\hat{x}_i \hat{x}_j}{D}\right)
+# \end{aligned}
+# $$
 #
-# Summing over i with the weights g_i:
+# Summing over $i$ with the weights $g_i$:
 #
-#     ∂L/∂x_j = r · (g_j − mean(g) − x̂_j · mean(g ⊙ x̂))
+# $$
+# \frac{\partial L}{\partial x_j} = r \cdot \left(g_j - \operatorname{mean}(g) - \hat{x}_j \cdot \operatorname{mean}(g \odot \hat{x})\right)
+# $$
 #
 # The three terms are the three paths: direct, through the mean, through the variance.
-# Because Σ_j x̂_j = 0, each row of ∂L/∂x sums to zero, as it must: adding a constant to
+# Because $\sum_j \hat{x}_j = 0$, each row of $\partial L/\partial x$ sums to zero, as it must: adding a constant to
 # a row does not change its layer norm.
 
 
@@ -370,17 +386,17 @@ checks.claim(np.abs(row_sums).max() < 1e-12, "each row of layer norm's ∂L/∂x
 
 # %% [markdown]
 # ## Exercises
-# 1. Add `exp` and `__pow__` to `Value` (their local derivatives are eˣ and n·xⁿ⁻¹) and
+# 1. Add `exp` and `__pow__` to `Value` (their local derivatives are $e^x$ and $n \cdot x^{n-1}$) and
 #    gradient-check them the way we checked the neuron.
 # 2. Replace `+=` by `=` in `__mul__`'s backward and run `y = x * x + x` again: which
 #    gradient is lost, and why does the topological order not save it?
 # 3. `Value.backward` recurses; a 10,000-step RNN would overflow Python's stack. Read
 #    `_topological_order` in `minillm/tensor.py`: how does it avoid recursion?
-# 4. Derive the gradient of binary cross-entropy on a logit, L = −y log σ(z) − (1 − y) log(1 − σ(z)),
+# 4. Derive the gradient of binary cross-entropy on a logit, $L = -y \log\sigma(z) - (1 - y) \log(1 - \sigma(z))$,
 #    and check it against `F.binary_cross_entropy_with_logits`' `backward()` the way we
-#    checked p − y. (The answer has the same shape as p − y: σ(z) − y.)
-# 5. RMSNorm drops the mean: x̂ = x / √(mean(x²) + ε). Redo the layer-norm derivation
-#    without μ and check it against `backward()` through the same formula in float64 Tensors
+#    checked $p - y$. (The answer has the same shape as $p - y$: $\sigma(z) - y$.)
+# 5. RMSNorm drops the mean: $\hat{x} = x / \sqrt{\operatorname{mean}(x^2) + \varepsilon}$. Redo the layer-norm derivation
+#    without $\mu$ and check it against `backward()` through the same formula in float64 Tensors
 #    (`minillm/nn/llama_blocks.py`'s `RMSNorm.forward` is that formula, times its weight, built
 #    from small ops).
 

@@ -5,12 +5,14 @@
 # before it. We measure every model the same way: **perplexity** (困惑度), the
 # exponential of the mean cross-entropy on held-out text,
 #
-#     PPL = exp( −(1/n) Σ log p(x_i | x_<i) ),
+# $$
+# \mathrm{PPL} = \exp\left(-\frac{1}{n} \sum \log p(x_i \mid x_{<i})\right),
+# $$
 #
 # which reads as "the model is as unsure as a uniform choice among PPL tokens".
 #
 # The documents trace a history: statistical n-gram models (统计语言模型) that count how
-# often a token follows the previous n−1; the neural language model that maps a fixed
+# often a token follows the previous $n-1$; the neural language model that maps a fixed
 # window of previous tokens to a distribution through learned embeddings; recurrent
 # networks (RNN, LSTM) that carry a state along the whole sequence; and the Transformer,
 # whose attention looks back at every previous token directly. Here all of them learn
@@ -49,9 +51,9 @@ print(f"{len(train_ids):,} training characters, {len(val_ids):,} validation, voc
 # Every model is scored on the same validation characters in the same way: 64 windows of
 # 65 characters, spread evenly over the first 20,000 characters of the validation split.
 # In each window every model predicts characters 2 to 65, each from the characters before
-# it *in that window*: the n-grams use the last n−1 of them (fewer at a window's start),
-# the MLP the last 8, the LSTM and the GPT all of them. That is 64 × 64 = 4,096
-# predictions per model, and perplexity is the exponential of their mean −log p.
+# it *in that window*: the n-grams use the last $n-1$ of them (fewer at a window's start),
+# the MLP the last 8, the LSTM and the GPT all of them. That is $64 \times 64 = 4{,}096$
+# predictions per model, and perplexity is the exponential of their mean $-\log p$.
 
 # %%
 BLOCK, BATCH = 64, 16
@@ -75,7 +77,7 @@ def neural_perplexity(model):
 
 # %% [markdown]
 # ## Counting: n-gram models
-# P(x | previous n−1 characters) is a ratio of counts, mixed with shorter contexts so
+# $P(x \mid \text{previous } n-1 \text{ characters})$ is a ratio of counts, mixed with shorter contexts so
 # that an unseen combination does not get probability zero (smoothing, 平滑).
 
 # %%
@@ -126,7 +128,7 @@ train_neural("GPT", GPT(GPTConfig(vocab, BLOCK, 2, 4, 128)))
 #
 # Counting is finished after one pass over the training text; learning improves with
 # every step. So which side wins depends on the budget, and this page runs one of two:
-# `--quick` gives each network 150 steps (150 × 16 windows of 64: about 150,000
+# `--quick` gives each network 150 steps ($150 \times 16$ windows of 64: about 150,000
 # characters seen), the full run 1,500 on five times the training text. At 150 steps the
 # 5-gram is still ahead of all three networks, whose validation perplexity is still
 # falling when the budget ends (the curves on the right); at 1,500 steps the best network

@@ -3,19 +3,25 @@
 #
 # **Gradient descent** (梯度下降) moves the parameters against the gradient of the loss:
 #
-#     θ ← θ − α ∇θ J(θ)
+# $$
+# \theta \leftarrow \theta - \alpha \nabla_\theta J(\theta)
+# $$
 #
-# **Gradient clipping** (梯度裁剪) keeps the global norm of the gradient at most C:
-# when ‖g‖₂ > C every gradient is scaled by C/‖g‖₂, so the direction is kept.
+# **Gradient clipping** (梯度裁剪) keeps the global norm of the gradient at most $C$:
+# when $\lVert g\rVert_2 > C$ every gradient is scaled by $C/\lVert g\rVert_2$, so the direction is kept.
 #
 # **The LSTM**, exactly as document 000 §3.1.3 writes it (门控机制):
 #
-#     i_t = σ(W_ix x_t + W_ih h_{t-1} + b_i)      f_t = σ(W_fx x_t + W_fh h_{t-1} + b_f)
-#     o_t = σ(W_ox x_t + W_oh h_{t-1} + b_o)      h_t = tanh(W_ih h_{t-1} + W_hx x_t + b_h)
-#     c_t = f_t ⊙ c_{t-1} + i_t ⊙ h_t             o_t = σ(W_oh c_t + b_o)
+# $$
+# \begin{aligned}
+# i_t &= \sigma(W_{ix} x_t + W_{ih} h_{t-1} + b_i) & f_t &= \sigma(W_{fx} x_t + W_{fh} h_{t-1} + b_f) \\
+# o_t &= \sigma(W_{ox} x_t + W_{oh} h_{t-1} + b_o) & h_t &= \tanh(W_{ih} h_{t-1} + W_{hx} x_t + b_h) \\
+# c_t &= f_t \odot c_{t-1} + i_t \odot h_t & o_t &= \sigma(W_{oh} c_t + b_o)
+# \end{aligned}
+# $$
 #
-# Read literally, W_ih is shared by the input gate and the candidate, the first o_t is
-# computed and then shadowed (it feeds nothing), and h_t is the un-gated candidate.
+# Read literally, $W_{ih}$ is shared by the input gate and the candidate, the first $o_t$ is
+# computed and then shadowed (it feeds nothing), and $h_t$ is the un-gated candidate.
 # `nn.LSTM(variant="document")` runs exactly that; `variant="standard"` is the usual
 # LSTM. We write the document's LSTM in NumPy, forward and backward through time, check
 # both against the library, and measure how the gradient fades or blows up along a long
@@ -60,8 +66,8 @@ checks.claim(np.allclose(p.numpy(), [0.95, -2.025]), "one GD step equals θ − 
 # %% [markdown]
 # ## The document's LSTM, one step at a time
 #
-# The six equations in NumPy, for a batch held in rows (so W x becomes `x @ W.T`). The
-# first o_t, the output gate, is left out: it feeds nothing. (The library computes it
+# The six equations in NumPy, for a batch held in rows (so $W x$ becomes `x @ W.T`). The
+# first $o_t$, the output gate, is left out: it feeds nothing. (The library computes it
 # anyway, to run the equations as written, and keeps it as `cell.output_gate`.) We take
 # the weights from a library `nn.LSTM(variant="document")` turned to float64, so the two
 # can be compared to rounding error.
@@ -114,28 +120,36 @@ checks.claim(forward_error < 1e-12,
 # %% [markdown]
 # ## Backpropagation through time, by hand
 #
-# Unrolled over T steps the LSTM is one long graph, and its backward pass is the chain
-# rule walked from step T back to step 1: backpropagation through time (BPTT, 随时间反向传播).
-# Write δv for ∂L/∂v, counting every later use of v. At step t, h_t and c_t are used by
-# step t + 1, which sends back δh_t⁺ and δc_t⁺, and inside step t itself (c_t by the
-# output y_t, h_t by c_t). Column vectors, with a_y = W_oh c_t + b_o and a_i, a_f, a_h the
-# arguments of the σ's and the tanh:
+# Unrolled over $T$ steps the LSTM is one long graph, and its backward pass is the chain
+# rule walked from step $T$ back to step 1: backpropagation through time (BPTT, 随时间反向传播).
+# Write $\delta v$ for $\partial L/\partial v$, counting every later use of $v$. At step $t$, $h_t$ and $c_t$ are used by
+# step $t + 1$, which sends back $\delta h_t^+$ and $\delta c_t^+$, and inside step $t$ itself ($c_t$ by the
+# output $y_t$, $h_t$ by $c_t$). Column vectors, with $a_y = W_{oh} c_t + b_o$ and $a_i$, $a_f$, $a_h$ the
+# arguments of the $\sigma$'s and the tanh:
 #
-#     δa_y = δy_t ⊙ y_t(1 − y_t)
-#     δc_t = δc_t⁺ + W_ohᵀ δa_y
-#     δh_t = δh_t⁺ + i_t ⊙ δc_t                      (h_t enters c_t through the input gate)
-#     δa_h = (1 − h_t²) ⊙ δh_t
-#     δa_i = i_t(1 − i_t) ⊙ h_t ⊙ δc_t       δa_f = f_t(1 − f_t) ⊙ c_{t−1} ⊙ δc_t
+# $$
+# \begin{aligned}
+# \delta a_y &= \delta y_t \odot y_t (1 - y_t) \\
+# \delta c_t &= \delta c_t^+ + W_{oh}^\top \delta a_y \\
+# \delta h_t &= \delta h_t^+ + i_t \odot \delta c_t \qquad \text{(} h_t \text{ enters } c_t \text{ through the input gate)} \\
+# \delta a_h &= (1 - h_t^2) \odot \delta h_t \\
+# \delta a_i &= i_t (1 - i_t) \odot h_t \odot \delta c_t \qquad \delta a_f = f_t (1 - f_t) \odot c_{t-1} \odot \delta c_t
+# \end{aligned}
+# $$
 #
-# and what step t sends back to step t − 1:
+# and what step $t$ sends back to step $t - 1$:
 #
-#     δc_{t−1}⁺ = f_t ⊙ δc_t
-#     δh_{t−1}⁺ = W_ihᵀ δa_h + W_ihᵀ δa_i + W_fhᵀ δa_f
+# $$
+# \begin{aligned}
+# \delta c_{t-1}^+ &= f_t \odot \delta c_t \\
+# \delta h_{t-1}^+ &= W_{ih}^\top \delta a_h + W_{ih}^\top \delta a_i + W_{fh}^\top \delta a_f
+# \end{aligned}
+# $$
 #
-# Each weight adds one outer product per use per step: δW_ih += (δa_i + δa_h) h_{t−1}ᵀ,
-# because W_ih is used twice (input gate and candidate); δW_oh += δa_y c_tᵀ; δW_ix += δa_i x_tᵀ;
-# and so on. The output gate feeds nothing, so nothing reaches W_ox. In the code the
-# batch is in rows, so Wᵀδ is written `δ @ W`.
+# Each weight adds one outer product per use per step: $\delta W_{ih} \mathrel{+}= (\delta a_i + \delta a_h)\, h_{t-1}^\top$,
+# because $W_{ih}$ is used twice (input gate and candidate); $\delta W_{oh} \mathrel{+}= \delta a_y\, c_t^\top$; $\delta W_{ix} \mathrel{+}= \delta a_i\, x_t^\top$;
+# and so on. The output gate feeds nothing, so nothing reaches $W_{ox}$. In the code the
+# batch is in rows, so $W^\top \delta$ is written `δ @ W`.
 
 
 # %%
@@ -182,17 +196,17 @@ checks.claim(bptt_error < 1e-10 and library["W_ox"] is None and not grads["W_ox"
 # %% [markdown]
 # ## Vanishing and exploding, measured
 #
-# Only two roads lead from step t back to step t − 1: the cell, multiplied elementwise by
-# the forget gate f_t, and the hidden state, through W_ih (twice) and W_fh, each scaled by
-# a derivative of tanh (at most 1) or of σ (at most ¼). Over many steps these products
+# Only two roads lead from step $t$ back to step $t - 1$: the cell, multiplied elementwise by
+# the forget gate $f_t$, and the hidden state, through $W_{ih}$ (twice) and $W_{fh}$, each scaled by
+# a derivative of tanh (at most 1) or of $\sigma$ (at most $\tfrac{1}{4}$). Over many steps these products
 # shrink or grow geometrically, and the sequence length is the exponent.
 #
-# To see it, a sequence of T = 100 steps and a loss that looks only at the last output,
-# L = Σ y_T ⊙ r with a fixed random r; ‖∂L/∂h_t‖ then says how much of the gradient
-# reaches step t. Three versions of one network (hidden size 32, batch 8): the library's
-# initialisation (every weight uniform in ±1/√H); the same with the recurrent matrices W_ih
-# and W_fh multiplied by 4; and the same with 5 added to the forget gate's bias b_f, so
-# that f_t starts near 1 and the cell passes its gradient back almost unchanged.
+# To see it, a sequence of $T = 100$ steps and a loss that looks only at the last output,
+# $L = \sum y_T \odot r$ with a fixed random $r$; $\lVert \partial L/\partial h_t\rVert$ then says how much of the gradient
+# reaches step $t$. Three versions of one network (hidden size 32, batch 8): the library's
+# initialisation (every weight uniform in $\pm 1/\sqrt{H}$); the same with the recurrent matrices $W_{ih}$
+# and $W_{fh}$ multiplied by 4; and the same with 5 added to the forget gate's bias $b_f$, so
+# that $f_t$ starts near 1 and the cell passes its gradient back almost unchanged.
 
 # %%
 T_LONG = 100
@@ -236,12 +250,12 @@ save_figure(fig, OUT / "bptt_gradient_norms.png")
 
 # %% [markdown]
 # Read each curve from the right, where the loss is, to the left. At the library's
-# initialisation the forget gate sits near ½ and W_ih's spectral radius is well below 1
+# initialisation the forget gate sits near $\tfrac{1}{2}$ and $W_{ih}$'s spectral radius is well below 1
 # (both printed above), so both roads shrink the gradient step after step: after a hundred
 # steps almost nothing is left, and the loss cannot teach the network about its first
 # inputs. Scaled up, the hidden state's road grows instead. With the forget gate open the
-# cell's road keeps the gradient, and through i_t ⊙ δc_t so does h's. In this literal LSTM
-# the cell never feeds back into h or the gates, so the forget gate is the cell's only road
+# cell's road keeps the gradient, and through $i_t \odot \delta c_t$ so does $h$'s. In this literal LSTM
+# the cell never feeds back into $h$ or the gates, so the forget gate is the cell's only road
 # back; after the memory task below we look at whether training opens it. Clipping cannot
 # help a vanishing gradient: it multiplies every gradient by one factor, which leaves these
 # ratios as they are.
@@ -249,9 +263,9 @@ save_figure(fig, OUT / "bptt_gradient_norms.png")
 # %% [markdown]
 # ## Clipping, written out
 #
-# The whole gradient, every parameter's array together, is one vector g. If its L2 norm
-# is above C, scale all of it by C/‖g‖: the step keeps its direction and its length
-# becomes C. Like PyTorch, minillm adds 1e-6 to the norm in that ratio (it keeps a zero
+# The whole gradient, every parameter's array together, is one vector $g$. If its L2 norm
+# is above $C$, scale all of it by $C/\lVert g\rVert$: the step keeps its direction and its length
+# becomes $C$. Like PyTorch, minillm adds 1e-6 to the norm in that ratio (it keeps a zero
 # norm from dividing by zero); we do the same so the two can be compared exactly.
 
 
@@ -284,15 +298,15 @@ checks.claim(abs(norm_ours - norm_library) < 1e-6 * norm_ours and clip_error < 1
 # %% [markdown]
 # ## A run whose loss spikes, with and without clipping
 # A tanh RNN whose recurrent matrix has spectral radius 1.5, over 60 steps, trained by
-# plain gradient descent (α = 0.1) to output the scaled sum of its inputs: once without
-# clipping, once with `clip_by_global_norm` at C = 0.25; the same data, initialisation and
+# plain gradient descent ($\alpha = 0.1$) to output the scaled sum of its inputs: once without
+# clipping, once with `clip_by_global_norm` at $C = 0.25$; the same data, initialisation and
 # steps. The model is a recurrent layer and a linear read-out of its last output.
 #
 # Without clipping, a large gradient throws the weights far enough that every hidden
-# unit saturates at ±1. The read-out then stands on a quadratic whose curvature is
-# too steep for α: gradient descent on a quadratic multiplies the error along its steepest
-# direction by |1 − αλ_max| each step, so once αλ_max > 2 each step overshoots further than
-# the last, and the loss grows by (αλ_max − 1)² per step until float32 overflows. The run
+# unit saturates at $\pm 1$. The read-out then stands on a quadratic whose curvature is
+# too steep for $\alpha$: gradient descent on a quadratic multiplies the error along its steepest
+# direction by $\lvert 1 - \alpha\lambda_{\max}\rvert$ each step, so once $\alpha\lambda_{\max} > 2$ each step overshoots further than
+# the last, and the loss grows by $(\alpha\lambda_{\max} - 1)^2$ per step until float32 overflows. The run
 # prints both numbers, measured.
 
 
@@ -374,9 +388,9 @@ save_figure(fig, OUT / "clipping.png")
 
 # %% [markdown]
 # ## Which recurrent network remembers?
-# The adding problem: each input step carries a value in [0, 1) and a marker; exactly two
+# The adding problem: each input step carries a value in $[0, 1)$ and a marker; exactly two
 # steps are marked, one in each half, and the network must output the sum of the two
-# marked values at the end. Predicting the mean scores the baseline MSE (≈ 1/6); a
+# marked values at the end. Predicting the mean scores the baseline MSE ($\approx 1/6$); a
 # network that carries the numbers across the sequence scores far below it. The quick
 # mode uses sequences of 20 steps and 400 training steps, the full mode 30 and 500; the
 # rest (Adam at 0.01, batch 64, hidden size 24, clipping at 1) is the same.
@@ -456,8 +470,8 @@ save_figure(fig, OUT / "memory.png")
 #
 # The same BPTT by hand, on the document LSTM of the memory task before and after its
 # training (the weights turned to float64), over the 512 validation sequences, with the
-# probe loss of the long-sequence experiment: only the last output scored, L = Σ y_T ⊙ r.
-# For each cell unit we also average its forget gate f_t over every step and sequence.
+# probe loss of the long-sequence experiment: only the last output scored, $L = \sum y_T \odot r$.
+# For each cell unit we also average its forget gate $f_t$ over every step and sequence.
 
 # %%
 minillm.manual_seed(0)                                   # memory_task's seed: the untrained network
@@ -521,9 +535,9 @@ checks.finish()
 # ## Try this
 # - Turn clipping off in the memory task (`memory_task` above clips at 1.0).
 # - Swap the document LSTM for the standard one in lesson 01's language model.
-# - Raise `spectral_radius` to 3 and lower the clipping threshold: how small can C go?
-# - Write BPTT for the standard LSTM (h_t = o_t ⊙ tanh(c_t)), check it against
-#   `nn.LSTM(variant="standard")`'s `backward()`, and draw its ‖∂L/∂h_t‖ at the library's
-#   initialisation: in that LSTM the cell feeds h, so does its gradient fade more slowly?
+# - Raise `spectral_radius` to 3 and lower the clipping threshold: how small can $C$ go?
+# - Write BPTT for the standard LSTM ($h_t = o_t \odot \tanh(c_t)$), check it against
+#   `nn.LSTM(variant="standard")`'s `backward()`, and draw its $\lVert \partial L/\partial h_t\rVert$ at the library's
+#   initialisation: in that LSTM the cell feeds $h$, so does its gradient fade more slowly?
 # - In `clipping_run`, clip each element at 0.25 instead (`minillm.nn.utils.clip_grad_value_`):
 #   does that stop the divergence too, and what does it do to the direction of the step?

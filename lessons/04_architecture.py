@@ -8,7 +8,7 @@
 #
 # 1. averaging the past with one matrix product;
 # 2. the same weights as a masked softmax, then weights that depend on the data;
-# 3. one causal head: queries, keys, values, and why the scores are divided by √d;
+# 3. one causal head: queries, keys, values, and why the scores are divided by $\sqrt{d}$;
 # 4. several heads at once, by reshaping;
 # 5. a check that our attention gives the same numbers as minillm's
 #    `nn.MultiHeadAttention` (and PyTorch's, where it is installed);
@@ -61,14 +61,14 @@ def fit(model, batch_fn, steps, lr=3e-3):
 # %% [markdown]
 # ## Step 1 — averaging the past with one matrix product
 #
-# A language model predicts the next token, so position t may use positions 0 … t and
-# nothing after them. The simplest way for position t to gather its past is the mean of
-# x₀ … x_t. A loop over positions computes it; so does one matrix product. Take the
-# lower-triangular matrix of ones (`tril`): row t has ones in columns 0 … t. Divide each
-# row by its sum, t + 1, and row t becomes the weights of a mean over the past; W @ x is
-# then every position's running mean at once. The same (T, T) matrix multiplies a whole
-# batch (B, T, C) too, by broadcasting. Attention keeps this product and changes only how
-# W is made.
+# A language model predicts the next token, so position $t$ may use positions $0 \dots t$ and
+# nothing after them. The simplest way for position $t$ to gather its past is the mean of
+# $x_0 \dots x_t$. A loop over positions computes it; so does one matrix product. Take the
+# lower-triangular matrix of ones (`tril`): row $t$ has ones in columns $0 \dots t$. Divide each
+# row by its sum, $t + 1$, and row $t$ becomes the weights of a mean over the past; `W @ x` is
+# then every position's running mean at once. The same $(T, T)$ matrix multiplies a whole
+# batch $(B, T, C)$ too, by broadcasting. Attention keeps this product and changes only how
+# $W$ is made.
 
 # %%
 T, C = 6, 2
@@ -86,14 +86,14 @@ checks.claim(average_gap < 1e-12, f"tril / row sums @ x is the running mean of t
 # %% [markdown]
 # ## Step 2 — the weights as a masked softmax
 #
-# Write the weights as a softmax over a row of scores, softmax(z)_s = e^(z_s) / Σ_j e^(z_j),
-# and forbid the future by setting its scores to −∞ (the causal mask, 因果掩码): e^(−∞) = 0,
+# Write the weights as a softmax over a row of scores, $\operatorname{softmax}(z)_s = e^{z_s} / \sum_j e^{z_j}$,
+# and forbid the future by setting its scores to $-\infty$ (the causal mask, 因果掩码): $e^{-\infty} = 0$,
 # so a future position gets weight exactly 0 and the rest still sum to one. When all the
-# allowed scores are equal, each of the t + 1 allowed positions gets e⁰ / ((t + 1) e⁰) =
-# 1/(t + 1): step 1's matrix, exactly.
+# allowed scores are equal, each of the $t + 1$ allowed positions gets
+# $e^0 / ((t + 1)\, e^0) = 1/(t + 1)$: step 1's matrix, exactly.
 #
-# Now let the scores depend on the data. Here the score of query t for key s is
-# x_t · x_s: each position still averages its past, but with weights that grow with the
+# Now let the scores depend on the data. Here the score of query $t$ for key $s$ is
+# $x_t \cdot x_s$: each position still averages its past, but with weights that grow with the
 # dot product, favouring the past vectors that point the way its own does.
 
 # %%
@@ -133,19 +133,21 @@ save_figure(fig, OUT / "weights_by_matmul.png", dpi=90)
 # %% [markdown]
 # ## Step 3 — one causal head: queries, keys and values
 #
-# A head gives every position three vectors, each a learned linear map of x: a **query**
-# q = x W_q (what this position looks for), a **key** k = x W_k (what it offers to be
-# found by) and a **value** v = x W_v (what it hands over when chosen). The score of query
-# t for key s is q_t · k_s; then step 2's mask and softmax, and the output is the weighted
+# A head gives every position three vectors, each a learned linear map of $x$: a **query**
+# $q = x W_q$ (what this position looks for), a **key** $k = x W_k$ (what it offers to be
+# found by) and a **value** $v = x W_v$ (what it hands over when chosen). The score of query
+# $t$ for key $s$ is $q_t \cdot k_s$; then step 2's mask and softmax, and the output is the weighted
 # sum of the values:
 #
-#     head(x) = softmax(mask(Q Kᵀ / √d)) V,   d = the head size
+# $$
+# \operatorname{head}(x) = \operatorname{softmax}\left(\operatorname{mask}\left(\frac{Q K^\top}{\sqrt{d}}\right)\right) V, \qquad d = \text{the head size}
+# $$
 #
-# **Why √d.** Take q and k with independent entries of mean 0 and variance 1. Each product
-# q_i k_i has mean 0 and variance E[q_i²] E[k_i²] = 1, and q · k adds d of them, so
-# Var(q · k) = d: the scores' standard deviation grows like √d. A softmax of widely spread scores
+# **Why $\sqrt{d}$.** Take $q$ and $k$ with independent entries of mean 0 and variance 1. Each product
+# $q_i k_i$ has mean 0 and variance $\mathrm{E}[q_i^2]\, \mathrm{E}[k_i^2] = 1$, and $q \cdot k$ adds $d$ of them, so
+# $\operatorname{Var}(q \cdot k) = d$: the scores' standard deviation grows like $\sqrt{d}$. A softmax of widely spread scores
 # puts nearly all the weight on the largest (it saturates), and a saturated softmax passes
-# almost no gradient back (step 6 shows why). Dividing by √d gives the scores variance 1
+# almost no gradient back (step 6 shows why). Dividing by $\sqrt{d}$ gives the scores variance 1
 # whatever the head size. Document 004's pseudo-code leaves the scale out; we keep it.
 
 # %%
@@ -211,18 +213,18 @@ save_figure(fig, OUT / "why_sqrt_d.png", dpi=90)
 # ## Step 4 — several heads at once, by reshaping
 #
 # One head averages with one set of weights per position. **Multi-head** attention
-# (多头注意力) runs nh heads side by side, each with its own W_q, W_k, W_v of width
-# hs = C / nh, so one head can follow the previous token while another follows a matching
-# bracket; their outputs are joined back to width C and mixed by an output projection W_o.
+# (多头注意力) runs $\mathit{nh}$ heads side by side, each with its own $W_q$, $W_k$, $W_v$ of width
+# $\mathit{hs} = C / \mathit{nh}$, so one head can follow the previous token while another follows a matching
+# bracket; their outputs are joined back to width $C$ and mixed by an output projection $W_o$.
 #
-# No loop over heads is needed. Put the nh heads' projections side by side in one C × C
-# matrix, compute x W_q once, and reshape (B, T, C) → (B, T, nh, hs) → transpose to
-# (B, nh, T, hs): the head becomes one more batch axis and step 3's `attend` runs on every
-# head at once. Transposing and reshaping back gives (B, T, C), the heads' outputs next to
-# each other. The weights are the same C × C matrices for any nh — the number of heads
-# only changes the reshape. (Document 004's pseudo-code projects to d_model · num_heads and
-# then applies a d_model → d_model output projection to the merged heads; those shapes do
-# not line up. Here, as in GPT, the heads share the width C.)
+# No loop over heads is needed. Put the $\mathit{nh}$ heads' projections side by side in one $C \times C$
+# matrix, compute $x W_q$ once, and reshape $(B, T, C) \to (B, T, \mathit{nh}, \mathit{hs})$ $\to$ transpose to
+# $(B, \mathit{nh}, T, \mathit{hs})$: the head becomes one more batch axis and step 3's `attend` runs on every
+# head at once. Transposing and reshaping back gives $(B, T, C)$, the heads' outputs next to
+# each other. The weights are the same $C \times C$ matrices for any $\mathit{nh}$ — the number of heads
+# only changes the reshape. (Document 004's pseudo-code projects to $d_\text{model} \cdot \text{num\_heads}$ and
+# then applies a $d_\text{model} \to d_\text{model}$ output projection to the merged heads; those shapes do
+# not line up. Here, as in GPT, the heads share the width $C$.)
 
 # %%
 N_HEAD = 4
@@ -271,7 +273,7 @@ checks.claim(heads_gap < 1e-12, f"the reshape (B, T, C) → (B, nh, T, hs) runs 
 #
 # minillm's `nn.MultiHeadAttention` has four `Linear` layers, `q_proj`, `k_proj`, `v_proj`
 # and `out_proj`, each with a bias. A `Linear` stores its weight as (out, in), as PyTorch
-# does, and computes x Wᵀ + b, so our `w` is its weight transposed. We copy a freshly
+# does, and computes $x W^\top + b$, so our `w` is its weight transposed. We copy a freshly
 # initialised module's weights into `p`, run both on the same float64 input, and also
 # compare step 3's `attend` with PyTorch's `scaled_dot_product_attention` on the same
 # queries, keys and values. (When it can, the library joins its three projections into
@@ -315,21 +317,25 @@ checks.claim(one.num_parameters() == four.num_parameters(), "splitting into head
 # %% [markdown]
 # ## Step 6 — softmax's backward pass, by hand
 #
-# Training needs the gradient of the loss L with respect to the scores z, given the
-# gradient g = ∂L/∂s that arrives at the weights s = softmax(z) (one row at a time).
-# Differentiate s_i = e^(z_i) / Σ_j e^(z_j) with respect to z_k, by the quotient rule:
+# Training needs the gradient of the loss $L$ with respect to the scores $z$, given the
+# gradient $g = \partial L/\partial s$ that arrives at the weights $s = \operatorname{softmax}(z)$ (one row at a time).
+# Differentiate $s_i = e^{z_i} / \sum_j e^{z_j}$ with respect to $z_k$, by the quotient rule:
 #
-#     ∂s_i/∂z_k = s_i [i = k] − s_i s_k = s_i ([i = k] − s_k)
+# $$
+# \frac{\partial s_i}{\partial z_k} = s_i [i = k] - s_i s_k = s_i ([i = k] - s_k)
+# $$
 #
-# and sum over the outputs i with the chain rule:
+# and sum over the outputs $i$ with the chain rule:
 #
-#     ∂L/∂z_k = Σ_i g_i s_i ([i = k] − s_k) = s_k g_k − s_k Σ_i g_i s_i = s_k (g_k − g · s)
+# $$
+# \frac{\partial L}{\partial z_k} = \sum_i g_i s_i ([i = k] - s_k) = s_k g_k - s_k \sum_i g_i s_i = s_k (g_k - g \cdot s)
+# $$
 #
-# so, for the whole row, **∂L/∂z = s ⊙ (g − (g · s))**: one dot product per row and no
-# T × T Jacobian. Two consequences can be read off the formula. A masked score has s_k = 0,
-# so it gets exactly zero gradient: the future neither contributes nor learns. And when s
-# is nearly one-hot (s_k ≈ 1 for one k, ≈ 0 elsewhere), g · s ≈ g_k and every entry of
-# ∂L/∂z is nearly 0 — the saturated softmax of step 3 that the 1/√d prevents. minillm's
+# so, for the whole row, **$\partial L/\partial z = s \odot (g - (g \cdot s))$**: one dot product per row and no
+# $T \times T$ Jacobian. Two consequences can be read off the formula. A masked score has $s_k = 0$,
+# so it gets exactly zero gradient: the future neither contributes nor learns. And when $s$
+# is nearly one-hot ($s_k \approx 1$ for one $k$, $\approx 0$ elsewhere), $g \cdot s \approx g_k$ and every entry of
+# $\partial L/\partial z$ is nearly 0 — the saturated softmax of step 3 that the $1/\sqrt{d}$ prevents. minillm's
 # `ops.softmax` keeps this very line as its backward; here we check it against
 # `backward()` on masked scores in float64.
 
@@ -365,10 +371,10 @@ checks.claim(raw * 5 < scaled, f"at d = {d} an unscaled softmax passes back {sca
 #
 # Sequences `x₁ … x₈ | x₁ … x₈`, 17 tokens at positions 0–16 with the separator at 8:
 # from position 9 on, every token repeats the one nine places back. The model reads
-# positions 0–15, and the query at position p predicts the token at p + 1, whose copy
-# sits at p + 1 − 9 = p − 8. So to copy, a query must look exactly **8** places back: in
+# positions 0–15, and the query at position $p$ predicts the token at $p + 1$, whose copy
+# sits at $p + 1 - 9 = p - 8$. So to copy, a query must look exactly **8** places back: in
 # the picture, a bright diagonal eight columns left of the main one, from (query 8, key 0)
-# — the separator, predicting x₁ — to (query 15, key 7); red squares mark those cells. A
+# — the separator, predicting $x_1$ — to (query 15, key 7); red squares mark those cells. A
 # one-layer GPT with two heads (the library's `MultiHeadAttention` inside `GPT`) learns
 # to look there.
 
@@ -414,12 +420,12 @@ checks.claim(focus > 0.5, f"one head attends to the token it copies ({focus:.0%}
 # %% [markdown]
 # ## Residual connections, on and off
 # **Residual connections** (残差连接) make a deep stack trainable: each sublayer adds a
-# correction to its input, x + f(LN(x)), so the input — and the gradient coming back —
+# correction to its input, $x + f(\mathrm{LN}(x))$, so the input — and the gradient coming back —
 # passes every block unchanged alongside the correction. **Layer normalisation**
-# (层归一化), LN(x) = (x − μ)/σ · γ + β over each token's features, keeps what every
+# (层归一化), $\mathrm{LN}(x) = (x - \mu)/\sigma \cdot \gamma + \beta$ over each token's features, keeps what every
 # sublayer receives at a steady scale. Below, six of GPT's pre-LN blocks are trained on the
 # docstring corpus for the same number of steps, with the residual path and without it
-# (each sublayer's output f(LN(x)) replaces its input). Only the additions are switched:
+# (each sublayer's output $f(\mathrm{LN}(x))$ replaces its input). Only the additions are switched:
 # both runs keep every layer norm.
 
 # %%
@@ -443,8 +449,8 @@ checks.claim(final[True] < final[False], "residual connections make the deep sta
 
 # %% [markdown]
 # ## The 001 document's model against GPT
-# The single-layer formula (E = W_e·X, one causal attention, F = σ(W_f·(O + E)),
-# Y = W_o·F + b) against a two-block GPT, same data and steps.
+# The single-layer formula ($E = W_e \cdot X$, one causal attention, $F = \sigma(W_f \cdot (O + E))$,
+# $Y = W_o \cdot F + b$) against a two-block GPT, same data and steps.
 
 # %%
 compared = {}
@@ -500,8 +506,8 @@ checks.claim(exact > 0.8, "the encoder–decoder learns to reverse sequences")
 #
 # 1. **RMSNorm** for LayerNorm: divide by the root mean square only — no centring, no bias.
 # 2. **RoPE** for the learned position table: rotate each query/key pair by an angle
-#    proportional to its position, so q·k sees only the distance between two tokens.
-# 3. **SwiGLU** for the GELU MLP: down(silu(gate(x)) ⊙ up(x)), at ⅔ the width so the
+#    proportional to its position, so $q \cdot k$ sees only the distance between two tokens.
+# 3. **SwiGLU** for the GELU MLP: $\operatorname{down}(\operatorname{silu}(\operatorname{gate}(x)) \odot \operatorname{up}(x))$, at $\tfrac{2}{3}$ the width so the
 #    three matrices cost what GPT's two did.
 # 4. **Grouped-query attention**: 4 query heads share 1 key/value head, so the KV cache —
 #    what generation keeps per token — shrinks 4×.
@@ -576,13 +582,13 @@ checks.claim(stages["+ RoPE"]["parameters"] == stages["+ RMSNorm"]["parameters"]
 # %% [markdown]
 # ### Why GPT's and + RMSNorm's curves nearly coincide
 #
-# They are two different computations — LayerNorm subtracts each vector's mean μ before
+# They are two different computations — LayerNorm subtracts each vector's mean $\mu$ before
 # dividing and adds a learned bias; RMSNorm does neither — but everything else is shared:
 # `manual_seed(0)` gives both the same initial weights (the norms' own parameters start at
 # ones and zeros, so they draw no random numbers; checked below), and both see the same
 # batches in the same order. What separates the curves is only what the two norms compute
 # differently: the centring, and LayerNorm's bias, which starts at zero. Centring matters
-# little when μ is small next to the vector's size, so we record the vectors that the
+# little when $\mu$ is small next to the vector's size, so we record the vectors that the
 # trained GPT stage's five LayerNorms receive and measure how far apart the two
 # normalisations put them. The middle panel of the figure plots each stage's loss minus
 # GPT's, step by step on the same batches, so a change that does nothing stays on zero.
@@ -642,9 +648,9 @@ checks.finish()
 # %% [markdown]
 # ## Try this
 # - In `attend`, drop the `np.where(…, -np.inf)` line: which claim fails, and why?
-# - Remove the 1/√d scale (`scale=1.0` in `scaled_dot_product_attention`) with wide heads,
+# - Remove the $1/\sqrt{d}$ scale (`scale=1.0` in `scaled_dot_product_attention`) with wide heads,
 #   and train: step 3 and step 6 say what to expect.
-# - Write the backward of `attend` itself (∂L/∂q, ∂L/∂k, ∂L/∂v, using `softmax_backward`)
+# - Write the backward of `attend` itself ($\partial L/\partial q$, $\partial L/\partial k$, $\partial L/\partial v$, using `softmax_backward`)
 #   and check it against the library's `backward()` as step 6 does.
 # - Switch layer norm off as well as the residuals: replace each block's `ln_1` and `ln_2`
 #   with a module whose `forward` returns its input.

@@ -4,26 +4,32 @@
 # A model first learns the language from unlabelled text (预训练, pretraining) — BERT by
 # predicting masked tokens — and is then adapted to a task with few labels (微调,
 # fine-tuning). Here the task is sentiment: is a short sentence about software positive
-# or negative? The labels are binary, so the head has one logit z and the loss is the
+# or negative? The labels are binary, so the head has one logit $z$ and the loss is the
 # **binary cross-entropy** (二元交叉熵):
 #
-#     L = −[y log σ(z) + (1 − y) log(1 − σ(z))],     ∂L/∂z = σ(z) − y
+# $$
+# L = -\left[y \log\sigma(z) + (1 - y) \log(1 - \sigma(z))\right], \qquad \frac{\partial L}{\partial z} = \sigma(z) - y
+# $$
 #
 # trained with **weight decay** (权重衰减). The documents write the decayed update as
-# θ ← θ − η∇L − ηλθ: that is gradient descent with weight decay, what `optim.SGD` with
-# `weight_decay=λ` does (the decay term ηλθ is the same as adding λθ to the gradient). We
+# $\theta \leftarrow \theta - \eta\nabla L - \eta\lambda\theta$: that is gradient descent with weight decay, what `optim.SGD` with
+# `weight_decay=λ` does (the decay term $\eta\lambda\theta$ is the same as adding $\lambda\theta$ to the gradient). We
 # train with **AdamW** instead, whose gradient step is Adam's and whose decay is kept apart
 # from it (decoupled, Loshchilov & Hutter):
 #
-#     m ← β₁m + (1 − β₁)g,   v ← β₂v + (1 − β₂)g²,   m̂ = m / (1 − β₁ᵗ),   v̂ = v / (1 − β₂ᵗ)
-#     θ ← θ − η · m̂ / (√v̂ + ε) − ηλθ
+# $$
+# \begin{aligned}
+# m &\leftarrow \beta_1 m + (1 - \beta_1) g, \quad v \leftarrow \beta_2 v + (1 - \beta_2) g^2, \quad \hat{m} = \frac{m}{1 - \beta_1^t}, \quad \hat{v} = \frac{v}{1 - \beta_2^t} \\
+# \theta &\leftarrow \theta - \eta \cdot \frac{\hat{m}}{\sqrt{\hat{v}} + \varepsilon} - \eta\lambda\theta
+# \end{aligned}
+# $$
 #
-# The decay term is the documents'; the gradient term is not η∇L but η·m̂/(√v̂ + ε), a
-# step of about η per weight whatever the gradient's scale (exactly η on the first step,
-# where m̂ = g and √v̂ = |g|). Adam without the "W" adds λθ to g before the moments
-# instead, so its decay is divided by √v̂ along with the gradient. We
-# evaluate with accuracy, precision, **recall** (召回率) = TP / (TP + FN) and
-# **F1** = 2PR / (P + R).
+# The decay term is the documents'; the gradient term is not $\eta\nabla L$ but $\eta \cdot \hat{m}/(\sqrt{\hat{v}} + \varepsilon)$, a
+# step of about $\eta$ per weight whatever the gradient's scale (exactly $\eta$ on the first step,
+# where $\hat{m} = g$ and $\sqrt{\hat{v}} = \lvert g\rvert$). Adam without the "W" adds $\lambda\theta$ to $g$ before the moments
+# instead, so its decay is divided by $\sqrt{\hat{v}}$ along with the gradient. We
+# evaluate with accuracy, precision, **recall** (召回率) $= \mathrm{TP} / (\mathrm{TP} + \mathrm{FN})$ and
+# **F1** $= 2PR / (P + R)$.
 #
 # Two ways to fine-tune: freeze the pretrained encoder and train only the head, or
 # train everything. The sentences include negations ("is not bad"), so a model must read
@@ -193,9 +199,9 @@ checks.claim(full_confusion.sum() == len(test_set) and np.trace(full_confusion) 
 # ## LoRA: adapting a decoder through under 2% of its weights
 #
 # Fine-tuning every weight of a large model needs the gradients and optimizer state of
-# every weight. LoRA (Hu et al., 2021) freezes W and learns a low-rank correction
-# instead: y = x Wᵀ + (α/r)·x Aᵀ Bᵀ with A (r × in), B (out × r) and B = 0 at the start,
-# so training begins from the base model exactly. Afterwards B·A is folded into W and
+# every weight. LoRA (Hu et al., 2021) freezes $W$ and learns a low-rank correction
+# instead: $y = x W^\top + (\alpha/r) \cdot x A^\top B^\top$ with $A$ ($r \times \text{in}$), $B$ ($\text{out} \times r$) and $B = 0$ at the start,
+# so training begins from the base model exactly. Afterwards $B \cdot A$ is folded into $W$ and
 # the model is as fast as before.
 #
 # A small Llama learns Python's docstrings, then adapts to this lesson's review

@@ -5,12 +5,12 @@
 # documents' deployment chapters list ways to shrink it (模型压缩):
 #
 # - **quantisation** (量化): weights and activations as 8-bit integers with a float scale,
-#   w ≈ s·q, q ∈ [−127, 127]; the product runs in int8 × int8 → int32;
+#   $w \approx s \cdot q$, $q \in [-127, 127]$; the product runs in $\text{int8} \times \text{int8} \to \text{int32}$;
 # - **pruning** (剪枝): zero the smallest weights (or whole heads and neurons), then
 #   fine-tune with the zeros held;
 # - **knowledge distillation** (知识蒸馏): a smaller student learns the teacher's
-#   temperature-softened distribution, L = α T² KL(p_t^T ‖ p_s^T) + (1 − α) CE;
-# - **low-rank factorisation** (低秩分解): W ≈ U_r S_r V_rᵀ, one layer becomes two thin ones;
+#   temperature-softened distribution, $L = \alpha T^2 \, \mathrm{KL}(p_t^T \,\Vert\, p_s^T) + (1 - \alpha)\, \mathrm{CE}$;
+# - **low-rank factorisation** (低秩分解): $W \approx U_r S_r V_r^\top$, one layer becomes two thin ones;
 # - **export** to ONNX, so another engine (onnxruntime) can serve it;
 # - and at generation time, the **KV cache**: the keys and values of the prefix are kept,
 #   so each new token runs only its own position through the network. Without the cache,
@@ -58,7 +58,7 @@ print(f"baseline GPT: {metrics['parameters']:,} parameters, val perplexity {metr
 # ## Each technique in a few lines, on the trained model
 #
 # The package's `minillm.compress` does the same at the scale of a whole model; here
-# each idea is written out on one matrix: the first MLP layer's weight W (out × in).
+# each idea is written out on one matrix: the first MLP layer's weight $W$ ($\text{out} \times \text{in}$).
 
 # %%
 model, tokenizer = load(out_dir)
@@ -112,7 +112,7 @@ checks.claim(zeros >= 0.5, f"half the weights stay zero through fine-tuning ({ze
 
 # %% [markdown]
 # **Distillation** trains a student on the teacher's softened distribution. The loss,
-# written out: the KL divergence between the two softmaxes at temperature T, times T²,
+# written out: the KL divergence between the two softmaxes at temperature $T$, times $T^2$,
 # mixed with the ordinary cross-entropy on the data.
 
 # %%
@@ -199,7 +199,7 @@ save_figure(fig, OUT / "frontier.png")
 # (`QuantizedLinear.forward` in `minillm/compress/quantize.py`):
 #
 # 1. quantises its input in NumPy, finding the scale anew on every call (dynamic
-#    quantisation): max |x|, divide, round, clip, cast — a pass and a temporary array each;
+#    quantisation): $\max \lvert x\rvert$, divide, round, clip, cast — a pass and a temporary array each;
 # 2. calls `matmul_int8` (`kernels/c/matmul_int8.c`): one dot product per output, with each
 #    int8 widened to 16 and then 32 bits (no VNNI `vpdpbusd`, which multiplies and adds four
 #    int8 pairs at once, and no register tile), in an OpenMP region opened even for one row;
@@ -207,7 +207,7 @@ save_figure(fig, OUT / "frontier.png")
 #    four more NumPy passes.
 #
 # The fp32 layer is one C call. At one row (generating one token) the arithmetic is
-# 128 × 512 multiply-adds either way, so the NumPy passes around the int8 product cost
+# $128 \times 512$ multiply-adds either way, so the NumPy passes around the int8 product cost
 # about as much as the whole fp32 layer. For many rows at once (a prompt, or the
 # perplexity evaluation) the int8 kernel's dot products also lose to the fp32 GEMM's
 # register-tiled micro-kernel (lesson 02). Attention, layer norm and the softmax stay

@@ -8,12 +8,12 @@
 # on consecutive workers, micro-batches flowing through. This lesson runs the first,
 # with MPI, the standard engine of parallel computing.
 #
-# The one idea: with R workers each computing the gradient of its own mean loss over B
-# examples, the average of the R gradients is the gradient of the mean loss over all
-# R·B examples. So if every worker starts from the same weights (broadcast from rank 0),
+# The one idea: with $R$ workers each computing the gradient of its own mean loss over $B$
+# examples, the average of the $R$ gradients is the gradient of the mean loss over all
+# $R \cdot B$ examples. So if every worker starts from the same weights (broadcast from rank 0),
 # averages gradients after backward (gradient synchronisation, 梯度同步, one
 # `Allreduce` per bucket of gradients) and takes the same optimizer step, the copies
-# stay identical and the result equals one process with batch R·B.
+# stay identical and the result equals one process with batch $R \cdot B$.
 #
 # Run: `python lessons/09_distributed.py [--quick]` or `minillm lesson 9` — it launches
 # `mpiexec -n 2` itself (install the extra: `pip install 'minillm[mpi]'`).
@@ -51,7 +51,7 @@ if mpiexec is None:
 # %% [markdown]
 # ## The whole algorithm: one SPMD program
 #
-# SPMD — *single program, multiple data*: `mpiexec -n R` starts R copies of the same
+# SPMD — *single program, multiple data*: `mpiexec -n R` starts $R$ copies of the same
 # script; each asks MPI for its rank and takes its own shard of every batch. The four
 # steps of data parallelism are the four marked lines. A float64 GPT and SGD with
 # momentum keep the comparison about the algorithm, not rounding.
@@ -178,7 +178,7 @@ checks.timing(one_bucket < per_tensor, f"one Allreduce of the whole gradient bea
 #
 # ## Throughput: one rank against two
 # The same training run, each rank with one thread, so the two ranks use the two
-# cores. Scaling efficiency = tokens/s(2 ranks) / (2 · tokens/s(1 rank)).
+# cores. Scaling efficiency $= \text{tokens/s}(2 \text{ ranks}) / (2 \cdot \text{tokens/s}(1 \text{ rank}))$.
 
 # %%
 steps = 20 if QUICK else 80
