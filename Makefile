@@ -29,7 +29,7 @@ demo: $(VENV)/.installed
 # install, stops the run with its reason instead of its tests silently dropping out.
 # (cupy needs a GPU: add it with `make test REQUIRE_BACKENDS=numpy,numba,c,cuda-sim,cupy`.)
 REQUIRE_BACKENDS ?= numpy,numba,c,cuda-sim
-REQUIRE_MODULES ?= torch,transformers,tokenizers,mpi4py,onnx,onnxruntime,jupytext,nbclient,nbconvert
+REQUIRE_MODULES ?= torch,transformers,tokenizers,mpi4py,onnx,onnxruntime,jupytext,nbclient,nbconvert,mathjax
 
 test: $(VENV)/.installed-test
 	PATH="$(CURDIR)/$(BIN):$$PATH" MINILLM_REQUIRE_BACKENDS=$(REQUIRE_BACKENDS) \

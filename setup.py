@@ -27,6 +27,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["minillm", "minillm.*"]),
+    package_data={"minillm.book": ["templates/*.j2", "assets/*"]},  # the book's page templates and styles
     install_requires=[
         "numpy>=1.24",
         "cffi>=1.15",
@@ -47,8 +48,11 @@ setup(
         "export": ["onnx>=1.14", "onnxruntime>=1.16"],
         # MPI from PyPI: mpich's wheel carries the library and mpiexec, so no system MPI is needed
         "mpi": ["mpi4py>=4.0", "mpich>=4.1"],
-        # the lessons as executed notebooks rendered to HTML (make book)
-        "book": ["jupytext>=1.16", "nbclient>=0.10", "nbconvert>=7.0", "ipykernel>=6.0"],
+        # the lessons as executed notebooks rendered to HTML (make book); django-static-mathjax
+        # is MathJax 3 as plain files (no Django needed), copied into the site so formulas
+        # render offline
+        "book": ["jupytext>=1.16", "nbclient>=0.10", "nbconvert>=7.0", "ipykernel>=6.0",
+                 "django-static-mathjax>=3.2"],
     },
     cffi_modules=["minillm/backends/c_build.py:ffibuilder"],
     cmdclass={"build_ext": OptionalBuildExt},
