@@ -188,6 +188,10 @@ def train_ddp(config):
         in_step = communicator.identical(trainer.model)
         overlap = (f"overlapped with backward: {reducer.started_early_last_step} of {len(reducer.buckets)} buckets "
                    f"started by it in the last step" if reducer else "after backward")
+        if config.zero:
+            whole = 2 * sum(p.data.nbytes for p in trainer.optimizer.params)
+            overlap = (f"ZeRO-1: reduce-scatter after backward, all-gather after the step; AdamW's moments "
+                       f"{trainer.optimizer.state_bytes() / 2**20:.2f} MB on each rank of {whole / 2**20:.2f} MB")
         if communicator.rank == 0:
             print(f"ddp over {communicator.size} ranks: val loss {metrics['val_loss']:.4f}, "
                   f"{metrics['tokens_per_second']:,.0f} tokens/s; parameters identical on every rank: {in_step}; "

@@ -64,6 +64,9 @@ class TrainConfig:
     ddp_overlap: bool = option(True, "ddp: start each bucket's all-reduce during backward, as soon as its "
                                      "gradients are final (False: all buckets after backward)")
     ddp_bucket_mb: float = option(4.0, "ddp: megabytes of gradients per all-reduce", above=0)
+    zero: int = option(0, "ddp: 1 shards AdamW's moments across the ranks (ZeRO-1: reduce-scatter the gradients, "
+                          "each rank steps its slice, all-gather the weights); 0: every rank holds them all",
+                       choices=(0, 1))
 
     def validate(self):
         check_ranges(self)
@@ -73,6 +76,8 @@ class TrainConfig:
                   (self.n_kv_head >= 0 and self.n_head % (self.n_kv_head or self.n_head) == 0,
                    f"n_kv_head {self.n_kv_head} must divide n_head {self.n_head}"),
                   (self.model != "llama" or self.dropout == 0, "llama has no dropout; use --dropout=0"),
+                  (not self.zero or self.ddp, "--zero=1 shards the optimizer across data-parallel ranks: it needs "
+                                              "--ddp=True under mpiexec"),
                   (self.model != "llama" or self.n_embd // self.n_head % 2 == 0,
                    f"llama's rotary embedding needs an even head size; got n_embd/n_head = "
                    f"{self.n_embd // self.n_head}")]
@@ -200,7 +205,14 @@ class Trainer:
                                  f"{config.block_size}; use a larger corpus or a smaller block_size")
         mrandom.manual_seed(config.seed)
         self.model = build_model(config, self.tokenizer.vocab_size)
-        self.optimizer = optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        if communicator is not None:  # every rank starts from rank 0's weights
+            communicator.broadcast_parameters(self.model)
+        if config.zero and communicator is not None:
+            from .zero import ZeroAdamW
+            self.optimizer = ZeroAdamW(self.model.parameters(), communicator, lr=config.lr,
+                                       weight_decay=config.weight_decay)
+        else:
+            self.optimizer = optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         self.schedule = optim.WarmupCosine(self.optimizer, min(config.warmup_iters, config.max_iters),
                                            config.max_iters, config.min_lr)
         # one generator on every rank: each micro-step draws the global batch of world_size·batch_size
@@ -209,9 +221,8 @@ class Trainer:
         self.step, self.history = 0, []
         self.reducer = None
         if communicator is not None:
-            communicator.broadcast_parameters(self.model)
             communicator.bucket_bytes = int(config.ddp_bucket_mb * 2 ** 20)
-            if config.ddp_overlap:
+            if config.ddp_overlap and not config.zero:
                 from .distributed import OverlappedReducer
                 self.reducer = OverlappedReducer(communicator, self.model.parameters())
         if config.resume:
@@ -229,6 +240,8 @@ class Trainer:
                 raise ValueError(f"train: cannot resume: the checkpoint has {key}={old!r}, "
                                  f"this run {key}={getattr(self.requested, key)!r}")
         load_weights(self.model, weights, self.out_dir)
+        if hasattr(self.optimizer, "adopt_parameters"):  # ZeRO-1's weights live in its flat buffer
+            self.optimizer.adopt_parameters()
         try:
             self.optimizer.load_state_dict(dict(meta["optimizer"], arrays=optimizer_arrays))
             self.schedule.last_step = meta["step"]
@@ -243,9 +256,10 @@ class Trainer:
         self.log(f"resumed from {self.out_dir} at step {self.step}")
 
     def save(self):
+        state = self.optimizer.state_dict() if self.config.zero else None  # ZeRO-1 gathers: every rank takes part
         if self.rank != 0:
             return
-        state = self.optimizer.state_dict()
+        state = state or self.optimizer.state_dict()
         arrays = state.pop("arrays")
         meta = {"config": asdict(self.config), "optimizer": state, "history": self.history,
                 "data_rng": self.data_rng.bit_generator.state, "minillm_rng": mrandom.get_state(),
@@ -267,13 +281,18 @@ class Trainer:
             _, loss = self.model(x, y)
             (loss * (1.0 / config.grad_accum)).backward()
             total += loss.item() / config.grad_accum
-        if self.reducer is not None:
+        if config.zero:
+            self.optimizer.reduce_scatter_gradients()
+        elif self.reducer is not None:
             self.reducer.finish()
         elif self.comm is not None:
             self.comm.average_gradients(self.model)
         # the global norm is the divergence guard (the same on every rank after averaging);
         # without clipping it is measured with an infinite bound, which scales nothing
-        norm = clip_grad_norm_(self.optimizer.params, config.grad_clip or math.inf).item()
+        if config.zero:
+            norm = self.optimizer.clip_grad_norm_(config.grad_clip or math.inf)
+        else:
+            norm = clip_grad_norm_(self.optimizer.params, config.grad_clip or math.inf).item()
         if not (math.isfinite(norm) and (self.comm is not None or math.isfinite(total))):
             self.diverged(f"the loss is {total:.4g} and the gradient norm {norm:.4g}")
         self.optimizer.step()

@@ -68,36 +68,61 @@ def weights(folder):
     return load_file(str(next(Path(folder).glob("model-*.safetensors"))))
 
 
-@pytest.mark.parametrize("ranks, grad_accum, overlap", [(2, 1, True), (3, 1, True), (2, 3, True), (2, 1, False),
-                                                      (3, 3, False)])
-def test_mpiexec_train_equals_one_process_with_the_global_batch(tmp_path, ranks, grad_accum, overlap):
+COMMON = ["--block_size=16", "--n_layer=1", "--n_head=2", "--n_embd=16", "--eval_iters=1", "--progress=False",
+          "--backend=numpy", "--warmup_iters=1"]
+
+
+def train(tmp_path, name, ranks, *options):
+    """`minillm train` on ``ranks`` MPI ranks (1: a plain process) into tmp_path/name."""
+    command = [sys.executable, "-m", "minillm", "train", f"--out_dir={tmp_path / name}", *COMMON, *options]
+    if ranks > 1:
+        command = [MPIEXEC, "-n", str(ranks), *command, "--ddp=True"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=240, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+@pytest.mark.parametrize("ranks, grad_accum, mode", [(2, 1, "overlap"), (3, 1, "overlap"), (2, 3, "overlap"),
+                                                     (2, 1, "after"), (3, 3, "after"), (2, 1, "zero"),
+                                                     (3, 2, "zero")])
+def test_mpiexec_train_equals_one_process_with_the_global_batch(tmp_path, ranks, grad_accum, mode):
     """Through the command line: R ranks of batch B train exactly as one process of batch R·B
-    (the same seed, data and micro-steps), with the all-reduce overlapped with backward or
-    after it, and with --grad_accum=K the ranks reduce once a step. Buckets of 0.01 MB: the
-    model's gradients need several, so hooks start them one by one."""
-    common = ["--max_iters=5", "--block_size=16", "--n_layer=1", "--n_head=2", "--n_embd=16", "--eval_interval=5",
-              "--eval_iters=1", "--progress=False", "--backend=numpy", "--warmup_iters=1",
-              f"--grad_accum={grad_accum}"]
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    ddp = subprocess.run([MPIEXEC, "-n", str(ranks), sys.executable, "-m", "minillm", "train", "--ddp=True",
-                          f"--ddp_overlap={overlap}", "--ddp_bucket_mb=0.01",
-                          f"--out_dir={tmp_path / 'ddp'}", "--batch_size=4", *common],
-                         capture_output=True, text=True, timeout=240, env=env)
-    assert ddp.returncode == 0, ddp.stderr
-    assert "5 gradient reductions in 5 optimizer steps" in ddp.stdout
-    if overlap:
-        started = re.search(r"overlapped with backward: (\d+) of (\d+) buckets", ddp.stdout)
+    (the same seed, data and micro-steps): with the all-reduce overlapped with backward, after
+    it, or ZeRO-1's reduce-scatter and all-gather; with --grad_accum=K the ranks reduce once a
+    step. Buckets of 0.01 MB: the model's gradients need several, so hooks start them one by one."""
+    steps = ["--max_iters=5", "--eval_interval=5", f"--grad_accum={grad_accum}"]
+    out = train(tmp_path, "ddp", ranks, *steps, "--batch_size=4", "--ddp_bucket_mb=0.01",
+                f"--ddp_overlap={mode == 'overlap'}", f"--zero={int(mode == 'zero')}")
+    assert "5 gradient reductions in 5 optimizer steps" in out
+    if mode == "overlap":
+        started = re.search(r"overlapped with backward: (\d+) of (\d+) buckets", out)
         assert started and int(started.group(2)) >= 3 and int(started.group(1)) >= int(started.group(2)) - 1, \
-            ddp.stdout  # every bucket but (at most) the embedding's starts while backward still runs
+            out  # every bucket but (at most) the embedding's starts while backward still runs
+    elif mode == "after":
+        assert "after backward" in out
     else:
-        assert "after backward" in ddp.stdout
-    one = subprocess.run([sys.executable, "-m", "minillm", "train", f"--out_dir={tmp_path / 'one'}",
-                          f"--batch_size={4 * ranks}", *common], capture_output=True, text=True, timeout=240, env=env)
-    assert one.returncode == 0, one.stderr
-    mine, theirs = weights(tmp_path / "ddp"), weights(tmp_path / "one")
+        shard, whole = map(float, re.search(r"moments ([\d.]+) MB on each rank of ([\d.]+) MB", out).groups())
+        assert shard <= whole / ranks + 0.01, out
+    train(tmp_path, "one", 1, *steps, f"--batch_size={4 * ranks}")
+    assert_same_weights(tmp_path / "ddp", tmp_path / "one", f"{ranks} ranks ({mode}) vs one process")
+
+
+def test_a_zero_run_resumes_on_another_number_of_ranks(tmp_path):
+    """ZeRO-1 checkpoints hold AdamW's whole state: 2 ranks of 6 stop at step 4, 3 ranks of 4
+    go on to step 8, and the weights equal one process of 12 run straight through."""
+    train(tmp_path, "zero", 2, "--max_iters=8", "--stop_after=4", "--eval_interval=4", "--batch_size=6", "--zero=1")
+    out = train(tmp_path, "zero", 3, "--max_iters=8", "--eval_interval=4", "--batch_size=4", "--zero=1",
+                "--resume=true")
+    assert "resumed" in out and "4 gradient reductions in 4 optimizer steps" in out
+    train(tmp_path, "one", 1, "--max_iters=8", "--eval_interval=4", "--batch_size=12")
+    assert_same_weights(tmp_path / "zero", tmp_path / "one", "2 then 3 ZeRO-1 ranks vs one process")
+
+
+def assert_same_weights(folder, reference, what):
+    mine, theirs = weights(folder), weights(reference)
     flat = lambda w: np.concatenate([w[k].ravel() for k in sorted(mine)])  # noqa: E731
     overall = np.linalg.norm(flat(mine) - flat(theirs)) / np.linalg.norm(flat(theirs))
-    assert overall <= 1e-6, f"{ranks} ranks vs one process: relative difference {overall:.1e}"
+    assert overall <= 1e-6, f"{what}: relative difference {overall:.1e}"
     for name in mine:
         # float32 summation order differs between one batch of R·B and R averaged shards; k_proj's
         # bias has a zero gradient in exact arithmetic, so AdamW turns that rounding into steps of
