@@ -36,6 +36,7 @@ setup(
         "matplotlib>=3.5",
         "safetensors>=0.4",
         "regex>=2023.0",  # GPT-2's pre-tokenizer needs Unicode classes (\\p{L}, \\p{N})
+        "hypothesis>=6.80",  # `minillm exercise` checks a learner's answers on drawn inputs
     ],
     extras_require={
         "test": ["pytest>=7", "hypothesis>=6.80"],

@@ -11,6 +11,7 @@
     minillm finetune --init_from=RUN_OR_HF_FOLDER --data=… --lora_rank=8 --out_dir=DIR   LoRA, then merged
     minillm bench  the benchmarks (python -m benchmarks)
     minillm lesson N [--quick]
+    minillm exercise N [--solution] [--file=PATH]   grade exercises/NN_*.py (yours, a copy, or the solutions)
     minillm book [--quick] [--out=site] [--lessons=0,3]   every lesson executed as a notebook, rendered to HTML
 Every command takes --help.
 """
@@ -265,12 +266,17 @@ def lesson_command(argv):
     sys.exit(run_lesson(number, argv[1:]))
 
 
+def exercise_command(argv):
+    from .exercise import command
+    sys.exit(command(argv))
+
+
 COMMANDS = {"train": (train_command, "TrainConfig"), "sample": (sample_command, SampleConfig),
             "eval": (eval_command, EvalConfig), "demo": (demo_command, None), "info": (info, None),
             "compress": (compress_command, CompressConfig), "export": (export_command, ExportConfig),
             "prepare": (prepare_command, PrepareConfig),
             "bench": (bench_command, None), "lesson": (lesson_command, None), "book": (book_command, BookConfig),
-            "finetune": (finetune_command, "FinetuneConfig")}
+            "finetune": (finetune_command, "FinetuneConfig"), "exercise": (exercise_command, None)}
 
 
 def _help(name):
@@ -280,6 +286,9 @@ def _help(name):
     if name == "finetune":
         from .finetune import FinetuneConfig
         return f"minillm finetune --key=value …\n{cfg.describe(FinetuneConfig())}"
+    if name == "exercise":
+        from . import exercise
+        return exercise.__doc__
     schema = COMMANDS[name][1]
     return f"minillm {name} --key=value …\n{cfg.describe(schema())}" if schema else __doc__
 
