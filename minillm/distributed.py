@@ -190,7 +190,7 @@ def train_ddp(config):
                    f"started by it in the last step" if reducer else "after backward")
         if config.zero:
             whole = 2 * sum(p.data.nbytes for p in trainer.optimizer.params)
-            overlap = (f"ZeRO-1: reduce-scatter after backward, all-gather after the step; AdamW's moments "
+            overlap = (f"ZeRO-1: reduce-scatter after backward, all-gather after the step, both timed; AdamW's moments "
                        f"{trainer.optimizer.state_bytes() / 2**20:.2f} MB on each rank of {whole / 2**20:.2f} MB")
         if communicator.rank == 0:
             print(f"ddp over {communicator.size} ranks: val loss {metrics['val_loss']:.4f}, "

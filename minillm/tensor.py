@@ -6,6 +6,7 @@ parents. ``backward()`` sorts the graph topologically and walks it once in rever
 adding the gradient of every use of a value — the chain rule, nothing more.
 """
 import contextlib
+import itertools
 import sys
 
 import numpy as np
@@ -56,6 +57,7 @@ class Tensor:
         self._backward = None
         self._op = None
         self._grad_hooks = ()
+        self._created = next(_creation_order)
 
     # ---- properties that mirror torch / numpy -------------------------------------------
     shape = property(lambda self: tuple(self.data.shape))
@@ -184,6 +186,9 @@ class Tensor:
         return _HookHandle(self, hook)
 
 
+_creation_order = itertools.count()  # a tensor's place in time: the backward visits later work first
+
+
 class _HookHandle:
     def __init__(self, tensor, hook):
         self.tensor, self.hook = tensor, hook
@@ -209,11 +214,13 @@ def _unshared(array, dtype):
 
 def _topological_order(root):
     """Nodes that require grad, parents before children (iterative: graphs of long
-    sequences are deeper than Python's recursion limit). A node's leaf parents are pushed
-    before its other parents, so they are popped last and land just before the node: the
-    backward, which runs this order reversed, then reaches a leaf (a weight) right after the
-    op that uses it, while the layers below are still to come; its gradient is final there,
-    and a post-accumulate hook can act on it early. Ops keep their relative order."""
+    sequences are deeper than Python's recursion limit). The backward runs this order
+    reversed, and it reaches things as soon as it can: a node's leaf parents (its weights)
+    are explored last, so they land just before the node and the backward reaches them right
+    after the op that uses them; among its other parents, the one created last is explored
+    last, so the backward goes first into the most recent computation (as PyTorch's engine
+    orders by creation). A weight's gradient is then final while the layers below are still
+    to come, and a post-accumulate hook can act on it early: data parallel starts reducing."""
     order, seen, stack = [], set(), [(root, False)]
     while stack:
         node, expanded = stack.pop()
@@ -226,7 +233,8 @@ def _topological_order(root):
         stack.append((node, True))
         parents = [parent for parent in node._parents if parent.requires_grad and id(parent) not in seen]
         stack.extend((parent, False) for parent in parents if parent._backward is None)
-        stack.extend((parent, False) for parent in parents if parent._backward is not None)
+        stack.extend(sorted(((parent, False) for parent in parents if parent._backward is not None),
+                            key=lambda entry: -entry[0]._created))
     return order
 
 

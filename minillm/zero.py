@@ -16,6 +16,7 @@ The parameters are views of one flat buffer, so the all-gather writes straight i
 number of ranks, sharded or not.
 """
 import math
+import time
 
 import numpy as np
 
@@ -67,7 +68,9 @@ class ZeroAdamW:
         counts as zeros)."""
         for p, (offset, size) in zip(self.params, self.views):
             self.flat_grad[offset:offset + size] = 0 if p.grad is None else backends.to_numpy(p.grad.data).ravel()
+        start = time.perf_counter()
         self.comm.Reduce_scatter_block(self.flat_grad, self.my_grad, op=self.MPI.SUM)
+        self.communicator.wait_seconds += time.perf_counter() - start
         self.my_grad /= self.ranks
         self.communicator.reductions += 1
 
@@ -89,7 +92,9 @@ class ZeroAdamW:
         backends.current().adam_update_many(
             [self.my_params], [self.my_grad], [self.exp_avg], [self.exp_avg_sq], self.lr, *d["betas"], d["eps"],
             d["weight_decay"], True, self.step_count)
+        start = time.perf_counter()
         self.comm.Allgather(self.MPI.IN_PLACE, self.flat)
+        self.communicator.wait_seconds += time.perf_counter() - start
 
     def state_bytes(self):
         """Bytes of optimizer state this rank holds (the two moments of its slice)."""
