@@ -638,3 +638,6 @@ checks.finish()
 # - Ask Hugging Face's trainer for 4,096 ids on `BPE_TEXT`. With `min_frequency=2` (its
 #   default) it stops at 2,026, as no pair left occurs twice; with `min_frequency=1`, at 3,224,
 #   when every chunk of the 40,000 characters has become a single token.
+#
+# Graded exercises for this chapter: `minillm exercise 5` (fill in `exercises/05_tokenizer.py`;
+# `--solution` shows ours).

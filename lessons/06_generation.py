@@ -747,3 +747,6 @@ checks.finish()
 # - Count what generating all 128 positions costs: `uncached_count.sum() /
 #   cached_count.sum()` is about 66 (it grows linearly with the length generated, as the
 #   per-token counts above say it must).
+#
+# Graded exercises for this chapter: `minillm exercise 6` (fill in `exercises/06_generation.py`;
+# `--solution` shows ours).
