@@ -54,14 +54,15 @@ def main(argv=None):
             runs.append({"ranks": ranks, "overlap": overlap, "zero": zero, "tokens_per_s": tokens,
                          "wait_ms_per_step": wait_ms, "zero_moments_mb_per_rank": moments_mb,
                          "unsharded_moments_mb_per_rank": whole_mb})
+    whole = next(r["unsharded_moments_mb_per_rank"] for r in runs if r["zero"])
+    for r in runs:  # every rank holds all of AdamW's moments, except under ZeRO-1
+        r["moments_mb_per_rank"] = r["zero_moments_mb_per_rank"] if r["zero"] else whole
     for r in runs:
         r["efficiency"] = r["tokens_per_s"] / (r["ranks"] * runs[0]["tokens_per_s"])
         how = ("" if r["overlap"] is None else " ZeRO-1" if r["zero"] else
                " overlapped" if r["overlap"] else " after backward")
         wait = "" if r["wait_ms_per_step"] is None else f", {r['wait_ms_per_step']:.2f} ms a step waiting"
-        memory = ("" if r["zero_moments_mb_per_rank"] is None else
-                  f", AdamW's moments {r['zero_moments_mb_per_rank']:.2f} MB per rank "
-                  f"(unsharded: {r['unsharded_moments_mb_per_rank']:.2f} MB on every rank)")
+        memory = f", AdamW's moments {r['moments_mb_per_rank']:.2f} MB per rank"
         print(f"{r['ranks']} rank(s){how}: {r['tokens_per_s']:,.0f} tokens/s, scaling efficiency "
               f"{r['efficiency']:.0%}{wait}{memory}")
     info = machine_info()

@@ -138,8 +138,17 @@ def write_results_md():
     mpi = _newest("mpi-*.json")
     if mpi:
         results = json.loads(mpi.read_text())
-        header = ["ranks", "tokens/s", "scaling efficiency"]
-        rows = [[r["ranks"], r["tokens_per_s"], r["efficiency"]] for r in results["runs"]]
+        header = ["ranks", "gradients", "tokens/s", "scaling efficiency", "ms a step waiting for the gradients",
+                  "AdamW's moments per rank, MB"]
+
+        def how(r):  # older files have no overlap/zero fields: their 2-rank runs reduced after backward
+            if r["ranks"] == 1:
+                return "—"
+            return "ZeRO-1" if r.get("zero") else "overlapped" if r.get("overlap") else "after backward"
+        rows = [[r["ranks"], how(r), r["tokens_per_s"], r["efficiency"],
+                 "—" if r.get("wait_ms_per_step") is None else r["wait_ms_per_step"],
+                 r.get("moments_mb_per_rank", "—")]
+                for r in results["runs"]]
         parts.append(f"## Data-parallel training over MPI ({results['machine']['cpu']}, {results['machine']['date']})\n\n"
                      f"`python -m benchmarks.mpi_scaling` → `results/{mpi.name}`\n\n" + _table(header, rows) + "\n")
     parts += _recipe_section() + _profile_section() + _gpt2_section()
