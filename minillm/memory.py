@@ -5,11 +5,10 @@ gradients, a GEMM's output). glibc's malloc serves blocks above its mmap thresho
 at first, raised as large blocks are freed) with a fresh ``mmap`` and unmaps them on
 ``free``, and it trims the top of the heap once more than twice that threshold lies free
 there. Between the forward pass (memory grows) and the end of the step (it all goes) both
-happen, so every step the kernel hands the same pages back zeroed: at nanoGPT's CPU recipe
-``python -m benchmarks.profile_step --backend=c --malloc=default`` counts 3,214 minor page
-faults and 6.0 ms of system time per step, 20.6 ms a step, against 7 faults, 0.21 ms and
-16.4 ms with the settings below (benchmarks/RESULTS.md: 2-core Intel Xeon, 2026-11-24; on
-the AMD EPYC of earlier runs 3,682 faults, 40.2 against 34.7 ms).
+happen, so every step the kernel hands the same pages back zeroed, and each first touch of
+a page is a minor page fault and system time. ``python -m benchmarks.profile_step
+--backend=c --malloc=default`` counts the faults and the step time each way (its numbers
+are in benchmarks/RESULTS.md).
 
 Two ``mallopt`` settings make the heap behave like a caching allocator: blocks up to
 ``MMAP_THRESHOLD`` come from the heap, and up to ``TRIM_THRESHOLD`` of free memory at its

@@ -125,10 +125,9 @@ class Tensor:
         PyTorch, the graph is freed on the way: each op lets go of its parents and of the
         arrays its backward kept (the activations) as soon as it has passed its gradient on,
         so memory shrinks during the backward instead of staying full until the next step's
-        forward has built a second graph beside it (nanoGPT's recipe on the C backend: the
-        next forward ran 7.9 → 6.4 ms, its new arrays landing in memory still in the caches
-        instead of fresh lines). ``retain_graph=True`` keeps it, to run backward through the
-        same graph again.
+        forward has built a second graph beside it: the next forward's new arrays then land in
+        memory still in the caches instead of in fresh lines. ``retain_graph=True`` keeps it,
+        to run backward through the same graph again.
         """
         if not self.requires_grad:
             raise RuntimeError("backward: this tensor does not require grad and has no graph "

@@ -1,8 +1,8 @@
 /* Softmax cross-entropy fused: loss_r = lse_r − logits[r, target_r]; the gradient is
  * (softmax − onehot) · dloss_r. Probabilities are never stored. Rows whose target is
  * ignore_index get loss 0 and gradient 0. The exponentials are exp_poly's (every argument
- * is ≤ 0 here: z − max and z − lse), which vectorise; glibc's expf is a call per element
- * (768 rows of 66, 2 threads: forward 114 → 70 µs, backward 58 → 14 µs). */
+ * is ≤ 0 here: z − max and z − lse), which vectorise; glibc's expf is a call per element,
+ * which does not. */
 #include <math.h>
 #include "minillm_kernels.h"
 #include "exp_poly.h"

@@ -14,7 +14,7 @@ row of NR scalars into vector registers. What it took, read off ``inspect_asm()`
   every FMA stayed scalar (``vfmadd231ss``). We switch it on while our kernels compile.
 - With ``fastmath=True`` the *loop* vectoriser vectorised the k loop instead (a reduction
   it may reorder), gathering 8 consecutive k with ``vinsertps`` and spilling the
-  accumulators to the stack: 17 GFLOP/s. Allowing only FMA contraction (plus no-NaN/Inf
+  accumulators to the stack, at a small fraction of the speed. Allowing only FMA contraction (plus no-NaN/Inf
   assumptions) keeps k sequential, and SLP vectorises along j.
 - Numba checks every signed index for wrap-around (``sarq $63; andq; addq`` per load) and
   slices clamp their bounds. The packed panels are 2-D, read at ``[row, constant]``, with
@@ -27,9 +27,9 @@ The tile is sized for AVX2's 16 vector registers; an AVX-512 machine runs it unc
 Intel cores (here the 2-core Xeon, reported as ``rocketlake``) also prefers 256-bit vectors,
 so SLP emits ymm even there. Removing that preference for the whole process lets it use zmm:
 ``NUMBA_CPU_FEATURES="<the host's features>,-prefer-256-bit"`` (the host's string from
-``llvmlite.binding.get_host_cpu_features().flatten()``) took this kernel from 190 to 224 GFLOP/s
-at 1024³ and 202 to 240 at 2048³ (2 threads). It is not set here, because it would change how
-Numba compiles every other function in the user's process too.
+``llvmlite.binding.get_host_cpu_features().flatten()``) makes this kernel faster (time it with
+``python -m benchmarks --op matmul --backend numba``). It is not set here, because it would
+change how Numba compiles every other function in the user's process too.
 """
 import contextlib
 
