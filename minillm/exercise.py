@@ -91,7 +91,10 @@ def expect_close(got, expected, tol, what):
         at = f" at index {list(map(int, where))}" if expected.ndim else ""
         how_many = f"{int(bad.sum())} of {bad.size} entries" if expected.ndim else "the value"
         off = f"off by more than {tol:g}·(1 + |expected|)" if tol else "differ" if expected.ndim else "differs"
-        raise Wrong(f"{what}: expected {expected[where]:.6g}{at}, got {got[where]:.6g} ({how_many} {off})")
+        shown_expected, shown_got = f"{expected[where]:.6g}", f"{got[where]:.6g}"
+        if shown_expected == shown_got:  # off in the 7th digit or beyond: show every digit, not "expected 20, got 20"
+            shown_expected, shown_got = f"{expected[where]:.17g}", f"{got[where]:.17g}"
+        raise Wrong(f"{what}: expected {shown_expected}{at}, got {shown_got} ({how_many} {off})")
 
 
 def expect_equal(got, expected, what):
