@@ -92,9 +92,13 @@ class BertEncoder(Module):
     def mlm_loss(self, idx, rng, padding_mask=None):
         """Masked-LM loss on a batch: mask, predict the chosen tokens, cross-entropy."""
         inputs, labels = mask_tokens(idx, self.config, rng)
+        if (labels != -100).sum() == 0:  # a short batch drew no target: mask its first real token
+            real = np.argwhere(as_ids(idx) < self.config.vocab_size)
+            if not len(real):
+                raise ValueError("mlm_loss: the batch holds no real tokens (only [CLS], [PAD] or [MASK]) to predict")
+            row, column = real[0]
+            labels[row, column], inputs[row, column] = idx[row, column], self.config.mask_id
         logits = self.mlm_head(self(inputs, padding_mask))
-        if (labels != -100).sum() == 0:
-            labels[0, 0] = idx[0, 0] if idx[0, 0] < self.config.vocab_size else labels[0, 0]
         return F.cross_entropy(logits, labels.reshape(-1))
 
 
