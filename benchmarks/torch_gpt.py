@@ -1,6 +1,6 @@
 """The same GPT as ``minillm.models.GPT`` written in PyTorch (pre-LN blocks, learned
-positions, tanh GELU, separate q/k/v/out projections, no weight tying), the peer in the
-end-to-end benchmark. Weights can be copied from a minillm model, so both compute the
+positions, tanh GELU, q/k/v from one c_attn as in nanoGPT, no weight tying), the peer in
+the end-to-end benchmark. Weights can be copied from a minillm model, so both compute the
 same function."""
 import torch
 from torch import nn
@@ -11,14 +11,14 @@ class Attention(nn.Module):
     def __init__(self, c, heads):
         super().__init__()
         self.heads = heads
-        self.q_proj, self.k_proj, self.v_proj, self.out_proj = (nn.Linear(c, c) for _ in range(4))
+        self.c_attn, self.c_proj = nn.Linear(c, 3 * c), nn.Linear(c, c)
 
     def forward(self, x):
         b, t, c = x.shape
-        split = lambda z: z.view(b, t, self.heads, c // self.heads).transpose(1, 2)  # noqa: E731 (B, nh, T, hs)
-        y = F.scaled_dot_product_attention(split(self.q_proj(x)), split(self.k_proj(x)), split(self.v_proj(x)),
-                                           is_causal=True)
-        return self.out_proj(y.transpose(1, 2).reshape(b, t, c))
+        heads = lambda z: z.view(b, t, self.heads, c // self.heads).transpose(1, 2)  # noqa: E731 (B, nh, T, hs)
+        q, k, v = (heads(z) for z in self.c_attn(x).split(c, dim=2))  # (B, T, 3C) → (B, nh, T, hs) each
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        return self.c_proj(y.transpose(1, 2).reshape(b, t, c))       # (B, nh, T, hs) → (B, T, C)
 
 
 class MLP(nn.Module):
@@ -56,6 +56,6 @@ class TorchGPT(nn.Module):
         return logits, F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
 
     def load_minillm(self, state):
-        """Copy a minillm GPT's state_dict (names map one to one: blocks.0.attn.q_proj.weight …)."""
+        """Copy a minillm GPT's state_dict (names map one to one: blocks.0.attn.c_attn.weight …)."""
         own = self.state_dict()
         self.load_state_dict({k: torch.tensor(v) for k, v in state.items() if k in own})

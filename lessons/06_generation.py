@@ -432,11 +432,11 @@ def forward_full(ids):
     for layer in range(LAYERS):
         block = f"blocks.{layer}."
         h = layer_norm(x, block + "ln_1")
-        q, k, v = (heads(linear(h, block + f"attn.{n}_proj")) for n in "qkv")   # (heads, T, hs) each
+        q, k, v = (heads(z) for z in np.split(linear(h, block + "attn.c_attn"), 3, axis=-1))  # (heads, T, hs) each
         scores = mm(q, k.transpose(0, 2, 1)) / np.sqrt(HS)               # (heads, T, T)
         scores = np.where(np.tril(np.ones((t, t), bool)), scores, -np.inf)
         y = mm(softmax(scores), v).transpose(1, 0, 2).reshape(t, C)      # (heads, T, hs) → (T, C)
-        x = x + linear(y, block + "attn.out_proj")
+        x = x + linear(y, block + "attn.c_proj")
         x = x + mlp(x, block)
     return linear(layer_norm(x, "ln_f"), "lm_head")
 
@@ -454,12 +454,12 @@ def forward_one(token, cache):
     for layer in range(LAYERS):
         block = f"blocks.{layer}."
         h = layer_norm(x, block + "ln_1")
-        q, k, v = (heads(linear(h, block + f"attn.{n}_proj")) for n in "qkv")   # (heads, 1, hs) each
+        q, k, v = (heads(z) for z in np.split(linear(h, block + "attn.c_attn"), 3, axis=-1))  # (heads, 1, hs) each
         cache["k"][layer, :, t], cache["v"][layer, :, t] = k[:, 0], v[:, 0]      # append
         keys, values = cache["k"][layer, :, :t + 1], cache["v"][layer, :, :t + 1]  # (heads, t+1, hs): all of the past
         scores = mm(q, keys.transpose(0, 2, 1)) / np.sqrt(HS)            # (heads, 1, t+1): no mask needed
         y = mm(softmax(scores), values).transpose(1, 0, 2).reshape(1, C)
-        x = x + linear(y, block + "attn.out_proj")
+        x = x + linear(y, block + "attn.c_proj")
         x = x + mlp(x, block)
     cache["length"] = t + 1
     return linear(layer_norm(x, "ln_f"), "lm_head")[0]

@@ -40,6 +40,13 @@ def export_onnx(model, path, opset=17):
         y = node("MatMul", [x, weight(layer.weight, transpose=True)])
         return node("Add", [y, weight(layer.bias)]) if layer.bias is not None else y
 
+    def thirds(qkv):
+        """q, k and v: the three (B, T, C) column blocks of c_attn's (B, T, 3C) output."""
+        counter[0] += 1
+        outs = [f"{part}_{counter[0]}" for part in "qkv"]
+        nodes.append(helper.make_node("Split", [qkv, thirds_sizes], outs, axis=-1))
+        return outs
+
     def layer_norm(x, ln):
         return node("LayerNormalization", [x, weight(ln.weight), weight(ln.bias)], axis=-1, epsilon=ln.eps)
 
@@ -52,6 +59,7 @@ def export_onnx(model, path, opset=17):
                           const("axes", np.array([0, 1], np.int64))])
     heads_shape = const("heads_shape", np.array([0, 0, heads, c // heads], np.int64))
     merged_shape = const("merged_shape", np.array([0, 0, c], np.int64))
+    thirds_sizes = const("thirds_sizes", np.array([c, c, c], np.int64))
     scale = const("scale", np.array(1 / math.sqrt(c // heads), np.float32))
     half, one, k_cubic = (const(n, np.array(v, np.float32)) for n, v in
                           (("half", 0.5), ("onef", 1.0), ("cubic", 0.044715)))
@@ -62,14 +70,15 @@ def export_onnx(model, path, opset=17):
     for block in model.blocks:
         h = layer_norm(x, block.ln_1)
         attn = block.attn
-        split = lambda z, perm: node("Transpose", [node("Reshape", [z, heads_shape])], perm=perm)  # noqa: E731
-        q = split(linear(h, attn.q_proj), [0, 2, 1, 3])                               # (B, nh, T, hs)
-        k = split(linear(h, attn.k_proj), [0, 2, 3, 1])                               # (B, nh, hs, T)
-        v = split(linear(h, attn.v_proj), [0, 2, 1, 3])
+        to_heads = lambda z, perm: node("Transpose", [node("Reshape", [z, heads_shape])], perm=perm)  # noqa: E731
+        q, k, v = thirds(linear(h, attn.c_attn))                          # (B, T, C) each, of c_attn's (B, T, 3C)
+        q = to_heads(q, [0, 2, 1, 3])                                                 # (B, nh, T, hs)
+        k = to_heads(k, [0, 2, 3, 1])                                                 # (B, nh, hs, T)
+        v = to_heads(v, [0, 2, 1, 3])                                                 # (B, nh, T, hs)
         scores = node("Add", [node("Mul", [node("MatMul", [q, k]), scale]), mask])
         y = node("MatMul", [node("Softmax", [scores], axis=-1), v])                  # (B, nh, T, hs)
-        y = node("Reshape", [node("Transpose", [y], perm=[0, 2, 1, 3]), merged_shape])
-        x = node("Add", [x, linear(y, attn.out_proj)])
+        y = node("Reshape", [node("Transpose", [y], perm=[0, 2, 1, 3]), merged_shape])  # (B, T, C)
+        x = node("Add", [x, linear(y, attn.c_proj)])
         f = linear(layer_norm(x, block.ln_2), block.mlp.fc)
         inner = node("Mul", [root, node("Mul", [f, node("Add", [one, node("Mul", [k_cubic, node("Mul", [f, f])])])])])
         gelu = node("Mul", [node("Mul", [half, f]), node("Add", [one, node("Tanh", [inner])])])

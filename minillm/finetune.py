@@ -29,7 +29,8 @@ class FinetuneConfig:
     out_dir: str = option("finetuned", "where the merged model goes (a Hugging Face folder)")
     lora_rank: int = option(8, "LoRA rank (0: train every weight)", at_least=0)
     lora_alpha: float = option(16.0, "LoRA scale α (the update is α/r · B A)", above=0)
-    lora_targets: str = option("q_proj,v_proj", "comma-separated names of the Linear layers to adapt")
+    lora_targets: str = option("", "comma-separated names of the Linear layers to adapt (empty: the model's "
+                                   "own, c_attn for GPT, q_proj,v_proj for Llama)")
     max_iters: int = option(200, "optimizer steps", at_least=1)
     batch_size: int = option(8, "sequences per step", at_least=1)
     block_size: int = option(0, "context length (0: the model's own)", at_least=0)
@@ -72,7 +73,8 @@ def finetune(config, log=print):
     manual_seed(config.seed)
     total = model.num_parameters()
     if config.lora_rank > 0:
-        layers = add_lora(model, config.lora_rank, config.lora_alpha, tuple(config.lora_targets.split(",")))
+        targets = tuple(name.strip() for name in config.lora_targets.split(",") if name.strip()) or None
+        layers = add_lora(model, config.lora_rank, config.lora_alpha, targets)
         log(f"LoRA rank {config.lora_rank} on {layers} layers")
     trainable = [p for p in model.parameters() if p.requires_grad]
     log(f"training {sum(p.size for p in trainable):,} of {total:,} parameters "

@@ -239,6 +239,12 @@ class Trainer:
             if old != getattr(self.requested, key):
                 raise ValueError(f"train: cannot resume: the checkpoint has {key}={old!r}, "
                                  f"this run {key}={getattr(self.requested, key)!r}")
+        from .models.gpt import GPT
+        from .models.gpt_old_checkpoints import has_separate_qkv, optimizer_arrays_from_separate_qkv
+        if isinstance(self.model, GPT) and has_separate_qkv(weights):
+            # saved before GPT's attention was one c_attn: the weights map on loading, the moments here
+            optimizer_arrays = optimizer_arrays_from_separate_qkv(
+                optimizer_arrays, [name for name, _ in self.model.named_parameters()])
         load_weights(self.model, weights, self.out_dir)
         if hasattr(self.optimizer, "adopt_parameters"):  # ZeRO-1's weights live in its flat buffer
             self.optimizer.adopt_parameters()
@@ -411,7 +417,8 @@ def load(path):
 
 def load_weights(model, weights, path):
     """``model.load_state_dict(weights)``, with a mismatch reported as the run's config and
-    weights disagreeing (the model was built from checkpoint.json's config)."""
+    weights disagreeing (the model was built from checkpoint.json's config). A GPT saved
+    before its attention was one c_attn loads too (GPT.load_state_dict maps the names)."""
     try:
         model.load_state_dict(weights)
     except RuntimeError as exc:

@@ -2,8 +2,8 @@
 (.npz) with whether all ranks stayed identical. test_distributed.py compares it with one
 process of batch R·B. float64 and SGD with momentum, so the comparison measures the
 algorithm, not rounding: Adam would divide the rounding noise of a gradient that is zero in
-exact arithmetic (k_proj's bias: a constant added to every key score leaves the softmax
-unchanged) by its own size and turn it into full-size steps."""
+exact arithmetic (the keys' third of c_attn's bias: a constant added to every key score
+leaves the softmax unchanged) by its own size and turn it into full-size steps."""
 import sys
 
 import numpy as np

@@ -80,8 +80,10 @@ def test_structured_pruning_removes_whole_heads_and_neurons(trained):
     model, _ = load(trained)
     prune_heads(model, 0.5)
     attn = model.blocks[0].attn
-    rows = attn.q_proj.weight.numpy().reshape(2, 16, -1)
-    assert sum(np.all(rows[h] == 0) for h in range(2)) == 1
+    rows = attn.c_attn.weight.numpy().reshape(3, 2, 16, -1)   # (q | k | v, head, row in head, C)
+    assert sum(np.all(rows[:, h] == 0) for h in range(2)) == 1
+    columns = attn.c_proj.weight.numpy().reshape(-1, 2, 16)   # (C, head, column in head)
+    assert sum(np.all(columns[:, h] == 0) for h in range(2)) == 1
     prune_neurons(model, 0.25)
     fc = model.blocks[0].mlp.fc.weight.numpy()
     assert (np.abs(fc).sum(1) == 0).sum() == fc.shape[0] // 4

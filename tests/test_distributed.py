@@ -38,9 +38,9 @@ def test_two_ranks_equal_one_process_with_the_same_global_batch(tmp_path):
     print(f"2 ranks vs 1 process: relative difference {overall:.1e}")
     assert overall <= 1e-6
     for name, p in single.named_parameters():
-        # k_proj's bias gets a zero gradient in exact arithmetic (the softmax ignores a
-        # constant added to all key scores): it holds only rounding noise (~1e-21), hence
-        # the absolute floor
+        # the keys' third of c_attn's bias gets a zero gradient in exact arithmetic (the
+        # softmax ignores a constant added to all key scores): it holds only rounding noise
+        # (~1e-21), hence the absolute floor
         difference = np.linalg.norm(ddp[name] - p.numpy())
         assert difference <= 1e-6 * np.linalg.norm(p.numpy()) + 1e-12, f"{name}: difference {difference:.2e}"
 
@@ -124,8 +124,8 @@ def assert_same_weights(folder, reference, what):
     overall = np.linalg.norm(flat(mine) - flat(theirs)) / np.linalg.norm(flat(theirs))
     assert overall <= 1e-6, f"{what}: relative difference {overall:.1e}"
     for name in mine:
-        # float32 summation order differs between one batch of R·B and R averaged shards; k_proj's
-        # bias has a zero gradient in exact arithmetic, so AdamW turns that rounding into steps of
-        # its own: hence the absolute floor
+        # float32 summation order differs between one batch of R·B and R averaged shards; the keys'
+        # third of c_attn's bias has a zero gradient in exact arithmetic, so AdamW turns that
+        # rounding into steps of its own: hence the absolute floor
         difference = np.abs(mine[name] - theirs[name]).max()
         assert difference <= 1e-6 * np.abs(theirs[name]).max() + 1e-5, f"{name}: differs by {difference:.2e}"

@@ -8,7 +8,7 @@ zeros stay zeros."""
 import numpy as np
 
 from ..nn import Linear
-from ..nn.transformer import MLP, MultiHeadAttention
+from ..nn.transformer import MLP, CausalSelfAttention, MultiHeadAttention
 
 
 class Masks:
@@ -49,24 +49,34 @@ def prune_magnitude(model, amount):
 
 
 def prune_heads(model, amount):
-    """Remove the ``amount`` fraction of attention heads with the smallest weight norm,
-    in every MultiHeadAttention: their q/k/v rows and out_proj columns become zero."""
+    """Remove the ``amount`` fraction of attention heads with the smallest weight norm, in
+    every MultiHeadAttention and CausalSelfAttention: their q/k/v rows and their columns
+    of the output projection become zero."""
     _check_amount(amount)
     masks = Masks()
-    for attn in (m for m in model.modules() if isinstance(m, MultiHeadAttention)):
+    for attn in (m for m in model.modules() if isinstance(m, (MultiHeadAttention, CausalSelfAttention))):
         h, size = attn.num_heads, attn.embed_dim // attn.num_heads
-        norms = sum((p.weight.numpy().reshape(h, size, -1) ** 2).sum(axis=(1, 2))
-                    for p in (attn.q_proj, attn.k_proj, attn.v_proj))
+        inputs, output = _projections(attn)
+        # rows of each projection: `parts` blocks (q | k | v for c_attn) of h heads of `size` rows
+        norms = sum((p.weight.numpy().reshape(parts, h, size, -1) ** 2).sum(axis=(0, 2, 3)) for p, parts in inputs)
         dropped = np.argsort(norms)[: int(round(amount * h))]
         keep_heads = np.ones(h, bool)
         keep_heads[dropped] = False
-        rows = np.repeat(keep_heads, size)
-        for proj in (attn.q_proj, attn.k_proj, attn.v_proj):
-            masks.add(proj.weight, np.broadcast_to(rows[:, None], proj.weight.shape))
+        rows = np.repeat(keep_heads, size)                      # (C,): one head's rows side by side
+        for proj, parts in inputs:
+            keep = np.tile(rows, parts)                         # (parts·C,)
+            masks.add(proj.weight, np.broadcast_to(keep[:, None], proj.weight.shape))
             if proj.bias is not None:
-                masks.add(proj.bias, rows)
-        masks.add(attn.out_proj.weight, np.broadcast_to(rows[None, :], attn.out_proj.weight.shape))
+                masks.add(proj.bias, keep)
+        masks.add(output.weight, np.broadcast_to(rows[None, :], output.weight.shape))
     return masks
+
+
+def _projections(attn):
+    """([(input projection, how many of q, k, v its rows hold)], output projection)."""
+    if isinstance(attn, CausalSelfAttention):
+        return [(attn.c_attn, 3)], attn.c_proj
+    return [(attn.q_proj, 1), (attn.k_proj, 1), (attn.v_proj, 1)], attn.out_proj
 
 
 def prune_neurons(model, amount):

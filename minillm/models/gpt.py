@@ -5,7 +5,7 @@ import numpy as np
 
 from ..nn import Dropout, Embedding, LayerNorm, Linear, ModuleList
 from ..nn.module import init_skipped
-from ..nn.transformer import TransformerBlock
+from ..nn.transformer import CausalSelfAttention, TransformerBlock
 from ..random import generator
 from .base import CachedDecoder, as_ids
 
@@ -23,7 +23,20 @@ class GPTConfig:
     tie_word_embeddings: bool = False   # GPT-2 ties: lm_head uses wte's array (gradients add)
 
 
+def _block(config):
+    """A pre-LN TransformerBlock whose attention is GPT-2's, one c_attn for q, k and v."""
+    attention = CausalSelfAttention(config.n_embd, config.n_head, config.bias, config.dropout)
+    return TransformerBlock(config.n_embd, config.n_head, dropout=config.dropout, bias=config.bias,
+                            norm_eps=config.layer_norm_eps, attention=attention)
+
+
 class GPT(CachedDecoder):
+    """GPT-2's shape. Its attention is laid out as GPT-2's checkpoints and nanoGPT have it:
+    ``blocks.i.attn.c_attn`` (C → 3C) makes q, k and v in one projection, ``attn.c_proj``
+    mixes the heads (``hf_gpt2`` maps the other names)."""
+
+    lora_targets = ("c_attn",)  # add_lora's default: here q, k and v come from one layer
+
     def __init__(self, config):
         super().__init__()
         self.config = config
@@ -31,9 +44,7 @@ class GPT(CachedDecoder):
         self.wte = Embedding(config.vocab_size, config.n_embd)   # token embeddings
         self.wpe = Embedding(config.block_size, config.n_embd)   # learned positions
         self.drop = Dropout(config.dropout)
-        self.blocks = ModuleList(TransformerBlock(config.n_embd, config.n_head, dropout=config.dropout,
-                                                  bias=config.bias, norm_eps=config.layer_norm_eps)
-                                 for _ in range(config.n_layer))
+        self.blocks = ModuleList(_block(config) for _ in range(config.n_layer))
         self.ln_f = LayerNorm(config.n_embd, eps=config.layer_norm_eps)
         self.lm_head = Linear(config.n_embd, config.vocab_size, bias=False)
         if config.tie_word_embeddings:
@@ -50,8 +61,8 @@ class GPT(CachedDecoder):
         rng = generator()
         for name, p in self.named_parameters():
             if p.ndim == 2:
-                std = 0.02 / np.sqrt(2 * self.config.n_layer) if name.endswith(("out_proj.weight", "mlp.proj.weight")) \
-                    else 0.02
+                into_residual = name.endswith(("attn.c_proj.weight", "mlp.proj.weight"))
+                std = 0.02 / np.sqrt(2 * self.config.n_layer) if into_residual else 0.02
                 p.data = rng.normal(0.0, std, p.shape).astype(np.float32)
             elif name.endswith("bias"):
                 p.data = np.zeros(p.shape, np.float32)
@@ -76,6 +87,11 @@ class GPT(CachedDecoder):
 
     def blocks_with_cache(self):
         return self.blocks
+
+    def load_state_dict(self, state_dict, strict=True, assign=False):
+        """Also loads a state dict saved before the attention was one ``c_attn``."""
+        from .gpt_old_checkpoints import from_separate_qkv
+        return super().load_state_dict(from_separate_qkv(state_dict), strict, assign)
 
     @classmethod
     def from_pretrained(cls, path):

@@ -1,14 +1,10 @@
 """GPT-2 checkpoints in Hugging Face's layout, in and out: a folder with ``config.json``
 and ``model.safetensors`` (single file, or shards named by ``model.safetensors.index.json``).
 
-Two differences of layout, and only two, separate GPT-2's tensors from ``minillm.GPT``'s:
-
-* GPT-2's linear layers are ``Conv1D``: y = x W + b with W stored (in, out), where
-  ``Linear`` stores W (out, in) as PyTorch does, so every matrix is transposed.
-* GPT-2 projects queries, keys and values with one fused ``c_attn`` (C, 3C); minillm has
-  ``q_proj``, ``k_proj`` and ``v_proj``, the three column blocks of it.
-
-The rest is renaming (``h.0.mlp.c_fc`` is ``blocks.0.mlp.fc``). GPT-2 ties the output
+One difference of layout separates GPT-2's tensors from ``minillm.GPT``'s: GPT-2's
+linear layers are ``Conv1D``, y = x W + b with W stored (in, out), where ``Linear`` stores
+W (out, in) as PyTorch does, so every matrix is transposed (``c_attn``'s (C, 3C) is our
+(3C, C)). The rest is renaming (``h.0.mlp.c_fc`` is ``blocks.0.mlp.fc``). GPT-2 ties the output
 head to the token embedding (``tie_word_embeddings``); minillm then uses one array for
 both, as GPT-2 does. Nothing is ever unpickled: a folder with only ``pytorch_model.bin``
 is refused with the command that converts it.
@@ -20,13 +16,14 @@ import numpy as np
 
 from ..nn.module import skip_init
 from .gpt import GPT, GPTConfig
-from .hf_files import (PretrainedError, check_shapes, check_size, config_field, read_config, read_safetensors,
+from .hf_files import (PretrainedError, check_size, config_field, read_config, read_safetensors,
                        weight_files, write_folder, write_tokenizer)
 
-# GPT-2 block tensor → (minillm name, transpose?) ; c_attn is split separately
+# GPT-2 block tensor → (minillm name, transpose?): Conv1D weights are (in, out), Linear's (out, in)
 _BLOCK = {"ln_1.weight": ("ln_1.weight", False), "ln_1.bias": ("ln_1.bias", False),
           "ln_2.weight": ("ln_2.weight", False), "ln_2.bias": ("ln_2.bias", False),
-          "attn.c_proj.weight": ("attn.out_proj.weight", True), "attn.c_proj.bias": ("attn.out_proj.bias", False),
+          "attn.c_attn.weight": ("attn.c_attn.weight", True), "attn.c_attn.bias": ("attn.c_attn.bias", False),
+          "attn.c_proj.weight": ("attn.c_proj.weight", True), "attn.c_proj.bias": ("attn.c_proj.bias", False),
           "mlp.c_fc.weight": ("mlp.fc.weight", True), "mlp.c_fc.bias": ("mlp.fc.bias", False),
           "mlp.c_proj.weight": ("mlp.proj.weight", True), "mlp.c_proj.bias": ("mlp.proj.bias", False)}
 _TOP = {"wte.weight": "wte.weight", "wpe.weight": "wpe.weight", "ln_f.weight": "ln_f.weight",
@@ -59,51 +56,54 @@ def load_gpt2(path):
     state, c = {}, config.n_embd
     files = weight_files(path)
     check_size(path, files, config.vocab_size * c + config.n_layer * 12 * c * c)  # wte and the blocks' matrices
-    for name, value in read_safetensors(files):
-        # GPT2LMHeadModel saves under "transformer.", GPT2Model (the original gpt2 files) without
-        for target, array in _to_minillm(name.removeprefix("transformer."), value, c, config.tie_word_embeddings, path):
-            if target in state:  # h.0.ln_1.weight beside transformer.h.0.ln_1.weight: which one is meant?
-                raise PretrainedError(f"from_pretrained: {path} holds two tensors for {target} (the second is {name})")
-            state[target] = np.ascontiguousarray(array)  # the final layout now, so the original is freed
     with skip_init():
         model = GPT(config)
-    expected = set(dict(model.named_parameters()))
-    missing = sorted(expected - state.keys())
+    shapes = {name: p.shape for name, p in model.named_parameters()}
+    wrong = {}  # minillm name → the file's tensor and shape, reported in the model's order
+    for name, value in read_safetensors(files):
+        # GPT2LMHeadModel saves under "transformer.", GPT2Model (the original gpt2 files) without
+        short = name.removeprefix("transformer.")
+        found = _minillm_name(short, config.tie_word_embeddings)
+        if found is None:
+            continue
+        target, transpose = found
+        if target in state:  # h.0.ln_1.weight beside transformer.h.0.ln_1.weight: which one is meant?
+            raise PretrainedError(f"from_pretrained: {path} holds two tensors for {target} (the second is {name})")
+        ours = shapes.get(target, value.shape)  # an unknown tensor is reported below, as left over
+        expected = ours[::-1] if transpose else ours  # in the file's layout
+        if value.shape != expected:
+            wrong[target] = (f"{short}: checkpoint shape {value.shape} != model shape {expected}"
+                             + (" (Conv1D's (in, out))" if transpose else ""))
+        state[target] = np.ascontiguousarray(value.T if transpose else value)  # final layout: the original is freed
+    if wrong:
+        raise PretrainedError(f"from_pretrained: {path}: {'; '.join([wrong[n] for n in shapes if n in wrong][:5])}")
+    missing = sorted(shapes.keys() - state.keys())
     if missing:
         raise PretrainedError(f"from_pretrained: {path} is missing the tensors for {', '.join(missing[:5])}")
-    leftover = sorted(state.keys() - expected)
+    leftover = sorted(state.keys() - shapes.keys())
     if leftover:
         raise PretrainedError(f"from_pretrained: {path} has tensors a GPT-2 does not: "
                               f"{', '.join(n.removeprefix('unknown:') for n in leftover[:5])}")
-    check_shapes(model, state, path)
     model.load_state_dict(state, assign=True)
     model.eval()
     return model
 
 
-def _to_minillm(name, value, c, tied, path):
-    """The (minillm name, array) pairs one GPT-2 tensor becomes (none, one, or three)."""
+def _minillm_name(name, tied):
+    """(minillm name, transposed?) of one GPT-2 tensor, or None for one minillm does not keep."""
     if name in _TOP:
-        return [(_TOP[name], value)]
+        return _TOP[name], False
     if name == "lm_head.weight":
-        return [] if tied else [(name, value)]  # a tied head may be saved too: it is wte's copy
+        return None if tied else (name, False)  # a tied head may be saved too: it is wte's copy
     if not name.startswith("h."):
-        return [(f"unknown:{name}", value)]
+        return f"unknown:{name}", False
     layer, _, rest = name[2:].partition(".")
     if rest in ("attn.bias", "attn.masked_bias"):  # old files keep the causal mask as a buffer
-        return []
+        return None
     if rest in _BLOCK:
         target, transpose = _BLOCK[rest]
-        return [(f"blocks.{layer}.{target}", value.T if transpose else value)]
-    if rest in ("attn.c_attn.weight", "attn.c_attn.bias"):
-        kind = rest.rsplit(".", 1)[1]
-        if value.shape[-1:] != (3 * c,):  # checked here: slicing would make three wrong blocks, or fail
-            raise PretrainedError(f"from_pretrained: {path}: {name} has shape {value.shape}; n_embd={c} needs its "
-                                  f"last dimension to be 3·n_embd = {3 * c}")
-        blocks = [value[..., j * c:(j + 1) * c] for j in range(3)]  # the q, k and v columns
-        return [(f"blocks.{layer}.attn.{proj}.{kind}", block.T if kind == "weight" else block)
-                for proj, block in zip(("q_proj", "k_proj", "v_proj"), blocks)]
-    return [(f"unknown:{name}", value)]
+        return f"blocks.{layer}.{target}", transpose
+    return f"unknown:{name}", False
 
 
 def hf_config(config):
@@ -131,10 +131,6 @@ def save_gpt2(model, path, tokenizer=None):
         for name, (ours, transpose) in _BLOCK.items():
             value = state[prefix + ours]
             out[f"transformer.h.{i}.{name}"] = value.T if transpose else value
-        out[f"transformer.h.{i}.attn.c_attn.weight"] = np.concatenate(
-            [state[f"{prefix}attn.{p}.weight"].T for p in ("q_proj", "k_proj", "v_proj")], axis=1)
-        out[f"transformer.h.{i}.attn.c_attn.bias"] = np.concatenate(
-            [state[f"{prefix}attn.{p}.bias"] for p in ("q_proj", "k_proj", "v_proj")])
     if not config.tie_word_embeddings:
         out["lm_head.weight"] = state["lm_head.weight"]
     path = write_folder(path, out, hf_config(config))

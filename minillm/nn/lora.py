@@ -56,18 +56,30 @@ def _children(model):
                 yield module, name, child
 
 
-def add_lora(model, rank=8, alpha=16, targets=("q_proj", "v_proj")):
+def default_targets(model):
+    """The layers LoRA adapts when none are named: the model's ``lora_targets`` (GPT's:
+    ``c_attn``, which makes q, k and v), else ``q_proj`` and ``v_proj`` (Llama,
+    MultiHeadAttention); Hugging Face PEFT's defaults for GPT-2 and Llama."""
+    return tuple(getattr(model, "lora_targets", ("q_proj", "v_proj")))
+
+
+def add_lora(model, rank=8, alpha=16, targets=None):
     """Freeze every parameter of ``model`` and wrap each Linear whose attribute name is in
-    ``targets`` in a ``LoRALinear``; returns the number of adapted layers. Only the
-    adapters' ``lora_A``/``lora_B`` then require gradients."""
+    ``targets`` (None: ``default_targets(model)``) in a ``LoRALinear``; returns the number
+    of adapted layers. Only the adapters' ``lora_A``/``lora_B`` then require gradients.
+    A target that names no Linear is an error, and the model is left as it was."""
+    targets = default_targets(model) if targets is None else tuple(targets)
+    linears = {name for _, name, child in _children(model) if isinstance(child, Linear)}
+    unknown = [t for t in targets if t not in linears]
+    if unknown or not targets:
+        raise ValueError(f"add_lora: no Linear named {', '.join(map(repr, unknown)) or 'by an empty list'} in "
+                         f"{type(model).__name__}; its Linear layers are named {', '.join(sorted(linears))}")
     model.requires_grad_(False)
     wrapped = 0
     for parent, name, child in list(_children(model)):
         if name in targets and isinstance(child, Linear):
             setattr(parent, name, LoRALinear(child, rank, alpha))
             wrapped += 1
-    if not wrapped:
-        raise ValueError(f"add_lora: no Linear named any of {', '.join(targets)} in {type(model).__name__}")
     return wrapped
 
 

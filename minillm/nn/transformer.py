@@ -104,18 +104,60 @@ class MultiHeadAttention(Module):
                 and len({p.bias is None for p in projections}) == 1)
 
     def _self_attention_in_one_projection(self, x, is_causal):
-        """nanoGPT's c_attn: q, k and v from one GEMM against the three weights side by side,
-        and attention read straight from that (B, T, 3C) product (``ops.attention_qkv``).
-        The same function as the three projections and the head reshapes, in a third of
-        the GEMM calls, with one gradient for x instead of three to add, and no copies to
-        split or merge the heads on a backend whose kernel reads them where they lie. The
-        concatenated weight is rebuilt each call (C×3C floats), so the parameters keep
-        their Hugging Face names and LoRA can still wrap one projection."""
+        """q, k and v from one GEMM against the three weights side by side, and attention
+        read straight from that (B, T, 3C) product (``ops.attention_qkv``): the same
+        function as the three projections and the head reshapes, in a third of the GEMM
+        calls. The concatenated weight is rebuilt each call (C×3C floats), so the module
+        keeps PyTorch's three projections (and LoRA can wrap one of them); GPT, whose
+        checkpoints hold one ``c_attn``, has ``CausalSelfAttention`` instead."""
         projections = (self.q_proj, self.k_proj, self.v_proj)
         weight = ops.cat([p.weight for p in projections], 0)
         bias = None if self.q_proj.bias is None else ops.cat([p.bias for p in projections], 0)
         scale = 1.0 / math.sqrt(self.embed_dim // self.num_heads)
         return ops.attention_qkv(F.linear(x, weight, bias), self.num_heads, bool(is_causal), scale)
+
+
+class CausalSelfAttention(Module):
+    """GPT-2's masked self-attention, in its layout and with its names: one projection
+    ``c_attn`` makes q, k and v side by side (a Linear C → 3C, weight (3C, C): rows 0…C−1
+    make q, C…2C−1 k, 2C…3C−1 v), each position attends to itself and the positions
+    before it, and ``c_proj`` mixes the heads' outputs. ``record_weights`` as in
+    ``MultiHeadAttention``."""
+
+    record_weights = False
+
+    def __init__(self, embed_dim, num_heads, bias=True, dropout=0.0):
+        super().__init__()
+        if embed_dim % num_heads:
+            raise ValueError(f"CausalSelfAttention: embed_dim {embed_dim} is not divisible by num_heads {num_heads}")
+        self.embed_dim, self.num_heads, self.dropout = embed_dim, num_heads, dropout
+        self.c_attn = Linear(embed_dim, 3 * embed_dim, bias)
+        self.c_proj = Linear(embed_dim, embed_dim, bias)
+
+    def forward(self, x, cache=None, is_causal=True, key_padding_mask=None):
+        # is_causal and key_padding_mask are TransformerBlock's arguments: refused, not ignored
+        if not is_causal or key_padding_mask is not None:
+            raise ValueError("CausalSelfAttention: always causal, with no padding mask (use MultiHeadAttention)")
+        b, t, c = x.shape
+        if c != self.embed_dim:
+            raise ValueError(f"CausalSelfAttention: expected embed_dim {self.embed_dim}, got input {x.shape}")
+        qkv = self.c_attn(x)                                               # (B, T, 3C): q | k | v
+        scale = 1.0 / math.sqrt(c // self.num_heads)
+        dropout = self.dropout if self.training else 0.0
+        if cache is None and dropout == 0.0 and not self.record_weights and not amp.is_autocast_enabled():
+            # one node reads the heads where they lie in qkv: no copies to split or merge them
+            y = ops.attention_qkv(qkv, self.num_heads, True, scale)           # (B, T, C)
+        else:
+            heads = qkv.reshape(b, t, 3, self.num_heads, c // self.num_heads)  # (B, T, 3, nh, hs)
+            heads = heads.permute(2, 0, 3, 1, 4)                               # (3, B, nh, T, hs)
+            q, k, v = heads[0], heads[1], heads[2]                             # (B, nh, T, hs) each
+            if cache is not None:
+                k, v = cache.append(k, v)                                      # (B, nh, T_cached + T, hs)
+            if self.record_weights:
+                self.last_weights = _attention_weights(q, k, None, True)
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale, dropout_p=dropout)
+            y = y.transpose(1, 2).reshape(b, t, c)                             # (B, nh, T, hs) → (B, T, C)
+        return self.c_proj(y)
 
 
 def _attention_weights(q, k, mask, is_causal):
@@ -145,14 +187,16 @@ class MLP(Module):
 class TransformerBlock(Module):
     """x + Attention(LN(x)), then x + MLP(LN(x)) — pre-LN, as GPT-2 and most models since.
     ``pre_norm=False`` is the 2017 paper's post-LN: LN(x + Attention(x)), LN(x + MLP(x)).
-    ``cross_attention=True`` adds encoder–decoder attention between the two (a decoder)."""
+    ``cross_attention=True`` adds encoder–decoder attention between the two (a decoder).
+    ``attention`` replaces the self-attention module, MultiHeadAttention by default (GPT
+    passes its ``CausalSelfAttention``, one ``c_attn`` as in GPT-2's checkpoints)."""
 
     def __init__(self, embed_dim, num_heads, mlp_ratio=4, dropout=0.0, bias=True, pre_norm=True,
-                 cross_attention=False, residual=True, norm_eps=1e-5):
+                 cross_attention=False, residual=True, norm_eps=1e-5, attention=None):
         super().__init__()
         self.pre_norm, self.residual = pre_norm, residual
         self.ln_1 = LayerNorm(embed_dim, eps=norm_eps)
-        self.attn = MultiHeadAttention(embed_dim, num_heads, bias, dropout)
+        self.attn = attention if attention is not None else MultiHeadAttention(embed_dim, num_heads, bias, dropout)
         self.cross = MultiHeadAttention(embed_dim, num_heads, bias, dropout) if cross_attention else None
         self.ln_cross = LayerNorm(embed_dim, eps=norm_eps) if cross_attention else None
         self.ln_2 = LayerNorm(embed_dim, eps=norm_eps)
