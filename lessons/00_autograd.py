@@ -385,20 +385,39 @@ checks.claim(max(ln_errors) < 1e-10 and np.abs(y_hand - Y.numpy()).max() < 1e-10
 checks.claim(np.abs(row_sums).max() < 1e-12, "each row of layer norm's ∂L/∂x sums to zero")
 
 # %% [markdown]
-# ## Exercises
+# ## Try this
 # 1. Add `exp` and `__pow__` to `Value` (their local derivatives are $e^x$ and $n \cdot x^{n-1}$) and
-#    gradient-check them the way we checked the neuron.
+#    gradient-check them the way we checked the neuron — expect the neuron's agreement again:
+#    with its tanh rebuilt from them, $1 - 2\,(e^{2z} + 1)^{-1}$, the largest relative error on the
+#    sixteen points is about 3e-10, far under the 1e-6 that marks a bug.
 # 2. Replace `+=` by `=` in `__mul__`'s backward and run `y = x * x + x` again: which
-#    gradient is lost, and why does the topological order not save it?
+#    gradient is lost, and why does the topological order not save it? — expect
+#    `dy/dx = 3.0` instead of 7: `+`'s backward runs first and leaves 1 in `x.grad`, then `*`'s
+#    backward overwrites it twice with $x \cdot 1 = 3$. The order is right; each `=` throws
+#    away what the other uses had already added.
 # 3. `Value.backward` recurses; a 10,000-step RNN would overflow Python's stack. Read
-#    `_topological_order` in `minillm/tensor.py`: how does it avoid recursion?
+#    `_topological_order` in `minillm/tensor.py`: how does it avoid recursion? — expect an
+#    explicit stack of `(node, expanded)` pairs: a node is pushed once to push its parents and
+#    once more to be appended after them. To see why it matters: `Value.backward` on a chain
+#    of about 1,000 `tanh`s raises `RecursionError` (Python's default limit is 1,000 frames),
+#    while `Tensor.backward` goes through a chain of 10,000 operations.
 # 4. Derive the gradient of binary cross-entropy on a logit, $L = -y \log\sigma(z) - (1 - y) \log(1 - \sigma(z))$,
 #    and check it against `F.binary_cross_entropy_with_logits`' `backward()` the way we
-#    checked $p - y$. (The answer has the same shape as $p - y$: $\sigma(z) - y$.)
+#    checked $p - y$. (The answer has the same shape as $p - y$: $\sigma(z) - y$.) — expect
+#    `backward()` to equal $(\sigma(z) - y)/N$ for a batch of $N$ logits (the loss is their
+#    mean) to about 1e-17 in float64.
 # 5. RMSNorm drops the mean: $\hat{x} = x / \sqrt{\operatorname{mean}(x^2) + \varepsilon}$. Redo the layer-norm derivation
 #    without $\mu$ and check it against `backward()` through the same formula in float64 Tensors
 #    (`minillm/nn/llama_blocks.py`'s `RMSNorm.forward` is that formula, times its weight, built
-#    from small ops).
+#    from small ops). — expect
+#    $\partial L/\partial x = r\,(g - \hat{x} \cdot \operatorname{mean}(g \odot \hat{x}))$
+#    with $r = 1/\sqrt{\operatorname{mean}(x^2) + \varepsilon}$, layer norm's formula without the mean term,
+#    equal to `backward()` to about 1e-16. Its rows no longer sum to zero (adding a constant
+#    to a row now changes the output); instead each row's $x \cdot \partial L/\partial x$ is about 0
+#    (2e-6, from $\varepsilon$), because scaling a row leaves RMSNorm unchanged.
+#
+# Graded exercises for this chapter: `minillm exercise 0` (fill in `exercises/00_autograd.py`;
+# `--solution` shows ours).
 
 # %%
 checks.finish()

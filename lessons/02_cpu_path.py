@@ -444,11 +444,26 @@ checks.finish()
 
 # %% [markdown]
 # ## Try this
-# - Change `MR`/`NV` in `kernels/c/matmul.c` (the register tile) and reinstall: watch v4.
-# - Set `OMP_NUM_THREADS=1` and see v5 fall back to v4.
+# - Change `MR`/`NV` in `kernels/c/matmul.c` (the register tile) and reinstall: watch v4 —
+#   expect the shipped tile (12 × 2 vectors on AVX-512) to stay the best or tied: on one core
+#   of an AVX-512 machine here, 6 × 2 and 8 × 3 lost up to 5–8% (8 × 3 tied at n = 1024),
+#   16 × 2 about 7% (it needs 35 vector registers of the 32, so the lesson's register claim
+#   fails too), and 4 × 4 about 20–25%.
+# - Set `OMP_NUM_THREADS=1` and see v5 fall back to v4 — expect the two within a few percent
+#   of each other, where with both cores of this 2-core machine v5 ran 1.6–1.9× faster.
 # - Run with `--quick` off to use n = 1024, where the caches matter more. v8's gain grows with
 #   n: time `c_backend.matmul_numbered("matmul_v7_own_rows", a, b)` against
-#   `"matmul_v8_sliver_in_l1"` at n = 4096 (C is 64 MB, eight k-blocks of 512).
+#   `"matmul_v8_sliver_in_l1"` at n = 4096 (C is 64 MB, eight k-blocks of 512) — expect the
+#   naive v1 to fall about 3× from n = 512 (its column walk down B now misses every cache)
+#   while v2–v4 keep their rates, and v8 to tie v7 at n = 512 but lead by about 15% at 4096
+#   (a third in some runs here).
 # - Ask the compiler what it vectorised: `gcc -O3 -march=native -fopenmp -c kernels/c/adam.c
 #   -fopt-info-vec-optimized -o /dev/null`, then again with `-fno-math-errno`. Without the flag,
-#   `sqrtf` keeps a branch to libm (to set `errno`), and Adam's loop ran at a third of its speed.
+#   `sqrtf` keeps a branch to libm (to set `errno`), and Adam's loop ran at a third of its speed —
+#   expect the line `adam.c:21:29: optimized: loop vectorized using 64 byte vectors` (the Adam
+#   loop) only with the flag; without it, `-fopt-info-vec-missed` says "control flow in loop".
+#   Built both ways on the 2-core AMD machine here, the gap was larger still: about 10× on one
+#   core.
+#
+# Graded exercises for this chapter: `minillm exercise 2` (fill in `exercises/02_cpu_path.py`;
+# `--solution` shows ours).

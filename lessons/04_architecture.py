@@ -375,7 +375,8 @@ checks.claim(raw * 5 < scaled, f"at d = {d} an unscaled softmax passes back {sca
 # sits at $p + 1 - 9 = p - 8$. So to copy, a query must look exactly **8** places back: in
 # the picture, a bright diagonal eight columns left of the main one, from (query 8, key 0)
 # — the separator, predicting $x_1$ — to (query 15, key 7); red squares mark those cells. A
-# one-layer GPT with two heads (the library's `MultiHeadAttention` inside `GPT`) learns
+# one-layer GPT with two heads (the library's `CausalSelfAttention` inside `GPT`, the same
+# attention with q, k and v from one `c_attn` projection) learns
 # to look there.
 
 # %%
@@ -647,14 +648,41 @@ checks.finish()
 
 # %% [markdown]
 # ## Try this
-# - In `attend`, drop the `np.where(…, -np.inf)` line: which claim fails, and why?
+# - In `attend`, drop the `np.where(…, -np.inf)` line: which claim fails, and why? — expect
+#   three: step 3's causality check (outputs 0–4 now move, by about 1.0, when positions 5–7
+#   change) and both comparisons in step 5, with `nn.MultiHeadAttention` (max difference about
+#   0.8) and with PyTorch where installed (about 1.0), both called with `is_causal=True`:
+#   without the mask every position also averages the future. The rest still hold; steps 1, 2
+#   and 6 build their own masks.
 # - Remove the $1/\sqrt{d}$ scale (`scale=1.0` in `scaled_dot_product_attention`) with wide heads,
-#   and train: step 3 and step 6 say what to expect.
+#   and train: step 3 and step 6 say what to expect. GPT's blocks compute their scale in
+#   `CausalSelfAttention.forward` (`minillm/nn/transformer.py`), so set `scale = 1.0` there —
+#   expect nearly one-hot attention and slower learning: a 2-block GPT with one head of 128,
+#   500 steps on this lesson's text, ends at validation perplexity 21.2 instead of 19.5, its
+#   largest attention weight 0.99 on average instead of 0.88 (4 heads of 32: 20.6 instead of
+#   17.9). At the quick budget's 120 steps the gap is small (23.6 against 23.0).
 # - Write the backward of `attend` itself ($\partial L/\partial q$, $\partial L/\partial k$, $\partial L/\partial v$, using `softmax_backward`)
-#   and check it against the library's `backward()` as step 6 does.
+#   and check it against the library's `backward()` as step 6 does — expect agreement to about
+#   1e-15 in float64 ($\partial L/\partial v = s^\top g$; $\partial L/\partial q$ and $\partial L/\partial k$
+#   through `softmax_backward`, divided by $\sqrt{d}$).
 # - Switch layer norm off as well as the residuals: replace each block's `ln_1` and `ln_2`
-#   with a module whose `forward` returns its input.
-# - Switch the blocks to post-LN (`TransformerBlock(pre_norm=False)`), as the 2017 paper had it.
-# - Give the copy task a longer sequence and one head only.
+#   with a module whose `forward` returns its input — expect the same plateau as without the
+#   residuals alone, about 3.3 (3.25 with `--quick`, 3.29 after 500 steps), against 2.81 and
+#   2.41 with both on. With the residuals kept, removing the norms costs
+#   nothing at this depth (2.72 and 2.44).
+# - Switch the blocks to post-LN (`TransformerBlock(pre_norm=False)`), as the 2017 paper had it;
+#   in the GPT set `block.pre_norm = False` on each block, as the residual section sets
+#   `block.residual` — expect no trouble at six blocks and this learning rate: it trains a
+#   little faster, 2.70 against 2.81 with `--quick` and 2.11 against 2.41 after 500 steps.
+# - Give the copy task a longer sequence and one head only — expect one head to copy less
+#   well and to fail on long sequences: 800 steps give 88% (8 tokens), 94% (16) and 10%, chance,
+#   for 32 tokens (15% after 1,500 steps), where two heads reach 100%, 100% and 72%, and four
+#   heads 97% at 32.
 # - Train the GPT → Llama stages for longer (`STEPS`) and with more seeds: which changes
-#   survive the noise? Try `kv_heads=2` between MHA and GQA.
+#   survive the noise? Try `kv_heads=2` between MHA and GQA. — expect only RoPE's: at 500 steps,
+#   over three seeds, the validation loss goes 2.49 (GPT), 2.48 (+ RMSNorm), 2.34 (+ RoPE), 2.33
+#   (+ SwiGLU), 2.33 (GQA), each ± 0.01 to 0.02 between seeds. `kv_heads=2` lands at 2.33 too,
+#   with half of GPT's KV cache (512 bytes per token, against 1,024 and GQA's 256).
+#
+# Graded exercises for this chapter: `minillm exercise 4` (fill in `exercises/04_architecture.py`;
+# `--solution` shows ours).
