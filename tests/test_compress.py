@@ -141,3 +141,17 @@ def test_onnx_export_matches_minillm(trained, tmp_path):
         assert error <= 1e-4
     with pytest.raises(ValueError, match="only GPT models can be exported to ONNX; got LSTMLM"):
         export_onnx(LSTMLM(5, 4, 4), tmp_path / "x.onnx")
+
+
+@settings(max_examples=40, deadline=None)
+@given(rows=st.integers(1, 7), cols=st.integers(1, 11), amount=st.floats(0, 0.99), ties=st.booleans())
+def test_magnitude_pruning_zeroes_exactly_the_fraction_asked(rows, cols, amount, ties):
+    from minillm.nn import Linear
+    layer = Linear(cols, rows, bias=False)
+    w = np.random.default_rng(rows * 100 + cols).standard_normal((rows, cols)).astype(np.float32)
+    layer.weight.data = np.round(w) if ties else w  # rounding makes many magnitudes equal
+    before = np.abs(layer.weight.numpy()).copy()
+    prune_magnitude(layer, amount)
+    pruned = layer.weight.numpy() == 0
+    assert pruned.sum() - (before == 0).sum() <= int(amount * before.size) <= pruned.sum()
+    assert int(amount * before.size) == 0 or before[pruned].max() <= before[~pruned].min(initial=np.inf)

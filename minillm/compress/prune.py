@@ -37,14 +37,18 @@ def _check_amount(amount):
 
 
 def prune_magnitude(model, amount):
-    """Zero the ``amount`` fraction of smallest |w| in every Linear weight."""
+    """Zero the ``amount`` fraction of smallest |w| in every Linear weight: exactly
+    ⌊amount · size⌋ of them (a quantile cut would also take every weight tied with it, and
+    interpolates between two magnitudes, which zeroes one weight too many)."""
     _check_amount(amount)
     masks = Masks()
     for module in model.modules():
         if isinstance(module, Linear):
             w = module.weight.numpy()
-            cut = np.quantile(np.abs(w), amount) if amount > 0 else -1
-            masks.add(module.weight, np.abs(w) > cut)
+            pruned = int(amount * w.size)
+            keep = np.ones(w.size, bool)
+            keep[np.argsort(np.abs(w), axis=None, kind="stable")[:pruned]] = False
+            masks.add(module.weight, keep.reshape(w.shape))
     return masks
 
 
