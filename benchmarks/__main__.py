@@ -11,10 +11,10 @@ import time
 
 from minillm import backends
 
-from . import end_to_end, kernels, plots, report
+from . import decode_bandwidth, end_to_end, kernels, plots, report
 from .timing import machine_info, machine_stem, write_json
 
-OPS = ("matmul", "versions", "attention", "layernorm", "train_step", "generation", "numba_startup")
+OPS = ("matmul", "versions", "attention", "layernorm", "train_step", "generation", "decode_bandwidth", "numba_startup")
 CPU_BACKENDS = ("numpy", "numba", "c")
 
 # The matmuls of a GPT step (M×K×N): nanoGPT's CPU recipe (B·T = 768 rows, C = 128, vocab 66),
@@ -69,6 +69,7 @@ def main(argv=None):
         "train_step": lambda: end_to_end.train_step(names, plan["configs"], plan["steps"], print, plan["rounds"]),
         "generation": lambda: end_to_end.generation(plan["contexts"], plan["new_tokens"], print,
                                                     backend="c" if "c" in names else "numpy"),
+        "decode_bandwidth": lambda: decode_bandwidth.run(args.quick, print) if "c" in available else {},
         "numba_startup": lambda: end_to_end.numba_startup(print) if "numba" in names else {},
     }
     for op in OPS:

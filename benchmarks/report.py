@@ -65,6 +65,16 @@ def cpu_tables(results):
         out.append(f"### generation ({results['generation'][0]['backend']} backend)\n\n"
                    "Per generated token after the prefill: (time for 1 + n tokens − time for 1) / n.\n\n"
                    + _table(header, rows))
+    if results.get("decode_bandwidth"):
+        d = results["decode_bandwidth"]
+        header = ["threads", "read GB/s", "fp32 tokens/s", "fp32 × bandwidth", "int8 tokens/s", "int8 × bandwidth",
+                  "int8 / fp32"]
+        rows = [[r["threads"], r["read_GBs"], r["fp32"]["tokens_per_s"], r["fp32"]["fraction_of_bandwidth"],
+                 r["int8"]["tokens_per_s"], r["int8"]["fraction_of_bandwidth"], r["int8_speedup"]] for r in d["rows"]]
+        out.append(f"### decoding at the memory bound ({d['shape']['n_layer']} layers, n_embd {d['shape']['n_embd']}, "
+                   f"vocab {d['shape']['vocab_size']}; `benchmarks/decode_bandwidth.py`)\n\n"
+                   "× bandwidth: bytes of weights read per token × tokens/s ÷ the streaming read's GB/s.\n\n"
+                   + _table(header, rows))
     if results.get("numba_startup"):
         r = results["numba_startup"]
         out.append(f"numba start-up: {r['first_call_s']:.1f} s to first result with an empty JIT cache, "

@@ -3,6 +3,7 @@
     minillm train  --data=PATH|python-docs|TOKEN_FOLDER --model=gpt|llama|lstm|seed001 --out_dir=DIR --key=value…
     minillm prepare --data=FILE_OR_FOLDER --out=DIR --tokenizer=char|bpe|PATH   token files for --data=DIR
     minillm sample --init_from=RUN_OR_HF_FOLDER --start=TEXT --max_new_tokens=N --temperature=T --top_k=K --top_p=P
+                   [--quantize=int8]
     minillm eval   --init_from=RUN_OR_HF_FOLDER --data=TEXT_OR_TOKEN_FOLDER
     minillm demo   the main job: a small GPT on the embedded corpus, losses, plot, a sample
     minillm info   versions, and which backends run here (and why not)
@@ -37,6 +38,8 @@ class SampleConfig:
                           above=0, at_most=1)
     seed: int = option(1337, "random seed", at_least=0)
     num_samples: int = option(1, "independent samples", at_least=1)
+    quantize: str = option("none", "int8: weights as int8 with a float scale per output row, activations float32 "
+                                   "(a quarter of the bytes to read per token)", choices=("none", "int8"))
 
 
 @dataclass
@@ -61,7 +64,8 @@ def info(argv):
         print(f"  backend {name:9s} {state}")
     if backends.is_available("c"):
         from .backends import c_backend
-        print(f"  c kernels built with: {c_backend.build_flags}, {c_backend.lib.minillm_max_threads()} threads")
+        print(f"  c kernels built with: {c_backend.build_flags}, {c_backend.lib.minillm_max_threads()} threads, "
+              f"int8 products on AVX512-VNNI: {'yes' if c_backend.lib.linear_int8_has_vnni() else 'no'}")
 
 
 def train_command(argv):
@@ -87,6 +91,9 @@ def sample_command(argv):
     if tokenizer is None:
         raise ValueError(f"{source} has no tokenizer (vocab.json + merges.txt, or tokenizer-minillm.json) "
                          f"to read --start and print tokens")
+    if config.quantize == "int8":
+        from .compress import quantize_weights
+        quantize_weights(model)
     unseen = tokenizer.unseen(config.start) if getattr(tokenizer, "fallback", None) == "unknown" else []
     if unseen:
         raise ValueError(f"--start has characters the tokenizer never saw in training: "

@@ -319,6 +319,35 @@ def test_attention_of_a_few_queries_against_a_cache_view(name, data, t_query, t_
     assert close(got_out, out) and close(got_lse, lse)
 
 
+def int8_error_bound(x, w, step):
+    """How far x · wᵀ computed in float32 may be from float64 when each activation may also be
+    rounded by up to ``step`` · max|x| of its row (0: kept as it is): that rounding, through
+    Σ|w|, plus float32 rounding of the sum."""
+    ax, aw = np.abs(x), np.abs(w)
+    return step * ax.max(axis=1, keepdims=True) * aw.sum(axis=1)[None, :] + 1e-5 * (ax @ aw.T) + 1e-6
+
+
+@pytest.mark.parametrize("name", AVAILABLE)
+@given(data=st.data(), m=st.sampled_from([1, 2, 3, 4, 5, 17, 257]), with_bias=st.booleans())
+def test_linear_int8_against_the_dequantised_weights(name, data, m, with_bias):
+    """int8 weights with a float32 scale per output row, float32 activations (weight-only int8):
+    against x · (s ⊙ W)ᵀ + b in float64, on widths that are 1, primes and not multiples of 16 or
+    64; a few rows (decoding), 17, and 257 (more than the kernel's rows: the c backend's GEMM road).
+    A backend may carry the activations as 16 bits (c: two int8 digits), within 1 / 64516 of
+    each row's largest."""
+    backend = backends.get(name)
+    n, k = data.draw(awkward), data.draw(st.one_of(awkward, st.sampled_from([63, 129, 768])))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2 ** 32 - 1)))
+    q, s = rng.integers(-127, 128, (n, k)).astype(np.int8), (rng.random(n) * 0.05 + 1e-3).astype(np.float32)
+    x, b = draw_array(data, (m, k)), draw_array(data, (n,))
+    w = q.astype(np.float64) * s[:, None].astype(np.float64)
+    ref = x @ w.T + (b if with_bias else 0)
+    xs, bs = on(backend, x, b)
+    got = backend.linear_int8(xs, backend.xp.asarray(q), backend.xp.asarray(s), bs if with_bias else None)
+    error = np.abs(backends.to_numpy(got).astype(np.float64) - ref)
+    assert got.shape == (m, n) and np.all(error <= int8_error_bound(x, w, 1 / 64516))
+
+
 @pytest.mark.parametrize("name", implementing("adam_update"))
 @given(data=st.data())
 def test_adam_update(name, data):
@@ -512,10 +541,20 @@ def read_only_matmul_int8(backend, ro, rng):
     yield "matmul_int8", backend.matmul_int8(a, b), (a64.astype(np.int64) @ b64.astype(np.int64).T).astype(np.float64)
 
 
+def read_only_linear_int8(backend, ro, rng):
+    # integer activations whose row maximum is 127: one int8 digit each, so a kernel that
+    # carries them as digits (c) is exact here and only the read-only handling is tested
+    x = rng.integers(-127, 128, (3, 33))
+    x[:, 0] = 127
+    (q, q64), (x, x64) = ro(rng.integers(-127, 128, (9, 33)), np.int8), ro(x)
+    (s, s64), (b, b64) = ro(rng.random(9) * 0.1), ro(rng.standard_normal(9))
+    yield "linear_int8", backend.linear_int8(x, q, s, b), x64 @ (q64 * s64[:, None]).T + b64
+
+
 READ_ONLY_CASES = {fn.__name__.removeprefix("read_only_"): fn for fn in (
     read_only_matmul, read_only_linear, read_only_attention, read_only_attention_qkv, read_only_layernorm,
     read_only_cross_entropy, read_only_gelu, read_only_add, read_only_embedding_backward, read_only_adam,
-    read_only_grad_norm, read_only_matmul_int8)}
+    read_only_grad_norm, read_only_matmul_int8, read_only_linear_int8)}
 
 
 @pytest.mark.parametrize("name", AVAILABLE)  # the backend last in the test's id, as the Makefile's -k expects

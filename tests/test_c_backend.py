@@ -183,3 +183,106 @@ def test_attention_on_long_sequences(t, causal):
     grads = c.attention_backward(q, k, v, out, lse, dout, causal, scale)
     for got, ref in ((out, ref_out), (lse, ref_lse)) + tuple(zip(grads, ref_grads)):
         assert np.linalg.norm(got - ref) <= 1e-5 * np.linalg.norm(ref) + 1e-6
+
+
+# ---- int8 weights, float32 activations (linear_int8.c) ----------------------------------------
+# how far each version may round an activation, as a fraction of its row's largest: v1 and v2
+# keep floats, v3 carries one int8 digit (half a step of max|x| / 127), v4 and v5 two (max|x| / 64516)
+INT8_ACTIVATION_STEP = {"linear_int8_v1_scalar": 0.0, "linear_int8_v2_widened": 0.0,
+                        "linear_int8_v3_vnni": 1 / 254, "linear_int8_v4_two_digits": 1 / 64516,
+                        "linear_int8_v5_row_order": 1 / 64516}
+
+
+def int8_layer(rng, m, n, k):
+    q = rng.integers(-127, 128, (n, k)).astype(np.int8)
+    s = (rng.random(n) * 0.05 + 1e-3).astype(np.float32)
+    x = rng.standard_normal((m, k)).astype(np.float32)
+    return x, q, s, rng.standard_normal(n).astype(np.float32)
+
+
+def int8_error_bound(x, w, step):
+    """What rounding each activation by up to ``step`` · max|x| of its row does through Σ|w|,
+    plus float32 rounding of the sum (as in test_backends)."""
+    ax, aw = np.abs(x), np.abs(w)
+    return step * ax.max(axis=1, keepdims=True) * aw.sum(axis=1)[None, :] + 1e-5 * (ax @ aw.T) + 1e-6
+
+
+def test_every_linear_int8_version_is_tested():
+    assert set(INT8_ACTIVATION_STEP) == set(c.LINEAR_INT8)
+
+
+@pytest.mark.parametrize("version", c.LINEAR_INT8 if c else [])
+@pytest.mark.parametrize("threads", [1, 0])
+@given(m=st.sampled_from([1, 2, 3, 4, 5, 9]), n=sizes, k=sizes, with_bias=st.booleans())
+def test_numbered_linear_int8_versions(version, threads, m, n, k, with_bias):
+    """Each version against x · (s ⊙ W)ᵀ + b in float64: widths of 1, primes and sizes that are
+    not multiples of the 16-value vectors or the 64-byte VNNI steps; 521 × 521 weights (265 KB)
+    are split across the threads. Under the sanitizer build (no -march) v3 and v4 take their
+    portable loops: the same bound holds."""
+    x, q, s, b = int8_layer(np.random.default_rng(m * 7919 + n * 31 + k), m, n, k)
+    w = q.astype(np.float64) * s[:, None]
+    ref = x.astype(np.float64) @ w.T + (b if with_bias else 0)
+    out = c.linear_int8_numbered(version, x, q, s, b if with_bias else None, threads)
+    assert out.shape == (m, n)
+    assert np.all(np.abs(out - ref) <= int8_error_bound(x.astype(np.float64), w, INT8_ACTIVATION_STEP[version]))
+
+
+@pytest.mark.parametrize("version", c.LINEAR_INT8 if c else [])
+def test_linear_int8_is_the_same_on_any_number_of_threads(version):
+    """Each output row is computed whole by one thread, in the same order: bit for bit the same."""
+    x, q, s, b = int8_layer(np.random.default_rng(5), 3, 1031, 768)
+    one = c.linear_int8_numbered(version, x, q, s, b, threads=1)
+    for threads in (2, 3, 0):
+        np.testing.assert_array_equal(c.linear_int8_numbered(version, x, q, s, b, threads=threads), one)
+
+
+def test_two_digits_keep_a_row_with_outliers_where_one_digit_does_not():
+    """A row with three channels 40–60× the others (as layer norms' outputs in trained
+    transformers have): with one int8 digit every small activation rounds to a step of
+    max|x| / 127, and the layer errs by more than its int8 weights do; with two digits (v4,
+    the backend's) the activations' share of the error is negligible."""
+    from minillm.compress import quantize_symmetric
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1, 768)).astype(np.float32)
+    x[0, [5, 138, 447]] = [60.0, -50.0, 40.0]
+    weight = (rng.standard_normal((2304, 768)) * 0.02).astype(np.float32)
+    q, s = quantize_symmetric(weight)
+    exact = x.astype(np.float64) @ weight.T.astype(np.float64)
+    dequantised = x.astype(np.float64) @ (q.astype(np.float64) * s[:, None]).T
+
+    def error(y, ref):
+        return np.linalg.norm(y - ref) / np.linalg.norm(ref)
+    weights_alone = error(dequantised, exact)
+    one, two = (c.linear_int8_numbered(v, x, q, s) for v in ("linear_int8_v3_vnni", "linear_int8_v4_two_digits"))
+    print(f"relative error: int8 weights alone {weights_alone:.2e}, + one digit {error(one, exact):.2e}, "
+          f"+ two digits {error(two, exact):.2e}")
+    assert error(one, dequantised) > weights_alone
+    assert error(two, dequantised) < 0.05 * weights_alone
+
+
+@pytest.mark.parametrize("m", [1, 2, 3, 4, 5, 9])
+def test_v5_and_the_backends_kernel_give_v4s_results_bit_for_bit(m):
+    """v5 reads the weights in another order and splits each sum in two, but the sums are
+    integers, exact in any order: v4's results to the bit, and so the backend's linear_int8
+    (v5 for one or two rows, v4 for more) whatever the number of rows."""
+    x, q, s, b = int8_layer(np.random.default_rng(m), m, 517, 1000)  # 1000 = 15 steps of 64 and 40 bytes
+    v4 = c.linear_int8_numbered("linear_int8_v4_two_digits", x, q, s, b)
+    np.testing.assert_array_equal(c.linear_int8_numbered("linear_int8_v5_row_order", x, q, s, b), v4)
+    np.testing.assert_array_equal(c.linear_int8(x, q, s, b), v4)
+
+
+def test_linear_int8_shapes_and_versions_are_checked():
+    x, q, s, b = int8_layer(np.random.default_rng(1), 2, 5, 7)
+    with pytest.raises(ValueError, match=r"linear_int8: unknown version 'v9'; versions: linear_int8_v1_scalar"):
+        c.linear_int8_numbered("v9", x, q, s)
+    with pytest.raises(ValueError, match=r"linear_int8: x \(2, 6\), weight \(5, 7\).* do not fit"):
+        c.linear_int8(x[:, :6], q, s, b)
+    with pytest.raises(ValueError, match=r"scale \(4,\)"):
+        c.linear_int8(x, q, s[:4], b)
+    np.testing.assert_array_equal(c.linear_int8(x[:, :0], q[:, :0], s, b), np.broadcast_to(b, (2, 5)))  # K = 0
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("n", [0, 1, 63, 64, 65, 1000, 100_003])
+def test_stream_read_reads_every_value(threads, n):
+    assert c.stream_read(np.ones(n, np.float32), threads) == n

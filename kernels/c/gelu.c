@@ -31,7 +31,8 @@ static inline float tanh_rational(float x) {
 }
 
 void gelu_forward(const float *x, float *y, long long n) {
-#pragma omp parallel for simd schedule(static)
+    /* a few thousand values (one token's MLP) stay on this thread: see layernorm_forward */
+#pragma omp parallel for simd schedule(static) if (n >= 32768)
     for (long long i = 0; i < n; ++i) {
         const float v = x[i];
         y[i] = 0.5f * v * (1.0f + tanh_rational(SQRT_2_OVER_PI * v * (1.0f + 0.044715f * v * v)));

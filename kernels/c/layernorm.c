@@ -12,7 +12,9 @@
 
 void layernorm_forward(const float *x, const float *w, const float *b, float *y, float *mean, float *rstd, int rows,
                        int d, float eps) {
-#pragma omp parallel for schedule(static)
+    /* one row (a token being generated) stays on this thread: a team's fork and join cost
+     * more than the row, and a team member the OS has not scheduled costs a time slice */
+#pragma omp parallel for schedule(static) if ((long long)rows * d >= 32768)
     for (long r = 0; r < rows; ++r) {
         const float *xr = x + r * d;
         float *yr = y + r * d;

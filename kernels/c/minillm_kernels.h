@@ -93,6 +93,25 @@ void scale_many(float *const *x, const long long *n, int count, float factor);
 /* ---- int8 · int8ᵀ → int32: C (M×N) = A (M×K) · B (N×K)ᵀ, for quantised linear layers ---------- */
 void matmul_int8(const signed char *A, const signed char *B, int *C, int M, int N, int K);
 
+/* ---- int8 weights, float activations: y (M×N) = x (M×K) · (scale ⊙ W)ᵀ + bias, W int8 (N×K) with
+ * one float scale per output row, bias NULL for none; for decoding, M small (linear_int8.c). The
+ * numbered versions teach; threads: 0 = all (a small layer runs on the calling thread) */
+void linear_int8_v1_scalar(const float *x, const signed char *w, const float *scale, const float *bias, float *y,
+                           int M, int N, int K, int threads);
+void linear_int8_v2_widened(const float *x, const signed char *w, const float *scale, const float *bias, float *y,
+                            int M, int N, int K, int threads);
+void linear_int8_v3_vnni(const float *x, const signed char *w, const float *scale, const float *bias, float *y,
+                         int M, int N, int K, int threads);
+void linear_int8_v4_two_digits(const float *x, const signed char *w, const float *scale, const float *bias,
+                               float *y, int M, int N, int K, int threads);
+void linear_int8_v5_row_order(const float *x, const signed char *w, const float *scale, const float *bias,
+                              float *y, int M, int N, int K, int threads);
+void linear_int8(const float *x, const signed char *w, const float *scale, const float *bias, float *y, int M, int N,
+                 int K, int threads);  /* the backend's: v5 for 1–2 rows, v4 for more */
+int linear_int8_has_vnni(void);  /* 1 when v3–v5 run on vpdpbusd, 0 when on their portable loop */
+/* the memory's read bandwidth: a streaming sum of n floats on `threads` threads (0 = all) */
+float stream_read(const float *x, long long n, int threads);
+
 /* ---- how the library was built (for `minillm info` and the benchmarks) ---------------------- */
 const char *minillm_build_flags(void);
 const char *minillm_source_digest(void);

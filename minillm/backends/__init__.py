@@ -20,7 +20,7 @@ PRIMITIVES = (
     "cross_entropy_forward", "cross_entropy_backward",
     "gelu_forward", "gelu_backward",
     "add",
-    "matmul_int8",
+    "matmul_int8", "linear_int8",
     "adam_update",
     "sum_of_squares_many", "scale_many",
     "scatter_add_rows",

@@ -24,7 +24,7 @@ import sysconfig
 import tempfile
 from pathlib import Path
 
-SOURCES = ("matmul.c", "linear.c", "embedding.c", "attention.c", "attention_decode.c", "attention_rows.c", "layernorm.c", "cross_entropy.c", "gelu.c", "add.c", "adam.c", "grad_norm.c", "matmul_int8.c", "build_info.c")
+SOURCES = ("matmul.c", "linear.c", "embedding.c", "attention.c", "attention_decode.c", "attention_rows.c", "layernorm.c", "cross_entropy.c", "gelu.c", "add.c", "adam.c", "grad_norm.c", "matmul_int8.c", "linear_int8.c", "build_info.c")
 FLAG_SETS = (["-O3", "-march=native", "-mprefer-vector-width=512", "-fopenmp"], ["-O3", "-march=native", "-fopenmp"],
              ["-O3", "-fopenmp"], ["-O3"])
 SANITIZE_FLAGS = ["-O1", "-g", "-fno-omit-frame-pointer", "-fsanitize=address,undefined",

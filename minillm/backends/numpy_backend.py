@@ -150,6 +150,19 @@ def matmul_int8(a, b):
     return xp_.matmul(a.astype(xp_.int32), b.astype(xp_.int32).T)
 
 
+def linear_int8(x, qweight, scale, bias=None):
+    """y = x (s ⊙ W)ᵀ + b for float32 x (M, K) and int8 weights W (N, K) with one float32 scale
+    per output row (weight-only int8; the activations stay float32): the weights dequantised,
+    then one float32 product."""
+    xp_ = xp_of(x)
+    w = qweight.astype(xp_.float32)
+    w *= scale[:, None]
+    out = x @ w.T
+    if bias is not None:
+        out += bias
+    return out
+
+
 def sum_of_squares_many(arrays):
     """Σ x² over every element of every array (a gradient norm's square), as a Python float:
     one dot product per array, no temporaries (|x|, x², a float64 copy were three arrays

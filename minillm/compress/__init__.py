@@ -4,9 +4,10 @@ measures each against the fp32 baseline."""
 from .distill import distill, distillation_loss
 from .lowrank import LowRankLinear, factorize, factorize_model
 from .prune import Masks, prune_heads, prune_magnitude, prune_neurons
-from .quantize import QuantizedLinear, quantize_model, quantize_symmetric, quantized_state
+from .quantize import (Int8WeightLinear, QuantizedLinear, quantize_model, quantize_symmetric, quantize_weights,
+                       quantized_state)
 from .report import compression_table
 
-__all__ = ["quantize_symmetric", "quantize_model", "quantized_state", "QuantizedLinear", "prune_magnitude",
-           "prune_heads", "prune_neurons", "Masks", "distill", "distillation_loss", "factorize",
-           "factorize_model", "LowRankLinear", "compression_table"]
+__all__ = ["quantize_symmetric", "quantize_model", "quantize_weights", "quantized_state", "QuantizedLinear",
+           "Int8WeightLinear", "prune_magnitude", "prune_heads", "prune_neurons", "Masks", "distill",
+           "distillation_loss", "factorize", "factorize_model", "LowRankLinear", "compression_table"]
