@@ -94,6 +94,9 @@ def make_builder(module_name="minillm._ckernels", sanitize=False, relative_to=No
     ffi.cdef(declarations())
     ffi.set_source(module_name, '#include "minillm_kernels.h"',
                    sources=[str(folder / name) for name in SOURCES], include_dirs=[str(folder)],
+                   # the headers too, so that build_ext rebuilds when only a header changed
+                   # (most of the GEMM's shared code lives in kernels/c/matmul/*.h)
+                   depends=[str(folder / header.relative_to(c_dir())) for header in sorted(c_dir().rglob("*.h"))],
                    # gnu11, not c11: ISO mode turns off floating-point contraction, so
                    # `acc += a * b` compiles to a multiply and an add instead of one FMA
                    # (half the arithmetic rate of every kernel). -ffp-contract=fast says so.

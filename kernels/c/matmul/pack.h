@@ -4,7 +4,9 @@
  * kernel then reads both with unit stride, and these routines are the only code that sees the
  * operands' strides, which is what makes a transposed operand free. Past an edge of the matrix
  * a sliver is padded with zeros, so the micro-kernel always computes a whole tile.
- * Each routine packs a team member's share of the slivers. */
+ * Each routine packs a team member's share of the slivers. pack_a and pack_b are kept out of
+ * line: inlined into a version's loops, GCC's code for them was slower (attention's small
+ * products with a transposed A showed it). */
 #ifndef MINILLM_MATMUL_PACK_H
 #define MINILLM_MATMUL_PACK_H
 #include <string.h>
@@ -31,7 +33,8 @@ static void pack_contiguous(const float *src, long sk, int kc, int first, int la
 }
 
 /* B[0:kc, 0:nc] (element (k, n) at B[k*sbk + n*sbn]) into slivers of NR columns. */
-static void pack_b(const float *B, long sbk, long sbn, int kc, int nc, float *packed, team_t team) {
+static __attribute__((noinline)) void
+pack_b(const float *B, long sbk, long sbn, int kc, int nc, float *packed, team_t team) {
     int first, last;
     share(team, (nc + NR - 1) / NR, &first, &last);
     if (sbn == 1) {  /* the full slivers of contiguous rows; a partial one takes the loop below */
@@ -57,7 +60,8 @@ static void pack_b(const float *B, long sbk, long sbn, int kc, int nc, float *pa
 }
 
 /* A[0:mc, 0:kc] (element (m, k) at A[m*sam + k*sak]) into slivers of MR rows. */
-static void pack_a(const float *A, long sam, long sak, int mc, int kc, float *packed, team_t team) {
+static __attribute__((noinline)) void
+pack_a(const float *A, long sam, long sak, int mc, int kc, float *packed, team_t team) {
     int first, last;
     share(team, (mc + MR - 1) / MR, &first, &last);
     if (sam == 1) {  /* a transposed A: each k's MR values lie side by side */
