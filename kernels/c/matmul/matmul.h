@@ -20,10 +20,11 @@
  *  v8_sliver_in_l1.c  v7 with the tiles taken row by row, so the MR rows of A a tile reads stay
  *                     in L1 while every B sliver passes, and B panels narrow enough for L2
  *
- * The pieces v4–v8 share, each in its own header:
+ * The pieces v4–v8 share, each in its own file:
  *  blocking.h      the register tile and the block sizes, and the cache each block is meant for
  *  pack.h          packing a panel of B and a block of A (the only code that sees strides)
- *  micro_kernel.h  the MR×NR register tile, and the tiles at the edges of C
+ *  micro_kernel.h  the MR×NR register tile, and block_tile: one tile of a block, its A sliver
+ *                  packed or read in place, clipped at the edges of C
  *  share.h         a team of threads, the share of a loop each member takes, own rows of C
  *  scratch.c       each thread's buffer for its packed panels
  *

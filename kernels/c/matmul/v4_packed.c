@@ -13,7 +13,8 @@
 #include "pack.h"
 
 /* The tiles of one block (BLIS's macro-kernel): column by column, so that a B sliver, which
- * every A sliver of the block meets in turn, stays in L1. */
+ * every A sliver of the block meets in turn, stays in L1 (with AVX2's tile; AVX-512's is too
+ * large for it, which v8 turns around). */
 static __attribute__((noinline)) void v4_tiles(block_t blk) {
     for (int j = 0; j < blk.nc; j += NR)
         for (int i = 0; i < blk.mc; i += MR)

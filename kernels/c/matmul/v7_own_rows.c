@@ -11,8 +11,8 @@
  * C is cleared first, block by block. Each core zeroes a block of its rows of C (memset,
  * whole lines in order) just before that block's tiles. The tiles then store into lines
  * already in the core's cache, instead of reading every line of fresh memory they write (a
- * store to a line not in the cache reads it first, and a tile's stores, MR rows of one vector
- * pair each, are a pattern the prefetchers do not follow). Clearing all of a core's rows at
+ * store to a line not in the cache reads it first, and a tile's stores, MR short rows of NR
+ * floats, are a pattern the prefetchers do not follow). Clearing all of a core's rows at
  * once is too early when its share of C is larger than L2: the first lines are evicted again
  * before their tiles come. */
 #include <string.h>
