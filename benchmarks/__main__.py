@@ -1,5 +1,9 @@
 """python -m benchmarks [--quick] [--backend B …] [--op OP …] [--sizes N …] [--out DIR] [--report]
 
+The numbered matmul versions (lesson 02's ladder, kernels/c/matmul/) alone, at 512³ and 1024³:
+
+    python -m benchmarks --op versions --backend c --sizes 512 1024
+
 Runs the CPU benchmarks on every available CPU backend (numpy, numba, c; cuda-sim is a
 correctness harness, not a speed target), the NumPy composite and PyTorch when it is
 installed. Writes ``<out>/cpu-<machine>-<date>.json``, PNG plots next to it, and prints
@@ -61,8 +65,8 @@ def main(argv=None):
     steps = {
         "matmul": lambda: kernels.matmul(kernel_names, plan["sizes"], plan["gpt_shapes"], plan["repeats"], print,
                                          plan["rounds"]),
-        "versions": lambda: kernels.matmul_versions(plan["version_sizes"], plan["repeats"], print, plan["rounds"])
-        if "c" in available else [],
+        "versions": lambda: kernels.matmul_versions(plan["version_sizes"], plan["repeats"], print, plan["rounds"],
+                                                    kernel_names) if {"c", "numba"} & set(kernel_names) else [],
         "attention": lambda: kernels.attention(kernel_names, plan["lengths"], plan["repeats"], print,
                                                plan["attn_shapes"]),
         "layernorm": lambda: kernels.layernorm(kernel_names, plan["ln_shapes"], plan["repeats"], print),

@@ -73,17 +73,18 @@ def matmul(names, sizes, shapes, repeats, log, rounds=2):
     return rows
 
 
-def matmul_versions(sizes, repeats, log, rounds=2):
-    """Every numbered C and Numba version (lesson 02's steps) against OpenBLAS. As in
-    ``matmul``, each series runs ``rounds`` times, the versions taking turns, and keeps its
-    faster median (a burst on the shared VM once put one version's 512³ series at a tenth of
-    its speed); series of products over 4 GFLOP run once."""
-    from minillm.backends import c_backend, numba_backend
+def matmul_versions(sizes, repeats, log, rounds=2, names=("c", "numba")):
+    """Every numbered version (lesson 02's steps) of the backends in ``names`` (C and Numba)
+    against OpenBLAS. As in ``matmul``, each series runs ``rounds`` times, the versions taking
+    turns, and keeps its faster median (a burst on the shared VM once put one version's 512³
+    series at a tenth of its speed); series of products over 4 GFLOP run once."""
     versions = [("openblas", np.matmul, "openblas")]
-    versions += [(f"c_{v.replace('matmul_', '')}", lambda a, b, v=v: c_backend.matmul_numbered(v, a, b), v)
-                 for v in c_backend.NUMBERED]
-    versions += [(f"numba_{v}", lambda a, b, v=v: numba_backend.matmul_numbered(v, a, b), v)
-                 for v in numba_backend.NUMBERED]
+    for name in ("c", "numba"):
+        if name in names:
+            module = importlib.import_module(f"minillm.backends.{backends.KNOWN[name]}")
+            versions += [(f"{name}_{v.replace('matmul_', '')}",
+                          lambda a, b, v=v, module=module: module.matmul_numbered(v, a, b), v)
+                         for v in module.NUMBERED]
     rows = []
     for n in sizes:
         inputs = _inputs([(n, n), (n, n)], 2, n)

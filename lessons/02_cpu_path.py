@@ -6,8 +6,8 @@
 # instruction-set extensions for data parallelism (SIMD, 指令集扩展), pipelines and
 # superscalar issue, to many cores (多核) and finally heterogeneous CPU + GPU computing
 # (异构计算). One matrix product $C = AB$ ($2n^3$ floating-point operations for $n \times n$) walks the same
-# road. Each step below is a real kernel in `kernels/c/matmul.c`, checked against
-# NumPy, and timed here, now:
+# road. Each step below is a real kernel in `kernels/c/matmul/` (one file a version), checked
+# against NumPy, and timed here, now:
 #
 # | step | kernel | the CPU idea it uses |
 # |---|---|---|
@@ -204,12 +204,12 @@ steps = {}
 # ## The kernels, as written
 # The first three steps are plain loops; from v4 on, every version runs the same
 # micro-kernel over packed panels and differs in the loops around it. Here they are,
-# read from `kernels/c/matmul.c` as this run compiled it (`VW` floats per vector register,
+# read from `kernels/c/matmul/` as this run compiled it (`VW` floats per vector register,
 # `MR` rows × `NV` vectors of C in registers: 12 × 2 vectors of 16 on AVX-512, 6 × 2 of 8
 # on AVX2).
 
 # %%
-MATMUL_C = (SOURCE_TREE / "kernels" / "c" / "matmul.c").read_text()
+MATMUL_C = "\n".join(path.read_text() for path in sorted((SOURCE_TREE / "kernels" / "c" / "matmul").glob("*.[ch]")))
 
 
 def c_function(source, name):
@@ -243,7 +243,7 @@ for name in ("matmul_v1_naive", "matmul_v2_reordered", "matmul_v3_blocked", "mic
 #   loop: each step loads one value of A's sliver per row and $N_R / VW$ vectors of B's sliver
 #   and issues $M_R \cdot N_R / VW$ fused multiply-adds.
 #
-# The drawing uses the sizes this run compiled (parsed from `kernels/c/matmul.c`), so the
+# The drawing uses the sizes this run compiled (parsed from `kernels/c/matmul/blocking.h`), so the
 # bytes it prints are this machine's.
 
 # %%
@@ -444,7 +444,7 @@ checks.finish()
 
 # %% [markdown]
 # ## Try this
-# - Change `MR`/`NV` in `kernels/c/matmul.c` (the register tile) and reinstall: watch v4 —
+# - Change `MR`/`NV` in `kernels/c/matmul/blocking.h` (the register tile) and reinstall: watch v4 —
 #   expect the shipped tile (12 × 2 vectors on AVX-512) to stay the best or tied: on one core
 #   of an AVX-512 machine here, 6 × 2 and 8 × 3 lost up to 5–8% (8 × 3 tied at n = 1024),
 #   16 × 2 about 7% (it needs 35 vector registers of the 32, so the lesson's register claim

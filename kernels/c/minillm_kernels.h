@@ -11,15 +11,16 @@ void matmul_v2_reordered(const float *A, const float *B, float *C, int M, int N,
 void matmul_v3_blocked(const float *A, const float *B, float *C, int M, int N, int K);
 /* v4 = packing + register-blocked micro-kernel, v5 = the same on every core, v6 = v5 reading a
  * nearby A where it lies, v7 = v6 on each core's own rows of C, v8 = v7 with the tiles row by
- * row so that an A sliver stays in L1 (what sgemm_bias and sgemm_strided run) */
+ * row so that an A sliver stays in L1; kernels/c/matmul/matmul.h lists them, one file each */
 void matmul_v4_packed(const float *A, const float *B, float *C, int M, int N, int K);
 void matmul_v5_threaded(const float *A, const float *B, float *C, int M, int N, int K);
 void matmul_v6_in_place(const float *A, const float *B, float *C, int M, int N, int K);
 void matmul_v7_own_rows(const float *A, const float *B, float *C, int M, int N, int K);
 void matmul_v8_sliver_in_l1(const float *A, const float *B, float *C, int M, int N, int K);
 
-/* The backend's kernel: `batches` products; element (m, k) of batch z of A is
- * A[z*sab + m*sam + k*sak] (likewise B), so transposes and broadcast batches cost nothing.
+/* The backend's kernel (matmul/sgemm.c: v8, or v6 for a product with few rows): `batches`
+ * products; element (m, k) of batch z of A is A[z*sab + m*sam + k*sak] (likewise B), so
+ * transposes and broadcast batches cost nothing.
  * C is contiguous (batches × M × N). threads: 0 = all cores. */
 void sgemm_strided(const float *A, const float *B, float *C, int batches, int M, int N, int K,
                    long long sab, long long sam, long long sak, long long sbb, long long sbk, long long sbn,

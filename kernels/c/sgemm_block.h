@@ -1,6 +1,7 @@
-/* The packed GEMM of matmul.c as a building block for other kernels (attention's tiles):
- * C (M×N, row stride ldc) = A·B, or += when `accumulate`; element (m, k) of A is
- * A[m*sam + k*sak] and element (k, n) of B is B[k*sbk + n*sbn], so transposes are strides.
+/* The packed GEMM (matmul/sgemm.c: v6's loops) as a building block for other kernels
+ * (attention's tiles): C (M×N, row stride ldc) = A·B, or += when `accumulate`; element (m, k)
+ * of A is A[m*sam + k*sak] and element (k, n) of B is B[k*sbk + n*sbn], so transposes are
+ * strides.
  * threads = 1 inside a kernel that is already parallel. */
 #ifndef MINILLM_SGEMM_BLOCK_H
 #define MINILLM_SGEMM_BLOCK_H

@@ -24,7 +24,10 @@ import sysconfig
 import tempfile
 from pathlib import Path
 
-SOURCES = ("matmul.c", "linear.c", "embedding.c", "attention.c", "attention_decode.c", "attention_rows.c", "layernorm.c", "cross_entropy.c", "gelu.c", "add.c", "adam.c", "grad_norm.c", "matmul_int8.c", "linear_int8.c", "build_info.c")
+MATMUL_SOURCES = tuple(f"matmul/{name}.c" for name in (
+    "v1_naive", "v2_reordered", "v3_blocked", "v4_packed", "v5_threaded", "v6_in_place", "v7_own_rows",
+    "v8_sliver_in_l1", "sgemm", "few_rows", "scratch"))
+SOURCES = MATMUL_SOURCES + ("linear.c", "embedding.c", "attention.c", "attention_decode.c", "attention_rows.c", "layernorm.c", "cross_entropy.c", "gelu.c", "add.c", "adam.c", "grad_norm.c", "matmul_int8.c", "linear_int8.c", "build_info.c")
 FLAG_SETS = (["-O3", "-march=native", "-mprefer-vector-width=512", "-fopenmp"], ["-O3", "-march=native", "-fopenmp"],
              ["-O3", "-fopenmp"], ["-O3"])
 SANITIZE_FLAGS = ["-O1", "-g", "-fno-omit-frame-pointer", "-fsanitize=address,undefined",
@@ -74,12 +77,12 @@ def declarations():
 
 
 def source_digest():
-    """A digest of every file in kernels/c and of this file (its flags): built into the
+    """A digest of every file under kernels/c and of this file (its flags): built into the
     extension (minillm_source_digest), so that a checkout whose kernels or compiler flags
     changed after the build can tell."""
     digest = hashlib.sha256(Path(__file__).read_bytes())
-    for source in sorted(p for p in c_dir().glob("*") if p.is_file()):
-        digest.update(source.name.encode() + b"\0" + source.read_bytes())
+    for source in sorted(p for p in c_dir().rglob("*") if p.is_file()):
+        digest.update(source.relative_to(c_dir()).as_posix().encode() + b"\0" + source.read_bytes())
     return digest.hexdigest()[:16]
 
 
@@ -91,6 +94,9 @@ def make_builder(module_name="minillm._ckernels", sanitize=False, relative_to=No
     ffi.cdef(declarations())
     ffi.set_source(module_name, '#include "minillm_kernels.h"',
                    sources=[str(folder / name) for name in SOURCES], include_dirs=[str(folder)],
+                   # the headers too, so that build_ext rebuilds when only a header changed
+                   # (most of the GEMM's shared code lives in kernels/c/matmul/*.h)
+                   depends=[str(folder / header.relative_to(c_dir())) for header in sorted(c_dir().rglob("*.h"))],
                    # gnu11, not c11: ISO mode turns off floating-point contraction, so
                    # `acc += a * b` compiles to a multiply and an add instead of one FMA
                    # (half the arithmetic rate of every kernel). -ffp-contract=fast says so.

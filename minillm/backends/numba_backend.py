@@ -1,6 +1,6 @@
 """The Numba backend: the hot primitives as JIT-compiled, multi-threaded CPU loops.
 
-- matmul: the BLIS structure of kernels/c/matmul.c in Numba (numba_gemm.py): packed
+- matmul: the BLIS structure of kernels/c/matmul/ (v4 on) in Numba (numba_gemm.py): packed
   panels and a 6×16 register tile the SLP vectoriser turns into FMAs on vector registers;
   ``_gemm_rows`` is v1, the row-blocked loop it replaced.
 - attention: flash-style, in float32 tiles of queries × keys on the GEMM micro-kernel

@@ -1,4 +1,4 @@
-"""SGEMM in Numba, the BLIS way: the same structure as ``kernels/c/matmul.c``, written in
+"""SGEMM in Numba, the BLIS way: the same structure as ``kernels/c/matmul/`` (v4 on), written in
 Python and compiled by LLVM at run time.
 
     v1 rows     four rows of C share each load of B (``numba_backend._gemm_rows``): C's rows
@@ -20,10 +20,10 @@ row of NR scalars into vector registers. What it took, read off ``inspect_asm()`
   slices clamp their bounds. The packed panels are 2-D, read at ``[row, constant]``, with
   the row counter an unsigned integer: no checks are left in the loop.
 
-The loop that results (AVX2, MR=6, NR=16) is the one a C compiler makes of matmul.c: per k,
+The loop that results (AVX2, MR=6, NR=16) is the one a C compiler makes of kernels/c/matmul/: per k,
 two ``vmovups`` of B, six ``vbroadcastss`` of A and twelve ``vfmadd231ps`` on ymm registers.
 The tile is sized for AVX2's 16 vector registers; an AVX-512 machine runs it unchanged (a
-12×32 tile there, as kernels/c/matmul.c chooses, is left to do). LLVM's tuning for recent
+12×32 tile there, as kernels/c/matmul/blocking.h chooses, is left to do). LLVM's tuning for recent
 Intel cores (here the 2-core Xeon, reported as ``rocketlake``) also prefers 256-bit vectors,
 so SLP emits ymm even there. Removing that preference for the whole process lets it use zmm:
 ``NUMBA_CPU_FEATURES="<the host's features>,-prefer-256-bit"`` (the host's string from

@@ -1,0 +1,69 @@
+/* How the threaded versions share a product out among the cores.
+ *
+ * v5 and v6 share every block: a team packs the panels together and then divides the tiles.
+ * Each member takes its share by hand (a contiguous range, as schedule(static) would) rather
+ * than through `omp for`, so the same loops run serially, with no OpenMP region at all, when a
+ * kernel that is already parallel (attention, one head per thread) calls them for its small
+ * tile products: a nested region, even of one thread, costs as much as such a product.
+ *
+ * v7 and v8 give each core its own rows of C instead (own_rows), and nothing is shared. */
+#ifndef MINILLM_MATMUL_SHARE_H
+#define MINILLM_MATMUL_SHARE_H
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#include "blocking.h"
+#include "matmul.h"
+
+/* Who shares the work: member `id` of a team of `size`. */
+typedef struct { int id, size; } team_t;
+
+static const team_t ALONE = {0, 1};
+
+/* Inside a parallel region: the calling thread's place in its team. */
+static inline team_t this_member(void) {
+#ifdef _OPENMP
+    return (team_t){omp_get_thread_num(), omp_get_num_threads()};
+#else
+    return ALONE;
+#endif
+}
+
+static inline int all_threads(void) {
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+/* This member's share [*begin, *end) of `count` items. */
+static inline void share(team_t team, int count, int *begin, int *end) {
+    const int per = (count + team.size - 1) / team.size;
+    *begin = min_int(team.id * per, count);
+    *end = min_int(*begin + per, count);
+}
+
+/* Everyone has finished the step before (a packed buffer is complete, or free to refill). */
+static inline void wait_for_team(team_t team) {
+    if (team.size > 1) {
+#pragma omp barrier
+    }
+}
+
+/* Each of `threads` cores computes its own rows of C with `one_thread`, a whole number of MR
+ * slivers each, so that only the last share has an edge. */
+static inline void own_rows(const gemm_t *p, int threads, void (*one_thread)(const gemm_t *)) {
+#pragma omp parallel num_threads(threads)
+    {
+        const team_t me = this_member();
+        const int rows = round_up((p->M + me.size - 1) / me.size, MR);
+        const int first = min_int(me.id * rows, p->M), last = min_int(first + rows, p->M);
+        if (first < last) {
+            const gemm_t mine = rows_of(*p, first, last);
+            one_thread(&mine);
+        }
+    }
+}
+
+#endif
