@@ -66,20 +66,24 @@ def cpu_tables(results):
                    "Per generated token after the prefill: (time for 1 + n tokens − time for 1) / n.\n\n"
                    + _table(header, rows))
     if results.get("decode_bandwidth"):
-        d = results["decode_bandwidth"]
-        header = ["threads", "read GB/s", "fp32 tokens/s", "fp32 × bandwidth", "int8 tokens/s", "int8 × bandwidth",
-                  "int8 / fp32"]
-        rows = [[r["threads"], r["read_GBs"], r["fp32"]["tokens_per_s"], r["fp32"]["fraction_of_bandwidth"],
-                 r["int8"]["tokens_per_s"], r["int8"]["fraction_of_bandwidth"], r["int8_speedup"]] for r in d["rows"]]
-        out.append(f"### decoding at the memory bound ({d['shape']['n_layer']} layers, n_embd {d['shape']['n_embd']}, "
-                   f"vocab {d['shape']['vocab_size']}; `benchmarks/decode_bandwidth.py`)\n\n"
-                   "× bandwidth: bytes of weights read per token × tokens/s ÷ the streaming read's GB/s.\n\n"
-                   + _table(header, rows))
+        out.append("### " + decode_table(results["decode_bandwidth"]))
     if results.get("numba_startup"):
         r = results["numba_startup"]
         out.append(f"numba start-up: {r['first_call_s']:.1f} s to first result with an empty JIT cache, "
                    f"{r['cached_startup_s']:.1f} s with the cache filled.")
     return "\n\n".join(out)
+
+
+def decode_table(d):
+    """The decode benchmark's table, under a heading line (without its leading #s)."""
+    header = ["threads", "read GB/s", "fp32 tokens/s", "fp32 × bandwidth", "int8 tokens/s", "int8 × bandwidth",
+              "int8 / fp32"]
+    rows = [[r["threads"], r["read_GBs"], r["fp32"]["tokens_per_s"], r["fp32"]["fraction_of_bandwidth"],
+             r["int8"]["tokens_per_s"], r["int8"]["fraction_of_bandwidth"], r["int8_speedup"]] for r in d["rows"]]
+    return (f"decoding at the memory bound ({d['shape']['n_layer']} layers, n_embd {d['shape']['n_embd']}, "
+            f"vocab {d['shape']['vocab_size']}; `benchmarks/decode_bandwidth.py`)\n\n"
+            "× bandwidth: bytes of weights read per token × tokens/s ÷ the streaming read's GB/s.\n\n"
+            + _table(header, rows))
 
 
 def gpu_tables(results):
@@ -161,6 +165,13 @@ def write_results_md():
                 for r in results["runs"]]
         parts.append(f"## Data-parallel training over MPI ({results['machine']['cpu']}, {results['machine']['date']})\n\n"
                      f"`python -m benchmarks.mpi_scaling` → `results/{mpi.name}`\n\n" + _table(header, rows) + "\n")
+    decode = _newest("decode-bandwidth-*.json")
+    if decode:
+        results = json.loads(decode.read_text())
+        m = results["machine"]
+        parts.append(f"## Decoding GPT-2 124M at the memory bound, fp32 and int8 weights ({m['cpu']}, {m['date']})\n\n"
+                     f"`python -m benchmarks.decode_bandwidth --out=benchmarks/results` → `results/{decode.name}`: "
+                     + decode_table(results) + "\n")
     parts += _recipe_section() + _profile_section() + _gpt2_section()
     if cpu:
         parts += _goals_section(json.loads(cpu.read_text()))
