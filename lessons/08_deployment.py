@@ -190,7 +190,7 @@ checks.timing(low_rank["tokens_per_s"] < by_name["fp32 baseline"]["tokens_per_s"
 save_figure(fig, OUT / "frontier.png")
 
 # %% [markdown]
-# ## Why int8 is smaller but not faster here
+# ## Why int8 weights and activations are smaller but not faster here
 #
 # Eight bits buy speed where arithmetic or memory traffic is what limits, and a kernel
 # turns them into less of it. Neither limits here: this model's weights (1.7 MB in fp32)
@@ -266,6 +266,41 @@ checks.timing(int8["tokens_per_s"] < by_name["fp32 baseline"]["tokens_per_s"],
               f"{by_name['fp32 baseline']['tokens_per_s']:.0f})")
 
 # %% [markdown]
+# ## int8 weights alone: one call a layer, and VNNI
+#
+# The table's "int8 weights" row keeps the activations in float32 and stores only the
+# weights as int8, one scale per output row (`Int8WeightLinear`, `minillm.compress.quantize_weights`).
+# A layer is then one C call, `linear_int8` (`kernels/c/linear_int8.c`), with no NumPy pass
+# around it: inside the kernel each input row is split into two int8 "digits" (about 16 bits
+# of precision between them), and AVX-512 VNNI's `vpdpbusd` multiplies four int8 pairs and
+# adds them into a 32-bit sum per instruction. The weights are read once, a quarter of the
+# fp32 bytes. The same layer as above, one row:
+
+# %%
+from minillm.compress.quantize import Int8WeightLinear  # noqa: E402
+
+weights_only = Int8WeightLinear(fc)
+with minillm.no_grad():
+    exact = fc(minillm.tensor(one)).numpy()
+    approx = weights_only(minillm.tensor(one)).numpy()
+    cost["int8-weight layer"] = best_us(lambda: weights_only(minillm.tensor(one)))
+error = np.linalg.norm(approx - exact) / np.linalg.norm(exact)
+print(f"one row, µs a call: fp32 layer {cost['fp32 layer']:.1f}, int8 weights + activations "
+      f"{cost['int8 layer']:.1f}, int8 weights {cost['int8-weight layer']:.1f}; the int8-weight layer's output "
+      f"is {error:.1e} from fp32's, relative")
+checks.claim(error < 1e-2, f"int8 weights reproduce the fp32 layer's output to 1% ({error:.1e})")
+weights_row = by_name["int8 weights"]
+checks.timing(weights_row["tokens_per_s"] > by_name["fp32 baseline"]["tokens_per_s"],
+              f"the int8-weight model generates more tokens/s than fp32 ({weights_row['tokens_per_s']:.0f} vs "
+              f"{by_name['fp32 baseline']['tokens_per_s']:.0f})")
+
+# %% [markdown]
+# This model's 1.7 MB of weights sit in the caches, so reading a quarter of the bytes buys
+# little. The gain is where the weights do not fit: decoding GPT-2 124M reads 495 MB of fp32
+# weights a token, 125 MB in int8. `python -m benchmarks.decode_bandwidth` measures both
+# against the machine's read bandwidth (`benchmarks/RESULTS.md` has its numbers: int8 about
+# three times fp32's tokens per second).
+#
 # ## The KV cache
 # Without the cache, each new token runs every position of the context so far through
 # every layer again; with it, only the new position goes through, and its attention reads
