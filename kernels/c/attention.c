@@ -55,20 +55,13 @@ static inline int visible(int i, int offset, int t_key, int causal) {
  * diagonal tile the products still compute the whole square and the mask throws half of it
  * away. When the sequence is one or two tiles long that half is most of the work, so short
  * sequences take 32-row tiles: at T = 64 the products shrink by a quarter (32×32 + 32×64
- * scores instead of 64×64) and forward + backward went 1.14 → 0.99 ms for 48 heads of
- * d = 32. 16-row tiles were slower again (1.09 ms: the GEMM set-up per call wins). Long
+ * scores instead of 64×64). Smaller tiles lose again, to the GEMM's set-up per call. Long
  * sequences take tall tiles: each key block is packed for the tile's product once, so taller
- * tiles pack less per flop, and the diagonal's wasted half is a small part of many tiles. At
- * T = 4096, forward + backward, two runs each, 64 → 128 rows: 48 heads of d = 32 991 / 993 →
- * 907 / 944 ms, 32 heads of d = 64 1186 / 1197 → 1119 / 1150 ms; 256 rows no better.
+ * tiles pack less per flop, and the diagonal's wasted half is a small part of many tiles.
  * Between them, and for the tall tiles too, whole slivers of the micro-kernel: 48 and 120 rows
  * are 4 and 10 slivers of 12 rows (AVX-512's MR; 5 × 6 and 20 × 6 on AVX2), where 32, 64 and
- * 128 each end in a sliver padded with zero rows. One process taking the old and the new size
- * in turns (15 rounds, median ms, forward + backward, causal): (B, T, C, heads) = (16, 128,
- * 256, 4), the base GPT's, 32 → 48 rows 3.32 → 3.20; (12, 256, 128, 4) 64 → 48 4.48 → 4.32;
- * (16, 256, 384, 6), the large GPT's, 16.9 → 16.0; (4, 512, 256, 4) 8.84 → 8.49;
- * (2, 1024, 256, 4) 128 → 120 15.5 → 15.4; (1, 4096, 128, 4) 67.9 → 66.8. At T = 64, 24 rows
- * instead of 32 changed nothing (0.515 → 0.505 ms at d = 32, 0.872 → 0.875 at d = 64). */
+ * 128 each end in a sliver padded with zero rows. (`python -m benchmarks --op attention`
+ * times the kernel at these shapes.) */
 static inline int tile_rows(int t_query) {
     return t_query <= 64 ? 32 : t_query < 1024 ? 48 : 120;
 }
@@ -83,16 +76,15 @@ static inline int tile_rows(int t_query) {
  *    (and every store of the output) pulled the shared lines back and forth between them.
  * 2. Groups of heads that the lines cannot straddle, dynamically: all of a sequence's heads
  *    when there are enough sequences to keep every core busy (two groups per thread), else
- *    the largest divisor of `heads` that leaves that many groups. nanoGPT's recipe (12
- *    sequences of 4 heads, T = 64, 2 threads): forward 0.27 → 0.25 ms, backward 0.63 → 0.44
- *    ms (one thread: 0.46 and 0.81 ms).
+ *    the largest divisor of `heads` that leaves that many groups. The backward, which
+ *    accumulates into dQ, dK and dV, gains the most.
  * 3. When the heads divide evenly among the threads, one contiguous run of n/threads heads
  *    each. Every head costs the same, so the split is still even, and a thread's heads are
  *    those of the sequences whose rows the kernels before (layer norm, the residual add, the
  *    GEMMs' own rows) cut the same way and left in that core's cache; dynamically, about half
- *    of them had gone to the other core. Timed inside the recipe's training step, ms a step
- *    for the 4 layers (two runs each): forward 0.78 / 0.81 → 0.71 / 0.70, backward 1.66 /
- *    1.68 → 1.52 / 1.52; the base GPT's (compute-bound, T = 128) unchanged. */
+ *    of them had gone to the other core. That matters for short sequences, where the
+ *    kernel moves more bytes than it computes; a compute-bound one (T = 128 and more) is
+ *    unchanged. */
 static int heads_per_task(int n, int heads) {
 #ifdef _OPENMP
     const int threads = omp_get_max_threads();

@@ -8,18 +8,18 @@
  * 1. One product after the other, each shared out between the cores: both cores wait at a
  *    barrier after every packed panel (14 times in a 768-row product), and the core that did
  *    not pack a panel reads it from the other core's cache.
- * 2. On two cores, each core one whole product on one thread: no barrier, no shared panel
- *    (C harness, the recipe's four shapes, 768 rows, both gradients: 3–8 % faster). But
+ * 2. On two cores, each core one whole product on one thread: no barrier, no shared panel,
+ *    faster than 1 when the products are measured alone. But
  *    each core reads all of g, and inside a training step half of g lies in the other core's
  *    cache: every kernel before this one (GELU's backward, layer norm's, the attention's)
  *    gave each core its own half of the rows.
  * 3. Each core its own rows (`gradients_by_rows`): gx for its rows of g, and gᵀ·x over its
  *    rows into a partial gw of its own; after one barrier the partials are summed, each core
  *    a slice of gw. Everything but W and the partials stays in the core that wrote it. The
- *    extra work is a pass over (cores − 1) partial gw, small beside the products. Timed
- *    inside the recipe's training step (2-core Xeon, ms a step for the 17 calls, two runs
- *    each): 7.8 / 7.6 → 7.0 / 7.1, its three large shapes 309–336 → 339–364 GFLOP/s; the
- *    base GPT's 74.6 / 77.3 → 73.9 / 72.6; alone, outside a step, the same speed as 2.
+ *    extra work is a pass over (cores − 1) partial gw, small beside the products. Inside a
+ *    training step it beats 2 (the rows it reads are the ones its core left in its cache);
+ *    alone, outside a step, it runs at 2's speed. `python -m benchmarks.profile_step` times a
+ *    step's calls.
  *
  * 3 is used when every thread gets MIN_ROWS_PER_THREAD rows and the partials are small; otherwise
  * 2 on two cores (an output layer of 50,000 words would need a 150 MB partial) and 1 on more. */

@@ -66,10 +66,10 @@ _CTYPES = {np.dtype(np.float32): "float", np.dtype(np.int64): "long long", np.dt
 
 
 def pointer(array):
-    """A C pointer to a NumPy array's data, typed by its dtype. ``ffi.from_buffer`` takes
-    0.5 µs where ``array.ctypes.data`` takes 3.5 µs: a GPT step makes ~600 of these calls,
-    so that was 2 ms a step. Strided views (transposed operands) have no buffer to share and
-    take the slower road."""
+    """A C pointer to a NumPy array's data, typed by its dtype. ``ffi.from_buffer`` is
+    several times cheaper than ``array.ctypes.data``, and a GPT step makes hundreds of these
+    calls. Strided views (transposed operands) have no buffer to share and take the slower
+    road."""
     ctype = _CTYPES[array.dtype]
     if array.flags.c_contiguous:
         return ffi.from_buffer(ctype + "[]", array)
@@ -102,8 +102,8 @@ def matmul(a, b, trans_a=False, trans_b=False, threads=0):
 
 def _matmul_2d(a, b, trans_a, trans_b, threads, bias=None):
     """Two contiguous matrices (every Linear layer's three products): the strides follow from
-    the flags. The general road (views, broadcast batch shapes, np.prod) cost ~20 µs of
-    Python a call, 1 ms over the 51 GEMMs of a step of nanoGPT's recipe. With ``bias`` the
+    the flags. The general road (views, broadcast batch shapes, np.prod) costs tens of
+    microseconds of Python a call, and a step makes dozens of these calls. With ``bias`` the
     tiles add it to every row as they store (sgemm_bias), instead of a second pass."""
     m, k = a.shape[::-1] if trans_a else a.shape
     k_b, n = b.shape[::-1] if trans_b else b.shape
@@ -347,7 +347,7 @@ def _writable(a):
 class _StatePointers:
     """The C pointer arrays for an optimizer's parameters and moments, which stay the same
     arrays from step to step: rebuilding them (a dtype and layout check and a pointer per
-    array, 207 arrays for the recipe's GPT) was a quarter of the optimizer's 1.4 ms. Only the
+    array, some two hundred for the recipe's GPT) was a large part of the optimizer's time. Only the
     gradients, new arrays every step, are looked at each call. Weak references: a parameter
     that is replaced (load_state_dict) is a miss, and nothing here keeps an old one alive."""
 

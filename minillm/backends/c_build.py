@@ -10,9 +10,8 @@ one, the next set that it accepts (without the vector width, then ``-O3 -fopenmp
 Why the vector width: on an Intel CPU with AVX-512 GCC's tuning prefers 256-bit vectors for
 the loops it vectorises itself (the micro-kernel's explicit vector type is not affected), so
 layer norm, GELU, the softmax inside attention and Adam ran half as wide as the machine
-allows. With 512: layer norm's backward (768×128) 46 → 30 µs, attention forward + backward at
-nanoGPT's recipe 0.70 → 0.67 ms (2-core Xeon, Sapphire Rapids). Without AVX-512 the flag
-changes nothing."""
+allows; with 512 they run as wide as the registers. Without AVX-512 the flag changes
+nothing."""
 import hashlib
 import importlib.util
 import os
@@ -106,8 +105,7 @@ def make_builder(module_name="minillm._ckernels", sanitize=False, relative_to=No
                    # "control flow in loop").
                    # -fno-math-errno: no kernel reads errno, and without it `sqrtf` in a
                    # vector loop keeps a branch to the libm call (which would set errno for a
-                   # negative input), so Adam's loop ran at a third of its speed: AdamW over the
-                   # recipe's 0.8 M parameters, 2 cores, 0.81 → 0.27 ms a step (vsqrtps is exact
+                   # negative input), so Adam's loop would not vectorise (vsqrtps is exact
                    # either way).
                    extra_compile_args=flags + ["-std=gnu11", "-ffp-contract=fast", "-fno-trapping-math",
                                                "-fno-math-errno"],
