@@ -159,6 +159,8 @@ class LoadError(Exception):
 
 def load_module(path, name):
     """Execute the file at ``path`` as a fresh module (a learner's edits are always read anew)."""
+    if Path(path).suffix != ".py" or not Path(path).is_file():
+        raise LoadError(f"{shown(path)} is not a Python file (expected a .py file like exercises/NN_topic.py)")
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     try:

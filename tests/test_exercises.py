@@ -188,3 +188,10 @@ def test_a_missing_function_is_named(tmp_path, capsys):
     code, out = run_cli(["exercise", "4", f"--file={path}"], capsys)
     assert code == 1 and f"✗ merge_heads: missing: {ex.shown(path)} defines no `merge_heads`" in out
     assert "✓ split_heads" in out and "Traceback" not in out
+
+
+def test_a_file_that_is_not_python_is_one_line(tmp_path, capsys):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my answers\n")
+    code, out = run_cli(["exercise", "4", f"--file={notes}"], capsys)
+    assert code == 1 and "is not a Python file" in out and "Traceback" not in out
