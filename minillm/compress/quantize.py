@@ -31,14 +31,27 @@ def quantize_symmetric(w, axis=1):
     return q, scale.squeeze(axis)
 
 
-class QuantizedLinear(Module):
-    """A Linear layer stored as int8 weights + per-channel scales (inference only)."""
+class _Int8Weights(Module):
+    """What both int8 Linear layers store: int8 weights (out, in), one float32 scale per
+    output row, and the float32 bias. ``quantized`` passes (q, s) already made (a tied table)."""
 
-    def __init__(self, linear):
+    def __init__(self, linear, quantized=None):
         super().__init__()
         self.in_features, self.out_features = linear.in_features, linear.out_features
-        self.qweight, self.scale = quantize_symmetric(linear.weight.numpy())
-        self.bias = None if linear.bias is None else linear.bias.numpy().copy()
+        q, s = quantized if quantized is not None else quantize_symmetric(linear.weight.numpy())
+        self.qweight, self.scale = np.ascontiguousarray(q), np.ascontiguousarray(s, np.float32)
+        self.bias = None if linear.bias is None else np.ascontiguousarray(linear.bias.numpy(), np.float32)
+
+    def state(self):
+        out = {"qweight": self.qweight, "scale": self.scale}
+        if self.bias is not None:
+            out["bias"] = self.bias
+        return out
+
+
+class QuantizedLinear(_Int8Weights):
+    """A Linear layer stored as int8 weights + per-channel scales, its input quantised per
+    row on every call (weights and activations int8; inference only)."""
 
     def forward(self, x):
         rows = x.numpy().reshape(-1, self.in_features)
@@ -49,27 +62,14 @@ class QuantizedLinear(Module):
             y += self.bias
         return Tensor(backends.asarray(y.reshape(x.shape[:-1] + (self.out_features,))))
 
-    def state(self):
-        out = {"qweight": self.qweight, "scale": self.scale}
-        if self.bias is not None:
-            out["bias"] = self.bias
-        return out
-
     def extra_repr(self):
         return f"in_features={self.in_features}, out_features={self.out_features}, int8"
 
 
-class Int8WeightLinear(Module):
+class Int8WeightLinear(_Int8Weights):
     """A Linear layer stored as int8 weights + one float32 scale per output row, with float32
     input and output (weight-only quantisation, inference only): y = x (s ⊙ q)ᵀ + b in one
-    backend call, ``linear_int8``. ``quantized`` passes (q, s) already made (a tied table)."""
-
-    def __init__(self, linear, quantized=None):
-        super().__init__()
-        self.in_features, self.out_features = linear.in_features, linear.out_features
-        q, s = quantized if quantized is not None else quantize_symmetric(linear.weight.numpy())
-        self.qweight, self.scale = np.ascontiguousarray(q), np.ascontiguousarray(s, np.float32)
-        self.bias = None if linear.bias is None else np.ascontiguousarray(linear.bias.numpy(), np.float32)
+    backend call, ``linear_int8``."""
 
     def forward(self, x):
         data = x.numpy()
@@ -78,12 +78,6 @@ class Int8WeightLinear(Module):
             rows = rows.astype(np.float32)
         y = backends.current().linear_int8(rows, self.qweight, self.scale, self.bias)
         return Tensor(backends.asarray(y.reshape(data.shape[:-1] + (self.out_features,))))
-
-    def state(self):
-        out = {"qweight": self.qweight, "scale": self.scale}
-        if self.bias is not None:
-            out["bias"] = self.bias
-        return out
 
     def extra_repr(self):
         return f"in_features={self.in_features}, out_features={self.out_features}, int8 weights"
