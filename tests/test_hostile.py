@@ -491,6 +491,8 @@ AUDIT = [  # found by a second hostile reader after the suite above passed
          r"--lessons names no lesson 99"),
     Case("book-lessons-not-numbers", "error", lambda w: ["book", "--lessons=a", f"--out={w.root / 's'}"],
          r"--lessons: expected comma-separated lesson numbers"),
+    Case("book-into-a-folder-of-ones-own", "error", lambda w: ["book", "--lessons=0", f"--out={w.root}"],
+         r"--out=.* already holds files minillm did not write"),
 ]
 
 CASES = BAD_OPTIONS + DATA + OUTPUT_FOLDERS + DAMAGED_RUNS + COMMAND_OPTIONS + TOKEN_FOLDERS + HF_FOLDERS + AUDIT

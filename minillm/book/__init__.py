@@ -16,10 +16,12 @@ import os
 from collections import namedtuple
 from pathlib import Path
 
+from .. import fileio
 from ..lessons import LESSONS_DIR
 from . import pages, run, search
 
 Chapter = namedtuple("Chapter", "stem title summary figures seconds")
+MARKER = ".minillm-book"  # written first, so a build that stopped half-way may still be redone
 
 
 def _check_extra():
@@ -50,8 +52,16 @@ def build(out="site", quick=False, numbers=None, timeout=3600, log=print, source
     import nbformat
     _check_extra()
     paths = _lesson_paths(source, numbers)
+    # a folder of the user's own is never written over: new, empty, or a book built before
+    every = sorted(Path(source).glob("[0-9][0-9]_*.py"))
+    ours = {MARKER, "index.html", "search.js", "assets", "thumbs"} | {f"{p.stem}{suffix}" for p in every
+                                                                      for suffix in (".html", ".ipynb")}
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    # a book built before the marker existed: its index and a lesson's page, and nothing but ours
+    earlier = (out / "index.html").is_file() and any((out / f"{p.stem}.html").is_file() for p in every)
+    marker = "index.html" if earlier and not (out / MARKER).exists() else MARKER
+    out = fileio.ensure_output_folder(out, "out", ours, marker=marker)
+    (out / MARKER).write_text("written by minillm book: it may rewrite this folder\n", encoding="utf-8")
     exporter = pages.exporter()
     pages.write_assets(out, exporter)
     # titles come from the sources, so every page can list all chapters before the later ones ran
