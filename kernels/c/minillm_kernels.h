@@ -113,6 +113,18 @@ int linear_int8_has_vnni(void);  /* 1 when v3–v5 run on vpdpbusd, 0 when on th
 /* the memory's read bandwidth: a streaming sum of n floats on `threads` threads (0 = all) */
 float stream_read(const float *x, long long n, int threads);
 
+/* ---- bf16 · bf16 → float32: C (M×N) = A (M×K) · B (K×N), A and B bfloat16 (the top 16 bits of a
+ * float32, as uint16), summed in float32 (matmul_bf16.c). v1 scalar, v2 vdpbf16ps on pairs of k,
+ * v3 v2 with a register tile and packed blocks on every core; without AVX512_BF16, v2 and v3 run
+ * v1's loop */
+void matmul_bf16_v1_scalar(const unsigned short *A, const unsigned short *B, float *C, int M, int N, int K);
+void matmul_bf16_v2_dpbf16(const unsigned short *A, const unsigned short *B, float *C, int M, int N, int K);
+void matmul_bf16_v3_tiled(const unsigned short *A, const unsigned short *B, float *C, int M, int N, int K);
+int matmul_bf16_has_avx512bf16(void);  /* 1 when v2 and v3 run on vdpbf16ps */
+unsigned short bf16_from_float(float f);  /* round to nearest, ties to even; nan stays nan */
+void bf16_from_floats(const float *x, unsigned short *out, long long n);
+void bf16_to_floats(const unsigned short *x, float *out, long long n);
+
 /* ---- how the library was built (for `minillm info` and the benchmarks) ---------------------- */
 const char *minillm_build_flags(void);
 const char *minillm_source_digest(void);

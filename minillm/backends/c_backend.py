@@ -62,7 +62,7 @@ build_flags = ffi.string(lib.minillm_build_flags()).decode()
 
 
 _CTYPES = {np.dtype(np.float32): "float", np.dtype(np.int64): "long long", np.dtype(np.int32): "int",
-           np.dtype(np.int8): "signed char"}
+           np.dtype(np.int8): "signed char", np.dtype(np.uint16): "unsigned short"}
 
 
 def pointer(array):
@@ -484,6 +484,48 @@ def _linear_int8_blocks(x, qweight, scale, bias):
         block = qweight[start:start + step].astype(np.float32)
         block *= scale[start:start + step, None]
         out[:, start:start + step] = linear_forward(x, block, None if bias is None else bias[start:start + step])
+    return out
+
+
+# ---- bf16 · bf16 → float32 (matmul_bf16.c) ----------------------------------------------------
+MATMUL_BF16 = {1: "matmul_bf16_v1_scalar", 2: "matmul_bf16_v2_dpbf16", 3: "matmul_bf16_v3_tiled"}
+
+
+def matmul_bf16(a_bf16, b_bf16, version=3):
+    """C (M×N, float32) = A (M×K) · B (K×N) for A and B in bf16 (uint16 arrays of the top 16 bits
+    of float32, ``minillm.bf16.to_bf16``), summed in float32, by numbered version 1 (scalar),
+    2 (vdpbf16ps on pairs of k) or 3 (v2 with a register tile, on every core). Without
+    AVX512_BF16 (``bf16_has_dpbf16()`` false) versions 2 and 3 run version 1's loop."""
+    if version not in MATMUL_BF16:
+        raise ValueError(f"matmul_bf16: unknown version {version!r}; versions: {', '.join(map(str, MATMUL_BF16))}")
+    for name, x in (("a_bf16", a_bf16), ("b_bf16", b_bf16)):
+        if not isinstance(x, np.ndarray) or x.dtype != np.uint16:
+            raise TypeError(f"matmul_bf16: {name} must be a uint16 array of bf16 bits (minillm.bf16.to_bf16), "
+                            f"got {getattr(x, 'dtype', type(x).__name__)}")
+        if x.ndim != 2:
+            raise ValueError(f"matmul_bf16: {name} must be 2-D, got shape {x.shape}")
+    (m, k), (k_b, n) = a_bf16.shape, b_bf16.shape
+    if k != k_b:
+        raise ValueError(f"matmul_bf16: inner dimensions differ: a is {m}×{k}, b is {k_b}×{n}")
+    a, b = _c(a_bf16), _c(b_bf16)
+    out = np.zeros((m, n), np.float32)
+    if out.size:
+        getattr(lib, MATMUL_BF16[version])(pointer(a), pointer(b), pointer(out), m, n, k)
+    return out
+
+
+def bf16_has_dpbf16():
+    """Do matmul_bf16's versions 2 and 3 run on vdpbf16ps (a build with AVX512_BF16)?"""
+    return bool(lib.matmul_bf16_has_avx512bf16())
+
+
+def to_bf16_c(x):
+    """float32 → bf16 bits by the C helper (bf16_from_float): what the kernels' callers would use;
+    tested against ``minillm.bf16.to_bf16``."""
+    x = _c(np.asarray(x, dtype=np.float32))
+    out = np.empty(x.shape, np.uint16)
+    if x.size:
+        lib.bf16_from_floats(pointer(x), pointer(out), x.size)
     return out
 
 

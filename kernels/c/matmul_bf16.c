@@ -1,0 +1,302 @@
+/* bf16 matrix multiplication on the CPU: C (M×N, float32) = A (M×K) · B (K×N), A and B in
+ * bfloat16, the products summed in float32. Three numbered versions, each complete on its own:
+ *
+ *  v1  scalar: widen each bf16 to a float and multiply-add; the layout lesson
+ *  v2  vdpbf16ps: the instruction that multiplies bf16 pairs, B packed into pairs along k
+ *  v3  v2 with a register tile of C (MR rows × NV vectors) and packed blocks, on every core
+ *
+ * What bf16 is. A float32 is 1 sign bit, 8 exponent bits and 23 mantissa bits; a bfloat16 is
+ * the top 16 bits of it: the same sign and exponent (so the same range, 1e-38 … 3e38, and the
+ * same inf and nan) and only 7 mantissa bits (about 3 significant digits). Widening is free,
+ * a shift left by 16; narrowing is rounding the low 16 bits away (bf16_from_float). Half the
+ * bytes of float32 means half the memory traffic and, with an instruction made for it, twice
+ * the products per instruction.
+ *
+ * The products are exact: two 8-bit significands multiply into at most 16 bits, which a
+ * float32's 24 hold. Only the sums round, in float32, as in the fp32 GEMM: the result is
+ * A·B of the bf16 values with float32 accumulation, not A·B of the floats before rounding.
+ *
+ * The AVX512_BF16 code (v2, v3) is compiled where the compiler targets it (__AVX512BF16__,
+ * i.e. -march=native on a CPU that has it). Elsewhere — the sanitizer build, which has no
+ * -march — v2 and v3 run v1's loop, which gives the same products up to float32 rounding.
+ * One difference: vdpbf16ps treats subnormal inputs and results as zero (it ignores MXCSR
+ * and always flushes), the scalar loop does not; for values a network holds this never
+ * shows. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include "minillm_kernels.h"
+#if defined(__AVX512BF16__)
+#include <immintrin.h>
+#endif
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
+/* ---- conversion --------------------------------------------------------------------------- */
+
+static inline float widen(uint16_t h) {  /* bf16 → float: the 16 bits become the top half */
+    const uint32_t bits = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+/* float → bf16, rounding to nearest, ties to even: add 0x7FFF plus the lowest bit that is
+ * kept, then cut. Below the halfway point (low half < 0x8000) the carry does not reach the
+ * kept bits; above it, it does; exactly halfway it does only when the kept part is odd, which
+ * makes it even. A carry out of the mantissa steps the exponent up, which is the right answer
+ * (and the largest finite floats round to inf, as they should). A nan keeps its sign and top
+ * mantissa bits and is made quiet, so that rounding cannot turn it into inf. */
+unsigned short bf16_from_float(float f) {
+    uint32_t bits;
+    memcpy(&bits, &f, sizeof bits);
+    if ((bits & 0x7FFFFFFFu) > 0x7F800000u)
+        return (unsigned short)((bits >> 16) | 0x0040u);
+    bits += 0x7FFFu + ((bits >> 16) & 1u);
+    return (unsigned short)(bits >> 16);
+}
+
+void bf16_from_floats(const float *x, unsigned short *out, long long n) {
+    for (long long i = 0; i < n; ++i) out[i] = bf16_from_float(x[i]);
+}
+
+void bf16_to_floats(const unsigned short *x, float *out, long long n) {
+    for (long long i = 0; i < n; ++i) out[i] = widen(x[i]);
+}
+
+int matmul_bf16_has_avx512bf16(void) {
+#if defined(__AVX512BF16__)
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+/* ---- v1: scalar --------------------------------------------------------------------------- */
+/* The fp32 ladder's v2 loop order (i-k-j: rows of B and C run contiguous), each bf16 widened
+ * as it is read. The layout lesson: a bf16 matrix is a uint16 matrix, row-major like any
+ * other; nothing about the product changes but the two shifts. The compiler may vectorise the
+ * j loop (widening 16 values at once is one vpmovzxwd and one shift), but each multiply still
+ * takes one float lane: no more products per instruction than float32 — only half the bytes
+ * read. */
+static void bf16_scalar(const uint16_t *A, const uint16_t *B, float *C, int M, int N, int K) {
+    for (int i = 0; i < M; ++i) {
+        float *c = C + (long)i * N;
+        for (int j = 0; j < N; ++j) c[j] = 0.0f;
+        for (int k = 0; k < K; ++k) {
+            const float a = widen(A[(long)i * K + k]);
+            const uint16_t *b = B + (long)k * N;
+            for (int j = 0; j < N; ++j) c[j] += a * widen(b[j]);
+        }
+    }
+}
+
+void matmul_bf16_v1_scalar(const unsigned short *A, const unsigned short *B, float *C, int M, int N, int K) {
+    bf16_scalar(A, B, C, M, N, K);
+}
+
+#if defined(__AVX512BF16__)
+/* ---- what v2 and v3 share: pairs -----------------------------------------------------------
+ * vdpbf16ps (_mm512_dpbf16_ps(c, a, b)) sees each 32-bit lane of a and b as two bf16s and
+ * does, in each of the 16 lanes,
+ *
+ *     c[lane] += a.lo · b.lo + a.hi · b.hi
+ *
+ * two products into one float32 accumulator: 32 multiply-adds per instruction where an fp32
+ * FMA does 16. The two products of a lane go into the same sum, so they must be two terms of
+ * the same dot product: the same C element, two consecutive k. Hence the layout
+ *
+ *     lane j of the B vector for pair p:  (B[2p][j], B[2p+1][j])    16 columns, one pair of k each
+ *     the A broadcast for pair p:         (A[i][2p], A[i][2p+1])    the same pair, every lane
+ *
+ * A row of A already holds its k-neighbours side by side, so (A[i][2p], A[i][2p+1]) is one
+ * 32-bit load. In B they are N elements apart (different rows), so B is packed: its rows
+ * 2p and 2p+1 interleaved, element by element. An odd K leaves the last pair with one term;
+ * its other half is zero in both. */
+static inline uint32_t pair(uint16_t lo, uint16_t hi) { return (uint32_t)lo | (uint32_t)hi << 16; }
+
+/* The pair of A's row (K long) at pair p: one unaligned 32-bit load, or k = K−1 and a zero. */
+static inline uint32_t a_pair(const uint16_t *row, int K, int p) {
+    if (2 * p + 1 < K) {
+        uint32_t v;
+        memcpy(&v, row + 2 * p, sizeof v);  /* little-endian: A[2p] is the low half */
+        return v;
+    }
+    return pair(row[2 * p], 0);
+}
+
+static inline __m512bh as_bh(__m512i v) { return (__m512bh)v; }
+
+/* The columns of a vector of 16 that lie inside C: all, or the first `left`. */
+static inline __mmask16 columns_mask(int left) {
+    return left >= 16 ? (__mmask16)0xFFFF : left <= 0 ? (__mmask16)0 : (__mmask16)((1u << left) - 1);
+}
+
+/* ---- v2: vdpbf16ps, B packed into pairs ------------------------------------------------------
+ * B is packed in panels of 16 columns, one zmm wide: panel q holds, for every pair p, the 16
+ * lanes (B[2p][16q+l], B[2p+1][16q+l]) — 64 bytes, one cache line, per pair. A panel is
+ * ⌈K/2⌉ × 64 B = 32·K bytes: the whole depth of K = 1024 is 32 KB, within a 32–48 KB L1. Each
+ * panel is then used by every row of A in turn, so it is read from L1 M times; each row of A
+ * (2·K bytes) is read once per panel, from L2 or L3.
+ * Per pair: one load of B, one broadcast of A, one vdpbf16ps into a single accumulator. That
+ * accumulator is the weakness v3 removes: each vdpbf16ps waits for the one before (a chain as
+ * long as K/2), so the unit that could start one or two a cycle starts one every few cycles. */
+static void v2_pairs(const uint16_t *A, const uint16_t *B, float *C, int M, int N, int K) {
+    const int pairs = (K + 1) / 2, panels = (N + 15) / 16;
+    uint32_t *packed = aligned_alloc(64, (size_t)panels * pairs * 64 + 64);
+    for (int q = 0; q < panels; ++q)
+        for (int p = 0; p < pairs; ++p)
+            for (int l = 0; l < 16; ++l) {
+                const int j = 16 * q + l, k = 2 * p;
+                const uint16_t lo = j < N ? B[(long)k * N + j] : 0;
+                const uint16_t hi = j < N && k + 1 < K ? B[(long)(k + 1) * N + j] : 0;
+                packed[((long)q * pairs + p) * 16 + l] = pair(lo, hi);
+            }
+    for (int q = 0; q < panels; ++q) {
+        const uint32_t *panel = packed + (long)q * pairs * 16;
+        const __mmask16 mask = columns_mask(N - 16 * q);
+        for (int i = 0; i < M; ++i) {
+            const uint16_t *row = A + (long)i * K;
+            __m512 acc = _mm512_setzero_ps();
+            for (int p = 0; p < pairs; ++p) {
+                const __m512i a = _mm512_set1_epi32((int)a_pair(row, K, p));
+                const __m512i b = _mm512_load_si512(panel + p * 16);
+                acc = _mm512_dpbf16_ps(acc, as_bh(a), as_bh(b));
+            }
+            _mm512_mask_storeu_ps(C + (long)i * N + 16 * q, mask, acc);
+        }
+    }
+    free(packed);
+}
+
+/* ---- v3: a register tile, packed blocks, every core ------------------------------------------
+ * The fp32 micro-kernel's idea (kernels/c/matmul/blocking.h) with pairs: a tile of C, MR rows ×
+ * NV vectors of 16 columns, stays in zmm registers for a whole KC-deep pass. Per pair the
+ * kernel loads NV vectors of B, broadcasts MR pairs of A and issues MR·NV independent
+ * vdpbf16ps — 24 chains instead of v2's one, enough to keep the unit busy, and each load now
+ * feeds MR (or NV) instructions instead of one.
+ *
+ *   registers: 12 × 2 = 24 accumulators + 2 B vectors + 1 broadcast of the 32 zmm
+ *
+ * Blocks, in pairs of k (4 bytes a pair, the same as one float — so the fp32 GEMM's byte
+ * arithmetic holds with KC counted in pairs, and each block covers twice the depth):
+ *
+ *   B sliver  KC2 × NR    256 pairs × 32 × 4 B =  32 KB   L1 (read by every A sliver of a block)
+ *   A sliver  MR × KC2     12 × 256 pairs × 4 B = 12 KB   L1/L2
+ *   A block   MC × KC2    240 × 256 pairs × 4 B = 240 KB  L2 (read once per B sliver)
+ *
+ * B is packed once, whole, before the cores start — sliver by sliver, each sliver's pairs
+ * from k = 0 to K, so that the KC2-deep piece a tile reads is contiguous — as many bytes as B
+ * itself, read by every core. Each core then takes its own blocks of rows of C (no core writes
+ * another's rows; no barrier) and packs its own A blocks: row by row of a sliver, the MR pairs
+ * of one k-pair side by side, rows past M zero. Columns past N are zero in the packed B, so a
+ * tile always computes MR × NR and stores only what lies inside C. */
+#define V3_MR 12
+#define V3_NV 2
+#define V3_NR (16 * V3_NV)
+#define V3_KC2 256
+#define V3_MC (20 * V3_MR)
+
+/* C tile (mr × nr of it inside C) = or += A sliver · B sliver over kc2 pairs. */
+static inline void v3_tile(const uint32_t *a, const uint32_t *b, int kc2, float *c, long ldc, int mr, int nr,
+                           int accumulate) {
+    __m512 acc[V3_MR][V3_NV];
+#pragma GCC unroll 12
+    for (int r = 0; r < V3_MR; ++r)
+#pragma GCC unroll 2
+        for (int v = 0; v < V3_NV; ++v) acc[r][v] = _mm512_setzero_ps();
+    for (int p = 0; p < kc2; ++p) {
+        __m512i bv[V3_NV];
+#pragma GCC unroll 2
+        for (int v = 0; v < V3_NV; ++v) bv[v] = _mm512_load_si512(b + p * V3_NR + 16 * v);
+#pragma GCC unroll 12
+        for (int r = 0; r < V3_MR; ++r) {
+            const __m512i av = _mm512_set1_epi32((int)a[p * V3_MR + r]);
+#pragma GCC unroll 2
+            for (int v = 0; v < V3_NV; ++v) acc[r][v] = _mm512_dpbf16_ps(acc[r][v], as_bh(av), as_bh(bv[v]));
+        }
+    }
+    for (int r = 0; r < mr; ++r)
+        for (int v = 0; v < V3_NV; ++v) {
+            const __mmask16 mask = columns_mask(nr - 16 * v);
+            float *out = c + r * ldc + 16 * v;
+            __m512 sum = acc[r][v];
+            if (accumulate)
+                sum = _mm512_add_ps(sum, _mm512_maskz_loadu_ps(mask, out));
+            _mm512_mask_storeu_ps(out, mask, sum);
+        }
+}
+
+static void v3_tiled(const uint16_t *A, const uint16_t *B, float *C, int M, int N, int K) {
+    const int pairs = (K + 1) / 2, slivers = (N + V3_NR - 1) / V3_NR;
+    uint32_t *packed_b = aligned_alloc(64, (size_t)slivers * pairs * V3_NR * 4 + 64);
+#pragma omp parallel for schedule(static)
+    for (int s = 0; s < slivers; ++s)
+        for (int p = 0; p < pairs; ++p)
+            for (int l = 0; l < V3_NR; ++l) {
+                const int j = s * V3_NR + l, k = 2 * p;
+                const uint16_t lo = j < N ? B[(long)k * N + j] : 0;
+                const uint16_t hi = j < N && k + 1 < K ? B[(long)(k + 1) * N + j] : 0;
+                packed_b[((long)s * pairs + p) * V3_NR + l] = pair(lo, hi);
+            }
+    /* Blocks of rows of about equal size, whole slivers, at least one per core when M allows. */
+    int threads = 1;
+#if defined(_OPENMP)
+    threads = omp_get_max_threads();
+#endif
+    int blocks = (M + V3_MC - 1) / V3_MC;
+    blocks = (blocks + threads - 1) / threads * threads;
+    int mc = (M + blocks - 1) / blocks;
+    mc = (mc + V3_MR - 1) / V3_MR * V3_MR;
+    blocks = (M + mc - 1) / mc;
+#pragma omp parallel
+    {
+        uint32_t *packed_a = aligned_alloc(64, (size_t)mc * V3_KC2 * 4 + 64);
+#pragma omp for schedule(static)
+        for (int blk = 0; blk < blocks; ++blk) {
+            const int ic = blk * mc, rows = M - ic < mc ? M - ic : mc;
+            for (int pc = 0; pc < pairs; pc += V3_KC2) {
+                const int kc2 = pairs - pc < V3_KC2 ? pairs - pc : V3_KC2;
+                for (int ir = 0; ir < rows; ir += V3_MR)  /* pack this block of A, sliver by sliver */
+                    for (int p = 0; p < kc2; ++p)
+                        for (int r = 0; r < V3_MR; ++r)
+                            packed_a[ir * kc2 + p * V3_MR + r] =
+                                ir + r < rows ? a_pair(A + (long)(ic + ir + r) * K, K, pc + p) : 0;
+                for (int s = 0; s < slivers; ++s) {  /* a B sliver stays in L1 while the A slivers pass */
+                    const uint32_t *b = packed_b + ((long)s * pairs + pc) * V3_NR;
+                    for (int ir = 0; ir < rows; ir += V3_MR)
+                        v3_tile(packed_a + ir * kc2, b, kc2, C + (long)(ic + ir) * N + s * V3_NR, N,
+                                rows - ir < V3_MR ? rows - ir : V3_MR, N - s * V3_NR, pc > 0);
+                }
+            }
+        }
+        free(packed_a);
+    }
+    free(packed_b);
+}
+#endif
+
+void matmul_bf16_v2_dpbf16(const unsigned short *A, const unsigned short *B, float *C, int M, int N, int K) {
+    if (M <= 0 || N <= 0)
+        return;
+#if defined(__AVX512BF16__)
+    v2_pairs(A, B, C, M, N, K);
+#else
+    bf16_scalar(A, B, C, M, N, K);
+#endif
+}
+
+void matmul_bf16_v3_tiled(const unsigned short *A, const unsigned short *B, float *C, int M, int N, int K) {
+    if (M <= 0 || N <= 0)
+        return;
+#if defined(__AVX512BF16__)
+    if (K <= 0) {
+        memset(C, 0, (size_t)M * N * sizeof *C);
+        return;
+    }
+    v3_tiled(A, B, C, M, N, K);
+#else
+    bf16_scalar(A, B, C, M, N, K);
+#endif
+}
