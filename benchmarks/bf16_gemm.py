@@ -76,7 +76,8 @@ def run(quick=False, log=print):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
-    args = dict(a[2:].split("=", 1) if "=" in a else (a[2:], "1") for a in argv if a.startswith("--"))
+    from .timing import flags
+    args = flags(argv)
     quick = "quick" in args
     from .timing import machine_info, machine_stem, write_json
     info = machine_info()

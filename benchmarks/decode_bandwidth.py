@@ -207,7 +207,8 @@ def run(quick=False, log=print):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
-    args = dict(a[2:].split("=", 1) if "=" in a else (a[2:], "1") for a in argv if a.startswith("--"))
+    from .timing import flags
+    args = flags(argv)
     quick = "quick" in args
     if argv[:1] == ["run"]:
         print(json.dumps(measure(TINY if quick else SMALL, QUICK_PLAN if quick else PLAN, int(args["threads"]))))

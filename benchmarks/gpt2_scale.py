@@ -170,7 +170,8 @@ def summarise(results):
 
 
 if __name__ == "__main__":
-    args = dict(a[2:].split("=", 1) if "=" in a else (a[2:], "1") for a in sys.argv[1:] if a.startswith("--"))
+    from .timing import flags
+    args = flags(sys.argv[1:])
     quick = "quick" in args
     if sys.argv[1:2] == ["run"]:
         print(json.dumps(run(args["task"], args["impl"], args["dir"], QUICK_PLAN if quick else PLAN)))

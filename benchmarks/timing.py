@@ -168,6 +168,11 @@ def machine_info(gpu=False):
     return info
 
 
+def flags(argv):
+    """The ``--name=value`` options of a script's command line as a dict; a bare ``--name`` is "1"."""
+    return dict(a[2:].split("=", 1) if "=" in a else (a[2:], "1") for a in argv if a.startswith("--"))
+
+
 def write_json(results, folder, stem):
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
