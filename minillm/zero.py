@@ -76,12 +76,13 @@ class ZeroAdamW:
 
     def clip_grad_norm_(self, max_norm):
         """clip_grad_norm_ over the slices: the global norm from one all-reduce; returns it."""
-        squares = np.array([float(np.dot(self.my_grad.astype(np.float64), self.my_grad.astype(np.float64)))])
+        backend = backends.current()  # the same sum and scaling as nn.utils.clip_grad_norm_
+        squares = np.array([backend.sum_of_squares_many([self.my_grad])], np.float64)
         self.comm.Allreduce(self.MPI.IN_PLACE, squares, op=self.MPI.SUM)
         norm = math.sqrt(squares[0])
         coefficient = max_norm / (norm + 1e-6)
         if coefficient < 1:
-            self.my_grad *= np.asarray(coefficient, self.my_grad.dtype)
+            backend.scale_many([self.my_grad], coefficient)
         return norm
 
     @no_grad()
