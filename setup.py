@@ -37,6 +37,7 @@ setup(
         "safetensors>=0.4",
         "regex>=2023.0",  # GPT-2's pre-tokenizer needs Unicode classes (\\p{L}, \\p{N})
         "hypothesis>=6.80",  # `minillm exercise` checks a learner's answers on drawn inputs
+        "threadpoolctl>=3.1",  # NumPy's BLAS steps aside while our kernels' threads run (blas_threads.py)
     ],
     extras_require={
         "test": ["pytest>=7", "hypothesis>=6.80"],

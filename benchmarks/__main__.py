@@ -15,10 +15,10 @@ import time
 
 from minillm import backends
 
-from . import decode_bandwidth, end_to_end, kernels, plots, report
+from . import decode_bandwidth, end_to_end, kernels, plots, report, thread_pools
 from .timing import machine_info, machine_stem, write_json
 
-OPS = ("matmul", "versions", "attention", "layernorm", "train_step", "generation", "decode_bandwidth", "numba_startup")
+OPS = ("matmul", "versions", "attention", "layernorm", "train_step", "generation", "decode_bandwidth", "thread_pools", "numba_startup")
 CPU_BACKENDS = ("numpy", "numba", "c")
 
 # The matmuls of a GPT step (M×K×N): nanoGPT's CPU recipe (B·T = 768 rows, C = 128, vocab 66),
@@ -74,6 +74,7 @@ def main(argv=None):
         "generation": lambda: end_to_end.generation(plan["contexts"], plan["new_tokens"], print,
                                                     backend="c" if "c" in names else "numpy"),
         "decode_bandwidth": lambda: decode_bandwidth.run(args.quick, print) if "c" in available else {},
+        "thread_pools": lambda: thread_pools.run(args.quick, print),
         "numba_startup": lambda: end_to_end.numba_startup(print) if "numba" in names else {},
     }
     for op in OPS:

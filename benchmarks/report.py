@@ -67,6 +67,10 @@ def cpu_tables(results):
                    + _table(header, rows))
     if results.get("decode_bandwidth"):
         out.append("### " + decode_table(results["decode_bandwidth"]))
+    if results.get("thread_pools"):
+        from . import thread_pools
+        out.append("### two thread pools on two cores: the C GEMM right after a NumPy product "
+                   "(`benchmarks/thread_pools.py`)\n\n" + thread_pools.table(results["thread_pools"], _table))
     if results.get("numba_startup"):
         r = results["numba_startup"]
         out.append(f"numba start-up: {r['first_call_s']:.1f} s to first result with an empty JIT cache, "

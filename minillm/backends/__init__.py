@@ -13,6 +13,8 @@ import types
 
 import numpy as np
 
+from .. import blas_threads
+
 PRIMITIVES = (
     "matmul",
     "attention_forward", "attention_backward",
@@ -145,12 +147,14 @@ def current():
     global _current
     if _current is None:
         _current = _load(os.environ.get("MINILLM_BACKEND", "numpy"))
+        blas_threads.follow(_current.name)
     return _current
 
 
 def set_backend(name):
     global _current
     _current = _load(name)
+    blas_threads.follow(name)  # NumPy's BLAS steps aside while a backend with its own threads runs
     return _current
 
 
@@ -159,10 +163,12 @@ def use_backend(name):
     global _current
     previous = current()
     _current = _load(name)
+    blas_threads.follow(name)
     try:
         yield _current
     finally:
         _current = previous
+        blas_threads.follow(previous.name)
 
 
 def is_available(name):
