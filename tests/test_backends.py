@@ -292,6 +292,8 @@ def elementwise(d):
 DRAWN = {
     "gelu_forward": lambda d: (d.array(elementwise(d), scale=3.0),),
     "gelu_backward": lambda d: (d.array(shape := elementwise(d), scale=3.0), d.array(shape)),
+    "relu_forward": lambda d: (d.array(elementwise(d)),),
+    "relu_backward": lambda d: (d.array(shape := elementwise(d)), d.array(shape)),
 }
 BY_HAND = {  # primitive -> the test that draws its inputs (in-place updates, several outputs, options)
     "matmul": "test_matmul", "linear_forward": "test_linear_forward_adds_the_bias_once",

@@ -183,6 +183,14 @@ class Backend:
         grad = 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * SQRT_2_OVER_PI * (1 + 3 * 0.044715 * x2)
         return (dy * grad).astype(x.dtype, copy=False)
 
+    def relu_forward(self, x):
+        """ReLU, elementwise: max(x, 0) (NaN stays NaN)."""
+        return xp_of(x).maximum(x, 0).astype(x.dtype, copy=False)
+
+    def relu_backward(self, x, dy):
+        """dy where x > 0, else 0, elementwise."""
+        return (dy * (x > 0)).astype(x.dtype, copy=False)
+
     # ---- in place: embedding gradients, clipping, the optimizer ------------------------------
     def scatter_add_rows(self, target, index, values):
         """target[index[i]] += values[i] for a 1-D integer ``index`` in [0, rows), repeats adding

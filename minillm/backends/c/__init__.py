@@ -337,6 +337,20 @@ class CBackend(Backend):
         lib.gelu_backward(pointer(x), pointer(dy), pointer(dx), x.size)
         return dx
 
+    @float32_kernel(0)
+    def relu_forward(self, x):
+        x = _c(x)
+        y = np.empty_like(x)
+        lib.relu_forward(pointer(x), pointer(y), x.size)
+        return y
+
+    @float32_kernel(0, 1)
+    def relu_backward(self, x, dy):
+        x, dy = _c(x), _c(dy)
+        dx = np.empty_like(x)
+        lib.relu_backward(pointer(x), pointer(dy), pointer(dx), x.size)
+        return dx
+
     @float32_kernel(0, 1, 2, 3, writes=(0, 2, 3))
     def adam_update(self, p, g, m, v, lr, beta1, beta2, eps, weight_decay, decoupled, step):
         if not g.flags.c_contiguous:
