@@ -30,7 +30,8 @@ void adam_update_many(float *const *p, float *const *g, float *const *m, float *
                       float step_size, float rsqrt_bc2);  /* below: adam_update is its one-tensor case */
 
 /* Adam / AdamW: one fused pass over a float32 parameter and its two moments */
-MINILLM_API void adam_update(float *p, const float *g, float *m, float *v, long long n, float lr, float beta1, float beta2,
+MINILLM_API
+void adam_update(float *p, const float *g, float *m, float *v, long long n, float lr, float beta1, float beta2,
                  float eps, float weight_decay, int decoupled, float step_size, float rsqrt_bc2) {
     float *gm = (float *)g;  /* read only: adam_range never writes through it */
     adam_update_many(&p, &gm, &m, &v, &n, 1, lr, beta1, beta2, eps, weight_decay, decoupled, step_size, rsqrt_bc2);
@@ -43,7 +44,8 @@ MINILLM_API void adam_update(float *p, const float *g, float *m, float *v, long 
  * tensors are treated as one index space of `total` values, cut into one equal, contiguous
  * range per thread; a range may start in one tensor and end in another. The recipe's
  * 0.8 M parameters × 28 bytes = 23 MB per step then moves at both cores' bandwidth, once. */
-MINILLM_API void adam_update_many(float *const *p, float *const *g, float *const *m, float *const *v, const long long *n,
+MINILLM_API
+void adam_update_many(float *const *p, float *const *g, float *const *m, float *const *v, const long long *n,
                       int count, float lr, float beta1, float beta2, float eps, float weight_decay, int decoupled,
                       float step_size, float rsqrt_bc2) {
     const float keep = decoupled ? 1.0f - lr * weight_decay : 1.0f;

@@ -9,7 +9,8 @@
 #include "minillm_kernels.h"
 
 /* out = a + b over n floats (the residual stream and its gradient) */
-MINILLM_API void add_arrays(const float *a, const float *b, float *out, long long n) {
+MINILLM_API
+void add_arrays(const float *a, const float *b, float *out, long long n) {
 #pragma omp parallel for simd schedule(static)
     for (long long i = 0; i < n; ++i) out[i] = a[i] + b[i];
 }

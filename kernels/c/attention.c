@@ -152,7 +152,8 @@ static void exp_rows(float *s, int rows, int cols, float scale, const float *shi
 /* attention over N heads of (T, D): flash-style, online softmax, O(T·D) memory
  * head z's rows lie ld floats apart from (z / heads)·T·ld + (z % heads)·D (attention.c):
  * heads = 1, ld = D is a contiguous (N, T, D) tensor; ld = 3C a third of a (B, T, 3C) qkv */
-MINILLM_API void attention_forward(const float *q, const float *k, const float *v, float *out, float *lse, int n, int t_query,
+MINILLM_API
+void attention_forward(const float *q, const float *k, const float *v, float *out, float *lse, int n, int t_query,
                        int t_key, int d, int causal, float scale, int heads, long ld_in, long ld_out) {
     const int offset = t_key - t_query, qb = tile_rows(t_query), q_tiles = (t_query + qb - 1) / qb;
     const int chunk = q_tiles > 0 ? heads_per_task(n, heads) * q_tiles : 1;  /* a head's tiles are consecutive tasks */
@@ -220,7 +221,8 @@ MINILLM_API void attention_forward(const float *q, const float *k, const float *
     }
 }
 
-MINILLM_API void attention_backward(const float *q, const float *k, const float *v, const float *out, const float *lse,
+MINILLM_API
+void attention_backward(const float *q, const float *k, const float *v, const float *out, const float *lse,
                         const float *dout, float *dq, float *dk, float *dv, int n, int t_query, int t_key, int d,
                         int causal, float scale, int heads, long ld_in, long ld_out) {
     const int offset = t_key - t_query, qb = tile_rows(t_query), chunk = heads_per_task(n, heads);

@@ -59,7 +59,8 @@ static inline void scores(const float *restrict row, const float *restrict colsT
 }
 
 /* v1, one query row at a time (attention_rows.c): the step before the tiles, kept to be timed */
-MINILLM_API void attention_rows_forward(const float *q, const float *k, const float *v, float *out, float *lse, int n, int t_query,
+MINILLM_API
+void attention_rows_forward(const float *q, const float *k, const float *v, float *out, float *lse, int n, int t_query,
                        int t_key, int d, int causal, float scale) {
     const int offset = t_key - t_query;
     float *kT = transpose_heads(k, n, t_key, d);
@@ -101,7 +102,8 @@ MINILLM_API void attention_rows_forward(const float *q, const float *k, const fl
     free(kT);
 }
 
-MINILLM_API void attention_rows_backward(const float *q, const float *k, const float *v, const float *out, const float *lse,
+MINILLM_API
+void attention_rows_backward(const float *q, const float *k, const float *v, const float *out, const float *lse,
                         const float *dout, float *dq, float *dk, float *dv, int n, int t_query, int t_key, int d,
                         int causal, float scale) {
     const int offset = t_key - t_query;

@@ -8,7 +8,8 @@
 #include "exp_poly.h"
 
 /* softmax cross-entropy over (N, C) logits and int64 targets */
-MINILLM_API void cross_entropy_forward(const float *logits, const long long *target, float *loss, float *lse, int rows,
+MINILLM_API
+void cross_entropy_forward(const float *logits, const long long *target, float *loss, float *lse, int rows,
                            int classes, long long ignore_index) {
 #pragma omp parallel for schedule(static)
     for (long r = 0; r < rows; ++r) {
@@ -24,7 +25,8 @@ MINILLM_API void cross_entropy_forward(const float *logits, const long long *tar
     }
 }
 
-MINILLM_API void cross_entropy_backward(const float *logits, const long long *target, const float *lse, const float *dloss,
+MINILLM_API
+void cross_entropy_backward(const float *logits, const long long *target, const float *lse, const float *dloss,
                             float *dlogits, int rows, int classes, long long ignore_index) {
 #pragma omp parallel for schedule(static)
     for (long r = 0; r < rows; ++r) {

@@ -11,7 +11,8 @@
 #include "minillm_kernels.h"
 
 /* an embedding's backward: target[index[i]] += values[i] (rows of `width`), repeats adding up -- */
-MINILLM_API void embedding_backward(float *target, const long long *index, const float *values, long long count,
+MINILLM_API
+void embedding_backward(float *target, const long long *index, const float *values, long long count,
                         long long width) {
     for (long long i = 0; i < count; ++i) {
         float *restrict row = target + index[i] * width;

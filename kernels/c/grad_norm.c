@@ -13,7 +13,8 @@
 #include "team.h"
 
 /* gradient clipping over many tensors: Σ x² of all, and x ← x · factor for all */
-MINILLM_API double sum_of_squares_many(float *const *x, const long long *n, int count) {
+MINILLM_API
+double sum_of_squares_many(float *const *x, const long long *n, int count) {
     double total = 0.0;
 #pragma omp parallel reduction(+ : total)
     {
@@ -29,7 +30,8 @@ MINILLM_API double sum_of_squares_many(float *const *x, const long long *n, int 
     return total;
 }
 
-MINILLM_API void scale_many(float *const *x, const long long *n, int count, float factor) {
+MINILLM_API
+void scale_many(float *const *x, const long long *n, int count, float factor) {
 #pragma omp parallel
     {
         const long long me = team_member(), threads = team_size();

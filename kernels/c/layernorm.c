@@ -9,7 +9,8 @@
 #include "team.h"
 
 /* layer norm over the rows of an (N, D) matrix */
-MINILLM_API void layernorm_forward(const float *x, const float *w, const float *b, float *y, float *mean, float *rstd, int rows,
+MINILLM_API
+void layernorm_forward(const float *x, const float *w, const float *b, float *y, float *mean, float *rstd, int rows,
                        int d, float eps) {
     /* one row (a token being generated) stays on this thread: a team's fork and join cost
      * more than the row, and a team member the OS has not scheduled costs a time slice */
@@ -32,7 +33,8 @@ MINILLM_API void layernorm_forward(const float *x, const float *w, const float *
     }
 }
 
-MINILLM_API void layernorm_backward(const float *dy, const float *x, const float *w, const float *mean, const float *rstd,
+MINILLM_API
+void layernorm_backward(const float *dy, const float *x, const float *w, const float *mean, const float *rstd,
                         float *dx, float *dw, float *db, int rows, int d) {
     const int threads = team_threads(0);
     float *parts = calloc((size_t)threads * 2 * d, sizeof(float));

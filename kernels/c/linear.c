@@ -79,7 +79,8 @@ static void gradients_by_rows(const float *g, const float *x, const float *w, fl
 
 /* the backward of y = x·Wᵀ + b for g (rows × out), x (rows × in), W (out × in): gx = g·W,
  * gw = gᵀ·x, gb = Σ_rows g; an output left NULL is not computed (linear.c) */
-MINILLM_API void linear_backward(const float *g, const float *x, const float *w, float *gx, float *gw, float *gb, int rows,
+MINILLM_API
+void linear_backward(const float *g, const float *x, const float *w, float *gx, float *gw, float *gb, int rows,
                      int in, int out, int threads) {
     threads = team_threads(threads);
     if (threads >= 2 && gx && gw && rows >= MIN_ROWS_PER_THREAD * threads

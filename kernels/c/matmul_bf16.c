@@ -46,7 +46,8 @@ static inline float widen(uint16_t h) {  /* bf16 → float: the 16 bits become t
  * makes it even. A carry out of the mantissa steps the exponent up, which is the right answer
  * (and the largest finite floats round to inf, as they should). A nan keeps its sign and top
  * mantissa bits and is made quiet, so that rounding cannot turn it into inf. */
-MINILLM_API unsigned short bf16_from_float(float f) {
+MINILLM_API
+unsigned short bf16_from_float(float f) {
     uint32_t bits;
     memcpy(&bits, &f, sizeof bits);
     if ((bits & 0x7FFFFFFFu) > 0x7F800000u)
@@ -55,16 +56,19 @@ MINILLM_API unsigned short bf16_from_float(float f) {
     return (unsigned short)(bits >> 16);
 }
 
-MINILLM_API void bf16_from_floats(const float *x, unsigned short *out, long long n) {
+MINILLM_API
+void bf16_from_floats(const float *x, unsigned short *out, long long n) {
     for (long long i = 0; i < n; ++i) out[i] = bf16_from_float(x[i]);
 }
 
-MINILLM_API void bf16_to_floats(const unsigned short *x, float *out, long long n) {
+MINILLM_API
+void bf16_to_floats(const unsigned short *x, float *out, long long n) {
     for (long long i = 0; i < n; ++i) out[i] = widen(x[i]);
 }
 
 /* 1 when v2 and v3 run on vdpbf16ps */
-MINILLM_API int matmul_bf16_has_avx512bf16(void) {
+MINILLM_API
+int matmul_bf16_has_avx512bf16(void) {
 #if defined(__AVX512BF16__)
     return 1;
 #else
@@ -95,7 +99,8 @@ static void bf16_scalar(const uint16_t *A, const uint16_t *B, float *C, int M, i
  * float32, as uint16), summed in float32 (matmul_bf16.c). v1 scalar, v2 vdpbf16ps on pairs of k,
  * v3 v2 with a register tile and packed blocks on every core; without AVX512_BF16, v2 and v3 run
  * v1's loop */
-MINILLM_API void matmul_bf16_v1_scalar(const unsigned short *A, const unsigned short *B, float *C, int M, int N, int K) {
+MINILLM_API
+void matmul_bf16_v1_scalar(const unsigned short *A, const unsigned short *B, float *C, int M, int N, int K) {
     bf16_scalar(A, B, C, M, N, K);
 }
 
@@ -277,7 +282,8 @@ static void v3_tiled(const uint16_t *A, const uint16_t *B, float *C, int M, int 
 }
 #endif
 
-MINILLM_API void matmul_bf16_v2_dpbf16(const unsigned short *A, const unsigned short *B, float *C, int M, int N, int K) {
+MINILLM_API
+void matmul_bf16_v2_dpbf16(const unsigned short *A, const unsigned short *B, float *C, int M, int N, int K) {
     if (M <= 0 || N <= 0)
         return;
 #if defined(__AVX512BF16__)
@@ -287,7 +293,8 @@ MINILLM_API void matmul_bf16_v2_dpbf16(const unsigned short *A, const unsigned s
 #endif
 }
 
-MINILLM_API void matmul_bf16_v3_tiled(const unsigned short *A, const unsigned short *B, float *C, int M, int N, int K) {
+MINILLM_API
+void matmul_bf16_v3_tiled(const unsigned short *A, const unsigned short *B, float *C, int M, int N, int K) {
     if (M <= 0 || N <= 0)
         return;
 #if defined(__AVX512BF16__)

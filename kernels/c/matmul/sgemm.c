@@ -39,7 +39,8 @@ static int threads_or_all(int threads) {
 
 /* C = op(A)·op(B) (+ bias on every row, bias may be NULL) for one 2-D product (a Linear
  * layer): the bias is added by the tiles' stores. */
-MINILLM_API void sgemm_bias(const float *A, const float *B, const float *bias, float *C, int M, int N, int K, long long sam,
+MINILLM_API
+void sgemm_bias(const float *A, const float *B, const float *bias, float *C, int M, int N, int K, long long sam,
                 long long sak, long long sbk, long long sbn, int threads) {
     const gemm_t p = {.A = A, .B = B, .bias = bias, .C = C, .M = M, .N = N, .K = K, .sam = sam, .sak = sak,
                       .sbk = sbk, .sbn = sbn, .ldc = N};
@@ -50,7 +51,8 @@ MINILLM_API void sgemm_bias(const float *A, const float *B, const float *bias, f
  * products; element (m, k) of batch z of A is A[z*sab + m*sam + k*sak] (likewise B), so
  * transposes and broadcast batches cost nothing.
  * C is contiguous (batches × M × N). threads: 0 = all cores. */
-MINILLM_API void sgemm_strided(const float *A, const float *B, float *C, int batches, int M, int N, int K, long long sab,
+MINILLM_API
+void sgemm_strided(const float *A, const float *B, float *C, int batches, int M, int N, int K, long long sab,
                    long long sam, long long sak, long long sbb, long long sbk, long long sbn, int threads) {
     threads = threads_or_all(threads);
     const gemm_t first = {.A = A, .B = B, .C = C, .M = M, .N = N, .K = K, .sam = sam, .sak = sak, .sbk = sbk,

@@ -27,7 +27,7 @@ import sysconfig
 import tempfile
 from pathlib import Path
 
-# MINILLM_API <return type> <name>(<parameters>) {  — an exported definition
+# MINILLM_API, then <return type> <name>(<parameters>) {  — an exported definition
 _EXPORTED = re.compile(r"^MINILLM_API\s+([^;{}]*?\))\s*\{", re.M | re.S)
 FLAG_SETS = (["-O3", "-march=native", "-mprefer-vector-width=512", "-fopenmp"], ["-O3", "-march=native", "-fopenmp"],
              ["-O3", "-fopenmp"], ["-O3"])
