@@ -80,6 +80,7 @@ def gemm_operands(a, b, trans_a, trans_b):
     b3, sbb = batched_operand(op_b, batch)
     return a3, sab, b3, sbb, m, n, k, batch
 
+
 # (after the helpers above, which reference.py imports)
 from .reference import Backend  # noqa: E402
 
