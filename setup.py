@@ -56,7 +56,7 @@ setup(
         "book": ["jupytext>=1.16", "nbclient>=0.10", "nbconvert>=7.0", "ipykernel>=6.0",
                  "django-static-mathjax>=3.2"],
     },
-    cffi_modules=["minillm/backends/c_build.py:ffibuilder"],
+    cffi_modules=["minillm/backends/c/build.py:ffibuilder"],
     cmdclass={"build_ext": OptionalBuildExt},
     entry_points={"console_scripts": ["minillm=minillm.cli:main"]},
 )

@@ -29,7 +29,7 @@ def _torch():
 
 
 def run(quick=False, log=print):
-    from minillm.backends import c_backend as c
+    from minillm.backends import c
     from minillm.bf16 import to_bf16
     from .timing import median_seconds
     threads = c.lib.minillm_max_threads()
@@ -46,7 +46,7 @@ def run(quick=False, log=print):
         flops = 2.0 * m * n * k
         series = {f"bf16_v{v}": (lambda a, b, v=v: c.matmul_bf16(a, b, v), (a16, b16),
                                  repeats if v == 3 or quick else 2) for v in (1, 2, 3)}
-        series["fp32_c"] = (c.matmul, (a32, b32), repeats)
+        series["fp32_c"] = (c.backend.matmul, (a32, b32), repeats)
         if torch is not None:
             ta, tb = (torch.from_numpy(x).to(torch.bfloat16) for x in (a32, b32))
             series["torch_bf16"] = (torch.matmul, (ta, tb), repeats)

@@ -119,10 +119,7 @@ def main(argv=None):
     import cupy
 
     from minillm import backends
-    from minillm.backends import cupy_backend, numpy_backend
-
-    backends.get("cupy")
-    prims = cupy_backend.primitives
+    numpy_backend, prims = backends.get("numpy"), backends.get("cupy")
     info = machine_info(gpu=True)
     print(info, flush=True)
     results = {"machine": info,

@@ -80,7 +80,7 @@ class ReadBandwidth:
     anything, understated."""
 
     def __init__(self, threads, megabytes):
-        from minillm.backends import c_backend
+        from minillm.backends import c as c_backend
         self.stream_read, self.threads = c_backend.stream_read, threads
         self.data = np.ones(megabytes * 2 ** 20 // 4, np.float32)
         self.stream_read(self.data, threads)  # pages touched, team started
@@ -106,7 +106,7 @@ def kernel_rates(model, threads, rounds, between=lambda: None):
     """GB/s of weights for each numbered int8 kernel: one row through every Int8WeightLinear of
     ``model`` in turn (a token's worth of layers), the median and best of ``rounds`` passes
     taken in turn (``between`` runs before each round)."""
-    from minillm.backends import c_backend
+    from minillm.backends import c as c_backend
     from minillm.compress.quantize import Int8WeightLinear
     layers = [m for m in model.modules() if isinstance(m, Int8WeightLinear)]
     rng = np.random.default_rng(1)

@@ -145,7 +145,7 @@ def numba_startup(log):
     """Seconds to first result of a fresh process on the numba backend: with an empty JIT
     cache (compilation) and again with the cache filled."""
     script = ("import time; t=time.perf_counter(); import numpy as np, minillm; "
-              "from minillm.backends import numba_backend as nb; x=np.ones((64,64),np.float32); "
+              "from minillm import backends; nb=backends.get(\"numba\"); x=np.ones((64,64),np.float32); "
               "nb.matmul(x,x); q=np.ones((2,16,16),np.float32); o,l=nb.attention_forward(q,q,q,True,0.25); "
               "nb.attention_backward(q,q,q,o,l,q,True,0.25); y,m,r=nb.layernorm_forward(x,x[0],x[0],1e-5); "
               "nb.layernorm_backward(x,x,x[0],m,r); print(time.perf_counter()-t)")

@@ -8,7 +8,7 @@ import tracemalloc
 import numpy as np
 
 from minillm import backends
-from minillm.backends import numpy_backend as reference
+from minillm.backends.reference import backend as reference
 
 from .timing import median_seconds
 
@@ -130,8 +130,7 @@ def attention(names, lengths, repeats, log, shapes=((32, 64),)):
             impls = [("composite", reference, {})] + [(n, backends.get(n), {}) for n in names]
             for name in ("numba", "c"):  # v1, the row kernels the tiles replaced
                 if name in names:
-                    module = importlib.import_module(f"minillm.backends.{backends.KNOWN[name]}")
-                    impls.append((f"{name}_v1_rows", module, {"version": "rows"}))
+                    impls.append((f"{name}_v1_rows", backends.get(name), {"version": "rows"}))
             for label, impl, options in impls:
                 if label == "composite" and t > 2048:
                     continue  # the T×T composite needs gigabytes past this: the fused kernels exist for it

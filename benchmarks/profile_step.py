@@ -18,7 +18,7 @@ RECIPE = dict(vocab_size=66, block_size=64, n_layer=4, n_head=4, n_embd=128, bat
 
 # function label (file:line(name) or {built-in ...}) → group; first match wins
 GROUPS = (
-    ("matmul", ("sgemm", "_gemm", "matmul' of 'numpy", "numba_gemm", "linear_backward")),  # + a Linear's bias sums
+    ("matmul", ("sgemm", "_gemm", "matmul' of 'numpy", "numba/gemm", "linear_backward")),  # + a Linear's bias sums
     ("attention", ("attention",)),
     ("optimizer", ("adam", "optim.py")),
     ("layer norm", ("layernorm",)),

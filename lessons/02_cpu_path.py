@@ -326,7 +326,7 @@ save_figure(fig, results_dir("02_cpu_path") / "blis_loop_nest.png", dpi=90)
 
 # %%
 if "c" in backends.available():
-    from minillm.backends import c_backend
+    from minillm.backends import c as c_backend
     for version in c_backend.NUMBERED:
         out = c_backend.matmul_numbered(version, a, b)
         error = np.linalg.norm(out - reference) / np.linalg.norm(reference)
@@ -365,13 +365,13 @@ else:
 # %% [markdown]
 # ## A JIT instead of C: Numba
 # The same two ideas written in Python and compiled by LLVM at run time
-# (`minillm/backends/numba_gemm.py`): v1 blocks four rows at a time, v2 is the BLIS
+# (`minillm/backends/numba/gemm.py`): v1 blocks four rows at a time, v2 is the BLIS
 # structure with a 6×16 register tile written out as 96 scalar accumulators, which LLVM's
 # SLP vectoriser packs into twelve vector registers (Numba leaves SLP off by default).
 
 # %%
 if "numba" in backends.available():
-    from minillm.backends import numba_backend
+    from minillm.backends import numba as numba_backend
     for version in numba_backend.NUMBERED:
         out = numba_backend.matmul_numbered(version, a, b)
         error = np.linalg.norm(out - reference) / np.linalg.norm(reference)
@@ -390,8 +390,7 @@ if "numba" in backends.available():
 # %%
 name = "cupy" if "cupy" in backends.available() else "cuda-sim"
 if name in backends.available():
-    import importlib
-    cuda = importlib.import_module(f"minillm.backends.{backends.KNOWN[name]}").primitives
+    cuda = backends.get(name)
     small = 64 if name == "cuda-sim" else N
     sa, sb = np.ascontiguousarray(a[:small, :small]), np.ascontiguousarray(b[:small, :small])  # kernels want rows
     xa, xb = (backends.get(name).xp.asarray(m) for m in (sa, sb))

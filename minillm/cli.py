@@ -63,7 +63,7 @@ def info(argv):
     for name, state in backends.status().items():
         print(f"  backend {name:9s} {state}")
     if backends.is_available("c"):
-        from .backends import c_backend
+        from .backends import c as c_backend
         print(f"  c kernels built with: {c_backend.build_flags}, {c_backend.lib.minillm_max_threads()} threads, "
               f"int8 products on AVX512-VNNI: {'yes' if c_backend.lib.linear_int8_has_vnni() else 'no'}")
     from .blas_threads import blas_threads

@@ -395,7 +395,13 @@ log = _unary("log", lambda xp, x: xp.log(x), lambda xp, x, y: 1 / x)
 sqrt = _unary("sqrt", lambda xp, x: xp.sqrt(x), lambda xp, x, y: 0.5 / y)
 tanh = _unary("tanh", lambda xp, x: xp.tanh(x), lambda xp, x, y: 1 - y * y)
 abs = _unary("abs", lambda xp, x: xp.abs(x), lambda xp, x, y: xp.sign(x))
-relu = _unary("relu", lambda xp, x: xp.maximum(x, 0), lambda xp, x, y: (x > 0).astype(x.dtype))
+
+
+@op("relu")
+def relu(a):
+    """max(x, 0), by the backend's relu_forward and relu_backward."""
+    backend = backends.current()
+    return result(backend.relu_forward(a.data), (a,), lambda g: (backend.relu_backward(a.data, g),), "relu")
 
 
 def _stable_sigmoid(xp, x):

@@ -145,7 +145,7 @@ class Adam(Optimizer):
     def step(self):
         """Every parameter in one backend call (``adam_update_many``: one kernel over all
         tensors in C, the backend's fused ``adam_update`` one tensor at a time elsewhere;
-        numpy_backend.adam_update is the formula). The result is the same either way: each
+        reference.Backend.adam_update is the formula). The result is the same either way: each
         element's update depends only on that element."""
         self.step_count += 1
         live = [(p, p.grad.data.astype(p.dtype, copy=False), state) for p, state in zip(self.params, self.state)

@@ -1,7 +1,6 @@
 """Launch every CUDA kernel on awkward shapes through the active CUDA backend — a script
 for `compute-sanitizer --tool memcheck|racecheck|synccheck python tests/cuda_exercise.py`
 on a GPU (backend cupy), or for the bounds-checked CPU harness (backend cuda-sim)."""
-import importlib
 import sys
 
 import numpy as np
@@ -10,7 +9,7 @@ from minillm import backends
 
 name = sys.argv[1] if len(sys.argv) > 1 else "cupy"
 xp = backends.get(name).xp
-prims = importlib.import_module(f"minillm.backends.{backends.KNOWN[name]}").primitives
+prims = backends.get(name)
 rng = np.random.default_rng(0)
 
 

@@ -13,7 +13,7 @@ from hypothesis import given, settings, strategies as st
 from minillm import backends
 from minillm.bf16 import from_bf16, to_bf16
 
-c = pytest.importorskip("minillm.backends.c_backend") if "c" in backends.available() else None
+c = pytest.importorskip("minillm.backends.c") if "c" in backends.available() else None
 needs_c = pytest.mark.skipif(c is None, reason=f"c backend unavailable: {backends.status().get('c')}")
 
 

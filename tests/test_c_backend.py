@@ -7,11 +7,11 @@ import pytest
 from hypothesis import given, strategies as st
 
 from minillm import backends
-from minillm.backends import numpy_backend as reference
+from minillm.backends.reference import backend as reference
 
 pytestmark = pytest.mark.skipif("c" not in backends.available(),
                                 reason=f"c backend unavailable: {backends.status().get('c')}")
-c = pytest.importorskip("minillm.backends.c_backend") if "c" in backends.available() else None
+c = pytest.importorskip("minillm.backends.c") if "c" in backends.available() else None
 
 # 1, primes, and sizes that straddle the register tiles (6×16 AVX2, 12×32 AVX-512), MC (120/240)
 # and KC (256 AVX2, 512 AVX-512)
@@ -73,7 +73,7 @@ def test_linear_backward_on_any_number_of_threads(threads, rows, n_in, n_out):
     A thread's partial left out of the sum, or a row split that skips a row, fails it."""
     rng = np.random.default_rng(rows * 7919 + n_in * 31 + n_out)
     g, x, w = (rng.standard_normal(s).astype(np.float32) for s in ((rows, n_out), (rows, n_in), (n_out, n_in)))
-    gx, gw, gb = c.linear_backward(g, x, w, threads=threads)
+    gx, gw, gb = c.backend.linear_backward(g, x, w, threads=threads)
     g64 = g.astype(np.float64)
     for out, ref in ((gx, g64 @ w), (gw, g64.T @ x), (gb, g64.sum(0))):
         assert np.linalg.norm(out - ref) <= 1e-5 * np.linalg.norm(ref) + 1e-6
@@ -97,14 +97,14 @@ def test_adam_keeps_no_stale_pointers():
         expected = [[a.astype(np.float64) for a in group] for group in (ps, gs, ms, vs)]
         for p, g, m, v in zip(*expected):
             reference.adam_update(p, g, m, v, 1e-2, 0.9, 0.99, 1e-8, 0.1, True, step)
-        c.adam_update_many(ps, gs, ms, vs, 1e-2, 0.9, 0.99, 1e-8, 0.1, True, step)
+        c.backend.adam_update_many(ps, gs, ms, vs, 1e-2, 0.9, 0.99, 1e-8, 0.1, True, step)
         for got, want in zip(ps + ms + vs, expected[0] + expected[2] + expected[3]):
             np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
     other = arrays(1)  # a second optimizer's list between two calls of the first
-    c.adam_update_many(other, arrays(1), [np.zeros((3, 5), np.float32)], [np.zeros((3, 5), np.float32)],
+    c.backend.adam_update_many(other, arrays(1), [np.zeros((3, 5), np.float32)], [np.zeros((3, 5), np.float32)],
                        1e-2, 0.9, 0.99, 1e-8, 0.0, True, 1)
     before = [p.copy() for p in ps]
-    c.adam_update_many(ps, arrays(2), ms, vs, 1e-2, 0.9, 0.99, 1e-8, 0.1, True, 5)
+    c.backend.adam_update_many(ps, arrays(2), ms, vs, 1e-2, 0.9, 0.99, 1e-8, 0.1, True, 5)
     assert all(not np.array_equal(a, b) for a, b in zip(ps, before))
 
 
@@ -113,7 +113,7 @@ def test_embedding_backward_refuses_indices_outside_the_table():
     table, values = np.zeros((3, 4), np.float32), np.ones((2, 4), np.float32)
     for bad in ([0, 3], [-1, 0]):
         with pytest.raises(IndexError, match=r"scatter_add_rows: indices must lie in \[0, 3\)"):
-            c.scatter_add_rows(table, np.asarray(bad), values)
+            c.backend.scatter_add_rows(table, np.asarray(bad), values)
     assert not table.any()
 
 
@@ -121,10 +121,10 @@ def test_strided_and_batched_operands_need_no_copies():
     rng = np.random.default_rng(0)
     a = rng.standard_normal((3, 70, 50)).astype(np.float32)
     b = rng.standard_normal((50, 90)).astype(np.float32)
-    np.testing.assert_allclose(c.matmul(a, b), a @ b, rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(c.matmul(a, a, trans_b=True), a @ a.swapaxes(1, 2), rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(c.matmul(a, a, trans_a=True), a.swapaxes(1, 2) @ a, rtol=1e-4, atol=1e-4)
-    np.testing.assert_array_equal(c.matmul(np.zeros((4, 0), np.float32), np.zeros((0, 3), np.float32)), np.zeros((4, 3)))
+    np.testing.assert_allclose(c.backend.matmul(a, b), a @ b, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(c.backend.matmul(a, a, trans_b=True), a @ a.swapaxes(1, 2), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(c.backend.matmul(a, a, trans_a=True), a.swapaxes(1, 2) @ a, rtol=1e-4, atol=1e-4)
+    np.testing.assert_array_equal(c.backend.matmul(np.zeros((4, 0), np.float32), np.zeros((0, 3), np.float32)), np.zeros((4, 3)))
 
 
 @given(t=st.sampled_from([1, 7, 65, 300]), d=st.sampled_from([1, 13, 32]), causal=st.booleans())
@@ -133,12 +133,12 @@ def test_attention_v1_rows_agrees_with_the_tiles(t, d, causal):
     rng = np.random.default_rng(t * 31 + d)
     q, k, v, dout = (rng.standard_normal((3, t, d)).astype(np.float32) for _ in range(4))
     scale = d ** -0.5
-    rows_out, rows_lse = c.attention_forward(q, k, v, causal, scale, version="rows")
-    out, lse = c.attention_forward(q, k, v, causal, scale)
+    rows_out, rows_lse = c.backend.attention_forward(q, k, v, causal, scale, version="rows")
+    out, lse = c.backend.attention_forward(q, k, v, causal, scale)
     np.testing.assert_allclose(rows_out, out, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(rows_lse, lse, rtol=1e-5, atol=1e-5)
-    for got, ref in zip(c.attention_backward(q, k, v, out, lse, dout, causal, scale, version="rows"),
-                        c.attention_backward(q, k, v, out, lse, dout, causal, scale)):
+    for got, ref in zip(c.backend.attention_backward(q, k, v, out, lse, dout, causal, scale, version="rows"),
+                        c.backend.attention_backward(q, k, v, out, lse, dout, causal, scale)):
         np.testing.assert_allclose(got, ref, rtol=1e-3, atol=1e-4)
 
 
@@ -152,8 +152,8 @@ def test_the_loaded_kernels_are_built_from_these_sources():
     since the build (or whose rebuild failed and left the old library) is told apart."""
     from types import SimpleNamespace
 
-    from minillm.backends import c_build
-    assert c._ffi_string(c._module, "minillm_source_digest") == c_build.source_digest()
+    from minillm.backends.c import build
+    assert c._ffi_string(c._module, "minillm_source_digest") == build.source_digest()
     assert not c._stale(c._module)
     older = SimpleNamespace(lib=SimpleNamespace(), ffi=c.ffi)  # a library from before the digest existed
     assert c._stale(older)
@@ -179,8 +179,8 @@ def test_attention_on_long_sequences(t, causal):
     ref_out, ref_lse = reference.attention_forward(*(a.astype(np.float64) for a in (q, k, v)), causal, scale)
     ref_grads = reference.attention_backward(*(a.astype(np.float64) for a in (q, k, v, ref_out)), ref_lse,
                                              dout.astype(np.float64), causal, scale)
-    out, lse = c.attention_forward(q, k, v, causal, scale)
-    grads = c.attention_backward(q, k, v, out, lse, dout, causal, scale)
+    out, lse = c.backend.attention_forward(q, k, v, causal, scale)
+    grads = c.backend.attention_backward(q, k, v, out, lse, dout, causal, scale)
     for got, ref in ((out, ref_out), (lse, ref_lse)) + tuple(zip(grads, ref_grads)):
         assert np.linalg.norm(got - ref) <= 1e-5 * np.linalg.norm(ref) + 1e-6
 
@@ -268,7 +268,7 @@ def test_v5_and_the_backends_kernel_give_v4s_results_bit_for_bit(m):
     x, q, s, b = int8_layer(np.random.default_rng(m), m, 517, 1000)  # 1000 = 15 steps of 64 and 40 bytes
     v4 = c.linear_int8_numbered("linear_int8_v4_two_digits", x, q, s, b)
     np.testing.assert_array_equal(c.linear_int8_numbered("linear_int8_v5_row_order", x, q, s, b), v4)
-    np.testing.assert_array_equal(c.linear_int8(x, q, s, b), v4)
+    np.testing.assert_array_equal(c.backend.linear_int8(x, q, s, b), v4)
 
 
 def test_linear_int8_shapes_and_versions_are_checked():
@@ -276,10 +276,10 @@ def test_linear_int8_shapes_and_versions_are_checked():
     with pytest.raises(ValueError, match=r"linear_int8: unknown version 'v9'; versions: linear_int8_v1_scalar"):
         c.linear_int8_numbered("v9", x, q, s)
     with pytest.raises(ValueError, match=r"linear_int8: x \(2, 6\), weight \(5, 7\).* do not fit"):
-        c.linear_int8(x[:, :6], q, s, b)
+        c.backend.linear_int8(x[:, :6], q, s, b)
     with pytest.raises(ValueError, match=r"scale \(4,\)"):
-        c.linear_int8(x, q, s[:4], b)
-    np.testing.assert_array_equal(c.linear_int8(x[:, :0], q[:, :0], s, b), np.broadcast_to(b, (2, 5)))  # K = 0
+        c.backend.linear_int8(x, q, s[:4], b)
+    np.testing.assert_array_equal(c.backend.linear_int8(x[:, :0], q[:, :0], s, b), np.broadcast_to(b, (2, 5)))  # K = 0
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3])

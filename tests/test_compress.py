@@ -69,7 +69,7 @@ def test_int8_weights_keep_perplexity_within_one_percent(trained, name, monkeypa
     "c-kernel-on-every-row" sends them through the decoding kernel (two-digit activations)."""
     from minillm import data
     if name == "c-kernel-on-every-row":
-        from minillm.backends import c_backend
+        from minillm.backends import c as c_backend
         monkeypatch.setattr(c_backend, "INT8_KERNEL_ROWS", 1 << 30)
         name = "c"
     with backends.use_backend(name):

@@ -9,18 +9,18 @@ import pytest
 from hypothesis import given, strategies as st
 
 from minillm import backends
-from minillm.backends import cuda_source
+from minillm.backends.cuda import source as cuda_source
 
 pytestmark = pytest.mark.skipif("cuda-sim" not in backends.available(),
                                 reason=f"cuda-sim unavailable: {backends.status().get('cuda-sim')}")
 
-sim = pytest.importorskip("minillm.backends.cuda_sim_backend") if "cuda-sim" in backends.available() else None
+sim = pytest.importorskip("minillm.backends.cuda.sim") if "cuda-sim" in backends.available() else None
 awkward = st.sampled_from([1, 3, 7, 31, 64, 67, 129])
 
 
 
 
-@pytest.mark.parametrize("version", sim.primitives.SGEMM_VERSIONS if sim else [])
+@pytest.mark.parametrize("version", sim.backend.SGEMM_VERSIONS if sim else [])
 @given(m=awkward, n=awkward, k=awkward)
 def test_every_numbered_sgemm_version(version, m, n, k):
     if version == "sgemm_v5_vectorized":  # its documented precondition: float4-aligned rows
@@ -29,13 +29,13 @@ def test_every_numbered_sgemm_version(version, m, n, k):
     a = rng.standard_normal((m, k)).astype(np.float32)
     b = rng.standard_normal((k, n)).astype(np.float32)
     ref = a.astype(np.float64) @ b.astype(np.float64)
-    c = sim.primitives.sgemm_numbered(version, a, b)
+    c = sim.backend.sgemm_numbered(version, a, b)
     assert np.linalg.norm(c - ref) <= 1e-5 * np.linalg.norm(ref) + 1e-6
 
 
 def test_bounds_checked_runs_of_every_primitive_are_clean():
     rng = np.random.default_rng(0)
-    prims = sim.primitives
+    prims = sim.backend
     q, k, v, dout = (rng.standard_normal((3, t, 13)).astype(np.float32) for t in (5, 7, 7, 5))
     x = rng.standard_normal((7, 67)).astype(np.float32)
     w, b = np.ones(67, np.float32), np.zeros(67, np.float32)

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-from minillm.backends import numba_backend, numba_gemm
+from minillm.backends import numba as numba_backend
+from minillm.backends.numba import gemm as numba_gemm
 
 # 1, primes, and sizes that straddle the 6×16 tile, MC (120) and KC (256)
 sizes = st.sampled_from([1, 2, 5, 7, 13, 17, 63, 121, 257])
@@ -25,18 +26,18 @@ def test_numbered_matmul_versions(version, m, n, k):
 def test_strided_operands_and_empty_k():
     rng = np.random.default_rng(0)
     a = rng.standard_normal((50, 70)).astype(np.float32)
-    np.testing.assert_allclose(numba_backend.matmul(a, a, trans_a=True), a.T @ a, rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(numba_backend.matmul(a, a, trans_b=True), a @ a.T, rtol=1e-4, atol=1e-4)
-    empty = numba_backend.matmul(np.zeros((4, 0), np.float32), np.zeros((0, 3), np.float32))
+    np.testing.assert_allclose(numba_backend.backend.matmul(a, a, trans_a=True), a.T @ a, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(numba_backend.backend.matmul(a, a, trans_b=True), a @ a.T, rtol=1e-4, atol=1e-4)
+    empty = numba_backend.backend.matmul(np.zeros((4, 0), np.float32), np.zeros((0, 3), np.float32))
     np.testing.assert_array_equal(empty, np.zeros((4, 3)))
 
 
 def test_generated_micro_kernel_is_current(tmp_path):
     numba_gemm.write_micro_kernel(tmp_path / "kernel.py")
-    shipped = (numba_gemm.__file__.rsplit("/", 1)[0] + "/numba_micro_kernel.py")
+    shipped = (numba_gemm.__file__.rsplit("/", 1)[0] + "/micro_kernel.py")
     assert (tmp_path / "kernel.py").read_text() == open(shipped).read(), \
-        "numba_micro_kernel.py is stale: run python -c 'from minillm.backends import numba_gemm; " \
-        "numba_gemm.write_micro_kernel()'"
+        "micro_kernel.py is stale: run python -c 'from minillm.backends.numba import gemm; " \
+        "gemm.write_micro_kernel()'"
 
 
 def test_slp_is_switched_on_only_while_compiling():
@@ -71,10 +72,10 @@ def test_attention_v1_rows_agrees_with_the_tiles(t, d, causal):
     rng = np.random.default_rng(t * 31 + d)
     q, k, v, dout = (rng.standard_normal((2, t, d)).astype(np.float32) for _ in range(4))
     scale = np.float32(d ** -0.5)
-    out, lse = numba_backend.attention_forward(q, k, v, causal, scale)
-    rows_out, rows_lse = numba_backend.attention_forward(q, k, v, causal, scale, version="rows")
+    out, lse = numba_backend.backend.attention_forward(q, k, v, causal, scale)
+    rows_out, rows_lse = numba_backend.backend.attention_forward(q, k, v, causal, scale, version="rows")
     np.testing.assert_allclose(rows_out, out, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(rows_lse, lse, rtol=1e-5, atol=1e-5)
-    for got, ref in zip(numba_backend.attention_backward(q, k, v, out, lse, dout, causal, scale, version="rows"),
-                        numba_backend.attention_backward(q, k, v, out, lse, dout, causal, scale)):
+    for got, ref in zip(numba_backend.backend.attention_backward(q, k, v, out, lse, dout, causal, scale, version="rows"),
+                        numba_backend.backend.attention_backward(q, k, v, out, lse, dout, causal, scale)):
         np.testing.assert_allclose(got, ref, rtol=1e-3, atol=1e-4)

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 import minillm
 from minillm import nn
-from minillm.backends import numpy_backend
+from minillm.backends.reference import backend as numpy_backend
 from minillm.compress.distill import distillation_loss
 from minillm.compress.lowrank import factorize
 from minillm.compress.prune import prune_magnitude

@@ -3,15 +3,13 @@
  * NumPy spends about ten passes over memory on one Adam step (scale m, add, scale v,
  * square, add, sqrt, divide, …), each with a temporary as large as the parameter. Here each
  * element is read once (θ, g, m, v) and written once (θ, m, v): 28 bytes per parameter,
- * so the update runs at memory bandwidth. Same formula as numpy_backend.adam_update:
+ * so the update runs at memory bandwidth. Same formula as reference.Backend.adam_update:
  *   AdamW: θ ← θ(1 − ηλ)    Adam: g ← g + λθ
  *   m ← β₁m + (1−β₁)g,  v ← β₂v + (1−β₂)g²,  θ ← θ − step_size · m / (√v · rsqrt_bc2 + ε)
  * with step_size = η / (1 − β₁ᵗ) and rsqrt_bc2 = 1 / √(1 − β₂ᵗ), computed once by the caller. */
 #include <math.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 #include "minillm_kernels.h"
+#include "team.h"
 
 /* Elements lo … hi − 1 of one tensor, on the calling thread. */
 static void adam_range(float *p, const float *g, float *m, float *v, long long lo, long long hi, float keep,
@@ -27,6 +25,12 @@ static void adam_range(float *p, const float *g, float *m, float *v, long long l
     }
 }
 
+void adam_update_many(float *const *p, float *const *g, float *const *m, float *const *v, const long long *n,
+                      int count, float lr, float beta1, float beta2, float eps, float weight_decay, int decoupled,
+                      float step_size, float rsqrt_bc2);  /* below: adam_update is its one-tensor case */
+
+/* Adam / AdamW: one fused pass over a float32 parameter and its two moments */
+MINILLM_API
 void adam_update(float *p, const float *g, float *m, float *v, long long n, float lr, float beta1, float beta2,
                  float eps, float weight_decay, int decoupled, float step_size, float rsqrt_bc2) {
     float *gm = (float *)g;  /* read only: adam_range never writes through it */
@@ -40,6 +44,7 @@ void adam_update(float *p, const float *g, float *m, float *v, long long n, floa
  * tensors are treated as one index space of `total` values, cut into one equal, contiguous
  * range per thread; a range may start in one tensor and end in another. The recipe's
  * 0.8 M parameters × 28 bytes = 23 MB per step then moves at both cores' bandwidth, once. */
+MINILLM_API
 void adam_update_many(float *const *p, float *const *g, float *const *m, float *const *v, const long long *n,
                       int count, float lr, float beta1, float beta2, float eps, float weight_decay, int decoupled,
                       float step_size, float rsqrt_bc2) {
@@ -50,11 +55,7 @@ void adam_update_many(float *const *p, float *const *g, float *const *m, float *
         total += n[t];
 #pragma omp parallel if (total > 65536)
     {
-        long long threads = 1, me = 0;
-#ifdef _OPENMP
-        threads = omp_get_num_threads();
-        me = omp_get_thread_num();
-#endif
+        const long long threads = team_size(), me = team_member();
         const long long lo = total * me / threads, hi = total * (me + 1) / threads;
         long long start = 0;  /* index of tensor t's first value in the joint space */
         for (int t = 0; t < count && start < hi; start += n[t], ++t) {

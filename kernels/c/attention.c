@@ -34,10 +34,8 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 #include "minillm_kernels.h"
+#include "team.h"
 #include "exp_poly.h"
 #include "lanes.h"
 #include "sgemm_block.h"
@@ -86,11 +84,7 @@ static inline int tile_rows(int t_query) {
  *    kernel moves more bytes than it computes; a compute-bound one (T = 128 and more) is
  *    unchanged. */
 static int heads_per_task(int n, int heads) {
-#ifdef _OPENMP
-    const int threads = omp_get_max_threads();
-#else
-    const int threads = 1;
-#endif
+    const int threads = team_threads(0);
     if (n % threads == 0)
         return n / threads;
     int group = heads;
@@ -155,6 +149,10 @@ static void exp_rows(float *s, int rows, int cols, float scale, const float *shi
     }
 }
 
+/* attention over N heads of (T, D): flash-style, online softmax, O(T·D) memory
+ * head z's rows lie ld floats apart from (z / heads)·T·ld + (z % heads)·D (attention.c):
+ * heads = 1, ld = D is a contiguous (N, T, D) tensor; ld = 3C a third of a (B, T, 3C) qkv */
+MINILLM_API
 void attention_forward(const float *q, const float *k, const float *v, float *out, float *lse, int n, int t_query,
                        int t_key, int d, int causal, float scale, int heads, long ld_in, long ld_out) {
     const int offset = t_key - t_query, qb = tile_rows(t_query), q_tiles = (t_query + qb - 1) / qb;
@@ -223,6 +221,7 @@ void attention_forward(const float *q, const float *k, const float *v, float *ou
     }
 }
 
+MINILLM_API
 void attention_backward(const float *q, const float *k, const float *v, const float *out, const float *lse,
                         const float *dout, float *dq, float *dk, float *dv, int n, int t_query, int t_key, int d,
                         int causal, float scale, int heads, long ld_in, long ld_out) {

@@ -18,6 +18,8 @@
 
 #define KEY_BLOCK 256
 
+/* decoding: Tq ≤ 4 queries against a cache whose heads lie k_head_stride / v_head_stride apart */
+MINILLM_API
 void attention_decode_forward(const float *q, const float *k, const float *v, float *out, float *lse, int n,
                               int t_query, int t_key, int d, long long k_head_stride, long long v_head_stride,
                               int causal, float scale) {

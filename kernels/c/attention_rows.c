@@ -58,6 +58,8 @@ static inline void scores(const float *restrict row, const float *restrict colsT
     }
 }
 
+/* v1, one query row at a time (attention_rows.c): the step before the tiles, kept to be timed */
+MINILLM_API
 void attention_rows_forward(const float *q, const float *k, const float *v, float *out, float *lse, int n, int t_query,
                        int t_key, int d, int causal, float scale) {
     const int offset = t_key - t_query;
@@ -100,6 +102,7 @@ void attention_rows_forward(const float *q, const float *k, const float *v, floa
     free(kT);
 }
 
+MINILLM_API
 void attention_rows_backward(const float *q, const float *k, const float *v, const float *out, const float *lse,
                         const float *dout, float *dq, float *dk, float *dv, int n, int t_query, int t_key, int d,
                         int causal, float scale) {

@@ -1,7 +1,5 @@
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 #include "minillm_kernels.h"
+#include "team.h"
 
 #ifndef MINILLM_BUILD_FLAGS
 #define MINILLM_BUILD_FLAGS "unknown"
@@ -11,15 +9,15 @@
 #define MINILLM_SOURCE_DIGEST "unknown"
 #endif
 
+/* how the library was built (for `minillm info` and the benchmarks) */
+MINILLM_API
 const char *minillm_build_flags(void) { return MINILLM_BUILD_FLAGS; }
 
-/* c_build.source_digest() of the kernels/c this library was compiled from */
+/* backends/c/build.py's source_digest() of the kernels/c this library was compiled from */
+MINILLM_API
 const char *minillm_source_digest(void) { return MINILLM_SOURCE_DIGEST; }
 
+MINILLM_API
 int minillm_max_threads(void) {
-#ifdef _OPENMP
-    return omp_get_max_threads();
-#else
-    return 1;
-#endif
+    return team_threads(0);
 }

@@ -7,6 +7,8 @@
 #include "minillm_kernels.h"
 #include "exp_poly.h"
 
+/* softmax cross-entropy over (N, C) logits and int64 targets */
+MINILLM_API
 void cross_entropy_forward(const float *logits, const long long *target, float *loss, float *lse, int rows,
                            int classes, long long ignore_index) {
 #pragma omp parallel for schedule(static)
@@ -23,6 +25,7 @@ void cross_entropy_forward(const float *logits, const long long *target, float *
     }
 }
 
+MINILLM_API
 void cross_entropy_backward(const float *logits, const long long *target, const float *lse, const float *dloss,
                             float *dlogits, int rows, int classes, long long ignore_index) {
 #pragma omp parallel for schedule(static)

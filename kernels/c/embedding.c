@@ -10,6 +10,8 @@
  * a thread team's start. The caller has checked that every index lies in [0, rows). */
 #include "minillm_kernels.h"
 
+/* an embedding's backward: target[index[i]] += values[i] (rows of `width`), repeats adding up -- */
+MINILLM_API
 void embedding_backward(float *target, const long long *index, const float *values, long long count,
                         long long width) {
     for (long long i = 0; i < count; ++i) {

@@ -30,6 +30,8 @@ static inline float tanh_rational(float x) {
     return x * p / q;
 }
 
+/* GELU, tanh form, elementwise over n values */
+MINILLM_API
 void gelu_forward(const float *x, float *y, long long n) {
     /* a few thousand values (one token's MLP) stay on this thread: see layernorm_forward */
 #pragma omp parallel for simd schedule(static) if (n >= 32768)
@@ -39,6 +41,7 @@ void gelu_forward(const float *x, float *y, long long n) {
     }
 }
 
+MINILLM_API
 void gelu_backward(const float *x, const float *dy, float *dx, long long n) {
 #pragma omp parallel for simd schedule(static)
     for (long long i = 0; i < n; ++i) {

@@ -12,6 +12,8 @@
 #include "minillm_kernels.h"
 #include "team.h"
 
+/* gradient clipping over many tensors: Σ x² of all, and x ← x · factor for all */
+MINILLM_API
 double sum_of_squares_many(float *const *x, const long long *n, int count) {
     double total = 0.0;
 #pragma omp parallel reduction(+ : total)
@@ -28,6 +30,7 @@ double sum_of_squares_many(float *const *x, const long long *n, int count) {
     return total;
 }
 
+MINILLM_API
 void scale_many(float *const *x, const long long *n, int count, float factor) {
 #pragma omp parallel
     {

@@ -5,11 +5,11 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 #include "minillm_kernels.h"
+#include "team.h"
 
+/* layer norm over the rows of an (N, D) matrix */
+MINILLM_API
 void layernorm_forward(const float *x, const float *w, const float *b, float *y, float *mean, float *rstd, int rows,
                        int d, float eps) {
     /* one row (a token being generated) stays on this thread: a team's fork and join cost
@@ -33,19 +33,14 @@ void layernorm_forward(const float *x, const float *w, const float *b, float *y,
     }
 }
 
+MINILLM_API
 void layernorm_backward(const float *dy, const float *x, const float *w, const float *mean, const float *rstd,
                         float *dx, float *dw, float *db, int rows, int d) {
-    int threads = 1;
-#ifdef _OPENMP
-    threads = omp_get_max_threads();
-#endif
+    const int threads = team_threads(0);
     float *parts = calloc((size_t)threads * 2 * d, sizeof(float));
 #pragma omp parallel num_threads(threads)
     {
-        int me = 0;
-#ifdef _OPENMP
-        me = omp_get_thread_num();
-#endif
+        const int me = team_member();
         float *dw_part = parts + (size_t)me * 2 * d, *db_part = dw_part + d;
 #pragma omp for schedule(static)
         for (long r = 0; r < rows; ++r) {

@@ -23,9 +23,6 @@
  *
  * 3 is used when every thread gets MIN_ROWS_PER_THREAD rows and the partials are small; otherwise
  * 2 on two cores (an output layer of 50,000 words would need a 150 MB partial) and 1 on more. */
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 #include <stddef.h>
 #include <stdlib.h>
 #include "minillm_kernels.h"
@@ -80,13 +77,12 @@ static void gradients_by_rows(const float *g, const float *x, const float *w, fl
     }
 }
 
+/* the backward of y = x·Wᵀ + b for g (rows × out), x (rows × in), W (out × in): gx = g·W,
+ * gw = gᵀ·x, gb = Σ_rows g; an output left NULL is not computed (linear.c) */
+MINILLM_API
 void linear_backward(const float *g, const float *x, const float *w, float *gx, float *gw, float *gb, int rows,
                      int in, int out, int threads) {
-#ifdef _OPENMP
-    if (threads <= 0) threads = omp_get_max_threads();
-#else
-    threads = 1;
-#endif
+    threads = team_threads(threads);
     if (threads >= 2 && gx && gw && rows >= MIN_ROWS_PER_THREAD * threads
         && (long)(threads - 1) * ((long)out * in + out) <= MAX_PARTIAL_FLOATS) {
         float *partials = malloc(sizeof(float) * (threads - 1) * ((long)out * in + out));

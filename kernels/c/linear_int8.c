@@ -90,7 +90,7 @@ static inline float bias_of(const struct call *c, int n) { return c->bias ? c->b
 
 /* Output rows [0, N) of every activation row, split across the team (or not, see above). */
 static void over_rows(rows_fn rows, const struct call *c, int threads) {
-    if (threads <= 0) threads = minillm_max_threads();
+    threads = team_threads(threads);
     if (threads > 1 && (long long)c->N * c->K >= PARALLEL_FROM) {
 #pragma omp parallel num_threads(threads)
         {
@@ -449,26 +449,34 @@ static void run(rows_fn rows, int digit_count, const float *x, const signed char
     free(hi), free(lo), free(sx), free(sums);
 }
 
+/* int8 weights, float activations: y (M×N) = x (M×K) · (scale ⊙ W)ᵀ + bias, W int8 (N×K) with
+ * one float scale per output row, bias NULL for none; for decoding, M small (linear_int8.c). The
+ * numbered versions teach; threads: 0 = all (a small layer runs on the calling thread) */
+MINILLM_API
 void linear_int8_v1_scalar(const float *x, const signed char *w, const float *scale, const float *bias, float *y,
                            int M, int N, int K, int threads) {
     run(rows_v1, 0, x, w, scale, bias, y, M, N, K, threads);
 }
 
+MINILLM_API
 void linear_int8_v2_widened(const float *x, const signed char *w, const float *scale, const float *bias, float *y,
                             int M, int N, int K, int threads) {
     run(tile_v2_rows, 0, x, w, scale, bias, y, M, N, K, threads);
 }
 
+MINILLM_API
 void linear_int8_v3_vnni(const float *x, const signed char *w, const float *scale, const float *bias, float *y,
                          int M, int N, int K, int threads) {
     run(tile_v3_rows, 1, x, w, scale, bias, y, M, N, K, threads);
 }
 
+MINILLM_API
 void linear_int8_v4_two_digits(const float *x, const signed char *w, const float *scale, const float *bias,
                                float *y, int M, int N, int K, int threads) {
     run(tile_v4_rows, 2, x, w, scale, bias, y, M, N, K, threads);
 }
 
+MINILLM_API
 void linear_int8_v5_row_order(const float *x, const signed char *w, const float *scale, const float *bias,
                               float *y, int M, int N, int K, int threads) {
     run(rows_v5, 2, x, w, scale, bias, y, M, N, K, threads);
@@ -478,18 +486,22 @@ void linear_int8_v5_row_order(const float *x, const signed char *w, const float 
  * weights stream from memory is what counts), v4's tiles for more (a prompt's rows, where the
  * arithmetic per weight byte grows and the tiles do it with fewer loads). Both give the same
  * results. */
+MINILLM_API
 void linear_int8(const float *x, const signed char *w, const float *scale, const float *bias, float *y, int M, int N,
                  int K, int threads) {
     run(M <= 2 ? rows_v5 : tile_v4_rows, 2, x, w, scale, bias, y, M, N, K, threads);
 }
 
+/* 1 when v3–v5 run on vpdpbusd, 0 when on their portable loop */
+MINILLM_API
 int linear_int8_has_vnni(void) { return HAVE_VNNI; }
 
 /* ---- what the memory delivers: a streaming read of n floats ------------------------------
  * Four independent vector sums (so the adds' latency never waits on memory's), each thread a
  * contiguous share. The result is returned so that the compiler cannot drop the reads. */
+MINILLM_API
 float stream_read(const float *x, long long n, int threads) {
-    if (threads <= 0) threads = minillm_max_threads();
+    threads = team_threads(threads);
     float total = 0.0f;
 #pragma omp parallel num_threads(threads) reduction(+ : total)
     {

@@ -26,11 +26,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include "minillm_kernels.h"
+#include "team.h"
 #if defined(__AVX512BF16__)
 #include <immintrin.h>
-#endif
-#if defined(_OPENMP)
-#include <omp.h>
 #endif
 
 /* ---- conversion --------------------------------------------------------------------------- */
@@ -48,6 +46,7 @@ static inline float widen(uint16_t h) {  /* bf16 → float: the 16 bits become t
  * makes it even. A carry out of the mantissa steps the exponent up, which is the right answer
  * (and the largest finite floats round to inf, as they should). A nan keeps its sign and top
  * mantissa bits and is made quiet, so that rounding cannot turn it into inf. */
+MINILLM_API
 unsigned short bf16_from_float(float f) {
     uint32_t bits;
     memcpy(&bits, &f, sizeof bits);
@@ -57,14 +56,18 @@ unsigned short bf16_from_float(float f) {
     return (unsigned short)(bits >> 16);
 }
 
+MINILLM_API
 void bf16_from_floats(const float *x, unsigned short *out, long long n) {
     for (long long i = 0; i < n; ++i) out[i] = bf16_from_float(x[i]);
 }
 
+MINILLM_API
 void bf16_to_floats(const unsigned short *x, float *out, long long n) {
     for (long long i = 0; i < n; ++i) out[i] = widen(x[i]);
 }
 
+/* 1 when v2 and v3 run on vdpbf16ps */
+MINILLM_API
 int matmul_bf16_has_avx512bf16(void) {
 #if defined(__AVX512BF16__)
     return 1;
@@ -92,6 +95,11 @@ static void bf16_scalar(const uint16_t *A, const uint16_t *B, float *C, int M, i
     }
 }
 
+/* bf16 · bf16 → float32: C (M×N) = A (M×K) · B (K×N), A and B bfloat16 (the top 16 bits of a
+ * float32, as uint16), summed in float32 (matmul_bf16.c). v1 scalar, v2 vdpbf16ps on pairs of k,
+ * v3 v2 with a register tile and packed blocks on every core; without AVX512_BF16, v2 and v3 run
+ * v1's loop */
+MINILLM_API
 void matmul_bf16_v1_scalar(const unsigned short *A, const unsigned short *B, float *C, int M, int N, int K) {
     bf16_scalar(A, B, C, M, N, K);
 }
@@ -241,10 +249,7 @@ static void v3_tiled(const uint16_t *A, const uint16_t *B, float *C, int M, int 
                 packed_b[((long)s * pairs + p) * V3_NR + l] = pair(lo, hi);
             }
     /* Blocks of rows of about equal size, whole slivers, at least one per core when M allows. */
-    int threads = 1;
-#if defined(_OPENMP)
-    threads = omp_get_max_threads();
-#endif
+    const int threads = team_threads(0);
     int blocks = (M + V3_MC - 1) / V3_MC;
     blocks = (blocks + threads - 1) / threads * threads;
     int mc = (M + blocks - 1) / blocks;
@@ -277,6 +282,7 @@ static void v3_tiled(const uint16_t *A, const uint16_t *B, float *C, int M, int 
 }
 #endif
 
+MINILLM_API
 void matmul_bf16_v2_dpbf16(const unsigned short *A, const unsigned short *B, float *C, int M, int N, int K) {
     if (M <= 0 || N <= 0)
         return;
@@ -287,6 +293,7 @@ void matmul_bf16_v2_dpbf16(const unsigned short *A, const unsigned short *B, flo
 #endif
 }
 
+MINILLM_API
 void matmul_bf16_v3_tiled(const unsigned short *A, const unsigned short *B, float *C, int M, int N, int K) {
     if (M <= 0 || N <= 0)
         return;

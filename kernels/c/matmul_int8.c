@@ -3,6 +3,8 @@
  * along K, contiguous, so the inner product vectorises into widening multiply-adds. */
 #include "minillm_kernels.h"
 
+/* int8 · int8ᵀ → int32: C (M×N) = A (M×K) · B (N×K)ᵀ, for quantised linear layers */
+MINILLM_API
 void matmul_int8(const signed char *A, const signed char *B, int *C, int M, int N, int K) {
 #pragma omp parallel for collapse(2) schedule(static)
     for (int i = 0; i < M; ++i)

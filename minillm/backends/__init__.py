@@ -1,200 +1,20 @@
 """Swappable backends for the hot primitives.
 
-A backend is one module ``<name>_backend.py`` exposing ``xp`` (its array module) and any
-of the primitives of the reference backend ``numpy_backend`` (as functions, or as methods
-of an object named ``primitives``); whatever it leaves out falls back to the reference. Pick one with ``set_backend(name)``, ``use_backend(name)`` or the
-environment variable ``MINILLM_BACKEND``. Autograd lives apart (``minillm.ops``): it calls
+Every primitive is declared once, as a method of ``reference.Backend`` (the NumPy
+reference, with its docstring: shapes and equation). A backend is a subclass in its own
+module or folder (``c/``, ``numba/``, ``cuda/``) that overrides the primitives it has
+kernels for and inherits the rest; the module's ``backend`` is its instance. Pick one
+with ``set_backend(name)``, ``use_backend(name)`` or the environment variable
+``MINILLM_BACKEND``. Autograd lives apart (``minillm.ops``): it calls
 ``current().<primitive>`` and never knows which backend answered.
 """
 import contextlib
 import importlib
 import os
-import types
 
 import numpy as np
 
 from .. import blas_threads
-
-PRIMITIVES = (
-    "matmul",
-    "attention_forward", "attention_backward",
-    "layernorm_forward", "layernorm_backward",
-    "cross_entropy_forward", "cross_entropy_backward",
-    "gelu_forward", "gelu_backward",
-    "add",
-    "matmul_int8", "linear_int8",
-    "adam_update",
-    "sum_of_squares_many", "scale_many",
-    "scatter_add_rows",
-)
-
-KNOWN = {
-    "numpy": "numpy_backend",
-    "numba": "numba_backend",
-    "c": "c_backend",
-    "cuda-sim": "cuda_sim_backend",
-    "cupy": "cupy_backend",
-}
-
-
-class BackendUnavailable(RuntimeError):
-    """Raised by a backend module at import time, with the reason it cannot run here."""
-
-
-_loaded = {}
-_reasons = {}
-_current = None
-
-
-def _load(name):
-    if name in _loaded:
-        return _loaded[name]
-    if name not in KNOWN:
-        raise ValueError(f"set_backend: unknown backend {name!r}; known backends: {', '.join(KNOWN)}")
-    if name in _reasons:
-        raise BackendUnavailable(f"backend {name!r} is not available here: {_reasons[name]}")
-    try:
-        module = importlib.import_module(f".{KNOWN[name]}", __name__)
-    except BackendUnavailable as exc:
-        _reasons[name] = str(exc)
-        raise BackendUnavailable(f"backend {name!r} is not available here: {exc}") from None
-    reference = importlib.import_module(".numpy_backend", __name__)
-    backend = types.SimpleNamespace(name=name, xp=module.xp)
-    provider = getattr(module, "primitives", module)  # an object, or the module's functions
-    for primitive in PRIMITIVES:
-        setattr(backend, primitive, getattr(provider, primitive, getattr(reference, primitive)))
-    # many tensors at once where the backend has a kernel for it, else its own one-at-a-time kernel
-    backend.adam_update_many = getattr(provider, "adam_update_many", None) or _one_at_a_time(backend.adam_update)
-    # self-attention from one (B, T, 3C) projection: a kernel that reads the heads where they
-    # lie, or the backend's own (N, T, D) attention between a split and a merge
-    backend.attention_qkv_forward, backend.attention_qkv_backward = (
-        (provider.attention_qkv_forward, provider.attention_qkv_backward)
-        if hasattr(provider, "attention_qkv_forward") else
-        qkv_through(backend.attention_forward, backend.attention_backward))
-    backend.linear_forward = getattr(provider, "linear_forward", None) or linear_through(backend.matmul)
-    backend.linear_backward = getattr(provider, "linear_backward", None) or linear_backward_through(backend.matmul)
-    _loaded[name] = backend
-    return backend
-
-
-def _one_at_a_time(adam_update):
-    def adam_update_many(ps, gs, ms, vs, *hyper):
-        for arrays in zip(ps, gs, ms, vs):
-            adam_update(*arrays, *hyper)
-    return adam_update_many
-
-
-def split_qkv(qkv, heads):
-    """The q, k and v of a (B, T, 3C) projection as contiguous (B·heads, T, C/heads) arrays."""
-    b, t, c3 = qkv.shape
-    d = c3 // 3 // heads
-    parts = qkv.reshape(b, t, 3, heads, d).transpose(2, 0, 3, 1, 4).reshape(3, b * heads, t, d)
-    return parts[0], parts[1], parts[2]
-
-
-def split_heads(y, heads):
-    """(B, T, C) -> (B·heads, T, C/heads), contiguous."""
-    b, t, c = y.shape
-    return y.reshape(b, t, heads, c // heads).transpose(0, 2, 1, 3).reshape(b * heads, t, c // heads)
-
-
-def merge_heads(x, batch):
-    """(B·heads, T, D) -> (B, T, heads·D): the heads side by side again."""
-    n, t, d = x.shape
-    return x.reshape(batch, n // batch, t, d).transpose(0, 2, 1, 3).reshape(batch, t, n // batch * d)
-
-
-def qkv_through(attention_forward, attention_backward):
-    """attention_qkv_forward/backward built from an (N, T, D) attention: split, attend, merge."""
-    def forward(qkv, heads, causal, scale):
-        out, lse = attention_forward(*split_qkv(qkv, heads), causal, scale)
-        return merge_heads(out, qkv.shape[0]), lse
-
-    def backward(qkv, y, lse, dy, heads, causal, scale):
-        grads = attention_backward(*split_qkv(qkv, heads), split_heads(y, heads), lse, split_heads(dy, heads),
-                                   causal, scale)
-        return xp_of(qkv).concatenate([merge_heads(g, qkv.shape[0]) for g in grads], axis=-1)
-
-    return forward, backward
-
-
-def linear_through(matmul):
-    """linear_forward(x, w, b) = x wᵀ + b for 2-D x from a backend's matmul and one add."""
-    def linear_forward(x, w, bias=None):
-        out = matmul(x, w, trans_b=True)
-        if bias is not None:
-            out += bias
-        return out
-    return linear_forward
-
-
-def linear_backward_through(matmul):
-    """linear_backward(g, x, w) = (g w, gᵀ x, Σ_rows g), each only when asked for, from a
-    backend's matmul."""
-    def linear_backward(g, x, w, need_x=True, need_w=True, need_b=True):
-        return (matmul(g, w) if need_x else None, matmul(g, x, trans_a=True) if need_w else None,
-                g.sum(axis=0) if need_b else None)
-    return linear_backward
-
-
-def get(name):
-    """The backend called ``name`` (loading it if needed)."""
-    return _load(name)
-
-
-def current():
-    """The active backend; the first call honours ``MINILLM_BACKEND`` (default numpy)."""
-    global _current
-    if _current is None:
-        _current = _load(os.environ.get("MINILLM_BACKEND", "numpy"))
-        blas_threads.follow(_current.name)
-    return _current
-
-
-def set_backend(name):
-    global _current
-    _current = _load(name)
-    blas_threads.follow(name)  # NumPy's BLAS steps aside while a backend with its own threads runs
-    return _current
-
-
-@contextlib.contextmanager
-def use_backend(name):
-    global _current
-    previous = current()
-    _current = _load(name)
-    blas_threads.follow(name)
-    try:
-        yield _current
-    finally:
-        _current = previous
-        blas_threads.follow(previous.name)
-
-
-def is_available(name):
-    """Whether backend ``name`` runs here, loading that backend only (``status()`` loads every
-    one, and building the CUDA harness for ``cuda-sim`` is not free)."""
-    try:
-        _load(name)
-        return True
-    except BackendUnavailable:
-        return False
-
-
-def status():
-    """Every known backend mapped to "ok" or the reason it cannot run here (loads them all)."""
-    report = {}
-    for name in KNOWN:
-        try:
-            _load(name)
-            report[name] = "ok"
-        except BackendUnavailable:
-            report[name] = _reasons[name]
-    return report
-
-
-def available():
-    return [name for name, state in status().items() if state == "ok"]
 
 
 # ---- array helpers shared by autograd and backends ----------------------------------------
@@ -261,3 +81,104 @@ def gemm_operands(a, b, trans_a, trans_b):
     a3, sab = batched_operand(op_a, batch)
     b3, sbb = batched_operand(op_b, batch)
     return a3, sab, b3, sbb, m, n, k, batch
+
+
+# (after the helpers above, which reference.py imports)
+from .reference import Backend  # noqa: E402
+
+PRIMITIVES = tuple(name for name, value in vars(Backend).items() if callable(value) and not name.startswith("_"))
+
+KNOWN = {  # name -> the module, under minillm.backends, whose ``backend`` it is
+    "numpy": "reference",
+    "numba": "numba",
+    "c": "c",
+    "cuda-sim": "cuda.sim",
+    "cupy": "cuda.cupy",
+}
+
+
+class BackendUnavailable(RuntimeError):
+    """Raised by a backend module at import time, with the reason it cannot run here."""
+
+
+_loaded = {}
+_reasons = {}
+_current = None
+
+
+def _load(name):
+    if name in _loaded:
+        return _loaded[name]
+    if name not in KNOWN:
+        raise ValueError(f"set_backend: unknown backend {name!r}; known backends: {', '.join(KNOWN)}")
+    if name in _reasons:
+        raise BackendUnavailable(f"backend {name!r} is not available here: {_reasons[name]}")
+    try:
+        backend = importlib.import_module(f".{KNOWN[name]}", __name__).backend
+    except BackendUnavailable as exc:
+        _reasons[name] = str(exc)
+        raise BackendUnavailable(f"backend {name!r} is not available here: {exc}") from None
+    _loaded[name] = backend
+    return backend
+
+
+def get(name):
+    """The backend called ``name`` (loading it if needed)."""
+    return _load(name)
+
+
+def current():
+    """The active backend; the first call honours ``MINILLM_BACKEND`` (default numpy)."""
+    global _current
+    if _current is None:
+        _current = _load(os.environ.get("MINILLM_BACKEND", "numpy"))
+        blas_threads.follow(_current.name)
+    return _current
+
+
+def set_backend(name):
+    global _current
+    _current = _load(name)
+    blas_threads.follow(name)  # NumPy's BLAS steps aside while a backend with its own threads runs
+    return _current
+
+
+@contextlib.contextmanager
+def use_backend(name):
+    global _current
+    previous = current()
+    _current = _load(name)
+    blas_threads.follow(name)
+    try:
+        yield _current
+    finally:
+        _current = previous
+        blas_threads.follow(previous.name)
+
+
+def is_available(name):
+    """Whether backend ``name`` runs here, loading that backend only (``status()`` loads every
+    one, and building the CUDA harness for ``cuda-sim`` is not free)."""
+    try:
+        _load(name)
+        return True
+    except BackendUnavailable:
+        return False
+
+
+def status():
+    """Every known backend mapped to "ok" or the reason it cannot run here (loads them all)."""
+    report = {}
+    for name in KNOWN:
+        try:
+            _load(name)
+            report[name] = "ok"
+        except BackendUnavailable:
+            report[name] = _reasons[name]
+    return report
+
+
+def available():
+    return [name for name, state in status().items() if state == "ok"]
+
+

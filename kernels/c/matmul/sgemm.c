@@ -39,6 +39,7 @@ static int threads_or_all(int threads) {
 
 /* C = op(A)·op(B) (+ bias on every row, bias may be NULL) for one 2-D product (a Linear
  * layer): the bias is added by the tiles' stores. */
+MINILLM_API
 void sgemm_bias(const float *A, const float *B, const float *bias, float *C, int M, int N, int K, long long sam,
                 long long sak, long long sbk, long long sbn, int threads) {
     const gemm_t p = {.A = A, .B = B, .bias = bias, .C = C, .M = M, .N = N, .K = K, .sam = sam, .sak = sak,
@@ -46,6 +47,11 @@ void sgemm_bias(const float *A, const float *B, const float *bias, float *C, int
     product(&p, threads_or_all(threads));
 }
 
+/* The backend's kernel (matmul/sgemm.c: v8, or v6 for a product with few rows): `batches`
+ * products; element (m, k) of batch z of A is A[z*sab + m*sam + k*sak] (likewise B), so
+ * transposes and broadcast batches cost nothing.
+ * C is contiguous (batches × M × N). threads: 0 = all cores. */
+MINILLM_API
 void sgemm_strided(const float *A, const float *B, float *C, int batches, int M, int N, int K, long long sab,
                    long long sam, long long sak, long long sbb, long long sbk, long long sbn, int threads) {
     threads = threads_or_all(threads);

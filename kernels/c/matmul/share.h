@@ -9,9 +9,7 @@
  * v7 and v8 give each core its own rows of C instead (own_rows), and nothing is shared. */
 #ifndef MINILLM_MATMUL_SHARE_H
 #define MINILLM_MATMUL_SHARE_H
-#ifdef _OPENMP
-#include <omp.h>
-#endif
+#include "../team.h"
 #include "blocking.h"
 #include "matmul.h"
 
@@ -22,19 +20,11 @@ static const team_t ALONE = {0, 1};
 
 /* Inside a parallel region: the calling thread's place in its team. */
 static inline team_t this_member(void) {
-#ifdef _OPENMP
-    return (team_t){omp_get_thread_num(), omp_get_num_threads()};
-#else
-    return ALONE;
-#endif
+    return (team_t){team_member(), team_size()};
 }
 
 static inline int all_threads(void) {
-#ifdef _OPENMP
-    return omp_get_max_threads();
-#else
-    return 1;
-#endif
+    return team_threads(0);
 }
 
 /* This member's share [*begin, *end) of `count` items. */

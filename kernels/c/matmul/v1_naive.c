@@ -2,6 +2,10 @@
  * one element per cache line, so it waits on memory long before the arithmetic units are busy. */
 #include "minillm_kernels.h"
 
+/* matmul: C (M×N) = A (M×K) · B (K×N)
+ * The numbered versions teach the path from the naive loop to the final kernel; they take
+ * contiguous row-major operands. */
+MINILLM_API
 void matmul_v1_naive(const float *A, const float *B, float *C, int M, int N, int K) {
     for (int i = 0; i < M; ++i)
         for (int j = 0; j < N; ++j) {

@@ -3,6 +3,7 @@
 #include <string.h>
 #include "minillm_kernels.h"
 
+MINILLM_API
 void matmul_v2_reordered(const float *A, const float *B, float *C, int M, int N, int K) {
     memset(C, 0, sizeof(float) * (size_t)M * N);
     for (int i = 0; i < M; ++i)

@@ -8,6 +8,7 @@
 #define V3_KC 256
 #define V3_NC 1024
 
+MINILLM_API
 void matmul_v3_blocked(const float *A, const float *B, float *C, int M, int N, int K) {
     memset(C, 0, sizeof(float) * (size_t)M * N);
     for (int j0 = 0; j0 < N; j0 += V3_NC)

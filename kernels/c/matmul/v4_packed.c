@@ -46,6 +46,10 @@ static void gemm_v4_packed(const gemm_t *p) {
     release_packing_space(packed_b, 1);
 }
 
+/* v4 = packing + register-blocked micro-kernel, v5 = the same on every core, v6 = v5 reading a
+ * nearby A where it lies, v7 = v6 on each core's own rows of C, v8 = v7 with the tiles row by
+ * row so that an A sliver stays in L1; kernels/c/matmul/matmul.h lists them, one file each */
+MINILLM_API
 void matmul_v4_packed(const float *A, const float *B, float *C, int M, int N, int K) {
     const gemm_t p = row_major(A, B, C, M, N, K);
     gemm_v4_packed(&p);

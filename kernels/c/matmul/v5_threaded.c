@@ -56,6 +56,7 @@ static void gemm_v5_threaded(const gemm_t *p, int threads) {
     release_packing_space(packed_b, threads);
 }
 
+MINILLM_API
 void matmul_v5_threaded(const float *A, const float *B, float *C, int M, int N, int K) {
     const gemm_t p = row_major(A, B, C, M, N, K);
     gemm_v5_threaded(&p, all_threads());

@@ -73,6 +73,7 @@ void gemm_v6_in_place(const gemm_t *p, int threads) {
     release_packing_space(packed_b, threads);
 }
 
+MINILLM_API
 void matmul_v6_in_place(const float *A, const float *B, float *C, int M, int N, int K) {
     const gemm_t p = row_major(A, B, C, M, N, K);
     gemm_v6_in_place(&p, all_threads());

@@ -72,6 +72,7 @@ static void v7_one_thread(const gemm_t *p) {
     release_packing_space(packed_b, 1);
 }
 
+MINILLM_API
 void matmul_v7_own_rows(const float *A, const float *B, float *C, int M, int N, int K) {
     const gemm_t p = row_major(A, B, C, M, N, K);
     own_rows(&p, all_threads(), v7_one_thread);

@@ -65,6 +65,7 @@ void gemm_v8_one_thread(const gemm_t *p) {
     release_packing_space(packed_b, 1);
 }
 
+MINILLM_API
 void matmul_v8_sliver_in_l1(const float *A, const float *B, float *C, int M, int N, int K) {
     const gemm_t p = row_major(A, B, C, M, N, K);
     own_rows(&p, all_threads(), gemm_v8_one_thread);

@@ -3,11 +3,12 @@ allocation and launch geometry, written once for both the GPU (``xp = cupy`` wit
 RawModule launcher) and the CPU harness (``xp = numpy`` with the cuda-sim launcher).
 
 The kernels are fp32. Other dtypes (float64 for gradcheck, float16) take the reference
-composite, as does attention with a head size above the kernels' HEAD_DIM_MAX.
+(``float32_kernel``), as does attention with a head size above the kernels' HEAD_DIM_MAX.
 """
 import numpy as np
 
-from . import gemm_operands, numpy_backend as reference
+from .. import gemm_operands
+from ..reference import Backend, float32_kernel
 
 GEMM_BLOCK, GEMM_THREADS = 128, 256   # BM = BN and (BM/TM)·(BN/TN) in sgemm.cu
 ATTN_THREADS, HEAD_DIM_MAX = 64, 128  # attention.cu
@@ -33,12 +34,12 @@ def _blocks(n, per_block):
     return (n + per_block - 1) // per_block
 
 
-class CudaKernels:
-    def __init__(self, xp, launch):
-        self.xp, self.launch = xp, launch
+class CudaKernels(Backend):
+    """The backend both CUDA backends are: ``name``, the array module ``xp`` and the
+    ``launch(kernel, grid, block, *args)`` that runs a kernel of kernels/cuda."""
 
-    def _fp32(self, *arrays):
-        return all(a.dtype == np.float32 for a in arrays)
+    def __init__(self, name, xp, launch):
+        self.name, self.xp, self.launch = name, xp, launch
 
     def _contiguous(self, a):
         return self.xp.ascontiguousarray(a)
@@ -72,9 +73,8 @@ class CudaKernels:
             raise ValueError(f"sgemm_numbered: unknown version {version!r}; versions: {', '.join(self.SGEMM_VERSIONS)}")
         return c
 
+    @float32_kernel(0, 1)
     def matmul(self, a, b, trans_a=False, trans_b=False):
-        if not self._fp32(a, b):
-            return reference.matmul(a, b, trans_a, trans_b)
         a3, sab, b3, sbb, m, n, k, batch = gemm_operands(a, b, trans_a, trans_b)
         batches = int(np.prod(batch, dtype=np.int64))
         out = self.xp.empty((batches, m, n), np.float32)
@@ -94,12 +94,14 @@ class CudaKernels:
         return out.reshape(batch + (m, n))
 
     # ---- attention ---------------------------------------------------------------------------
-    def _attention_ok(self, q, k, v):
-        return self._fp32(q, k, v) and q.shape[-1] <= HEAD_DIM_MAX and q.shape[-1] == v.shape[-1]
+    @staticmethod
+    def _attention_ok(q, v):
+        return q.shape[-1] <= HEAD_DIM_MAX and q.shape[-1] == v.shape[-1]
 
+    @float32_kernel(0, 1, 2)
     def attention_forward(self, q, k, v, causal, scale):
-        if not self._attention_ok(q, k, v):
-            return reference.attention_forward(q, k, v, causal, scale)
+        if not self._attention_ok(q, v):
+            return super().attention_forward(q, k, v, causal, scale)
         q, k, v = (self._contiguous(t) for t in (q, k, v))
         n, t_query, d = q.shape
         out = self.xp.empty_like(q)
@@ -108,9 +110,10 @@ class CudaKernels:
                     q, k, v, out, lse, t_query, k.shape[1], d, int(causal), float(scale))
         return out, lse
 
+    @float32_kernel(0, 1, 2)
     def attention_backward(self, q, k, v, out, lse, dout, causal, scale):
-        if not self._attention_ok(q, k, v):
-            return reference.attention_backward(q, k, v, out, lse, dout, causal, scale)
+        if not self._attention_ok(q, v):
+            return super().attention_backward(q, k, v, out, lse, dout, causal, scale)
         xp = self.xp
         q, k, v, out, lse, dout = (self._contiguous(t) for t in (q, k, v, out, lse, dout))
         n, t_query, d = q.shape
@@ -127,9 +130,8 @@ class CudaKernels:
         return dq, dk, dv
 
     # ---- layer norm --------------------------------------------------------------------------
+    @float32_kernel(0, 1, 2)
     def layernorm_forward(self, x, w, b, eps):
-        if not self._fp32(x, w, b):
-            return reference.layernorm_forward(x, w, b, eps)
         xp = self.xp
         x = self._contiguous(x)
         rows, d = x.shape
@@ -140,9 +142,8 @@ class CudaKernels:
                         y, mean, rstd, d, float(eps))
         return y, mean, rstd
 
+    @float32_kernel(0, 1, 2)
     def layernorm_backward(self, dy, x, w, mean, rstd):
-        if not self._fp32(dy, x, w):
-            return reference.layernorm_backward(dy, x, w, mean, rstd)
         xp = self.xp
         dy, x = self._contiguous(dy), self._contiguous(x)
         rows, d = x.shape
@@ -158,9 +159,8 @@ class CudaKernels:
         return dx, dw, db
 
     # ---- softmax cross-entropy ------------------------------------------------------------
+    @float32_kernel(0)
     def cross_entropy_forward(self, logits, target, ignore_index):
-        if not self._fp32(logits):
-            return reference.cross_entropy_forward(logits, target, ignore_index)
         xp = self.xp
         logits, target = self._contiguous(logits), xp.ascontiguousarray(target, dtype=np.int64)
         rows, classes = logits.shape
@@ -170,9 +170,8 @@ class CudaKernels:
                         classes, int(ignore_index))
         return loss, lse
 
+    @float32_kernel(0, 3)
     def cross_entropy_backward(self, logits, target, lse, dloss, ignore_index):
-        if not self._fp32(logits, dloss):
-            return reference.cross_entropy_backward(logits, target, lse, dloss, ignore_index)
         xp = self.xp
         logits, target = self._contiguous(logits), xp.ascontiguousarray(target, dtype=np.int64)
         rows, classes = logits.shape
@@ -187,17 +186,15 @@ class CudaKernels:
     def _elementwise_grid(self, n):
         return (max(1, min(_blocks(n, ELEMENTWISE_THREADS), 65535)),)
 
+    @float32_kernel(0)
     def gelu_forward(self, x):
-        if not self._fp32(x):
-            return reference.gelu_forward(x)
         x = self._contiguous(x)
         y = self.xp.empty_like(x)
         self.launch("gelu_forward", self._elementwise_grid(x.size), (ELEMENTWISE_THREADS,), x, y, x.size)
         return y
 
+    @float32_kernel(0, 1)
     def gelu_backward(self, x, dy):
-        if not self._fp32(x, dy):
-            return reference.gelu_backward(x, dy)
         x, dy = self._contiguous(x), self._contiguous(dy)
         dx = self.xp.empty_like(x)
         self.launch("gelu_backward", self._elementwise_grid(x.size), (ELEMENTWISE_THREADS,), x, dy, dx, x.size)

@@ -3,6 +3,10 @@ API mode. ``setup.py`` calls ``ffibuilder`` at install time (``cffi_modules``); 
 backend calls ``build_in_cache`` when the installed extension is missing, and always for
 the AddressSanitizer + UBSan build (``MINILLM_C_SANITIZE=1``).
 
+Nothing here lists the kernels: the sources are every ``.c`` file under kernels/c, and the
+bindings are the signatures of the definitions marked ``MINILLM_API`` in them (the macro of
+``minillm_kernels.h``), so adding a kernel is adding one ``.c`` file.
+
 Flags: ``-O3 -march=native -mprefer-vector-width=512 -fopenmp``; when the compiler refuses
 one, the next set that it accepts (without the vector width, then ``-O3 -fopenmp``, then
 ``-O3``). ``minillm info`` prints what was used.
@@ -23,10 +27,8 @@ import sysconfig
 import tempfile
 from pathlib import Path
 
-MATMUL_SOURCES = tuple(f"matmul/{name}.c" for name in (
-    "v1_naive", "v2_reordered", "v3_blocked", "v4_packed", "v5_threaded", "v6_in_place", "v7_own_rows",
-    "v8_sliver_in_l1", "sgemm", "few_rows", "scratch"))
-SOURCES = MATMUL_SOURCES + ("linear.c", "embedding.c", "attention.c", "attention_decode.c", "attention_rows.c", "layernorm.c", "cross_entropy.c", "gelu.c", "add.c", "adam.c", "grad_norm.c", "matmul_int8.c", "linear_int8.c", "matmul_bf16.c", "build_info.c")
+# MINILLM_API, then <return type> <name>(<parameters>) {  — an exported definition
+_EXPORTED = re.compile(r"^MINILLM_API\s+([^;{}]*?\))\s*\{", re.M | re.S)
 FLAG_SETS = (["-O3", "-march=native", "-mprefer-vector-width=512", "-fopenmp"], ["-O3", "-march=native", "-fopenmp"],
              ["-O3", "-fopenmp"], ["-O3"])
 SANITIZE_FLAGS = ["-O1", "-g", "-fno-omit-frame-pointer", "-fsanitize=address,undefined",
@@ -36,7 +38,7 @@ SANITIZE_FLAGS = ["-O1", "-g", "-fno-omit-frame-pointer", "-fsanitize=address,un
 def c_dir():
     """kernels/c of the source tree. (setup.py runs this file on its own, outside the
     package, so no relative imports here.)"""
-    return Path(os.environ.get("MINILLM_KERNELS") or Path(__file__).resolve().parents[2] / "kernels") / "c"
+    return Path(os.environ.get("MINILLM_KERNELS") or Path(__file__).resolve().parents[3] / "kernels") / "c"
 
 
 def compiler():
@@ -68,11 +70,24 @@ def choose_flags(sanitize=False):
     return FLAG_SETS[-1]  # the build will fail, and setup.py carries on without the extension
 
 
+def sources():
+    """Every .c file under kernels/c, relative to it, in a fixed (sorted) order."""
+    return sorted(path.relative_to(c_dir()).as_posix() for path in c_dir().rglob("*.c"))
+
+
 def declarations():
-    """The header's prototypes, without preprocessor lines and comments, for ffi.cdef."""
-    text = (c_dir() / "minillm_kernels.h").read_text()
-    text = re.sub(r"/\*.*?\*/", "", text, flags=re.S)
-    return "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+    """The prototypes of the MINILLM_API definitions in every source, for ffi.cdef and for
+    the extension's own C (comments dropped: a signature carries none that cffi needs)."""
+    found = {}
+    for name in sources():
+        text = re.sub(r"/\*.*?\*/", "", (c_dir() / name).read_text(), flags=re.S)
+        for match in _EXPORTED.finditer(text):
+            prototype = " ".join(match.group(1).split()) + ";"
+            function = re.search(r"(\w+)\s*\(", prototype).group(1)
+            if function in found:
+                raise RuntimeError(f"kernels/c: {function} is exported twice ({found[function][0]} and {name})")
+            found[function] = (name, prototype)
+    return "\n".join(prototype for _, prototype in found.values())
 
 
 def source_digest():
@@ -90,9 +105,10 @@ def make_builder(module_name="minillm._ckernels", sanitize=False, relative_to=No
     flags = choose_flags(sanitize)
     folder = c_dir() if relative_to is None else Path(os.path.relpath(c_dir(), relative_to))
     ffi = FFI()
-    ffi.cdef(declarations())
-    ffi.set_source(module_name, '#include "minillm_kernels.h"',
-                   sources=[str(folder / name) for name in SOURCES], include_dirs=[str(folder)],
+    prototypes = declarations()
+    ffi.cdef(prototypes)
+    ffi.set_source(module_name, prototypes,
+                   sources=[str(folder / name) for name in sources()], include_dirs=[str(folder)],
                    # the headers too, so that build_ext rebuilds when only a header changed
                    # (most of the GEMM's shared code lives in kernels/c/matmul/*.h)
                    depends=[str(folder / header.relative_to(c_dir())) for header in sorted(c_dir().rglob("*.h"))],

@@ -11,8 +11,8 @@ _SIGNATURE = re.compile(r'extern\s+"C"\s+__global__\s+void\s+(\w+)\s*\(([^)]*)\)
 def kernels_dir():
     """``kernels/`` of the source tree (or of the installed package, or $MINILLM_KERNELS)."""
     candidates = [os.environ.get("MINILLM_KERNELS"),
-                  Path(__file__).resolve().parents[2] / "kernels",
-                  Path(__file__).resolve().parents[1] / "kernels"]
+                  Path(__file__).resolve().parents[3] / "kernels",
+                  Path(__file__).resolve().parents[2] / "kernels"]
     for candidate in candidates:
         if candidate and (Path(candidate) / "cuda").is_dir():
             return Path(candidate)

@@ -1,8 +1,8 @@
 """Flash attention in Numba on the GEMM micro-kernel: kernels/c/attention.c, line for line.
 
-The row kernels in numba_backend.py (v1) compute one query against one key at a time:
+The row kernels in numba/__init__.py (v1) compute one query against one key at a time:
 dot products and axpys, bound by loads. Here a tile of QB query rows meets a block of KB
-keys and both products of the tile are small GEMMs (``numba_gemm.gemm_into``: packing and
+keys and both products of the tile are small GEMMs (``gemm.gemm_into``: packing and
 the 6×16 register tile), with an online softmax between them along the key block:
 
     S = scale · Q_tile · K_blockᵀ      m, l rescaled by e^(m_old − m_new)     O_tile += P · V_block
@@ -17,7 +17,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from .numba_gemm import FLAGS, KC, MR, NR, gemm_into, slp_vectorised
+from .gemm import FLAGS, KC, MR, NR, gemm_into, slp_vectorised
 
 QB, KB = 64, 256
 
@@ -137,7 +137,7 @@ def attention_forward(q, k, v, causal, scale):
     q, k, v = (np.ascontiguousarray(a) for a in (q, k, v))
     out = np.empty_like(q)
     lse = np.empty(q.shape[:2], np.float32)
-    with slp_vectorised():  # compiles on the first call: see numba_gemm
+    with slp_vectorised():  # compiles on the first call: see gemm.py
         _forward(q, k, v, bool(causal), np.float32(scale), out, lse, numba.get_num_threads())
     return out, lse
 

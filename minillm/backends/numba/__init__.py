@@ -1,10 +1,10 @@
 """The Numba backend: the hot primitives as JIT-compiled, multi-threaded CPU loops.
 
-- matmul: the BLIS structure of kernels/c/matmul/ (v4 on) in Numba (numba_gemm.py): packed
+- matmul: the BLIS structure of kernels/c/matmul/ (v4 on) in Numba (gemm.py): packed
   panels and a 6×16 register tile the SLP vectoriser turns into FMAs on vector registers;
   ``_gemm_rows`` is v1, the row-blocked loop it replaced.
 - attention: flash-style, in float32 tiles of queries × keys on the GEMM micro-kernel
-  (numba_attention.py). v1 stays here: each query row streams over the keys with an
+  (attention.py). v1 stays here: each query row streams over the keys with an
   *online softmax* (running max m, running sum l, running output acc), so the T×T matrix
   never exists; its backward makes one pass over query rows (dQ) and one over key rows
   (dK, dV). It serves float64 (gradcheck) and is timed against the tiles.
@@ -15,18 +15,16 @@ import math
 
 import numpy as np
 
-from . import BackendUnavailable, gemm_operands
-from . import numpy_backend as reference
+from .. import BackendUnavailable, gemm_operands
+from ..reference import Backend, float32_kernel
 
 try:
     from numba import njit, prange
 except ImportError as exc:  # pragma: no cover - numba is a hard dependency, but say why
     raise BackendUnavailable(f"numba is not importable ({exc})") from None
 
-from . import numba_attention  # noqa: E402 (after the import check above)
-from .numba_gemm import sgemm  # noqa: E402
-
-xp = np
+from . import attention as tiles  # noqa: E402 (after the import check above)
+from .gemm import sgemm  # noqa: E402
 
 ROWS = 4        # rows of C computed together: each B element loaded once serves four
 K_BLOCK = 256   # a K-slice of B (K_BLOCK × N_BLOCK floats) stays in L2
@@ -39,7 +37,7 @@ _jit = dict(parallel=True, fastmath=True, cache=True, nogil=True)
 def _gemm_rows(a, b, c):
     """v1: c = a @ b (2-D, contiguous), four rows of C at a time: each B element loaded once
     serves four rows, but C's rows are loaded, updated and stored on every k — the
-    memory-bound pattern that numba_gemm's register tile removes."""
+    memory-bound pattern that gemm.py's register tile removes."""
     m, k_total = a.shape
     n = b.shape[1]
     c[:, :] = 0
@@ -70,19 +68,6 @@ def matmul_numbered(version, a, b):
     return c
 
 
-def matmul(a, b, trans_a=False, trans_b=False):
-    """float32 through the packed GEMM (numba_gemm.py); other dtypes (float64 for
-    gradcheck, float16 under autocast) take the reference."""
-    if a.dtype != np.float32 or b.dtype != np.float32:
-        return reference.matmul(a, b, trans_a, trans_b)
-    a3, _, b3, _, m, n, k, batch = gemm_operands(a, b, trans_a, trans_b)
-    batches = int(np.prod(batch, dtype=np.int64))
-    c = np.empty((batches, m, n), np.float32)
-    for z in range(batches):  # a 2-D operand is shared by every batch
-        sgemm(a3 if a3.ndim == 2 else a3[z], b3 if b3.ndim == 2 else b3[z], c[z])
-    return c.reshape(batch + (m, n))
-
-
 @njit(**_jit)
 def _attention_forward(q, k, v, causal, scale, out, lse):
     n, t_query, d = q.shape
@@ -110,17 +95,6 @@ def _attention_forward(q, k, v, causal, scale, out, lse):
         for x in range(d):
             out[z, i, x] = acc[x] / total
         lse[z, i] = peak + math.log(total)
-
-
-def attention_forward(q, k, v, causal, scale, version="tiles"):
-    """float32: the tiles of numba_attention.py; ``version="rows"`` (or float64) runs v1, the
-    row kernels here."""
-    if version == "tiles" and q.dtype == k.dtype == v.dtype == np.float32:
-        return numba_attention.attention_forward(q, k, v, causal, scale)
-    out = np.empty_like(q)
-    lse = np.empty(q.shape[:2], np.float64 if q.dtype == np.float64 else np.float32)
-    _attention_forward(q, k, v, causal, scale, out, lse)
-    return out, lse
 
 
 @njit(**_jit)
@@ -169,16 +143,6 @@ def _attention_backward_dkv(q, k, v, out, lse, dout, causal, scale, dk, dv):
                 dk[z, j, x] += ds * q[z, i, x]
 
 
-def attention_backward(q, k, v, out, lse, dout, causal, scale, version="tiles"):
-    if version == "tiles" and q.dtype == k.dtype == v.dtype == dout.dtype == np.float32:
-        return numba_attention.attention_backward(q, k, v, out, lse, dout, causal, scale)
-    dout = np.ascontiguousarray(dout)
-    dq, dk, dv = np.empty_like(q), np.empty_like(k), np.empty_like(v)
-    _attention_backward_dq(q, k, v, out, lse, dout, causal, scale, dq)
-    _attention_backward_dkv(q, k, v, out, lse, dout, causal, scale, dk, dv)
-    return dq, dk, dv
-
-
 @njit(**_jit)
 def _layernorm_forward(x, w, b, eps, y, mean, rstd):
     rows, d = x.shape
@@ -193,13 +157,6 @@ def _layernorm_forward(x, w, b, eps, y, mean, rstd):
         for c in range(d):
             y[r, c] = (x[r, c] - mu) * inv * w[c] + b[c]
         mean[r], rstd[r] = mu, inv
-
-
-def layernorm_forward(x, w, b, eps):
-    y = np.empty_like(x)
-    mean, rstd = np.empty(x.shape[0], x.dtype), np.empty(x.shape[0], x.dtype)
-    _layernorm_forward(np.ascontiguousarray(x), w, b, eps, y, mean, rstd)
-    return y, mean, rstd
 
 
 @njit(**_jit)
@@ -223,16 +180,6 @@ def _layernorm_backward(dy, x, w, mean, rstd, dx, dw_parts, db_parts):
             for c in range(d):
                 xhat = (x[r, c] - mu) * inv
                 dx[r, c] = inv * (dy[r, c] * w[c] - g_mean - xhat * gx_mean)
-
-
-def layernorm_backward(dy, x, w, mean, rstd):
-    from numba import get_num_threads
-    chunks = max(1, min(get_num_threads() * 4, x.shape[0]))
-    dx = np.empty_like(x)
-    dw_parts = np.zeros((chunks, x.shape[1]), np.float64)
-    db_parts = np.zeros((chunks, x.shape[1]), np.float64)
-    _layernorm_backward(np.ascontiguousarray(dy), x, w, mean, rstd, dx, dw_parts, db_parts)
-    return dx, dw_parts.sum(0).astype(w.dtype), db_parts.sum(0).astype(w.dtype)
 
 
 _f = np.float32
@@ -280,24 +227,6 @@ def _gelu_backward(x, dy, dx):
         dx[i] = dy[i] * (HALF * (ONE + t) + HALF * v * (ONE - t * t) * SQRT_2_OVER_PI * (ONE + three * GELU_CUBIC * v2))
 
 
-def gelu_forward(x):
-    if x.dtype != np.float32:
-        return reference.gelu_forward(x)
-    flat = np.ascontiguousarray(x).reshape(-1)
-    y = np.empty_like(flat)
-    _gelu_forward(flat, y)
-    return y.reshape(x.shape)
-
-
-def gelu_backward(x, dy):
-    if x.dtype != np.float32:
-        return reference.gelu_backward(x, dy)
-    flat = np.ascontiguousarray(x).reshape(-1)
-    dx = np.empty_like(flat)
-    _gelu_backward(flat, np.ascontiguousarray(dy, dtype=x.dtype).reshape(-1), dx)
-    return dx.reshape(x.shape)
-
-
 @njit(**_jit)
 def _adam_update(p, g, m, v, beta1, beta2, eps, keep, coupled, step_size, rsqrt_bc2):
     # every scalar arrives as the arrays' dtype, so no float64 literal promotes the loop
@@ -311,13 +240,82 @@ def _adam_update(p, g, m, v, beta1, beta2, eps, keep, coupled, step_size, rsqrt_
         p[i] = p[i] * keep - step_size * mi / (math.sqrt(vi) * rsqrt_bc2 + eps)
 
 
-def adam_update(p, g, m, v, lr, beta1, beta2, eps, weight_decay, decoupled, step):
-    """One fused pass per tensor (see numpy_backend.adam_update for the formula); the
-    reference refuses a read-only p, m or v."""
-    if not (p.dtype == g.dtype == m.dtype == v.dtype == np.float32
-            and all(a.flags.c_contiguous for a in (p, g, m, v)) and all(a.flags.writeable for a in (p, m, v))):
-        return reference.adam_update(p, g, m, v, lr, beta1, beta2, eps, weight_decay, decoupled, step)
-    f = np.float32
-    keep, coupled = (1 - lr * weight_decay, 0.0) if decoupled else (1.0, weight_decay)
-    _adam_update(p.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1), f(beta1), f(beta2), f(eps), f(keep),
-                 f(coupled), f(lr / (1 - beta1 ** step)), f(1 / math.sqrt(1 - beta2 ** step)))
+
+
+class NumbaBackend(Backend):
+    """The primitives as the Numba loops above; the rest are the reference's."""
+
+    name = "numba"
+
+    @float32_kernel(0, 1)
+    def matmul(self, a, b, trans_a=False, trans_b=False):
+        """float32 through the packed GEMM (gemm.py); other dtypes (float64 for gradcheck,
+        float16 under autocast) take the reference."""
+        a3, _, b3, _, m, n, k, batch = gemm_operands(a, b, trans_a, trans_b)
+        batches = int(np.prod(batch, dtype=np.int64))
+        c = np.empty((batches, m, n), np.float32)
+        for z in range(batches):  # a 2-D operand is shared by every batch
+            sgemm(a3 if a3.ndim == 2 else a3[z], b3 if b3.ndim == 2 else b3[z], c[z])
+        return c.reshape(batch + (m, n))
+
+    def attention_forward(self, q, k, v, causal, scale, version="tiles"):
+        """float32: the tiles of attention.py; ``version="rows"`` (or float64) runs v1, the
+        row kernels here."""
+        if version == "tiles" and q.dtype == k.dtype == v.dtype == np.float32:
+            return tiles.attention_forward(q, k, v, causal, scale)
+        out = np.empty_like(q)
+        lse = np.empty(q.shape[:2], np.float64 if q.dtype == np.float64 else np.float32)
+        _attention_forward(q, k, v, causal, scale, out, lse)
+        return out, lse
+
+    def attention_backward(self, q, k, v, out, lse, dout, causal, scale, version="tiles"):
+        if version == "tiles" and q.dtype == k.dtype == v.dtype == dout.dtype == np.float32:
+            return tiles.attention_backward(q, k, v, out, lse, dout, causal, scale)
+        dout = np.ascontiguousarray(dout)
+        dq, dk, dv = np.empty_like(q), np.empty_like(k), np.empty_like(v)
+        _attention_backward_dq(q, k, v, out, lse, dout, causal, scale, dq)
+        _attention_backward_dkv(q, k, v, out, lse, dout, causal, scale, dk, dv)
+        return dq, dk, dv
+
+    def layernorm_forward(self, x, w, b, eps):
+        y = np.empty_like(x)
+        mean, rstd = np.empty(x.shape[0], x.dtype), np.empty(x.shape[0], x.dtype)
+        _layernorm_forward(np.ascontiguousarray(x), w, b, eps, y, mean, rstd)
+        return y, mean, rstd
+
+    def layernorm_backward(self, dy, x, w, mean, rstd):
+        from numba import get_num_threads
+        chunks = max(1, min(get_num_threads() * 4, x.shape[0]))
+        dx = np.empty_like(x)
+        dw_parts = np.zeros((chunks, x.shape[1]), np.float64)
+        db_parts = np.zeros((chunks, x.shape[1]), np.float64)
+        _layernorm_backward(np.ascontiguousarray(dy), x, w, mean, rstd, dx, dw_parts, db_parts)
+        return dx, dw_parts.sum(0).astype(w.dtype), db_parts.sum(0).astype(w.dtype)
+
+    @float32_kernel(0)
+    def gelu_forward(self, x):
+        flat = np.ascontiguousarray(x).reshape(-1)
+        y = np.empty_like(flat)
+        _gelu_forward(flat, y)
+        return y.reshape(x.shape)
+
+    @float32_kernel(0)  # (dy is converted to x's dtype)
+    def gelu_backward(self, x, dy):
+        flat = np.ascontiguousarray(x).reshape(-1)
+        dx = np.empty_like(flat)
+        _gelu_backward(flat, np.ascontiguousarray(dy, dtype=x.dtype).reshape(-1), dx)
+        return dx.reshape(x.shape)
+
+    @float32_kernel(0, 1, 2, 3, writes=(0, 2, 3))
+    def adam_update(self, p, g, m, v, lr, beta1, beta2, eps, weight_decay, decoupled, step):
+        """One fused pass per tensor (see reference.Backend.adam_update for the formula); the
+        reference refuses a read-only p, m or v."""
+        if not g.flags.c_contiguous:
+            return super().adam_update(p, g, m, v, lr, beta1, beta2, eps, weight_decay, decoupled, step)
+        f = np.float32
+        keep, coupled = (1 - lr * weight_decay, 0.0) if decoupled else (1.0, weight_decay)
+        _adam_update(p.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1), f(beta1), f(beta2), f(eps),
+                     f(keep), f(coupled), f(lr / (1 - beta1 ** step)), f(1 / math.sqrt(1 - beta2 ** step)))
+
+
+backend = NumbaBackend()

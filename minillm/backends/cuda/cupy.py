@@ -2,14 +2,14 @@
 
 Every tensor lives on the device (``xp = cupy``), so a training loop makes no host copies
 except the loss it prints. Sources are compiled once by NVRTC through ``cupy.RawModule``;
-the launch geometry is shared with the CPU harness (``cuda_kernels.py``).
+the launch geometry is shared with the CPU harness (``kernels.py``).
 Install with ``pip install minillm[gpu]`` (cupy-cuda12x; use cupy-cuda13x for CUDA 13).
 """
 import numpy as np
 
-from . import BackendUnavailable
-from .cuda_kernels import CudaKernels
-from .cuda_source import cuda_files, kernels_dir, signatures
+from .. import BackendUnavailable
+from .kernels import CudaKernels
+from .source import cuda_files, kernels_dir, signatures
 
 try:
     import cupy
@@ -21,7 +21,6 @@ try:
 except cupy.cuda.runtime.CUDARuntimeError as exc:
     raise BackendUnavailable(f"cupy: no usable CUDA device ({exc})") from None
 
-xp = cupy
 
 _SCALARS = {"int": np.int32, "long long": np.int64, "float": np.float32, "unsigned": np.uint32}
 
@@ -47,4 +46,4 @@ class Launcher:
 
 
 launch = Launcher(cuda_files())
-primitives = CudaKernels(cupy, launch)
+backend = CudaKernels("cupy", cupy, launch)

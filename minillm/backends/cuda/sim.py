@@ -4,7 +4,7 @@ Each ``.cu`` file is compiled unchanged by the host C++ compiler with
 ``kernels/cuda_sim/cuda_sim.h`` force-included (CUDA threads become fibers, blocks run on
 worker threads), plus a generated ``launch_<kernel>(grid, block, args…)`` trampoline per
 kernel. The build is cached under ``~/.cache/minillm/cuda-sim``. The launch geometry is
-the cupy backend's (``cuda_kernels.py``), so CI checks what the GPU would run.
+the cupy backend's (``kernels.py``), so CI checks what the GPU would run.
 
 ``checked_launches()`` turns on bounds checking: every array is copied into a buffer that
 ends at a protected page, and an out-of-range access fails the launch with the kernel's
@@ -20,11 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from . import BackendUnavailable
-from .cuda_kernels import CudaKernels
-from .cuda_source import cuda_files, kernels_dir, signatures
+from .. import BackendUnavailable
+from .kernels import CudaKernels
+from .source import cuda_files, kernels_dir, signatures
 
-xp = np
 
 _CXX = os.environ.get("CXX", "g++")
 _FLAGS = ["-std=c++17", "-O2", "-fPIC", "-shared", "-pthread", "-w"]
@@ -156,4 +155,4 @@ try:
 except (RuntimeError, FileNotFoundError) as exc:
     raise BackendUnavailable(str(exc)) from None
 
-primitives = CudaKernels(np, launch)
+backend = CudaKernels("cuda-sim", np, launch)

@@ -1,0 +1,527 @@
+"""Backend ``c``: the hot primitives as C kernels (``kernels/c``) called through cffi.
+
+The extension is compiled at install time by ``setup.py``; when it is missing (running
+from a source tree), or was compiled from other kernels than the kernels/c beside it (an
+editable install after a pull), the current ones are built once into ~/.cache/minillm.
+``MINILLM_C_SANITIZE=1`` loads an AddressSanitizer + UndefinedBehaviorSanitizer build instead (run Python with
+``LD_PRELOAD=$(gcc -print-file-name=libasan.so)``; ``make sanitize`` does it).
+The kernels are float32; other dtypes take the reference (``float32_kernel``). The
+functions are declared once, where they are defined: ``build.py`` reads the ``MINILLM_API``
+definitions of kernels/c for cffi, and the numbered versions are listed from the library.
+"""
+import math
+import os
+import re
+import warnings
+import weakref
+
+import numpy as np
+
+from .. import BackendUnavailable, gemm_operands
+from ..reference import Backend, float32_kernel
+
+
+def _stale(module):
+    """Was ``module`` compiled from other kernels than the kernels/c beside this checkout (an
+    editable install after `git pull` or an edit, or a failed rebuild that left the old library
+    in place)? An installed package has no kernels/c to compare with: never stale."""
+    from .build import c_dir, source_digest
+    if not c_dir().is_dir():
+        return False
+    built = _ffi_string(module, "minillm_source_digest")
+    return built != source_digest()
+
+
+def _ffi_string(module, function):
+    """The string a build-info function of ``module`` returns, or None if it has none."""
+    fn = getattr(module.lib, function, None)
+    return None if fn is None else module.ffi.string(fn()).decode()
+
+
+def _load():
+    sanitize = os.environ.get("MINILLM_C_SANITIZE") == "1"
+    if not sanitize:
+        try:
+            from minillm import _ckernels
+            if not _stale(_ckernels):
+                return _ckernels
+            warnings.warn("minillm: the installed C kernels were built from older sources than kernels/c; "
+                          "building the current ones in ~/.cache/minillm (reinstall to make it stick: "
+                          "pip install -e .)", RuntimeWarning, stacklevel=2)
+        except ImportError:
+            pass
+    try:
+        from .build import build_in_cache
+        return build_in_cache(sanitize)
+    except Exception as exc:  # no compiler, no cffi, a failing build: say which
+        raise BackendUnavailable(f"the C kernels are not built and could not be built here: {exc}") from None
+
+
+_module = _load()
+ffi, lib = _module.ffi, _module.lib
+build_flags = ffi.string(lib.minillm_build_flags()).decode()
+
+
+_CTYPES = {np.dtype(np.float32): "float", np.dtype(np.int64): "long long", np.dtype(np.int32): "int",
+           np.dtype(np.int8): "signed char", np.dtype(np.uint16): "unsigned short"}
+
+
+def pointer(array):
+    """A C pointer to a NumPy array's data, typed by its dtype. ``ffi.from_buffer`` is
+    several times cheaper than ``array.ctypes.data``, and a GPT step makes hundreds of these
+    calls. Strided views (transposed operands) have no buffer to share and take the slower
+    road."""
+    ctype = _CTYPES[array.dtype]
+    if array.flags.c_contiguous:
+        return ffi.from_buffer(ctype + "[]", array)
+    return ffi.cast(ctype + " *", array.ctypes.data)
+
+
+def _c(array):
+    return np.ascontiguousarray(array)
+
+
+def _usable(a):
+    return a.dtype == np.float32 and a.flags.c_contiguous
+
+
+def _writable(a):
+    """Usable as a kernel's in-place output: C would write through a read-only flag (and
+    crash on a read-only memory map); the reference refuses it instead."""
+    flags = a.flags  # (a new object on every access)
+    return a.dtype == np.float32 and flags.c_contiguous and flags.writeable
+
+
+def _pointers_and_sizes(arrays):
+    return ffi.new("float *[]", [pointer(a) for a in arrays]), ffi.new("long long[]", [a.size for a in arrays])
+
+
+def _numbered(family):
+    """The numbered versions ``<family>_v<N>_<idea>`` the library exports, in the order of N
+    (read from the library: a new version file is listed without a list to edit)."""
+    found = ((int(m.group(1)), name) for name in dir(lib) if (m := re.fullmatch(rf"{family}_v(\d+)_\w+", name)))
+    return tuple(name for _, name in sorted(found))
+
+
+def _matmul_2d(a, b, trans_a, trans_b, threads, bias=None):
+    """Two contiguous matrices (every Linear layer's three products): the strides follow from
+    the flags. The general road (views, broadcast batch shapes, np.prod) costs tens of
+    microseconds of Python a call, and a step makes dozens of these calls. With ``bias`` the
+    tiles add it to every row as they store (sgemm_bias), instead of a second pass."""
+    m, k = a.shape[::-1] if trans_a else a.shape
+    k_b, n = b.shape[::-1] if trans_b else b.shape
+    if k != k_b:
+        raise ValueError(f"matmul: inner dimensions differ: op(a) is {m}×{k}, op(b) is {k_b}×{n}")
+    out = np.empty((m, n), np.float32)
+    if out.size:
+        sam, sak = (1, m) if trans_a else (k, 1)
+        sbk, sbn = (1, k) if trans_b else (n, 1)
+        lib.sgemm_bias(pointer(a), pointer(b), ffi.NULL if bias is None else pointer(bias), pointer(out), m, n, k,
+                       sam, sak, sbk, sbn, threads)
+    return out
+
+
+DECODE_ROWS = 4  # at most this many new queries: attention_decode.c, reading the cache where it lies
+ADD_IN_C_FROM = 8192  # values; below, the call and waking a thread cost more than NumPy's add
+
+
+def _rows_contiguous(a):
+    """Each head a (T, D) block of contiguous rows, the heads at any distance apart."""
+    return a.strides[-1] == 4 and a.strides[-2] == 4 * a.shape[-1]
+
+
+def _qkv_thirds(qkv):
+    """Pointers to the q, k and v thirds of a contiguous (B, T, 3C) array (C floats apart)."""
+    base, c = pointer(qkv), qkv.shape[-1] // 3
+    return base, base + c, base + 2 * c
+
+
+class _StatePointers:
+    """The C pointer arrays for an optimizer's parameters and moments, which stay the same
+    arrays from step to step: rebuilding them (a dtype and layout check and a pointer per
+    array, some two hundred for the recipe's GPT) was a large part of the optimizer's time. Only the
+    gradients, new arrays every step, are looked at each call. Weak references: a parameter
+    that is replaced (load_state_dict) is a miss, and nothing here keeps an old one alive."""
+
+    def __init__(self):
+        self.entries = {}
+
+    def get(self, ps, ms, vs):
+        key = tuple(map(id, ps))
+        entry = self.entries.get(key)
+        arrays = (*ps, *ms, *vs)
+        if (entry is not None and all(ref() is a for ref, a in zip(entry[0], arrays))
+                and all(p.size == n for p, n in zip(ps, entry[2]))):  # (ndarray.resize keeps the object)
+            return entry[1]
+        if not all(map(_writable, arrays)):
+            return None
+        pointers = tuple(ffi.new("float *[]", [pointer(a) for a in group]) for group in (ps, ms, vs))
+        sizes = ffi.new("long long[]", [p.size for p in ps])
+        if len(self.entries) >= 8:  # a few optimizers (decayed and not, say), not every list ever seen
+            self.entries.pop(next(iter(self.entries)))
+        self.entries[key] = ([weakref.ref(a) for a in arrays], (*pointers, sizes), [p.size for p in ps])
+        return self.entries[key][1]
+
+
+class CBackend(Backend):
+    """The primitives the C kernels cover; the rest (and every non-float32 call) are the
+    reference's. Each override: the guard (``float32_kernel``), contiguous copies where a
+    kernel needs them, the outputs allocated here, one call into C."""
+
+    name = "c"
+
+    def __init__(self):
+        self._state_pointers = _StatePointers()
+
+    @float32_kernel(0, 1)
+    def matmul(self, a, b, trans_a=False, trans_b=False, threads=0):
+        if a.ndim == 2 and b.ndim == 2 and a.flags.c_contiguous and b.flags.c_contiguous:
+            return _matmul_2d(a, b, trans_a, trans_b, threads)
+        a3, sab, b3, sbb, m, n, k, batch = gemm_operands(a, b, trans_a, trans_b)
+        batches = int(np.prod(batch, dtype=np.int64))
+        out = np.empty((batches, m, n), np.float32)
+        if out.size:
+            sam, sak = (s // 4 for s in a3.strides[-2:])
+            sbk, sbn = (s // 4 for s in b3.strides[-2:])
+            lib.sgemm_strided(pointer(a3), pointer(b3), pointer(out), batches, m, n, k, sab, sam, sak, sbb, sbk,
+                              sbn, threads)
+        return out.reshape(batch + (m, n))
+
+    @float32_kernel(0, 1)
+    def linear_forward(self, x, w, bias=None):
+        """y = x wᵀ + b for 2-D x (N, K) and w (M, K): one GEMM whose tiles add the bias."""
+        if bias is None or not (bias.dtype == np.float32 and x.ndim == 2 and w.ndim == 2 and x.flags.c_contiguous
+                                and w.flags.c_contiguous and bias.flags.c_contiguous):
+            return super().linear_forward(x, w, bias)
+        if bias.shape != (w.shape[0],):
+            raise ValueError(f"linear_forward: bias {bias.shape} does not fit w {w.shape}")
+        return _matmul_2d(x, w, False, True, 0, bias)
+
+    @float32_kernel(0, 1, 2)
+    def linear_backward(self, g, x, w, need_x=True, need_w=True, need_b=True, threads=0):
+        """g w, gᵀ x and Σ_rows g for y = x wᵀ + b (2-D g (N, M), x (N, K), w (M, K)) in one call:
+        each core takes its own rows of g and the partial gᵀ x are summed (linear.c). threads: 0 = all."""
+        if not (g.ndim == x.ndim == w.ndim == 2 and g.size and x.size
+                and g.flags.c_contiguous and x.flags.c_contiguous and w.flags.c_contiguous):
+            return super().linear_backward(g, x, w, need_x, need_w, need_b)
+        (rows, out), in_ = g.shape, x.shape[1]
+        if x.shape[0] != rows or w.shape != (out, in_):
+            raise ValueError(f"linear_backward: g {g.shape}, x {x.shape} and w {w.shape} do not fit "
+                             f"(expected g (N, M), x (N, K), w (M, K))")
+        gx = np.empty((rows, in_), np.float32) if need_x else None
+        gw = np.empty((out, in_), np.float32) if need_w else None
+        gb = np.empty(out, np.float32) if need_b else None
+        outputs = (ffi.NULL if a is None else pointer(a) for a in (gx, gw, gb))
+        lib.linear_backward(pointer(g), pointer(x), pointer(w), *outputs, rows, in_, out, threads)
+        return gx, gw, gb
+
+    @float32_kernel(0, 1, 2)
+    def attention_forward(self, q, k, v, causal, scale, version="tiles"):
+        """``version="rows"`` runs v1 (attention_rows.c), kept to be timed against the tiles;
+        a few queries against many keys (generation with the KV cache) run attention_decode.c."""
+        if q.shape[-1] != v.shape[-1]:
+            return super().attention_forward(q, k, v, causal, scale)
+        if version == "tiles" and q.shape[1] <= DECODE_ROWS and _rows_contiguous(k) and _rows_contiguous(v):
+            q = _c(q)
+            n, t_query, d = q.shape
+            out, lse = np.empty_like(q), np.empty((n, t_query), np.float32)
+            lib.attention_decode_forward(pointer(q), pointer(k), pointer(v), pointer(out), pointer(lse), n, t_query,
+                                         k.shape[1], d, k.strides[0] // 4, v.strides[0] // 4, int(causal),
+                                         float(scale))
+            return out, lse
+        q, k, v = _c(q), _c(k), _c(v)
+        n, t_query, d = q.shape
+        out, lse = np.empty_like(q), np.empty((n, t_query), np.float32)
+        args = (pointer(q), pointer(k), pointer(v), pointer(out), pointer(lse), n, t_query, k.shape[1], d,
+                int(causal), float(scale))
+        if version == "rows":
+            lib.attention_rows_forward(*args)
+        else:
+            lib.attention_forward(*args, 1, d, d)  # one head per block, rows d apart: (N, T, D)
+        return out, lse
+
+    @float32_kernel(0, 1, 2, 5)
+    def attention_backward(self, q, k, v, out, lse, dout, causal, scale, version="tiles"):
+        if q.shape[-1] != v.shape[-1]:
+            return super().attention_backward(q, k, v, out, lse, dout, causal, scale)
+        q, k, v, out, lse, dout = (_c(t.astype(np.float32, copy=False)) for t in (q, k, v, out, lse, dout))
+        n, t_query, d = q.shape
+        dq, dk, dv = np.empty_like(q), np.empty_like(k), np.empty_like(v)
+        args = (pointer(q), pointer(k), pointer(v), pointer(out), pointer(lse), pointer(dout), pointer(dq),
+                pointer(dk), pointer(dv), n, t_query, k.shape[1], d, int(causal), float(scale))
+        if version == "rows":
+            lib.attention_rows_backward(*args)
+        else:
+            lib.attention_backward(*args, 1, d, d)
+        return dq, dk, dv
+
+    @float32_kernel(0)
+    def attention_qkv_forward(self, qkv, heads, causal, scale):
+        """Causal self-attention straight from one (B, T, 3C) projection to (B, T, C): the kernel
+        reads each head where it lies (rows 3C apart) and writes the heads side by side, so the
+        split into heads and the merge back copy nothing."""
+        qkv = _c(qkv)
+        b, t, c3 = qkv.shape
+        c = c3 // 3
+        y, lse = np.empty((b, t, c), np.float32), np.empty((b * heads, t), np.float32)
+        lib.attention_forward(*_qkv_thirds(qkv), pointer(y), pointer(lse), b * heads, t, t, c // heads, int(causal),
+                              float(scale), heads, c3, c)
+        return y, lse
+
+    @float32_kernel(0, 1, 3)
+    def attention_qkv_backward(self, qkv, y, lse, dy, heads, causal, scale):
+        qkv, y, lse, dy = _c(qkv), _c(y), _c(lse), _c(dy)
+        b, t, c3 = qkv.shape
+        c = c3 // 3
+        dqkv = np.empty_like(qkv)  # every row of every head is zeroed by the kernel, then accumulated
+        lib.attention_backward(*_qkv_thirds(qkv), pointer(y), pointer(lse), pointer(dy), *_qkv_thirds(dqkv),
+                               b * heads, t, t, c // heads, int(causal), float(scale), heads, c3, c)
+        return dqkv
+
+    @float32_kernel(0, 1, 2)
+    def layernorm_forward(self, x, w, b, eps):
+        x, w, b = _c(x), _c(w), _c(b)
+        rows, d = x.shape
+        y, mean, rstd = np.empty_like(x), np.empty(rows, np.float32), np.empty(rows, np.float32)
+        lib.layernorm_forward(pointer(x), pointer(w), pointer(b), pointer(y), pointer(mean), pointer(rstd), rows, d,
+                              float(eps))
+        return y, mean, rstd
+
+    @float32_kernel(0, 1, 2)
+    def layernorm_backward(self, dy, x, w, mean, rstd):
+        dy, x, w, mean, rstd = _c(dy), _c(x), _c(w), _c(mean), _c(rstd)
+        rows, d = x.shape
+        dx, dw, db = np.empty_like(x), np.empty(d, np.float32), np.empty(d, np.float32)
+        lib.layernorm_backward(pointer(dy), pointer(x), pointer(w), pointer(mean), pointer(rstd), pointer(dx),
+                               pointer(dw), pointer(db), rows, d)
+        return dx, dw, db
+
+    @float32_kernel(0)
+    def cross_entropy_forward(self, logits, target, ignore_index):
+        logits, target = _c(logits), np.ascontiguousarray(target, dtype=np.int64)
+        rows, classes = logits.shape
+        loss, lse = np.empty(rows, np.float32), np.empty(rows, np.float32)
+        lib.cross_entropy_forward(pointer(logits), pointer(target), pointer(loss), pointer(lse), rows, classes,
+                                  int(ignore_index))
+        return loss, lse
+
+    @float32_kernel(0, 3)
+    def cross_entropy_backward(self, logits, target, lse, dloss, ignore_index):
+        logits, target = _c(logits), np.ascontiguousarray(target, dtype=np.int64)
+        lse, dloss = _c(lse.astype(np.float32, copy=False)), _c(dloss)
+        rows, classes = logits.shape
+        dlogits = np.empty_like(logits)
+        lib.cross_entropy_backward(pointer(logits), pointer(target), pointer(lse), pointer(dloss), pointer(dlogits),
+                                   rows, classes, int(ignore_index))
+        return dlogits
+
+    @float32_kernel(0, 1)
+    def add(self, a, b):
+        if not (a.shape == b.shape and a.flags.c_contiguous and b.flags.c_contiguous and a.size >= ADD_IN_C_FROM):
+            return a + b  # the reference's add
+        out = np.empty_like(a)
+        lib.add_arrays(pointer(a), pointer(b), pointer(out), a.size)
+        return out
+
+    @float32_kernel(0)
+    def gelu_forward(self, x):
+        x = _c(x)
+        y = np.empty_like(x)
+        lib.gelu_forward(pointer(x), pointer(y), x.size)
+        return y
+
+    @float32_kernel(0, 1)
+    def gelu_backward(self, x, dy):
+        x, dy = _c(x), _c(dy)
+        dx = np.empty_like(x)
+        lib.gelu_backward(pointer(x), pointer(dy), pointer(dx), x.size)
+        return dx
+
+    @float32_kernel(0)
+    def relu_forward(self, x):
+        x = _c(x)
+        y = np.empty_like(x)
+        lib.relu_forward(pointer(x), pointer(y), x.size)
+        return y
+
+    @float32_kernel(0, 1)
+    def relu_backward(self, x, dy):
+        x, dy = _c(x), _c(dy)
+        dx = np.empty_like(x)
+        lib.relu_backward(pointer(x), pointer(dy), pointer(dx), x.size)
+        return dx
+
+    @float32_kernel(0, 1, 2, 3, writes=(0, 2, 3))
+    def adam_update(self, p, g, m, v, lr, beta1, beta2, eps, weight_decay, decoupled, step):
+        if not g.flags.c_contiguous:
+            return super().adam_update(p, g, m, v, lr, beta1, beta2, eps, weight_decay, decoupled, step)
+        lib.adam_update(pointer(p), pointer(g), pointer(m), pointer(v), p.size, lr, beta1, beta2, eps, weight_decay,
+                        int(decoupled), lr / (1 - beta1 ** step), 1 / math.sqrt(1 - beta2 ** step))
+
+    def adam_update_many(self, ps, gs, ms, vs, lr, beta1, beta2, eps, weight_decay, decoupled, step):
+        """``adam_update`` over lists of tensors in one kernel call (float32, C order); any
+        other list takes the one-tensor-at-a-time road."""
+        cached = self._state_pointers.get(ps, ms, vs) if ps and all(map(_usable, gs)) else None
+        if cached is None:
+            return super().adam_update_many(ps, gs, ms, vs, lr, beta1, beta2, eps, weight_decay, decoupled, step)
+        p, m, v, sizes = cached
+        g = ffi.new("float *[]", [pointer(a) for a in gs])
+        lib.adam_update_many(p, g, m, v, sizes, len(ps), lr, beta1, beta2, eps, weight_decay, int(decoupled),
+                             lr / (1 - beta1 ** step), 1 / math.sqrt(1 - beta2 ** step))
+
+    def sum_of_squares_many(self, arrays):
+        """Σ x² over many float32 arrays in one parallel kernel (grad_norm.c)."""
+        if not all(map(_usable, arrays)):
+            return super().sum_of_squares_many(arrays)
+        return lib.sum_of_squares_many(*_pointers_and_sizes(arrays), len(arrays))
+
+    def scale_many(self, arrays, factor):
+        if not all(map(_writable, arrays)):
+            return super().scale_many(arrays, factor)
+        lib.scale_many(*_pointers_and_sizes(arrays), len(arrays), factor)
+
+    @float32_kernel(0, 2, writes=(0,))
+    def scatter_add_rows(self, target, index, values):
+        """An embedding's backward, target[index[i]] += values[i], in one pass (embedding.c)."""
+        if target.ndim < 1:
+            return super().scatter_add_rows(target, index, values)
+        index, values = _c(index.astype(np.int64, copy=False)), _c(values)
+        if index.size and (index.min() < 0 or index.max() >= target.shape[0]):  # C would write outside the table
+            raise IndexError(f"scatter_add_rows: indices must lie in [0, {target.shape[0]}); "
+                             f"got {index.min()} … {index.max()}")
+        lib.embedding_backward(pointer(target), pointer(index), pointer(values), index.size,
+                               target.size // max(target.shape[0], 1))
+        return target
+
+    def matmul_int8(self, a, b):
+        a, b = _c(a.astype(np.int8, copy=False)), _c(b.astype(np.int8, copy=False))
+        out = np.empty((a.shape[0], b.shape[0]), np.int32)
+        lib.matmul_int8(pointer(a), pointer(b), pointer(out), a.shape[0], b.shape[0], a.shape[1])
+        return out
+
+    def linear_int8(self, x, qweight, scale, bias=None, threads=0):
+        """y = x (s ⊙ W)ᵀ + b for float32 x (M, K) and int8 W (N, K) with a float32 scale per output
+        row. Up to INT8_KERNEL_ROWS rows (decoding, short prompts) run the kernel (linear_int8.c: v5
+        for one or two rows, v4 for more), which reads each weight byte once; more rows (an
+        evaluation batch) dequantise blocks of W for the fp32 GEMM."""
+        if not (x.dtype == np.float32 and qweight.dtype == np.int8 and scale.dtype == np.float32
+                and (bias is None or bias.dtype == np.float32) and x.ndim == 2 and qweight.ndim == 2):
+            return super().linear_int8(x, qweight, scale, bias)
+        _check_int8_shapes(x, qweight, scale, bias)
+        if x.shape[0] > INT8_KERNEL_ROWS:
+            return self._linear_int8_blocks(x, qweight, scale, bias)
+        x, qweight, scale = _c(x), _c(qweight), _c(scale)
+        out = np.empty((x.shape[0], qweight.shape[0]), np.float32)
+        lib.linear_int8(pointer(x), pointer(qweight), pointer(scale), ffi.NULL if bias is None else pointer(_c(bias)),
+                        pointer(out), x.shape[0], qweight.shape[0], x.shape[1], threads)
+        return out
+
+    def _linear_int8_blocks(self, x, qweight, scale, bias):
+        n = qweight.shape[0]
+        out = np.empty((x.shape[0], n), np.float32)
+        step = max(1, DEQUANTIZED_FLOATS // max(qweight.shape[1], 1))
+        for start in range(0, n, step):
+            block = qweight[start:start + step].astype(np.float32)
+            block *= scale[start:start + step, None]
+            out[:, start:start + step] = self.linear_forward(x, block,
+                                                             None if bias is None else bias[start:start + step])
+        return out
+
+
+backend = CBackend()
+
+
+# ---- the numbered teaching versions, beside the backend (lesson 02, the benchmarks) ----------
+NUMBERED = _numbered("matmul")
+
+
+def matmul_numbered(version, a, b):
+    """C = A·B with one of the numbered teaching versions (contiguous float32 A, B)."""
+    if version not in NUMBERED:
+        raise ValueError(f"matmul_numbered: unknown version {version!r}; versions: {', '.join(NUMBERED)}")
+    a, b = _c(a.astype(np.float32, copy=False)), _c(b.astype(np.float32, copy=False))
+    m, k = a.shape
+    n = b.shape[1]
+    out = np.empty((m, n), np.float32)
+    getattr(lib, version)(pointer(a), pointer(b), pointer(out), m, n, k)
+    return out
+
+
+# ---- int8 weights, float32 activations (linear_int8.c) ---------------------------------------
+LINEAR_INT8 = _numbered("linear_int8")
+# Up to this many rows the kernel; more: dequantised blocks of weights through the fp32 GEMM.
+# The kernel reads each weight once and multiplies it, from L1, by every row's digits (2·K bytes
+# a row, read again by every tile of 4 weight rows): it stays ahead of dequantising + the GEMM
+# while those digits fit in L2, a few hundred rows.
+INT8_KERNEL_ROWS = 256
+DEQUANTIZED_FLOATS = 1 << 20  # the GEMM road's block of float32 weights (4 MB)
+
+
+def _check_int8_shapes(x, qweight, scale, bias):
+    n, k = qweight.shape
+    if x.shape[1] != k or scale.shape != (n,) or (bias is not None and bias.shape != (n,)):
+        raise ValueError(f"linear_int8: x {x.shape}, weight {qweight.shape}, scale {scale.shape} and bias "
+                         f"{None if bias is None else bias.shape} do not fit (expected (M, K), (N, K), (N,), (N,))")
+
+
+def linear_int8_numbered(version, x, qweight, scale, bias=None, threads=0):
+    """``linear_int8`` by one of the numbered kernels (LINEAR_INT8), any number of rows."""
+    if version not in LINEAR_INT8:
+        raise ValueError(f"linear_int8: unknown version {version!r}; versions: {', '.join(LINEAR_INT8)}")
+    _check_int8_shapes(x, qweight, scale, bias)
+    x = _c(x.astype(np.float32, copy=False))
+    qweight, scale = _c(qweight.astype(np.int8, copy=False)), _c(scale.astype(np.float32, copy=False))
+    bias = None if bias is None else _c(bias.astype(np.float32, copy=False))
+    (m, k), n = x.shape, qweight.shape[0]
+    out = np.empty((m, n), np.float32)
+    getattr(lib, version)(pointer(x), pointer(qweight), pointer(scale), ffi.NULL if bias is None else pointer(bias),
+                          pointer(out), m, n, k, threads)
+    return out
+
+
+# ---- bf16 · bf16 → float32 (matmul_bf16.c) ----------------------------------------------------
+MATMUL_BF16 = dict(enumerate(_numbered("matmul_bf16"), 1))  # {1: "matmul_bf16_v1_scalar", …}
+
+
+def matmul_bf16(a_bf16, b_bf16, version=3):
+    """C (M×N, float32) = A (M×K) · B (K×N) for A and B in bf16 (uint16 arrays of the top 16 bits
+    of float32, ``minillm.bf16.to_bf16``), summed in float32, by numbered version 1 (scalar),
+    2 (vdpbf16ps on pairs of k) or 3 (v2 with a register tile, on every core). Without
+    AVX512_BF16 (``bf16_has_dpbf16()`` false) versions 2 and 3 run version 1's loop."""
+    if version not in MATMUL_BF16:
+        raise ValueError(f"matmul_bf16: unknown version {version!r}; versions: {', '.join(map(str, MATMUL_BF16))}")
+    for name, x in (("a_bf16", a_bf16), ("b_bf16", b_bf16)):
+        if not isinstance(x, np.ndarray) or x.dtype != np.uint16:
+            raise TypeError(f"matmul_bf16: {name} must be a uint16 array of bf16 bits (minillm.bf16.to_bf16), "
+                            f"got {getattr(x, 'dtype', type(x).__name__)}")
+        if x.ndim != 2:
+            raise ValueError(f"matmul_bf16: {name} must be 2-D, got shape {x.shape}")
+    (m, k), (k_b, n) = a_bf16.shape, b_bf16.shape
+    if k != k_b:
+        raise ValueError(f"matmul_bf16: inner dimensions differ: a is {m}×{k}, b is {k_b}×{n}")
+    a, b = _c(a_bf16), _c(b_bf16)
+    out = np.zeros((m, n), np.float32)
+    if out.size:
+        getattr(lib, MATMUL_BF16[version])(pointer(a), pointer(b), pointer(out), m, n, k)
+    return out
+
+
+def bf16_has_dpbf16():
+    """Do matmul_bf16's versions 2 and 3 run on vdpbf16ps (a build with AVX512_BF16)?"""
+    return bool(lib.matmul_bf16_has_avx512bf16())
+
+
+def to_bf16_c(x):
+    """float32 → bf16 bits by the C helper (bf16_from_float): what the kernels' callers would use;
+    tested against ``minillm.bf16.to_bf16``."""
+    x = _c(np.asarray(x, dtype=np.float32))
+    out = np.empty(x.shape, np.uint16)
+    if x.size:
+        lib.bf16_from_floats(pointer(x), pointer(out), x.size)
+    return out
+
+
+def stream_read(array, threads=0):
+    """Sum a float32 array in one streaming pass (linear_int8.c): timed, the memory's read bandwidth."""
+    array = _c(array.astype(np.float32, copy=False))
+    return lib.stream_read(pointer(array), array.size, threads)

@@ -1,0 +1,306 @@
+"""The reference backend, and the one declaration of every primitive.
+
+``Backend``'s public methods ARE the primitives (``backends.PRIMITIVES`` is read from this
+class): each is plain, composite array code with a docstring that states the shapes and
+the equation. It is the ``numpy`` backend, and every other backend is a subclass that
+overrides what it accelerates and is tested against these methods. They are written
+against ``xp_of(array)`` rather than NumPy itself, so the same lines serve CuPy arrays.
+
+Shapes: attention takes ``q`` (N, Tq, D), ``k`` and ``v`` (N, Tk, D) with N = batch·heads;
+layer norm takes ``x`` (N, D) and ``w``, ``b`` (D,).
+
+``float32_kernel`` is the guard every kernel backend puts on its overrides: the kernel for
+float32 arrays, the reference for anything else.
+"""
+import functools
+import math
+
+import numpy as np
+
+from ..masks import causal_mask
+from . import xp_of
+
+SQRT_2_OVER_PI = 0.7978845608028654
+
+
+def _xp_matmul(a, b, trans_a=False, trans_b=False):
+    a = a.swapaxes(-1, -2) if trans_a else a
+    b = b.swapaxes(-1, -2) if trans_b else b
+    return xp_of(a).matmul(a, b)
+
+
+def _refuse_read_only(primitive, arrays, labels=None):
+    """Raise before anything is written if an array that ``primitive`` updates in place is
+    read-only: NumPy would stop only at that array's turn, after the others had changed, and a
+    kernel would write through the flag (into a read-only memory map: a crash)."""
+    for i, a in enumerate(arrays):
+        if not getattr(a.flags, "writeable", True):  # (CuPy's arrays have no such flag)
+            label = labels[i] if labels else f"arrays[{i}]"
+            raise ValueError(f"{primitive}: {label} is read-only (a frozen array, a broadcast view or a read-only "
+                             f"memory map), and {primitive} updates it in place")
+
+
+def split_qkv(qkv, heads):
+    """The q, k and v of a (B, T, 3C) projection as contiguous (B·heads, T, C/heads) arrays."""
+    b, t, c3 = qkv.shape
+    d = c3 // 3 // heads
+    parts = qkv.reshape(b, t, 3, heads, d).transpose(2, 0, 3, 1, 4).reshape(3, b * heads, t, d)
+    return parts[0], parts[1], parts[2]
+
+
+def split_heads(y, heads):
+    """(B, T, C) -> (B·heads, T, C/heads), contiguous."""
+    b, t, c = y.shape
+    return y.reshape(b, t, heads, c // heads).transpose(0, 2, 1, 3).reshape(b * heads, t, c // heads)
+
+
+def merge_heads(x, batch):
+    """(B·heads, T, D) -> (B, T, heads·D): the heads side by side again."""
+    n, t, d = x.shape
+    return x.reshape(batch, n // batch, t, d).transpose(0, 2, 1, 3).reshape(batch, t, n // batch * d)
+
+
+class Backend:
+    """The primitives, in composite array code. A backend subclasses this and overrides the
+    primitives it has kernels for; the composite ones at the end (linear, qkv attention,
+    Adam over many tensors) are written in terms of ``self.<other primitive>``, so a backend
+    that overrides ``matmul`` or ``attention_forward`` gets them through its own kernels."""
+
+    name = "numpy"
+    xp = np
+
+    # ---- products -------------------------------------------------------------------------
+    def matmul(self, a, b, trans_a=False, trans_b=False):
+        """``op(a) @ op(b)`` for (..., M, K) operands, where op transposes the last two axes
+        when asked; batch axes broadcast. The backward of a matmul needs both transposes."""
+        return _xp_matmul(a, b, trans_a, trans_b)
+
+    def matmul_int8(self, a, b):
+        """(M, K) int8 · (N, K)ᵀ int8 → (M, N) int32, accumulating exactly in 32 bits."""
+        xp_ = xp_of(a)
+        return xp_.matmul(a.astype(xp_.int32), b.astype(xp_.int32).T)
+
+    def linear_int8(self, x, qweight, scale, bias=None):
+        """y = x (s ⊙ W)ᵀ + b for float32 x (M, K) and int8 weights W (N, K) with one float32
+        scale per output row (weight-only int8; the activations stay float32): the weights
+        dequantised, then one float32 product."""
+        xp_ = xp_of(x)
+        w = qweight.astype(xp_.float32)
+        w *= scale[:, None]
+        out = x @ w.T
+        if bias is not None:
+            out += bias
+        return out
+
+    # ---- attention --------------------------------------------------------------------------
+    def attention_forward(self, q, k, v, causal, scale):
+        """``out = softmax(scale · q kᵀ) v`` (N, Tq, D) and the row-wise log-sum-exp ``lse``
+        (N, Tq) that lets the backward rebuild the probabilities without storing them.
+        ``causal``: query i sees keys up to i + Tk − Tq."""
+        xp_ = xp_of(q)
+        scores = _xp_matmul(q, k, trans_b=True) * scale  # (N, Tq, Tk)
+        if causal:
+            scores = xp_.where(causal_mask(xp_, q.shape[1], k.shape[1]), scores, -xp_.inf)
+        peak = scores.max(axis=-1, keepdims=True)
+        weights = xp_.exp(scores - peak)
+        total = weights.sum(axis=-1, keepdims=True)
+        out = _xp_matmul(weights / total, v)
+        lse = (peak + xp_.log(total))[..., 0]
+        return out.astype(q.dtype, copy=False), lse.astype(np.float32 if q.dtype != np.float64 else q.dtype)
+
+    def attention_backward(self, q, k, v, out, lse, dout, causal, scale):
+        """(dq, dk, dv) of ``attention_forward``. With P = exp(S − lse): dV = Pᵀ dO,
+        dP = dO Vᵀ, dS = P ⊙ (dP − rowsum(dO ⊙ O)), dQ = scale · dS K, dK = scale · dSᵀ Q."""
+        xp_ = xp_of(q)
+        scores = _xp_matmul(q, k, trans_b=True) * scale
+        probs = xp_.exp(scores - lse[..., None])
+        if causal:
+            probs = xp_.where(causal_mask(xp_, q.shape[1], k.shape[1]), probs, 0)
+        dv = _xp_matmul(probs, dout, trans_a=True)
+        dprobs = _xp_matmul(dout, v, trans_b=True)
+        row = (dout * out).sum(axis=-1, keepdims=True)
+        dscores = probs * (dprobs - row) * scale
+        dq = _xp_matmul(dscores, k)
+        dk = _xp_matmul(dscores, q, trans_a=True)
+        return tuple(g.astype(q.dtype, copy=False) for g in (dq, dk, dv))
+
+    # ---- normalisation, loss, elementwise -----------------------------------------------------
+    def layernorm_forward(self, x, w, b, eps):
+        """``y = (x − mean) · rstd · w + b`` over the last axis of x (N, D); returns y (N, D),
+        mean (N,) and rstd = 1/√(var + eps) (N,)."""
+        xp_ = xp_of(x)
+        mean = x.mean(axis=-1)
+        centred = x - mean[:, None]
+        rstd = 1.0 / xp_.sqrt((centred * centred).mean(axis=-1) + eps)
+        y = centred * rstd[:, None] * w + b
+        return y.astype(x.dtype, copy=False), mean, rstd.astype(mean.dtype, copy=False)
+
+    def layernorm_backward(self, dy, x, w, mean, rstd):
+        """(dx, dw, db). With x̂ = (x − mean)·rstd and g = dy·w:
+        dx = rstd · (g − mean(g) − x̂ · mean(g ⊙ x̂)), dw = Σ_rows dy ⊙ x̂, db = Σ_rows dy."""
+        xhat = (x - mean[:, None]) * rstd[:, None]
+        g = dy * w
+        dx = rstd[:, None] * (g - g.mean(axis=-1, keepdims=True)
+                              - xhat * (g * xhat).mean(axis=-1, keepdims=True))
+        dw = (dy * xhat).sum(axis=0)
+        db = dy.sum(axis=0)
+        return dx.astype(x.dtype, copy=False), dw.astype(w.dtype, copy=False), db.astype(w.dtype, copy=False)
+
+    def cross_entropy_forward(self, logits, target, ignore_index):
+        """Per-row loss ``lse − logits[target]`` (0 for ignored rows) and the row's lse, both
+        (N,). ``logits`` (N, C), ``target`` (N,) integers."""
+        xp_ = xp_of(logits)
+        peak = logits.max(axis=-1)
+        lse = peak + xp_.log(xp_.exp(logits - peak[:, None]).sum(axis=-1))
+        keep = target != ignore_index
+        picked = logits[xp_.arange(logits.shape[0]), xp_.where(keep, target, 0)]
+        return xp_.where(keep, lse - picked, 0).astype(logits.dtype, copy=False), lse
+
+    def cross_entropy_backward(self, logits, target, lse, dloss, ignore_index):
+        """d loss_r / d logits_r = (softmax(logits_r) − onehot(target_r)) · dloss_r, (N, C)."""
+        xp_ = xp_of(logits)
+        keep = target != ignore_index
+        grad = xp_.exp(logits - lse[:, None])
+        grad[xp_.arange(logits.shape[0]), xp_.where(keep, target, 0)] -= 1
+        return (grad * xp_.where(keep, dloss, 0)[:, None]).astype(logits.dtype, copy=False)
+
+    def add(self, a, b):
+        """a + b for two arrays of one shape: the residual connections, and autograd's sum of
+        two gradients for one tensor (a backend may keep each core on its own rows)."""
+        return a + b
+
+    def gelu_forward(self, x):
+        """GELU, tanh form, elementwise: 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))).
+        (x·x·x, not x**3: NumPy's pow is many times slower.)"""
+        xp_ = xp_of(x)
+        return (0.5 * x * (1 + xp_.tanh(SQRT_2_OVER_PI * x * (1 + 0.044715 * x * x)))).astype(x.dtype, copy=False)
+
+    def gelu_backward(self, x, dy):
+        """dy · GELU'(x), elementwise, for the tanh form."""
+        xp_ = xp_of(x)
+        x2 = x * x
+        t = xp_.tanh(SQRT_2_OVER_PI * x * (1 + 0.044715 * x2))
+        grad = 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * SQRT_2_OVER_PI * (1 + 3 * 0.044715 * x2)
+        return (dy * grad).astype(x.dtype, copy=False)
+
+    def relu_forward(self, x):
+        """ReLU, elementwise: max(x, 0) (NaN stays NaN)."""
+        return xp_of(x).maximum(x, 0).astype(x.dtype, copy=False)
+
+    def relu_backward(self, x, dy):
+        """dy where x > 0, else 0, elementwise."""
+        return (dy * (x > 0)).astype(x.dtype, copy=False)
+
+    # ---- in place: embedding gradients, clipping, the optimizer ------------------------------
+    def scatter_add_rows(self, target, index, values):
+        """target[index[i]] += values[i] for a 1-D integer ``index`` in [0, rows), repeats adding
+        up (an embedding's backward); returns target. The rows sorted by index and each run
+        added with one reduceat, ~10× faster than np.add.at's element-wise loop."""
+        _refuse_read_only("scatter_add_rows", (target,), ("target",))
+        order = np.argsort(index, kind="stable")
+        unique, starts = np.unique(index[order], return_index=True)
+        target[unique] += np.add.reduceat(values[order], starts, axis=0)
+        return target
+
+    def sum_of_squares_many(self, arrays):
+        """Σ x² over every element of every array (a gradient norm's square), as a Python float:
+        one dot product per array, no temporaries (|x|, x², a float64 copy were three arrays
+        each). float32 accumulation (BLAS keeps partial sums per lane) errs by ~1e-6 relative,
+        far below what a clipping threshold can notice; float16 is widened (its squares overflow)."""
+        total = 0.0
+        for a in arrays:
+            flat = a.reshape(-1)
+            flat = flat if flat.dtype.itemsize >= 4 else flat.astype(np.float32)
+            total += float(xp_of(a).dot(flat, flat))
+        return total
+
+    def scale_many(self, arrays, factor):
+        """x ← x · factor, in place, for every array (clipping's rescale)."""
+        _refuse_read_only("scale_many", arrays)
+        for a in arrays:
+            a *= a.dtype.type(factor)
+
+    def adam_update(self, p, g, m, v, lr, beta1, beta2, eps, weight_decay, decoupled, step):
+        """One Adam step, in place on the parameter ``p`` and the moments ``m``, ``v``:
+
+            AdamW (decoupled):  θ ← θ(1 − ηλ)          Adam: g ← g + λθ
+            m ← β₁m + (1−β₁)g,  v ← β₂v + (1−β₂)g²
+            θ ← θ − η/(1−β₁ᵗ) · m / (√v / √(1−β₂ᵗ) + ε)
+
+        Several NumPy passes and temporaries per tensor here; a backend fuses them into one."""
+        _refuse_read_only("adam_update", (p, m, v), ("the parameter", "m", "v"))
+        xp_ = xp_of(p)
+        if weight_decay:
+            if decoupled:
+                p *= 1 - lr * weight_decay
+            else:
+                g = g + weight_decay * p
+        m *= beta1
+        m += (1 - beta1) * g
+        v *= beta2
+        v += (1 - beta2) * g * g
+        step_size = lr / (1 - beta1 ** step)
+        denom = xp_.sqrt(v) / math.sqrt(1 - beta2 ** step) + eps
+        p -= (step_size * m / denom).astype(p.dtype, copy=False)
+
+    # ---- composites: through the backend's own primitives above -------------------------------
+    def adam_update_many(self, ps, gs, ms, vs, lr, beta1, beta2, eps, weight_decay, decoupled, step):
+        """``adam_update`` over lists of tensors (an optimizer's step): here one at a time
+        through this backend's ``adam_update``; a backend may do all in one kernel call."""
+        for arrays in zip(ps, gs, ms, vs):
+            self.adam_update(*arrays, lr, beta1, beta2, eps, weight_decay, decoupled, step)
+
+    def linear_forward(self, x, w, bias=None):
+        """y = x wᵀ + b for 2-D x (N, K), w (M, K), bias (M,) or None: this backend's matmul
+        and one add."""
+        out = self.matmul(x, w, trans_b=True)
+        if bias is not None:
+            out += bias
+        return out
+
+    def linear_backward(self, g, x, w, need_x=True, need_w=True, need_b=True):
+        """(g w, gᵀ x, Σ_rows g) for y = x wᵀ + b with g (N, M), x (N, K), w (M, K), each only
+        when asked for (else None), by this backend's matmul."""
+        return (self.matmul(g, w) if need_x else None, self.matmul(g, x, trans_a=True) if need_w else None,
+                g.sum(axis=0) if need_b else None)
+
+    def attention_qkv_forward(self, qkv, heads, causal, scale):
+        """Self-attention from one (B, T, 3C) projection: y (B, T, C), lse (B·heads, T). Here
+        the heads are split out, attended by this backend's ``attention_forward`` and merged;
+        a backend may read the heads where they lie instead."""
+        out, lse = self.attention_forward(*split_qkv(qkv, heads), causal, scale)
+        return merge_heads(out, qkv.shape[0]), lse
+
+    def attention_qkv_backward(self, qkv, y, lse, dy, heads, causal, scale):
+        """d qkv (B, T, 3C) of ``attention_qkv_forward``, by this backend's
+        ``attention_backward`` between a split and a merge."""
+        grads = self.attention_backward(*split_qkv(qkv, heads), split_heads(y, heads), lse, split_heads(dy, heads),
+                                        causal, scale)
+        return xp_of(qkv).concatenate([merge_heads(g, qkv.shape[0]) for g in grads], axis=-1)
+
+
+backend = Backend()  # the "numpy" backend
+
+
+def float32_kernel(*arrays, writes=()):
+    """The guard on a backend's override, written once: the kernel runs when the positional
+    arguments at ``arrays`` are float32 and those at ``writes`` (updated in place) are
+    contiguous and writeable; any other call goes to ``Backend``'s method of the same name —
+    float64 for gradcheck, float16 under autocast, and a read-only output, which the reference
+    refuses with a clear error where a kernel would write through the flag (and crash on a
+    read-only memory map). One dtype check a call: a GPT step makes hundreds of these calls."""
+    def decorate(kernel):
+        reference = getattr(Backend, kernel.__name__)
+
+        @functools.wraps(kernel)
+        def method(self, *args, **kwargs):
+            for i in arrays:
+                if args[i].dtype != np.float32:
+                    return reference(self, *args, **kwargs)
+            for i in writes:
+                flags = args[i].flags
+                if not (flags.c_contiguous and getattr(flags, "writeable", True)):
+                    return reference(self, *args, **kwargs)
+            return kernel(self, *args, **kwargs)
+        return method
+    return decorate
