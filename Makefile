@@ -6,7 +6,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-SOURCES := setup.py pyproject.toml minillm/backends/c_build.py $(wildcard kernels/c/*.c kernels/c/*.h kernels/c/matmul/*.c kernels/c/matmul/*.h)
+SOURCES := setup.py pyproject.toml minillm/backends/c_build.py $(wildcard kernels/c/*.c kernels/c/*.h kernels/c/*/*.c kernels/c/*/*.h)
 
 .PHONY: demo test sanitize lessons bench-quick book clean
 

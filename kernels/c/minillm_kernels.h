@@ -130,4 +130,58 @@ const char *minillm_build_flags(void);
 const char *minillm_source_digest(void);
 int minillm_max_threads(void);
 
+/* ---- the numbered versions of layer norm, cross-entropy, GELU and Adam --------------------------
+ * Each takes the arguments of the backend's function above (adam v4: adam_update_many's);
+ * kernels/c/<family>/<family>.h lists them with the idea each adds, and names the one the
+ * backend runs. */
+void layernorm_forward_v1_two_pass(const float *x, const float *w, const float *b, float *y, float *mean,
+                                   float *rstd, int rows, int d, float eps);
+void layernorm_forward_v2_one_pass(const float *x, const float *w, const float *b, float *y, float *mean,
+                                   float *rstd, int rows, int d, float eps);
+void layernorm_forward_v3_vectorised(const float *x, const float *w, const float *b, float *y, float *mean,
+                                     float *rstd, int rows, int d, float eps);
+void layernorm_forward_v4_threaded(const float *x, const float *w, const float *b, float *y, float *mean,
+                                   float *rstd, int rows, int d, float eps);
+void layernorm_backward_v1_two_pass(const float *dy, const float *x, const float *w, const float *mean,
+                                    const float *rstd, float *dx, float *dw, float *db, int rows, int d);
+void layernorm_backward_v2_one_pass(const float *dy, const float *x, const float *w, const float *mean,
+                                    const float *rstd, float *dx, float *dw, float *db, int rows, int d);
+void layernorm_backward_v3_vectorised(const float *dy, const float *x, const float *w, const float *mean,
+                                      const float *rstd, float *dx, float *dw, float *db, int rows, int d);
+void layernorm_backward_v4_threaded(const float *dy, const float *x, const float *w, const float *mean,
+                                    const float *rstd, float *dx, float *dw, float *db, int rows, int d);
+void cross_entropy_forward_v1_libm(const float *logits, const long long *target, float *loss, float *lse, int rows,
+                                   int classes, long long ignore_index);
+void cross_entropy_forward_v2_exp_poly(const float *logits, const long long *target, float *loss, float *lse,
+                                       int rows, int classes, long long ignore_index);
+void cross_entropy_forward_v3_threaded(const float *logits, const long long *target, float *loss, float *lse,
+                                       int rows, int classes, long long ignore_index);
+void cross_entropy_backward_v1_libm(const float *logits, const long long *target, const float *lse,
+                                    const float *dloss, float *dlogits, int rows, int classes,
+                                    long long ignore_index);
+void cross_entropy_backward_v2_exp_poly(const float *logits, const long long *target, const float *lse,
+                                        const float *dloss, float *dlogits, int rows, int classes,
+                                        long long ignore_index);
+void cross_entropy_backward_v3_threaded(const float *logits, const long long *target, const float *lse,
+                                        const float *dloss, float *dlogits, int rows, int classes,
+                                        long long ignore_index);
+void gelu_forward_v1_libm(const float *x, float *y, long long n);
+void gelu_forward_v2_rational(const float *x, float *y, long long n);
+void gelu_forward_v3_threaded(const float *x, float *y, long long n);
+void gelu_backward_v1_libm(const float *x, const float *dy, float *dx, long long n);
+void gelu_backward_v2_rational(const float *x, const float *dy, float *dx, long long n);
+void gelu_backward_v3_threaded(const float *x, const float *dy, float *dx, long long n);
+void adam_update_v1_passes(float *p, const float *g, float *m, float *v, long long n, float lr, float beta1,
+                           float beta2, float eps, float weight_decay, int decoupled, float step_size,
+                           float rsqrt_bc2);
+void adam_update_v2_fused(float *p, const float *g, float *m, float *v, long long n, float lr, float beta1,
+                          float beta2, float eps, float weight_decay, int decoupled, float step_size,
+                          float rsqrt_bc2);
+void adam_update_v3_threaded(float *p, const float *g, float *m, float *v, long long n, float lr, float beta1,
+                             float beta2, float eps, float weight_decay, int decoupled, float step_size,
+                             float rsqrt_bc2);
+void adam_update_v4_many(float *const *p, float *const *g, float *const *m, float *const *v, const long long *n,
+                         int count, float lr, float beta1, float beta2, float eps, float weight_decay, int decoupled,
+                         float step_size, float rsqrt_bc2);
+
 #endif

@@ -26,7 +26,12 @@ from pathlib import Path
 MATMUL_SOURCES = tuple(f"matmul/{name}.c" for name in (
     "v1_naive", "v2_reordered", "v3_blocked", "v4_packed", "v5_threaded", "v6_in_place", "v7_own_rows",
     "v8_sliver_in_l1", "sgemm", "few_rows", "scratch"))
-SOURCES = MATMUL_SOURCES + ("linear.c", "embedding.c", "attention.c", "attention_decode.c", "attention_rows.c", "layernorm.c", "cross_entropy.c", "gelu.c", "add.c", "adam.c", "grad_norm.c", "matmul_int8.c", "linear_int8.c", "matmul_bf16.c", "build_info.c")
+# the other kernel families with numbered versions, one folder each (kernels/c/<family>/<family>.h)
+LADDER_SOURCES = ("layernorm/v1_two_pass.c", "layernorm/v2_one_pass.c", "layernorm/v3_vectorised.c",
+                  "layernorm/v4_threaded.c", "cross_entropy/v1_libm.c", "cross_entropy/v2_exp_poly.c",
+                  "cross_entropy/v3_threaded.c", "gelu/v1_libm.c", "gelu/v2_rational.c", "gelu/v3_threaded.c",
+                  "adam/v1_passes.c", "adam/v2_fused.c", "adam/v3_threaded.c", "adam/v4_many.c")
+SOURCES = MATMUL_SOURCES + LADDER_SOURCES + ("linear.c", "embedding.c", "attention.c", "attention_decode.c", "attention_rows.c", "add.c", "grad_norm.c", "matmul_int8.c", "linear_int8.c", "matmul_bf16.c", "build_info.c")
 FLAG_SETS = (["-O3", "-march=native", "-mprefer-vector-width=512", "-fopenmp"], ["-O3", "-march=native", "-fopenmp"],
              ["-O3", "-fopenmp"], ["-O3"])
 SANITIZE_FLAGS = ["-O1", "-g", "-fno-omit-frame-pointer", "-fsanitize=address,undefined",
