@@ -1,6 +1,7 @@
 """The C kernel families kept as ladders of numbered versions (kernels/c/<family>/: layer norm,
-cross-entropy, GELU, Adam): every version against a float64 reference on drawn awkward shapes,
-forward and backward, and the backend's function against the last rung, bit for bit."""
+cross-entropy, GELU, Adam, gradient clipping): every version against a float64 reference on
+drawn awkward shapes, forward and backward, and the backend's function against the last rung,
+bit for bit."""
 import numpy as np
 import pytest
 from hypothesis import example, given, strategies as st
@@ -136,6 +137,26 @@ def test_adam_versions(version, sizes, lr, weight_decay, decoupled, step, seed):
             assert_close(out, ref, 1e-6, what)
 
 
+# Gradient clipping. The squares are summed in double, each exact (a float's square has 48 bits),
+# so the sum of n positive terms is within about √n·2⁻⁵³ of itself (n·2⁻⁵³ at worst): 1e-13 for
+# the 350 K values drawn at most, inside 1e-11, while one value left out moves it by about 1/n.
+# x·factor in float is the exact product rounded once, as float64's product rounded to float32
+# is: equal bits.
+@pytest.mark.parametrize("version", versions("grad_norm"))
+@given(sizes=st.lists(st.sampled_from([1, 3, 17, 31, 769, 70_001]), min_size=1, max_size=5), seed=SEEDS)
+def test_grad_norm_versions(version, sizes, seed):
+    rng = np.random.default_rng(seed)
+    arrays = [rng.standard_normal(n).astype(np.float32) for n in sizes]
+    expected = sum(float(np.sum(np.square(a.astype(np.float64)))) for a in arrays)
+    total = c.numbered("sum_of_squares_many", version, arrays)
+    print(f"Σ x²: relative error {abs(total - expected) / expected:.1e}")
+    assert abs(total - expected) <= 1e-11 * expected
+    scaled = [(a.astype(np.float64) * np.float32(0.37)).astype(np.float32) for a in arrays]
+    c.numbered("scale_many", version, arrays, 0.37)
+    for out, ref in zip(arrays, scaled):
+        np.testing.assert_array_equal(out, ref)
+
+
 def test_the_backend_runs_the_last_rung():
     """Each family's backend function is its last numbered version: the same bits."""
     rng = np.random.default_rng(0)
@@ -162,6 +183,8 @@ def test_the_backend_runs_the_last_rung():
     c.numbered("adam_update", last["adam"], *([a] for a in states[1]), 1e-3, 0.9, 0.95, 1e-8, 0.1, True, 3)
     for ours, theirs in zip(*states):
         np.testing.assert_array_equal(ours, theirs)
+    grads = [x, dy[0], w]
+    assert c.sum_of_squares_many(grads) == c.numbered("sum_of_squares_many", last["grad_norm"], grads)
 
 
 def test_unknown_op_or_version_is_named():

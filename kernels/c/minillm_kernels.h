@@ -130,7 +130,7 @@ const char *minillm_build_flags(void);
 const char *minillm_source_digest(void);
 int minillm_max_threads(void);
 
-/* ---- the numbered versions of layer norm, cross-entropy, GELU and Adam --------------------------
+/* ---- the numbered versions of layer norm, cross-entropy, GELU, Adam and gradient clipping ----------
  * Each takes the arguments of the backend's function above (adam v4: adam_update_many's);
  * kernels/c/<family>/<family>.h lists them with the idea each adds, and names the one the
  * backend runs. */
@@ -183,5 +183,11 @@ void adam_update_v3_threaded(float *p, const float *g, float *m, float *v, long 
 void adam_update_v4_many(float *const *p, float *const *g, float *const *m, float *const *v, const long long *n,
                          int count, float lr, float beta1, float beta2, float eps, float weight_decay, int decoupled,
                          float step_size, float rsqrt_bc2);
+double sum_of_squares_many_v1_one_thread(float *const *x, const long long *n, int count);
+double sum_of_squares_many_v2_team_per_tensor(float *const *x, const long long *n, int count);
+double sum_of_squares_many_v3_one_team(float *const *x, const long long *n, int count);
+void scale_many_v1_one_thread(float *const *x, const long long *n, int count, float factor);
+void scale_many_v2_team_per_tensor(float *const *x, const long long *n, int count, float factor);
+void scale_many_v3_one_team(float *const *x, const long long *n, int count, float factor);
 
 #endif

@@ -545,11 +545,13 @@ def _versions(op):
     return tuple(sorted(found, key=lambda version: int(version[1:].split("_")[0])))
 
 
-LADDER_OPS = ("layernorm_forward", "layernorm_backward", "cross_entropy_forward", "cross_entropy_backward",
-              "gelu_forward", "gelu_backward", "adam_update")
-LADDERS = {family: _versions(op) for family, op in (("layernorm", "layernorm_forward"),
-                                                    ("cross_entropy", "cross_entropy_forward"),
-                                                    ("gelu", "gelu_forward"), ("adam", "adam_update"))}
+# each op with numbered versions → its family, the folder kernels/c/<family>/
+LADDER_OPS = {"layernorm_forward": "layernorm", "layernorm_backward": "layernorm",
+              "cross_entropy_forward": "cross_entropy", "cross_entropy_backward": "cross_entropy",
+              "gelu_forward": "gelu", "gelu_backward": "gelu", "adam_update": "adam",
+              "sum_of_squares_many": "grad_norm", "scale_many": "grad_norm"}
+LADDERS = {family: _versions(next(op for op in LADDER_OPS if LADDER_OPS[op] == family))
+           for family in dict.fromkeys(LADDER_OPS.values())}
 
 
 def _f32(*arrays):
@@ -565,10 +567,11 @@ def numbered(op, version, *args):
         cross_entropy_backward(logits, target, lse, dloss, ignore_index) → dlogits
         gelu_forward(x) → y      gelu_backward(x, dy) → dx
         adam_update(ps, gs, ms, vs, lr, beta1, beta2, eps, weight_decay, decoupled, step): lists of
-            tensors, updated in place (v1–v3 take one tensor a call, v4 all of them in one)"""
+            tensors, updated in place (v1–v3 take one tensor a call, v4 all of them in one)
+        sum_of_squares_many(arrays) → Σ x²      scale_many(arrays, factor): in place"""
     if op not in LADDER_OPS:
         raise ValueError(f"numbered: unknown op {op!r}; ops: {', '.join(LADDER_OPS)}")
-    versions = LADDERS[op.rsplit("_", 1)[0]]
+    versions = LADDERS[LADDER_OPS[op]]
     if version not in versions:
         raise ValueError(f"numbered {op}: unknown version {version!r}; versions: {', '.join(versions)}")
     kernel = getattr(lib, f"{op}_{version}")
@@ -595,6 +598,11 @@ def numbered(op, version, *args):
         dlogits = np.empty_like(logits)
         kernel(*map(pointer, (logits, target, lse, dloss, dlogits)), rows, classes, ignore_index)
         return dlogits
+    if op in ("sum_of_squares_many", "scale_many"):
+        arrays = args[0]
+        if not all(map(_writable if op == "scale_many" else _usable, arrays)):
+            raise ValueError(f"numbered {op}: the arrays must be C-contiguous float32 arrays (writable, to scale)")
+        return kernel(*_pointers_and_sizes(arrays), len(arrays), *args[1:])
     if op.startswith("gelu"):
         arrays = _f32(*args)
         out = np.empty_like(arrays[0])

@@ -30,8 +30,9 @@ MATMUL_SOURCES = tuple(f"matmul/{name}.c" for name in (
 LADDER_SOURCES = ("layernorm/v1_two_pass.c", "layernorm/v2_one_pass.c", "layernorm/v3_vectorised.c",
                   "layernorm/v4_threaded.c", "cross_entropy/v1_libm.c", "cross_entropy/v2_exp_poly.c",
                   "cross_entropy/v3_threaded.c", "gelu/v1_libm.c", "gelu/v2_rational.c", "gelu/v3_threaded.c",
-                  "adam/v1_passes.c", "adam/v2_fused.c", "adam/v3_threaded.c", "adam/v4_many.c")
-SOURCES = MATMUL_SOURCES + LADDER_SOURCES + ("linear.c", "embedding.c", "attention.c", "attention_decode.c", "attention_rows.c", "add.c", "grad_norm.c", "matmul_int8.c", "linear_int8.c", "matmul_bf16.c", "build_info.c")
+                  "adam/v1_passes.c", "adam/v2_fused.c", "adam/v3_threaded.c", "adam/v4_many.c",
+                  "grad_norm/v1_one_thread.c", "grad_norm/v2_team_per_tensor.c", "grad_norm/v3_one_team.c")
+SOURCES = MATMUL_SOURCES + LADDER_SOURCES + ("linear.c", "embedding.c", "attention.c", "attention_decode.c", "attention_rows.c", "add.c", "matmul_int8.c", "linear_int8.c", "matmul_bf16.c", "build_info.c")
 FLAG_SETS = (["-O3", "-march=native", "-mprefer-vector-width=512", "-fopenmp"], ["-O3", "-march=native", "-fopenmp"],
              ["-O3", "-fopenmp"], ["-O3"])
 SANITIZE_FLAGS = ["-O1", "-g", "-fno-omit-frame-pointer", "-fsanitize=address,undefined",
