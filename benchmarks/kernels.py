@@ -100,6 +100,70 @@ def matmul_versions(sizes, repeats, log, rounds=2, names=("c", "numba")):
     return rows
 
 
+def _gpt_parameters(width, layers=4, vocab=66, block=256):
+    """The parameter shapes of a GPT with n_embd = ``width`` (nanoGPT's layout; at width 128, the
+    CPU recipe's model): what one optimizer step updates."""
+    c = width
+    layer = [(c,), (c,), (3 * c, c), (3 * c,), (c, c), (c,), (c,), (c,), (4 * c, c), (4 * c,), (c, 4 * c), (c,)]
+    return [(vocab, c), (block, c)] + layer * layers + [(c,), (c,)]
+
+
+def _ladder_cases(shape, rng):
+    """(family, op, what, bytes the op must move, two sets of arguments) for one (rows, width):
+    each pass reads its inputs and writes its outputs once (w, b and the per-row values are left
+    out); Adam 28 bytes a parameter (θ, g, m, v read, θ, m, v written)."""
+    r, d = shape
+
+    def floats(*shapes):
+        return [rng.standard_normal(s).astype(np.float32) for s in shapes]
+
+    model = _gpt_parameters(d)
+    values = sum(math.prod(s) for s in model)
+    gpt = f"a GPT's {len(model)} tensors, {values / 1e6:.2g} M values"
+    ps, gs, ms, vs = (floats(*model) for _ in range(4))
+    # one copy of the model's state: hundreds of MB at the larger widths, past every cache anyway
+    adam = (ps, gs, ms, [np.abs(v) for v in vs], 1e-3, 0.9, 0.95, 1e-8, 0.1, True, 10)
+    cases = []
+    for _ in range(2):
+        x, dy = floats((r, d), (r, d))
+        w, b = floats(d, d)
+        y, mean, rstd = reference.layernorm_forward(x, w, b, 1e-5)
+        target = rng.integers(0, d, r)
+        loss, lse = reference.cross_entropy_forward(x, target, -100)
+        cases.append([("layernorm", "layernorm_forward", 8 * r * d, (x, w, b, 1e-5)),
+                      ("layernorm", "layernorm_backward", 12 * r * d, (dy, x, w, mean, rstd.astype(np.float32))),
+                      ("cross_entropy", "cross_entropy_forward", 4 * r * d, (x, target, -100)),
+                      ("cross_entropy", "cross_entropy_backward", 8 * r * d, (x, target, lse, dy[:, 0], -100)),
+                      ("gelu", "gelu_forward", 8 * r * d, (x,)), ("gelu", "gelu_backward", 12 * r * d, (x, dy)),
+                      ("adam", "adam_update", 28 * values, adam),
+                      ("grad_norm", "sum_of_squares_many", 4 * values, (gs,)),
+                      ("grad_norm", "scale_many", 8 * values, (gs, 0.999))])
+    return [(family, op, gpt if family in ("adam", "grad_norm") else f"{r}x{d}", moved, [args, again[3]])
+            for (family, op, moved, args), again in zip(*cases)]
+
+
+def ladders(shapes, repeats, log, rounds=2):
+    """Every numbered version of the C layer norm, cross-entropy, GELU, Adam and gradient
+    clipping (kernels/c/<family>/, c_backend.numbered) at each (rows, width) in ``shapes`` (GELU
+    over rows·width values; Adam and clipping over the parameters of a 4-layer GPT with n_embd =
+    width): ms a call and GB/s of the bytes the op must move. As in ``matmul``, each version's
+    series runs ``rounds`` times, the versions taking turns, and keeps its fastest median."""
+    from minillm.backends import c as c_backend
+    rng = np.random.default_rng(0)
+    rows = []
+    for shape in shapes:
+        for family, op, what, moved, inputs in _ladder_cases(shape, rng):
+            series = {version: (lambda *args, op=op, version=version: c_backend.numbered(op, version, *args),
+                                inputs, False) for version in c_backend.LADDERS[family]}
+            row = {"family": family, "op": op, "shape": what, "MB": moved / 1e6}
+            for version, seconds in _fastest_series(series, repeats, rounds).items():
+                row[f"{version}_ms"] = seconds * 1e3
+                row[f"{version}_GBs"] = moved / seconds / 1e9
+            log(_fmt(row))
+            rows.append(row)
+    return rows
+
+
 def _peak_bytes(fn, *args):
     tracemalloc.start()
     fn(*args)

@@ -35,6 +35,16 @@ def cpu_tables(results):
         header = ["n", "OpenBLAS"] + [v.replace("matmul_", "") for v in versions]
         rows = [[r["n"], r["openblas_gflops"]] + [r.get(f"{v}_gflops") for v in versions] for r in results["versions"]]
         out.append("### the matmul, step by step (GFLOP/s; C and Numba numbered versions)\n\n" + _table(header, rows))
+    families = {"layernorm": "layer norm", "cross_entropy": "cross-entropy", "gelu": "GELU", "adam": "Adam",
+                "grad_norm": "gradient clipping"}
+    for family, title in families.items():
+        group = [r for r in results.get("ladders", []) if r["family"] == family]
+        if group:
+            versions = list(dict.fromkeys(k[:-4] for r in group for k in r if k.endswith("_GBs")))
+            header = ["op", "shape", "MB moved"] + [f"{v} GB/s (ms)" for v in versions]
+            rows = [[r["op"], r["shape"], r["MB"]] + [f"{r[f'{v}_GBs']:.3g} ({r[f'{v}_ms']:.3g})" for v in versions]
+                    for r in group]
+            out.append(f"### {title}, step by step (C numbered versions, kernels/c/{family}/)\n\n" + _table(header, rows))
     if results.get("attention"):
         attention = results["attention"]
         labels = [l for l in ["composite"] + names + ["numba_v1_rows", "c_v1_rows"] if any(f"{l}_ms" in r for r in attention)]

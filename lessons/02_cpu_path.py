@@ -456,10 +456,10 @@ checks.finish()
 #   naive v1 to fall about 3× from n = 512 (its column walk down B now misses every cache)
 #   while v2–v4 keep their rates, and v8 to tie v7 at n = 512 but lead by about 15% at 4096
 #   (a third in some runs here).
-# - Ask the compiler what it vectorised: `gcc -O3 -march=native -fopenmp -c kernels/c/adam.c
-#   -fopt-info-vec-optimized -o /dev/null`, then again with `-fno-math-errno`. Without the flag,
+# - Ask the compiler what it vectorised: `gcc -O3 -march=native -fopenmp -Ikernels/c -c
+#   kernels/c/adam/v4_many.c -fopt-info-vec-optimized -o /dev/null`, then again with `-fno-math-errno`. Without the flag,
 #   `sqrtf` keeps a branch to libm (to set `errno`), and Adam's loop ran at a third of its speed —
-#   expect the line `adam.c:21:29: optimized: loop vectorized using 64 byte vectors` (the Adam
+#   expect the line `v4_many.c:18:29: optimized: loop vectorized using 64 byte vectors` (the Adam
 #   loop) only with the flag; without it, `-fopt-info-vec-missed` says "control flow in loop".
 #   Built both ways on the 2-core AMD machine here, the gap was larger still: about 10× on one
 #   core.

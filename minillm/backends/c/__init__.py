@@ -525,3 +525,90 @@ def stream_read(array, threads=0):
     """Sum a float32 array in one streaming pass (linear_int8.c): timed, the memory's read bandwidth."""
     array = _c(array.astype(np.float32, copy=False))
     return lib.stream_read(pointer(array), array.size, threads)
+
+
+# ---- the numbered versions of layer norm, cross-entropy, GELU and Adam (kernels/c/<family>/) ----
+
+def _versions(op):
+    """The numbered versions of the C function ``op`` (``layernorm_forward_v1_two_pass`` →
+    ``v1_two_pass``), in order, read from the library."""
+    return tuple(name[len(op) + 1:] for name in _numbered(op))
+
+
+# each op with numbered versions → its family, the folder kernels/c/<family>/
+LADDER_OPS = {"layernorm_forward": "layernorm", "layernorm_backward": "layernorm",
+              "cross_entropy_forward": "cross_entropy", "cross_entropy_backward": "cross_entropy",
+              "gelu_forward": "gelu", "gelu_backward": "gelu", "adam_update": "adam",
+              "sum_of_squares_many": "grad_norm", "scale_many": "grad_norm"}
+LADDERS = {family: _versions(next(op for op in LADDER_OPS if LADDER_OPS[op] == family))
+           for family in dict.fromkeys(LADDER_OPS.values())}
+
+
+def _f32(*arrays):
+    return [_c(np.asarray(a, dtype=np.float32)) for a in arrays]
+
+
+def numbered(op, version, *args):
+    """The backend's ``op`` (one of LADDER_OPS) computed by numbered version ``version`` of its
+    kernel (LADDERS[family]), with the same arguments and results:
+
+        layernorm_forward(x, w, b, eps) → y, mean, rstd      layernorm_backward(dy, x, w, mean, rstd) → dx, dw, db
+        cross_entropy_forward(logits, target, ignore_index) → loss, lse
+        cross_entropy_backward(logits, target, lse, dloss, ignore_index) → dlogits
+        gelu_forward(x) → y      gelu_backward(x, dy) → dx
+        adam_update(ps, gs, ms, vs, lr, beta1, beta2, eps, weight_decay, decoupled, step): lists of
+            tensors, updated in place (v1–v3 take one tensor a call, v4 all of them in one)
+        sum_of_squares_many(arrays) → Σ x²      scale_many(arrays, factor): in place"""
+    if op not in LADDER_OPS:
+        raise ValueError(f"numbered: unknown op {op!r}; ops: {', '.join(LADDER_OPS)}")
+    versions = LADDERS[LADDER_OPS[op]]
+    if version not in versions:
+        raise ValueError(f"numbered {op}: unknown version {version!r}; versions: {', '.join(versions)}")
+    kernel = getattr(lib, f"{op}_{version}")
+    if op == "layernorm_forward":
+        x, w, b = _f32(*args[:3])
+        rows, d = x.shape
+        y, mean, rstd = np.empty_like(x), np.empty(rows, np.float32), np.empty(rows, np.float32)
+        kernel(*map(pointer, (x, w, b, y, mean, rstd)), rows, d, float(args[3]))
+        return y, mean, rstd
+    if op == "layernorm_backward":
+        dy, x, w, mean, rstd = _f32(*args)
+        rows, d = x.shape
+        dx, dw, db = np.empty_like(x), np.empty(d, np.float32), np.empty(d, np.float32)
+        kernel(*map(pointer, (dy, x, w, mean, rstd, dx, dw, db)), rows, d)
+        return dx, dw, db
+    if op.startswith("cross_entropy"):
+        logits, target, ignore_index = _f32(args[0])[0], np.ascontiguousarray(args[1], np.int64), int(args[-1])
+        rows, classes = logits.shape
+        if op == "cross_entropy_forward":
+            loss, lse = np.empty(rows, np.float32), np.empty(rows, np.float32)
+            kernel(*map(pointer, (logits, target, loss, lse)), rows, classes, ignore_index)
+            return loss, lse
+        lse, dloss = _f32(*args[2:4])
+        dlogits = np.empty_like(logits)
+        kernel(*map(pointer, (logits, target, lse, dloss, dlogits)), rows, classes, ignore_index)
+        return dlogits
+    if op in ("sum_of_squares_many", "scale_many"):
+        arrays = args[0]
+        if not all(map(_writable if op == "scale_many" else _usable, arrays)):
+            raise ValueError(f"numbered {op}: the arrays must be C-contiguous float32 arrays (writable, to scale)")
+        return kernel(*_pointers_and_sizes(arrays), len(arrays), *args[1:])
+    if op.startswith("gelu"):
+        arrays = _f32(*args)
+        out = np.empty_like(arrays[0])
+        kernel(*map(pointer, (*arrays, out)), out.size)
+        return out
+    ps, gs, ms, vs, lr, beta1, beta2, eps, weight_decay, decoupled, step = args
+    if not all(map(_writable, (*ps, *ms, *vs))):
+        raise ValueError("numbered adam_update: the parameters and moments must be writable C-contiguous float32 "
+                         "arrays (they are updated in place)")
+    gs = _f32(*gs)
+    scalars = (lr, beta1, beta2, eps, weight_decay, int(decoupled), lr / (1 - beta1 ** step),
+               1 / math.sqrt(1 - beta2 ** step))
+    if version.endswith("_many"):  # all the tensors in one call
+        p, m, v = (ffi.new("float *[]", [pointer(a) for a in group]) for group in (ps, ms, vs))
+        g, sizes = _pointers_and_sizes(gs)
+        kernel(p, g, m, v, sizes, len(ps), *scalars)
+    else:
+        for p, g, m, v in zip(ps, gs, ms, vs):
+            kernel(pointer(p), pointer(g), pointer(m), pointer(v), p.size, *scalars)

@@ -184,7 +184,7 @@ def _layernorm_backward(dy, x, w, mean, rstd, dx, dw_parts, db_parts):
 
 _f = np.float32
 SQRT_2_OVER_PI, GELU_CUBIC, HALF, ONE = _f(0.7978845608028654), _f(0.044715), _f(0.5), _f(1.0)
-# tanh as a clamped rational function (the 13/6 form Eigen uses, as in kernels/c/gelu.c):
+# tanh as a clamped rational function (the 13/6 form Eigen uses, as in kernels/c/gelu/gelu.h):
 # math.tanh is a scalar libm call that stops the loop from vectorising, and the former
 # version's float64 literals (0.5, 1.0, …) silently promoted every float32 lane to float64.
 TANH_LIMIT = _f(7.90531110763549805)

@@ -1,17 +1,14 @@
-/* Layer norm over the rows of an (N, D) float32 matrix. The forward reads each row once
- * for its statistics (sum and sum of squares accumulated in double, so the one-pass
- * variance does not cancel) and once to normalise it — the row is in L1 by then. The
- * backward keeps per-thread partial sums of dw and db and adds them at the end. */
+/* v4 threaded: v3 with the rows shared out over the OpenMP team, and what the backend runs
+ * (layernorm_forward and layernorm_backward at the end of this file). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include "minillm_kernels.h"
+#include "layernorm.h"
 #include "team.h"
 
-/* layer norm over the rows of an (N, D) matrix */
 MINILLM_API
-void layernorm_forward(const float *x, const float *w, const float *b, float *y, float *mean, float *rstd, int rows,
-                       int d, float eps) {
+void layernorm_forward_v4_threaded(const float *x, const float *w, const float *b, float *y, float *mean,
+                                   float *rstd, int rows, int d, float eps) {
     /* one row (a token being generated) stays on this thread: a team's fork and join cost
      * more than the row, and a team member the OS has not scheduled costs a time slice */
 #pragma omp parallel for schedule(static) if ((long long)rows * d >= 32768)
@@ -34,10 +31,10 @@ void layernorm_forward(const float *x, const float *w, const float *b, float *y,
 }
 
 MINILLM_API
-void layernorm_backward(const float *dy, const float *x, const float *w, const float *mean, const float *rstd,
-                        float *dx, float *dw, float *db, int rows, int d) {
+void layernorm_backward_v4_threaded(const float *dy, const float *x, const float *w, const float *mean,
+                                    const float *rstd, float *dx, float *dw, float *db, int rows, int d) {
     const int threads = team_threads(0);
-    float *parts = calloc((size_t)threads * 2 * d, sizeof(float));
+    float *parts = calloc((size_t)threads * 2 * d, sizeof(float));  /* each thread's dw, then its db */
 #pragma omp parallel num_threads(threads)
     {
         const int me = team_member();
@@ -69,4 +66,17 @@ void layernorm_backward(const float *dy, const float *x, const float *w, const f
             db[c] += parts[(size_t)t * 2 * d + d + c];
         }
     free(parts);
+}
+
+/* The backend's layer norm: v4. */
+MINILLM_API
+void layernorm_forward(const float *x, const float *w, const float *b, float *y, float *mean, float *rstd, int rows,
+                       int d, float eps) {
+    layernorm_forward_v4_threaded(x, w, b, y, mean, rstd, rows, d, eps);
+}
+
+MINILLM_API
+void layernorm_backward(const float *dy, const float *x, const float *w, const float *mean, const float *rstd,
+                        float *dx, float *dw, float *db, int rows, int d) {
+    layernorm_backward_v4_threaded(dy, x, w, mean, rstd, dx, dw, db, rows, d);
 }
