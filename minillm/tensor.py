@@ -6,7 +6,7 @@ parents. ``backward()`` sorts the graph topologically and walks it once in rever
 adding the gradient of every use of a value — the chain rule, nothing more.
 
 Tensor's operators and methods (``a + b``, ``x.sum(-1)``, ``x.T``) are written on the class
-below; each calls one op.
+below, each a call into ``ops``; comparisons and ``argmax`` give plain tensors outside the graph.
 """
 import contextlib
 import itertools

@@ -8,9 +8,6 @@ import sys
 
 PACKAGE = pathlib.Path(__file__).parent.parent / "minillm"
 
-# Module-level cycles that are known and kept, each with the reason it is not easy to cut.
-KNOWN_CYCLES = []
-
 
 def _module_name(path):
     parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
@@ -94,10 +91,11 @@ def test_relative_imports_resolve_to_modules():
 
 
 def test_no_import_cycle_among_minillm_modules():
+    """Imports inside functions are left out: they run later, when every module exists.
+    The one that matters most, tensor <-> ops, goes one way: ops import tensor, and
+    Tensor's operators reach the ops through a name that minillm/ops binds (tensor.py)."""
     graph = _import_graph()
-    for cycle in KNOWN_CYCLES:
-        for a, b in zip(cycle, cycle[1:]):
-            graph[a].discard(b)
+    print(f"{len(graph)} modules, {sum(map(len, graph.values()))} module-level imports among them")
     cycle = _find_cycle(graph)
     assert cycle is None, "module-level import cycle: " + " -> ".join(cycle)
 

@@ -52,6 +52,7 @@ def _gelu(x, approximate):
 # `other` is a second array of x's shape (or a scalar); methods that take dims get one.
 UNARY = {
     "__neg__": (None, lambda x: -x, lambda x: -x),
+    "pow": (positive, lambda x: x.pow(-1.5), lambda x: x ** -1.5),  # torch's name for **, new here
     "__getitem__": (None, lambda x: x[..., ::2], lambda x: x[..., ::2]),
     "sum": (None, lambda x: x.sum(-1, True), lambda x: x.sum(-1, keepdims=True)),
     "mean": (None, lambda x: x.mean(0), lambda x: x.mean(0)),
