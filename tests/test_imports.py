@@ -1,6 +1,7 @@
 """The package's layout keeps its arrows one way: no import cycle among minillm's modules at
 module level, no module named like a standard-library one, and no op module that shadows
-a builtin (``sum``, ``max``…) so that its own code must reach for ``builtins``."""
+a builtin (``sum``, ``max``…, as a function, parameter or variable) so that its own code
+must reach for ``builtins``."""
 import ast
 import builtins
 import pathlib
@@ -108,9 +109,14 @@ def test_no_module_shadows_the_standard_library():
 def test_op_modules_do_not_shadow_builtins():
     for path in sorted((PACKAGE / "ops").glob("*.py")):
         tree = ast.parse(path.read_text())
-        defined = {node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.ClassDef))}
-        defined |= {target.id for node in tree.body if isinstance(node, ast.Assign)
-                    for target in node.targets if isinstance(target, ast.Name)}
+        defined = set()  # functions, classes, parameters and variables, at any depth
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+                defined.add(node.name)
+            elif isinstance(node, ast.arg):
+                defined.add(node.arg)
+            elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+                defined.add(node.id)
         shadowed = sorted(name for name in defined if hasattr(builtins, name))
         assert not shadowed, f"{path.name} defines builtins' names: {shadowed}"
         reaches = any(isinstance(node, ast.Name) and node.id == "builtins" for node in ast.walk(tree))
