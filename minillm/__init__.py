@@ -11,7 +11,7 @@ from . import amp, backends, functional, nn, ops, optim  # noqa: E402
 from .backends import set_backend, use_backend  # noqa: E402
 from .gradcheck import gradcheck  # noqa: E402
 from .ops import cat, split, stack, where  # noqa: E402
-from .random import manual_seed  # noqa: E402
+from .rng import manual_seed  # noqa: E402
 from .tensor import Tensor, arange, is_grad_enabled, no_grad, ones, randn, tensor, zeros  # noqa: E402
 
 

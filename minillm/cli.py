@@ -86,7 +86,7 @@ def train_command(argv):
 def sample_command(argv):
     import numpy as np
 
-    from .random import manual_seed
+    from .rng import manual_seed
     from .train import load
     config = cfg.parse_args(SampleConfig(), argv)
     source = config.init_from or config.out_dir

@@ -5,7 +5,7 @@ import numpy as np
 
 from . import backends
 from .config import parse_args, show
-from .random import manual_seed
+from .rng import manual_seed
 from .train import TrainConfig, Trainer
 
 DEMO = dict(data="python-docs", model="gpt", out_dir="out/demo", max_iters=1200, batch_size=16, block_size=64,

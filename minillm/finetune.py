@@ -19,7 +19,7 @@ from . import data, optim, tokenfiles
 from .config import option
 from .fileio import HF_FOLDER_FILES, ensure_output_folder, write_atomic
 from .nn.utils import clip_grad_norm_
-from .random import manual_seed
+from .rng import manual_seed
 
 
 @dataclass

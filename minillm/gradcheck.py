@@ -2,7 +2,7 @@
 import numpy as np
 
 from . import backends
-from .random import generator
+from .rng import generator
 from .tensor import Tensor, no_grad
 
 

@@ -1,9 +1,12 @@
 """The Tensor: an n-dimensional array that remembers how it was made.
 
-Every differentiable op (see ``ops.py``) returns a Tensor holding its parents and a
+Every differentiable op (see ``ops/``) returns a Tensor holding its parents and a
 ``_backward(g)`` function that maps the gradient of the output to the gradients of the
 parents. ``backward()`` sorts the graph topologically and walks it once in reverse,
 adding the gradient of every use of a value — the chain rule, nothing more.
+
+Tensor's operators and methods (``a + b``, ``x.sum(-1)``, ``x.T``) are written on the class
+below, each a call into ``ops``; comparisons and ``argmax`` give plain tensors outside the graph.
 """
 import contextlib
 import itertools
@@ -12,6 +15,12 @@ import sys
 import numpy as np
 
 from . import backends
+from .rng import generator
+
+# The ops module, which Tensor's operators call. The ops build Tensors, so minillm/ops
+# imports this module and not the other way round; it binds this name once its ops exist
+# (importing anything from minillm loads it). Looked up at call time, like any global.
+ops = None
 
 _grad_enabled = True
 
@@ -105,8 +114,7 @@ class Tensor:
 
     def to(self, dtype):
         """A converted copy; differentiable (the gradient is converted back)."""
-        from .ops import cast
-        return cast(self, dtype)
+        return ops.cast(self, dtype)
 
     float = lambda self: self.to(np.float32)
     double = lambda self: self.to(np.float64)
@@ -116,6 +124,170 @@ class Tensor:
         grad = ", requires_grad=True" if self.requires_grad else ""
         body = np.array2string(self.numpy(), separator=", ", prefix="tensor(", threshold=50)
         return f"tensor({body}, dtype={self.dtype}{grad})"
+
+    # ---- Python's operators (each one op; a number or an array on either side meets the
+    # tensor in its dtype, so `2.0 * x` stays float32) --------------------------------------
+    def __add__(self, other):
+        return ops.add(self, other)
+
+    def __radd__(self, other):
+        return ops.add(self, other)
+
+    def __sub__(self, other):
+        return ops.sub(self, other)
+
+    def __rsub__(self, other):
+        return ops.sub(ops.as_tensor(other, self), self)
+
+    def __mul__(self, other):
+        return ops.mul(self, other)
+
+    def __rmul__(self, other):
+        return ops.mul(self, other)
+
+    def __truediv__(self, other):
+        return ops.div(self, other)
+
+    def __rtruediv__(self, other):
+        return ops.div(ops.as_tensor(other, self), self)
+
+    def __neg__(self):
+        return ops.neg(self)
+
+    def __pow__(self, exponent):
+        return ops.power(self, exponent)
+
+    def __rpow__(self, base):
+        return ops.power(ops.as_tensor(base, self), self)
+
+    def __matmul__(self, other):
+        return ops.matmul(self, other)
+
+    def __rmatmul__(self, other):
+        return ops.matmul(ops.as_tensor(other, self), self)
+
+    def __getitem__(self, index):
+        return ops.getitem(self, index)
+
+    # Comparisons give boolean tensors outside the graph (masks, accuracy).
+    def __lt__(self, other):
+        return Tensor(self.data < _array(other))
+
+    def __le__(self, other):
+        return Tensor(self.data <= _array(other))
+
+    def __gt__(self, other):
+        return Tensor(self.data > _array(other))
+
+    def __ge__(self, other):
+        return Tensor(self.data >= _array(other))
+
+    def __eq__(self, other):
+        return Tensor(self.data == _array(other))
+
+    def __ne__(self, other):
+        return Tensor(self.data != _array(other))
+
+    __hash__ = object.__hash__  # tensors are graph nodes, keyed by identity (defining __eq__ unsets it)
+
+    # ---- methods with torch's names ------------------------------------------------------
+    def matmul(self, other):
+        return ops.matmul(self, other)
+
+    def pow(self, exponent):
+        return ops.power(self, exponent)
+
+    def sum(self, dim=None, keepdim=False):
+        return ops.sum_over(self, dim, keepdim)
+
+    def mean(self, dim=None, keepdim=False):
+        return ops.mean(self, dim, keepdim)
+
+    def max(self, dim=None, keepdim=False):
+        """The largest values over ``dim`` (values only: ``torch.amax``, no indices)."""
+        return ops.amax(self, dim, keepdim)
+
+    def min(self, dim=None, keepdim=False):
+        """The smallest values over ``dim`` (values only: ``torch.amin``, no indices)."""
+        return ops.amin(self, dim, keepdim)
+
+    amax = max
+    amin = min
+
+    def var(self, dim=None, keepdim=False, correction=1):
+        return ops.var(self, dim, keepdim, correction)
+
+    def argmax(self, dim=None):
+        return Tensor(self.data.argmax(axis=dim))
+
+    def exp(self):
+        return ops.exp(self)
+
+    def log(self):
+        return ops.log(self)
+
+    def sqrt(self):
+        return ops.sqrt(self)
+
+    def tanh(self):
+        return ops.tanh(self)
+
+    def abs(self):
+        return ops.absolute(self)
+
+    def sigmoid(self):
+        return ops.sigmoid(self)
+
+    def relu(self):
+        return ops.relu(self)
+
+    def gelu(self, approximate="none"):
+        return ops.gelu(self, approximate)
+
+    def clip(self, min=None, max=None):
+        return ops.clip(self, min, max)
+
+    clamp = clip
+
+    def softmax(self, dim=-1):
+        return ops.softmax(self, dim)
+
+    def log_softmax(self, dim=-1):
+        return ops.log_softmax(self, dim)
+
+    def masked_fill(self, mask, value):
+        return ops.masked_fill(self, mask, value)
+
+    # ---- shape -----------------------------------------------------------------------------
+    def reshape(self, *shape):
+        return ops.reshape(self, *shape)
+
+    view = reshape
+
+    def permute(self, *dims):
+        return ops.permute(self, *dims)
+
+    def transpose(self, dim0, dim1):
+        return ops.transpose(self, dim0, dim1)
+
+    @property
+    def T(self):
+        return ops.permute(self, tuple(reversed(range(self.ndim))))
+
+    def flatten(self, start_dim=0):
+        return ops.reshape(self, self.shape[:start_dim] + (-1,))
+
+    def unsqueeze(self, dim):
+        dim = dim % (self.ndim + 1)
+        return ops.reshape(self, self.shape[:dim] + (1,) + self.shape[dim:])
+
+    def squeeze(self, dim):
+        """Drop axis ``dim`` if it has size 1; otherwise the tensor itself, as torch does."""
+        dim = dim % self.ndim
+        return ops.reshape(self, self.shape[:dim] + self.shape[dim + 1:]) if self.shape[dim] == 1 else self
+
+    def split(self, split_size_or_sections, dim=0):
+        return ops.split(self, split_size_or_sections, dim)
 
     # ---- autograd ------------------------------------------------------------------------
     def backward(self, grad=None, retain_graph=False):
@@ -183,6 +355,10 @@ class Tensor:
                                ".grad (this tensor is the result of an op, or does not require grad)")
         self._grad_hooks = self._grad_hooks + (hook,)
         return _HookHandle(self, hook)
+
+
+def _array(value):
+    return value.data if isinstance(value, Tensor) else value
 
 
 _creation_order = itertools.count()  # a tensor's place in time: the backward visits later work first
@@ -267,7 +443,6 @@ def ones(*shape, dtype=None, requires_grad=False):
 
 
 def randn(*shape, dtype=None, requires_grad=False):
-    from .random import generator
     return _filled(lambda xp, s, d: xp.asarray(generator().standard_normal(s).astype(d)),
                    shape, dtype, requires_grad)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import backends, checkpoint, data, optim, random as mrandom, tokenfiles, tokenizers
+from . import backends, checkpoint, data, optim, rng as minillm_rng, tokenfiles, tokenizers
 from .config import apply, check_ranges, option
 from .nn.utils import clip_grad_norm_
 from .tensor import no_grad
@@ -203,7 +203,7 @@ class Trainer:
             if len(ids) <= config.block_size:
                 raise ValueError(f"train: the {name} split has {len(ids)} tokens, too few for block_size "
                                  f"{config.block_size}; use a larger corpus or a smaller block_size")
-        mrandom.manual_seed(config.seed)
+        minillm_rng.manual_seed(config.seed)
         self.model = build_model(config, self.tokenizer.vocab_size)
         if communicator is not None:  # every rank starts from rank 0's weights
             communicator.broadcast_parameters(self.model)
@@ -254,7 +254,7 @@ class Trainer:
             self.optimizer.lr = meta["optimizer"]["lr"]
             self.step, self.history = meta["step"], list(meta["history"])
             self.data_rng.bit_generator.state = meta["data_rng"]
-            mrandom.set_state(meta["minillm_rng"])
+            minillm_rng.set_state(meta["minillm_rng"])
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise checkpoint.CheckpointError(f"checkpoint: {self.out_dir / checkpoint.INDEX} is corrupt: cannot "
                                              f"restore the optimizer and random state ({type(exc).__name__}: "
@@ -268,7 +268,7 @@ class Trainer:
         state = state or self.optimizer.state_dict()
         arrays = state.pop("arrays")
         meta = {"config": asdict(self.config), "optimizer": state, "history": self.history,
-                "data_rng": self.data_rng.bit_generator.state, "minillm_rng": mrandom.get_state(),
+                "data_rng": self.data_rng.bit_generator.state, "minillm_rng": minillm_rng.get_state(),
                 "backend": backends.current().name, "vocab_size": self.tokenizer.vocab_size}
         checkpoint.save(self.out_dir, self.step, self.model.state_dict(), arrays, meta, self.tokenizer)
 

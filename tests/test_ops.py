@@ -150,7 +150,7 @@ def _dropout_case(draw):
 
     def ref(x):
         minillm.manual_seed(7)
-        keep = minillm.random.generator().random(x.shape) >= p
+        keep = minillm.rng.generator().random(x.shape) >= p
         return x * keep / (1 - p)
 
     return fn, ref, [draw(values(shape))]
@@ -238,17 +238,17 @@ CASES = {
     "mul": _binary(lambda a, b: a * b, np.multiply),
     "div": _binary(lambda a, b: a / b, np.divide, right=away_from_zero),
     "neg": _unary(lambda a: -a, np.negative),
-    "pow": st.one_of(
+    "power": st.one_of(
         _unary(lambda a: a ** 3, lambda a: a ** 3),
         _unary(lambda a: a ** -0.5, lambda a: a ** -0.5, domain=positive),
         _binary(lambda a, b: a ** b, np.power, right=values).map(
             lambda c: (c[0], c[1], [np.abs(c[2][0]) + 0.5, c[2][1]]))),
     "matmul": _matmul_case(),
     "linear": _linear_case(),
-    "sum": _reduction(ops.sum, _reduce_ref("sum")),
+    "sum_over": _reduction(ops.sum_over, _reduce_ref("sum")),
     "mean": _reduction(ops.mean, _reduce_ref("mean")),
-    "max": _reduction(ops.max, _reduce_ref("max"), domain=distinct),
-    "min": _reduction(ops.min, _reduce_ref("min"), domain=distinct),
+    "amax": _reduction(ops.amax, _reduce_ref("max"), domain=distinct),
+    "amin": _reduction(ops.amin, _reduce_ref("min"), domain=distinct),
     "var": _var_case(),
     "reshape": _reshape_case(),
     "permute": _permute_case(),
@@ -259,22 +259,22 @@ CASES = {
     "log": _unary(ops.log, np.log, domain=positive),
     "sqrt": _unary(ops.sqrt, np.sqrt, domain=positive),
     "tanh": _unary(ops.tanh, np.tanh),
-    "abs": _unary(ops.abs, np.abs, domain=away_from_zero),
+    "absolute": _unary(ops.absolute, np.abs, domain=away_from_zero),
     "relu": _unary(ops.relu, lambda x: np.maximum(x, 0), domain=away_from_zero),
     "sigmoid": _unary(ops.sigmoid, lambda x: 1 / (1 + np.exp(-x)), domain=lambda s: values(s, -8, 8)),
-    "gelu": _unary(ops.gelu, lambda x: 0.5 * x * (1 + _erf(x / math.sqrt(2)))),
-    "gelu_tanh": _unary(lambda x: ops.gelu(x, "tanh"),
+    "gelu_exact": _unary(ops.gelu_exact, lambda x: 0.5 * x * (1 + _erf(x / math.sqrt(2)))),
+    "gelu_tanh": _unary(ops.gelu_tanh,
                         lambda x: 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)))),
     "clip": _clip_case(),
     "softmax": _softmax_case(ops.softmax, _softmax),
     "log_softmax": _softmax_case(ops.log_softmax, lambda x, d: np.log(_softmax(x, d))),
     "where": _where_case(),
     "dropout": _dropout_case(),
-    "layer_norm": _layer_norm_case(),
+    "layer_norm_rows": _layer_norm_case(),
     "attention": _attention_case(),
     "attention_qkv": _attention_qkv_case(),
     "bce_with_logits": _bce_logits_case(),
-    "cross_entropy": _cross_entropy_case(),
+    "cross_entropy_rows": _cross_entropy_case(),
 }
 
 
@@ -283,6 +283,22 @@ def test_every_registered_op_has_a_property_test():
     assert not missing, f"ops without a gradcheck property test: {missing}"
     stale = sorted(set(CASES) - set(ops.OPS))
     assert not stale, f"test cases for ops that no longer exist: {stale}"
+
+
+def test_an_op_is_one_name_key_function_and_attribute():
+    """OPS["x"] is the function named x, reached as ops.x, and the node it records is "x"."""
+    for name, fn in ops.OPS.items():
+        assert fn.__name__ == name and getattr(ops, name) is fn, name
+    x = minillm.tensor(np.array([[0.5, -1.5, 2.0]]), requires_grad=True)
+    assert ops.sum_over(x)._op == "sum_over" and ops.amax(x)._op == "amax" and (x ** 2)._op == "power"
+    assert ops.gelu(x)._op == "gelu_exact" and ops.gelu(x, "tanh")._op == "gelu_tanh"
+
+
+def test_op_registers_under_the_function_name_only():
+    with pytest.raises(TypeError, match="write @op without a name"):
+        ops.op("rms_norm")
+    with pytest.raises(ValueError, match="'add' is registered twice"):
+        ops.op(ops.add)
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

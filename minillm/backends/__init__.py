@@ -15,18 +15,11 @@ import os
 import numpy as np
 
 from .. import blas_threads
+from .arrays import to_numpy, xp_of
+from .reference import Backend
 
 
-# ---- array helpers shared by autograd and backends ----------------------------------------
-def xp_of(array):
-    """NumPy or CuPy, whichever owns ``array``."""
-    return np if isinstance(array, (np.ndarray, np.generic)) else importlib.import_module("cupy")
-
-
-def to_numpy(array):
-    return np.asarray(array) if isinstance(array, (np.ndarray, np.generic)) else array.get()
-
-
+# ---- array helpers shared by autograd and backends (the stateless ones live in arrays.py) ----
 def asarray(data, dtype=None):
     """``data`` as an array of the active backend's module."""
     xp = current().xp
@@ -56,35 +49,6 @@ def scatter_add(target, index, values):
     return target
 
 
-def batched_operand(a, batch):
-    """(3-D array, batch stride in elements) for a matmul operand broadcast to the leading
-    ``batch`` dims: a 2-D operand is shared by every batch (stride 0), a full 3-D one is
-    used as it is, anything else becomes a contiguous copy."""
-    if a.ndim == 2:
-        return a, 0
-    if a.shape[:-2] == batch and a.ndim == 3:
-        return a, a.strides[0] // a.itemsize
-    xp = xp_of(a)
-    flat = xp.ascontiguousarray(xp.broadcast_to(a, batch + a.shape[-2:])).reshape((-1,) + a.shape[-2:])
-    return flat, flat.strides[0] // flat.itemsize
-
-
-def gemm_operands(a, b, trans_a, trans_b):
-    """Everything a strided batched GEMM kernel needs for ``op(a) @ op(b)``:
-    (a3, batch stride of a, b3, batch stride of b, M, N, K, batch shape), where a3 and b3
-    are (possibly transposed, broadcast) views or copies with 3 axes."""
-    op_a = a.swapaxes(-1, -2) if trans_a else a
-    op_b = b.swapaxes(-1, -2) if trans_b else b
-    m, k = op_a.shape[-2:]
-    n = op_b.shape[-1]
-    batch = tuple(np.broadcast_shapes(op_a.shape[:-2], op_b.shape[:-2]))
-    a3, sab = batched_operand(op_a, batch)
-    b3, sbb = batched_operand(op_b, batch)
-    return a3, sab, b3, sbb, m, n, k, batch
-
-
-# (after the helpers above, which reference.py imports)
-from .reference import Backend  # noqa: E402
 
 PRIMITIVES = tuple(name for name, value in vars(Backend).items() if callable(value) and not name.startswith("_"))
 

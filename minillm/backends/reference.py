@@ -18,7 +18,7 @@ import math
 import numpy as np
 
 from ..masks import causal_mask
-from . import xp_of
+from .arrays import xp_of
 
 SQRT_2_OVER_PI = 0.7978845608028654
 

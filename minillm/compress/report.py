@@ -15,7 +15,7 @@ from .. import data, optim
 from ..checkpoint import load as load_checkpoint
 from ..models import GPT, GPTConfig
 from ..nn.utils import clip_grad_norm_
-from ..random import manual_seed
+from ..rng import manual_seed
 from ..tensor import no_grad
 from ..train import load, perplexity_of
 from .distill import distill

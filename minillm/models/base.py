@@ -4,7 +4,7 @@ import numpy as np
 
 from .. import functional as F
 from ..nn import Module
-from ..random import generator
+from ..rng import generator
 from ..tensor import Tensor, no_grad
 
 

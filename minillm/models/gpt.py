@@ -6,7 +6,7 @@ import numpy as np
 from ..nn import Dropout, Embedding, LayerNorm, Linear, ModuleList
 from ..nn.module import init_skipped
 from ..nn.transformer import CausalSelfAttention, TransformerBlock
-from ..random import generator
+from ..rng import generator
 from .base import CachedDecoder, as_ids
 
 

@@ -8,7 +8,7 @@ import numpy as np
 
 from ..nn import LSTM, Embedding, Linear
 from ..ops import tanh
-from ..random import generator
+from ..rng import generator
 from .base import LanguageModel, as_ids
 
 

@@ -7,7 +7,7 @@ import numpy as np
 from ..nn import Embedding, Linear, ModuleList
 from ..nn.llama_blocks import LlamaBlock, RMSNorm
 from ..nn.module import init_skipped
-from ..random import generator
+from ..rng import generator
 from .base import CachedDecoder, as_ids
 
 

@@ -5,7 +5,7 @@ import numpy as np
 
 from .. import functional as F
 from .. import ops
-from ..random import generator
+from ..rng import generator
 from .module import Module, Parameter, init_skipped
 
 

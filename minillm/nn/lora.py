@@ -14,7 +14,7 @@ import math
 import numpy as np
 
 from .. import backends
-from ..random import generator
+from ..rng import generator
 from .layers import Linear
 from .module import Module, Parameter
 

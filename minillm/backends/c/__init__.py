@@ -17,7 +17,8 @@ import weakref
 
 import numpy as np
 
-from .. import BackendUnavailable, gemm_operands
+from .. import BackendUnavailable
+from ..arrays import gemm_operands
 from ..reference import Backend, float32_kernel
 
 

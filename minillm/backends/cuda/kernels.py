@@ -7,7 +7,7 @@ The kernels are fp32. Other dtypes (float64 for gradcheck, float16) take the ref
 """
 import numpy as np
 
-from .. import gemm_operands
+from ..arrays import gemm_operands
 from ..reference import Backend, float32_kernel
 
 GEMM_BLOCK, GEMM_THREADS = 128, 256   # BM = BN and (BM/TM)·(BN/TN) in sgemm.cu

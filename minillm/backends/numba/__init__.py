@@ -15,7 +15,8 @@ import math
 
 import numpy as np
 
-from .. import BackendUnavailable, gemm_operands
+from .. import BackendUnavailable
+from ..arrays import gemm_operands
 from ..reference import Backend, float32_kernel
 
 try:

@@ -1,0 +1,41 @@
+"""Array helpers that autograd and every backend share, with no backend state (the package's
+``__init__`` re-exports them; ``reference.py`` and the backends import them from here)."""
+import importlib
+
+import numpy as np
+
+
+def xp_of(array):
+    """NumPy or CuPy, whichever owns ``array``."""
+    return np if isinstance(array, (np.ndarray, np.generic)) else importlib.import_module("cupy")
+
+
+def to_numpy(array):
+    return np.asarray(array) if isinstance(array, (np.ndarray, np.generic)) else array.get()
+
+
+def batched_operand(a, batch):
+    """(3-D array, batch stride in elements) for a matmul operand broadcast to the leading
+    ``batch`` dims: a 2-D operand is shared by every batch (stride 0), a full 3-D one is
+    used as it is, anything else becomes a contiguous copy."""
+    if a.ndim == 2:
+        return a, 0
+    if a.shape[:-2] == batch and a.ndim == 3:
+        return a, a.strides[0] // a.itemsize
+    xp = xp_of(a)
+    flat = xp.ascontiguousarray(xp.broadcast_to(a, batch + a.shape[-2:])).reshape((-1,) + a.shape[-2:])
+    return flat, flat.strides[0] // flat.itemsize
+
+
+def gemm_operands(a, b, trans_a, trans_b):
+    """Everything a strided batched GEMM kernel needs for ``op(a) @ op(b)``:
+    (a3, batch stride of a, b3, batch stride of b, M, N, K, batch shape), where a3 and b3
+    are (possibly transposed, broadcast) views or copies with 3 axes."""
+    op_a = a.swapaxes(-1, -2) if trans_a else a
+    op_b = b.swapaxes(-1, -2) if trans_b else b
+    m, k = op_a.shape[-2:]
+    n = op_b.shape[-1]
+    batch = tuple(np.broadcast_shapes(op_a.shape[:-2], op_b.shape[:-2]))
+    a3, sab = batched_operand(op_a, batch)
+    b3, sbb = batched_operand(op_b, batch)
+    return a3, sab, b3, sbb, m, n, k, batch
