@@ -120,7 +120,12 @@ float stream_read(const float *x, long long n, int threads);
 void matmul_bf16_v1_scalar(const unsigned short *A, const unsigned short *B, float *C, int M, int N, int K);
 void matmul_bf16_v2_dpbf16(const unsigned short *A, const unsigned short *B, float *C, int M, int N, int K);
 void matmul_bf16_v3_tiled(const unsigned short *A, const unsigned short *B, float *C, int M, int N, int K);
-int matmul_bf16_has_avx512bf16(void);  /* 1 when v2 and v3 run on vdpbf16ps */
+/* v4: C (M×N) = op(A) · op(B) (+ bias[j] on every row; bias may be NULL) from float32 in any layout,
+ * element (i, k) of A at A[i·sam + k·sak] and (k, j) of B at B[k·sbk + j·sbn], rounded to bf16 as
+ * it is packed (a Linear layer's x·Wᵀ + b, g·W and gᵀ·x) */
+void matmul_bf16_v4_from_float(const float *A, const float *B, const float *bias, float *C, int M, int N, int K,
+                               long long sam, long long sak, long long sbk, long long sbn);
+int matmul_bf16_has_avx512bf16(void);  /* 1 when v2–v4 run on vdpbf16ps */
 unsigned short bf16_from_float(float f);  /* round to nearest, ties to even; nan stays nan */
 void bf16_from_floats(const float *x, unsigned short *out, long long n);
 void bf16_to_floats(const unsigned short *x, float *out, long long n);

@@ -71,6 +71,9 @@ def _load(name):
         qkv_through(backend.attention_forward, backend.attention_backward))
     backend.linear_forward = getattr(provider, "linear_forward", None) or linear_through(backend.matmul)
     backend.linear_backward = getattr(provider, "linear_backward", None) or linear_backward_through(backend.matmul)
+    # a Linear layer on bf16 inputs (amp.autocast("bfloat16")) where the backend has kernels; None: emulated
+    backend.linear_forward_bf16 = getattr(provider, "linear_forward_bf16", None)
+    backend.linear_backward_bf16 = getattr(provider, "linear_backward_bf16", None)
     _loaded[name] = backend
     return backend
 

@@ -529,6 +529,9 @@ def to_bf16_c(x):
     return out
 
 
+from .c_bf16 import linear_backward_bf16, linear_forward_bf16  # noqa: E402,F401  (needs lib)
+
+
 def stream_read(array, threads=0):
     """Sum a float32 array in one streaming pass (linear_int8.c): timed, the memory's read bandwidth."""
     array = _c(array.astype(np.float32, copy=False))
