@@ -66,6 +66,7 @@ def info(argv):
         from .backends import c_backend
         print(f"  c kernels built with: {c_backend.build_flags}, {c_backend.lib.minillm_max_threads()} threads, "
               f"int8 products on AVX512-VNNI: {'yes' if c_backend.lib.linear_int8_has_vnni() else 'no'}")
+        print(f"  bf16 products (autocast('bfloat16')): {c_backend.c_bf16.kernel_name()}")
 
 
 def train_command(argv):

@@ -529,7 +529,9 @@ def to_bf16_c(x):
     return out
 
 
-from .c_bf16 import linear_backward_bf16, linear_forward_bf16  # noqa: E402,F401  (needs lib)
+from . import c_bf16  # noqa: E402  (it needs lib, defined above)
+
+linear_forward_bf16, linear_backward_bf16 = c_bf16.linear_forward_bf16, c_bf16.linear_backward_bf16
 
 
 def stream_read(array, threads=0):
