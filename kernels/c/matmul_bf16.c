@@ -332,18 +332,75 @@ static inline __m512i pairs16(const float *x, long sk, long sl, int n, int secon
     return second ? _mm512_or_si512(lo, round_to_top(lanes(x + sk, sl, n))) : lo;
 }
 
+/* The 16 × 16 block of 32-bit lanes r[row][column] transposed in registers: out[column] holds
+ * that column of the 16 rows. Two rounds of unpacks transpose the 4 × 4 blocks inside each
+ * 128-bit quarter; two rounds of quarter shuffles move the quarters. */
+static inline void transpose16(const __m512i r[16], __m512i out[16]) {
+    __m512i t[16], u[16];
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4) {  /* u[4g + c], quarter k: column 4k + c of rows 4g … 4g+3 */
+        u[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
+        u[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
+        u[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
+        u[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
+    }
+    for (int c = 0; c < 4; ++c) {  /* the quarters k of u[c], u[4+c], u[8+c], u[12+c] side by side */
+        const __m512i p = _mm512_shuffle_i32x4(u[c], u[4 + c], 0x44), q = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0x44);
+        const __m512i r2 = _mm512_shuffle_i32x4(u[c], u[4 + c], 0xEE), s = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0xEE);
+        out[c] = _mm512_shuffle_i32x4(p, q, 0x88);
+        out[4 + c] = _mm512_shuffle_i32x4(p, q, 0xDD);
+        out[8 + c] = _mm512_shuffle_i32x4(r2, s, 0x88);
+        out[12 + c] = _mm512_shuffle_i32x4(r2, s, 0xDD);
+    }
+}
+
+/* 16 pairs of 16 lanes where each lane's floats run along k (a row of x or of W, rows `stride`
+ * apart; n lanes and `left` floats of each inside the matrix): out[q], lane l = pair q of
+ * lane l's row. A lane's 32 floats are rounded and narrowed into one vector of 16 pairs
+ * (vpermt2w keeps the top 16 bits of each), then the 16 × 16 pairs are transposed: 32
+ * contiguous loads and 64 shuffles where pairs16 would gather 32 times. */
+static inline void pairs16x16(const float *x, long stride, int n, int left, __m512i out[16]) {
+    static const uint16_t top_words[32] = {1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31,
+                                           33, 35, 37, 39, 41, 43, 45, 47, 49, 51, 53, 55, 57, 59, 61, 63};
+    const __m512i index = _mm512_loadu_si512(top_words);
+    const __mmask16 first = columns_mask(left), second = columns_mask(left - 16);
+    __m512i rows[16];
+    for (int l = 0; l < 16; ++l) {
+        if (l >= n) {
+            rows[l] = _mm512_setzero_si512();
+            continue;
+        }
+        const __m512i lo = round_to_top(_mm512_maskz_loadu_ps(first, x + l * stride));
+        const __m512i hi = round_to_top(_mm512_maskz_loadu_ps(second, x + l * stride + 16));
+        rows[l] = _mm512_permutex2var_epi16(lo, index, hi);
+    }
+    transpose16(rows, out);
+}
+
 static void v4_tiled(const float *A, const float *B, const float *bias, float *C, int M, int N, int K,
                      long sam, long sak, long sbk, long sbn) {
     const int pairs = (K + 1) / 2, slivers = (N + V3_NR - 1) / V3_NR;
     uint32_t *packed_b = aligned_alloc(64, (size_t)slivers * pairs * V3_NR * 4 + 64);
 #pragma omp parallel for schedule(static)
     for (int s = 0; s < slivers; ++s)
-        for (int p = 0; p < pairs; ++p)
-            for (int v = 0; v < V3_NV; ++v) {
-                const int j = s * V3_NR + 16 * v;
-                _mm512_store_si512(packed_b + ((long)s * pairs + p) * V3_NR + 16 * v,
-                                   pairs16(B + 2L * p * sbk + (long)j * sbn, sbk, sbn, N - j, 2 * p + 1 < K));
-            }
+        for (int v = 0; v < V3_NV; ++v) {
+            const int j = s * V3_NR + 16 * v;
+            uint32_t *to = packed_b + (long)s * pairs * V3_NR + 16 * v;
+            if (sbk == 1 && sbn != 1)  /* B = Wᵀ: each column a row of W */
+                for (int p0 = 0; p0 < pairs; p0 += 16) {
+                    __m512i block[16];
+                    pairs16x16(B + 2L * p0 + (long)j * sbn, sbn, N - j, K - 2 * p0, block);
+                    for (int q = 0; q < 16 && p0 + q < pairs; ++q)
+                        _mm512_store_si512(to + (long)(p0 + q) * V3_NR, block[q]);
+                }
+            else
+                for (int p = 0; p < pairs; ++p)
+                    _mm512_store_si512(to + (long)p * V3_NR,
+                                       pairs16(B + 2L * p * sbk + (long)j * sbn, sbk, sbn, N - j, 2 * p + 1 < K));
+        }
     const int mc = rows_per_block(M), blocks = (M + mc - 1) / mc;
 #pragma omp parallel
     {
@@ -353,11 +410,23 @@ static void v4_tiled(const float *A, const float *B, const float *bias, float *C
             const int ic = blk * mc, rows = M - ic < mc ? M - ic : mc;
             for (int pc = 0; pc < pairs; pc += V3_KC2) {
                 const int kc2 = pairs - pc < V3_KC2 ? pairs - pc : V3_KC2;
-                for (int ir = 0; ir < rows; ir += V3_MR)  /* MR rows of a pair: lanes 0…11 of one vector */
-                    for (int p = 0; p < kc2; ++p)
-                        _mm512_mask_storeu_epi32(packed_a + ir * kc2 + p * V3_MR, columns_mask(V3_MR),
-                                                 pairs16(A + (long)(ic + ir) * sam + 2L * (pc + p) * sak, sak, sam,
-                                                         rows - ir, 2 * (pc + p) + 1 < K));
+                for (int ir = 0; ir < rows; ir += V3_MR) {  /* MR rows of a pair: lanes 0…11 of one vector */
+                    const float *a = A + (long)(ic + ir) * sam;
+                    uint32_t *to = packed_a + ir * kc2;
+                    const int n = rows - ir < V3_MR ? rows - ir : V3_MR;
+                    if (sak == 1 && sam != 1)  /* A's rows run along k (x, g) */
+                        for (int p0 = 0; p0 < kc2; p0 += 16) {
+                            __m512i block[16];
+                            pairs16x16(a + 2L * (pc + p0), sam, n, K - 2 * (pc + p0), block);
+                            for (int q = 0; q < 16 && p0 + q < kc2; ++q)
+                                _mm512_mask_storeu_epi32(to + (p0 + q) * V3_MR, columns_mask(V3_MR), block[q]);
+                        }
+                    else
+                        for (int p = 0; p < kc2; ++p)
+                            _mm512_mask_storeu_epi32(to + p * V3_MR, columns_mask(V3_MR),
+                                                     pairs16(a + 2L * (pc + p) * sak, sak, sam, n,
+                                                             2 * (pc + p) + 1 < K));
+                }
                 for (int s = 0; s < slivers; ++s) {
                     const uint32_t *b = packed_b + ((long)s * pairs + pc) * V3_NR;
                     for (int ir = 0; ir < rows; ir += V3_MR)
