@@ -100,6 +100,24 @@ def test_linear_under_autocast_keeps_float32_weights_and_gradients(backend):
     assert not np.array_equal(y.numpy().reshape(-1, 13), (xs @ layer.weight.numpy().T + layer.bias.numpy()))
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_matmul_outside_linear_rounds_its_operands(backend):
+    """A batched product (attention's, when it is not fused) under bf16 autocast: both operands
+    rounded to bf16, the product float32; the gradients reach the float32 operands."""
+    rng = np.random.default_rng(3)
+    a64, b64 = rng.standard_normal((2, 13, 31)), rng.standard_normal((2, 31, 7))
+    a, b = (minillm.Tensor(m.astype(np.float32), requires_grad=True) for m in (a64, b64))
+    with backends.use_backend(backend), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        with amp.autocast("bfloat16"):
+            y = minillm.ops.matmul(a, b)
+        y.sum().backward()
+    ref = rounded(a.numpy()) @ rounded(b.numpy())
+    bound = 33 * U * (np.abs(a.numpy()).astype(np.float64) @ np.abs(b.numpy()))
+    assert y.dtype == np.float32 and np.all(np.abs(y.numpy() - ref) <= bound)
+    assert a.grad.dtype == b.grad.dtype == np.float32 and a.grad.shape == a.shape
+
+
 def test_autocast_names_its_dtype_and_refuses_others():
     assert amp.autocast_dtype() is None
     with amp.autocast():
