@@ -1,5 +1,7 @@
 """bf16 GEMM on the CPU (kernels/c/matmul_bf16.c, issue #34): GFLOP/s of the numbered versions
-v1 (scalar), v2 (vdpbf16ps, one accumulator) and v3 (register tile, every core), against the
+v1 (scalar), v2 (vdpbf16ps, one accumulator), v3 (register tile, every core) and v4 (v3 from
+float32 operands, rounded to bf16 as they are packed: timed as a Linear layer's forward, x·Wᵀ,
+the rounding included), against the
 fp32 C GEMM (the c backend's production matmul) and PyTorch's bf16 ``torch.matmul`` when torch
 is installed (``torch.set_num_threads`` = the OpenMP threads of our kernels).
 
@@ -46,6 +48,7 @@ def run(quick=False, log=print):
         flops = 2.0 * m * n * k
         series = {f"bf16_v{v}": (lambda a, b, v=v: c.matmul_bf16(a, b, v), (a16, b16),
                                  repeats if v == 3 or quick else 2) for v in (1, 2, 3)}
+        series["bf16_v4"] = (c.backend.linear_forward_bf16, (a32, np.ascontiguousarray(b32.T)), repeats)
         series["fp32_c"] = (c.backend.matmul, (a32, b32), repeats)
         if torch is not None:
             ta, tb = (torch.from_numpy(x).to(torch.bfloat16) for x in (a32, b32))
@@ -58,7 +61,7 @@ def run(quick=False, log=print):
         if torch is not None:
             row["v3_over_torch"] = row["bf16_v3"] / row["torch_bf16"]
         rows.append(row)
-    names = [n for n in ("bf16_v1", "bf16_v2", "bf16_v3", "fp32_c", "torch_bf16") if n in rows[0]]
+    names = [n for n in ("bf16_v1", "bf16_v2", "bf16_v3", "bf16_v4", "fp32_c", "torch_bf16") if n in rows[0]]
     log(f"GFLOP/s, {threads} threads, vdpbf16ps: {'yes' if c.bf16_has_dpbf16() else 'no (portable loop)'}"
         + (" (quick: small shapes, timings mean little)" if quick else ""))
     log("| M×K·K×N | " + " | ".join(names) + " | v3/fp32 | v3/torch |")

@@ -24,8 +24,12 @@ CONFIGS = {
 }
 
 
-def _step_in_this_process(backend, config_name, steps):
-    """ms/step and peak RSS of forward + backward + AdamW on ``backend`` ('torch' = peer)."""
+def _step_in_this_process(name, config_name, steps):
+    """ms/step and peak RSS of forward + backward + AdamW on ``name``: a backend, 'torch' (the
+    peer), either with '+bf16' (the forward under minillm.amp.autocast("bfloat16") or
+    torch.autocast("cpu", dtype=torch.bfloat16))."""
+    import contextlib
+    backend, _, bf16 = name.partition("+")
     c = CONFIGS[config_name]
     rng = np.random.default_rng(0)
     batches = [rng.integers(0, c["vocab_size"], (c["batch"], c["block_size"] + 1)) for _ in range(3)]
@@ -37,9 +41,12 @@ def _step_in_this_process(backend, config_name, steps):
         model = TorchGPT(c["vocab_size"], c["block_size"], c["n_layer"], c["n_head"], c["n_embd"])
         opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
 
+        precision = ((lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if bf16 else contextlib.nullcontext)
+
         def step(idx):
             idx = torch.from_numpy(idx)
-            _, loss = model(idx[:, :-1], idx[:, 1:])
+            with precision():
+                _, loss = model(idx[:, :-1], idx[:, 1:])
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -53,8 +60,11 @@ def _step_in_this_process(backend, config_name, steps):
         model = GPT(GPTConfig(c["vocab_size"], c["block_size"], c["n_layer"], c["n_head"], c["n_embd"]))
         opt = optim.AdamW(model.parameters(), lr=1e-3)
 
+        precision = (lambda: minillm.amp.autocast("bfloat16")) if bf16 else contextlib.nullcontext
+
         def step(idx):
-            _, loss = model(idx[:, :-1], idx[:, 1:])
+            with precision():
+                _, loss = model(idx[:, :-1], idx[:, 1:])
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -62,7 +72,7 @@ def _step_in_this_process(backend, config_name, steps):
 
     seconds = median_seconds(step, [(b,) for b in batches], repeats=steps, warmup=2)
     tokens = c["batch"] * c["block_size"]
-    return {"backend": backend, "config": config_name, "ms_per_step": seconds * 1e3,
+    return {"backend": name, "config": config_name, "ms_per_step": seconds * 1e3,
             "tokens_per_s": tokens / seconds, "peak_rss_mb": peak_rss_bytes() / 2 ** 20}
 
 
@@ -85,16 +95,21 @@ def fastest_runs(commands, key, rounds, log, label=""):
 def train_step(names, config_names, steps, log, rounds=2):
     """One subprocess per (backend, config); ratios against torch from the same run. On a
     shared machine a burst of another tenant's work can slow one process by a tenth: each
-    runs ``rounds`` times, the backends taking turns, and the faster run is kept."""
+    runs ``rounds`` times, the backends taking turns, and the faster run is kept. The c
+    backend and torch also run a bf16 step ('c+bf16', 'torch+bf16': autocast to bfloat16),
+    compared with each other."""
     rows = []
     for config_name in config_names:
-        commands = {backend: ["benchmarks.end_to_end", "step", f"--backend={backend}", f"--config={config_name}",
-                              f"--steps={steps}"] for backend in list(names) + (["torch"] if _has_torch() else [])}
+        peers = (["torch", "torch+bf16"] if _has_torch() else [])
+        runs = list(names) + (["c+bf16"] if "c" in names else []) + peers
+        commands = {name: ["benchmarks.end_to_end", "step", f"--backend={name}", f"--config={config_name}",
+                           f"--steps={steps}"] for name in runs}
         results = fastest_runs(commands, "ms_per_step", rounds, log, f"/{config_name}")
         for backend, r in results.items():
-            if "torch" in results and backend != "torch":
-                r["time_vs_torch"] = r["ms_per_step"] / results["torch"]["ms_per_step"]
-                r["rss_vs_torch"] = r["peak_rss_mb"] / results["torch"]["peak_rss_mb"]
+            peer = "torch+bf16" if backend.endswith("+bf16") else "torch"
+            if peer in results and not backend.startswith("torch"):
+                r["time_vs_torch"] = r["ms_per_step"] / results[peer]["ms_per_step"]
+                r["rss_vs_torch"] = r["peak_rss_mb"] / results[peer]["peak_rss_mb"]
             r["config_detail"] = CONFIGS[config_name]
             log("  " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                                  for k, v in r.items() if k != "config_detail"))

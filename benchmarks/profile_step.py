@@ -1,7 +1,7 @@
 """Where a training step's time goes: cProfile over steps of the nanoGPT recipe's shape on
 one backend, the functions' own time grouped by what they do, in ms per step.
 
-    python -m benchmarks.profile_step --backend=c [--steps=20] [--out=DIR]
+    python -m benchmarks.profile_step --backend=c [--steps=20] [--dtype=bfloat16] [--out=DIR]
 
 Run it on two commits (a git worktree of the old one) to get a before/after breakdown.
 """
@@ -18,7 +18,7 @@ RECIPE = dict(vocab_size=66, block_size=64, n_layer=4, n_head=4, n_embd=128, bat
 
 # function label (file:line(name) or {built-in ...}) → group; first match wins
 GROUPS = (
-    ("matmul", ("sgemm", "_gemm", "matmul' of 'numpy", "numba/gemm", "linear_backward")),  # + a Linear's bias sums
+    ("matmul", ("sgemm", "_gemm", "matmul' of 'numpy", "numba/gemm", "linear_backward", "matmul_bf16")),  # + a Linear's bias sums
     ("attention", ("attention",)),
     ("optimizer", ("adam", "optim.py")),
     ("layer norm", ("layernorm",)),
@@ -31,7 +31,9 @@ GROUPS = (
 )
 
 
-def profile(backend, steps):
+def profile(backend, steps, dtype="float32"):
+    import contextlib
+
     import minillm
     from minillm import optim
     from minillm.models import GPT, GPTConfig
@@ -43,9 +45,12 @@ def profile(backend, steps):
     opt = optim.AdamW(model.parameters(), lr=1e-3)
     rng = np.random.default_rng(0)
 
+    precision = (lambda: minillm.amp.autocast(dtype)) if dtype != "float32" else contextlib.nullcontext
+
     def step():
         idx = rng.integers(0, c["vocab_size"], (c["batch"], c["block_size"] + 1))
-        _, loss = model(idx[:, :-1], idx[:, 1:])
+        with precision():
+            _, loss = model(idx[:, :-1], idx[:, 1:])
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -71,7 +76,7 @@ def profile(backend, steps):
         label = f"{filename}:{line}({name})"
         group = next(g for g, keys in GROUPS if any(k in label for k in keys))
         totals[group] += own / steps * 1e3
-    return {"backend": backend, "steps": steps, "ms_per_step": sum(totals.values()), "groups": totals, **memory}
+    return {"backend": backend, "dtype": dtype, "steps": steps, "ms_per_step": sum(totals.values()), "groups": totals, **memory}
 
 
 if __name__ == "__main__":
@@ -80,13 +85,15 @@ if __name__ == "__main__":
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backend", default="c")
     parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
+                        help="bfloat16: the step under minillm.amp.autocast('bfloat16')")
     parser.add_argument("--label", default="now", help="file name part: profile-<backend>-<label>.json")
     parser.add_argument("--out", help="folder for the JSON (printed only when left out)")
     parser.add_argument("--malloc", choices=("keep", "default"), default="keep",
                         help="MINILLM_MALLOC for this run: minillm's malloc settings, or glibc's own")
     args = vars(parser.parse_args())
     os.environ["MINILLM_MALLOC"] = args["malloc"]  # read when minillm is imported, inside profile()
-    result = profile(args["backend"], args["steps"])
+    result = profile(args["backend"], args["steps"], args["dtype"])
     for group, ms in result["groups"].items():
         print(f"  {group:34s} {ms:7.2f} ms/step")
     print(f"  {'total (under the profiler)':34s} {result['ms_per_step']:7.2f} ms/step")

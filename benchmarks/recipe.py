@@ -11,7 +11,14 @@ level (about 100 characters) rather than Shakespeare's 65.
     python -m benchmarks.recipe --iters=2000 [--rounds=2]   (prints a table; JSON with --out;
                                                          rounds: each run again in turn, faster kept)
     python -m benchmarks.recipe run --impl=c --iters=2000   (one run, one JSON line)
+
+An impl with '+bf16' (c+bf16, torch+bf16) runs the forward under bf16 autocast
+(minillm.amp.autocast("bfloat16"), torch.autocast("cpu", dtype=torch.bfloat16)): float32
+weights and AdamW, bf16 inputs to the matrix products; the validation loss is measured in
+float32. Its row is compared with the float32 run of the same impl (time and val loss)
+and with torch+bf16.
 """
+import contextlib
 import json
 import math
 import sys
@@ -59,10 +66,12 @@ def initial_state(vocab_size):
     return model, {k: np.asarray(v) for k, v in model.state_dict().items()}
 
 
-def run_minillm(backend, iters):
+def run_minillm(impl, iters):
     import minillm
     from minillm import optim
     from minillm.nn.utils import clip_grad_norm_
+    backend, _, bf16 = impl.partition("+")
+    precision = (lambda: minillm.amp.autocast("bfloat16")) if bf16 else contextlib.nullcontext
     minillm.set_backend(backend)
     tokenizer, train, val = data()
     model, _ = initial_state(tokenizer.vocab_size)
@@ -74,7 +83,8 @@ def run_minillm(backend, iters):
     start = time.perf_counter()
     for step, (x, y) in enumerate(batches(train, iters, seed=0)):
         decayed.lr = plain.lr = learning_rate(step, iters)
-        _, loss = model(x, y)
+        with precision():
+            _, loss = model(x, y)
         decayed.zero_grad()
         plain.zero_grad()
         loss.backward()
@@ -85,11 +95,11 @@ def run_minillm(backend, iters):
     model.eval()
     with minillm.no_grad():
         val_loss = float(np.mean([model(x, y)[1].item() for x, y in batches(val, r["eval_batches"], seed=1)]))
-    return {"impl": backend, "iters": iters, "seconds": seconds, "ms_per_iter": seconds / iters * 1e3,
+    return {"impl": impl, "iters": iters, "seconds": seconds, "ms_per_iter": seconds / iters * 1e3,
             "val_loss": val_loss, "train_loss": loss.item()}
 
 
-def run_torch(iters):
+def run_torch(iters, bf16=False):
     import torch
 
     from .torch_gpt import TorchGPT
@@ -106,7 +116,8 @@ def run_torch(iters):
     for step, (x, y) in enumerate(batches(train, iters, seed=0)):
         for group in opt.param_groups:
             group["lr"] = learning_rate(step, iters)
-        _, loss = model(torch.from_numpy(x), torch.from_numpy(y))
+        with torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext():
+            _, loss = model(torch.from_numpy(x), torch.from_numpy(y))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, r["grad_clip"])
@@ -116,7 +127,7 @@ def run_torch(iters):
     with torch.no_grad():
         val_loss = float(np.mean([model(torch.from_numpy(x), torch.from_numpy(y))[1].item()
                                   for x, y in batches(val, r["eval_batches"], seed=1)]))
-    return {"impl": "torch", "threads": torch.get_num_threads(), "iters": iters, "seconds": seconds,
+    return {"impl": "torch+bf16" if bf16 else "torch", "threads": torch.get_num_threads(), "iters": iters, "seconds": seconds,
             "ms_per_iter": seconds / iters * 1e3, "val_loss": val_loss, "train_loss": loss.item()}
 
 
@@ -127,14 +138,22 @@ def compare(impls, iters, log, rounds=1):
     from .end_to_end import fastest_runs
     commands = {impl: ["benchmarks.recipe", "run", f"--impl={impl}", f"--iters={iters}"] for impl in impls}
     rows = list(fastest_runs(commands, "seconds", rounds, log).values())
-    torch_row = next((r for r in rows if r["impl"] == "torch"), None)
+    by_impl = {r["impl"]: r for r in rows}
     for r in rows:
-        if torch_row and r is not torch_row:
+        impl, _, bf16 = r["impl"].partition("+")
+        torch_row, fp32_row = by_impl.get("torch+bf16" if bf16 else "torch"), by_impl.get(impl) if bf16 else None
+        if torch_row and impl != "torch":
             r["time_vs_torch"] = r["seconds"] / torch_row["seconds"]
             r["val_loss_vs_torch"] = r["val_loss"] - torch_row["val_loss"]
+        if fp32_row:
+            r["time_vs_fp32"] = r["seconds"] / fp32_row["seconds"]
+            r["val_loss_vs_fp32"] = r["val_loss"] - fp32_row["val_loss"]
         log(f"  {r['impl']}: {r['seconds']:.1f} s for {iters} iterations ({r['ms_per_iter']:.1f} ms/iter), "
-            f"val loss {r['val_loss']:.4f}" + (f", {r['time_vs_torch']:.2f}× torch's time, val loss "
-                                                f"{r['val_loss_vs_torch']:+.3f}" if "time_vs_torch" in r else ""))
+            f"val loss {r['val_loss']:.4f}" + (f", {r['time_vs_torch']:.2f}× {'torch+bf16' if bf16 else 'torch'}'s "
+                                                f"time, val loss {r['val_loss_vs_torch']:+.3f}"
+                                                if "time_vs_torch" in r else "")
+            + (f"; {r['time_vs_fp32']:.2f}× its float32 time, val loss {r['val_loss_vs_fp32']:+.3f}"
+               if "time_vs_fp32" in r else ""))
     return rows
 
 
@@ -143,9 +162,10 @@ if __name__ == "__main__":
     iters = int(args.get("iters", 2000))
     if sys.argv[1:2] == ["run"]:
         impl = args["impl"]
-        print(json.dumps(run_torch(iters) if impl == "torch" else run_minillm(impl, iters)))
+        print(json.dumps(run_torch(iters, impl == "torch+bf16") if impl.startswith("torch")
+                         else run_minillm(impl, iters)))
     else:
-        impls = args.get("impls", "c,torch").split(",")
+        impls = args.get("impls", "c,c+bf16,torch,torch+bf16").split(",")
         rounds = int(args.get("rounds", 1))
         results = compare(impls, iters, print, rounds)
         if "out" in args:

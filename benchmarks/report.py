@@ -200,11 +200,12 @@ def _recipe_section():
         return []
     results = json.loads(recipe.read_text())
     m = results["machine"]
-    header = ["implementation", "iterations", "wall s", "ms/iter", "val loss", "time × torch", "val loss − torch's"]
+    header = ["implementation", "iterations", "wall s", "ms/iter", "val loss", "time × torch", "val loss − torch's",
+              "time × its fp32", "val loss − its fp32's"]
     rows = [[r["impl"], r["iters"], r["seconds"], r["ms_per_iter"], r["val_loss"], r.get("time_vs_torch"),
-             r.get("val_loss_vs_torch")] for r in results["runs"]]
+             r.get("val_loss_vs_torch"), r.get("time_vs_fp32"), r.get("val_loss_vs_fp32")] for r in results["runs"]]
     return [f"## nanoGPT's CPU recipe end to end ({m['cpu']}, {m.get('simd', '')}, {m['date']}, commit {m['commit']})\n\n"
-            f"`python -m benchmarks.recipe --iters={results['iters']} --impls=c,torch"
+            f"`python -m benchmarks.recipe --iters={results['iters']} --impls={','.join(r['impl'] for r in results['runs'])}"
             + (f" --rounds={results['rounds']}" if results.get("rounds", 1) > 1 else "")
             + f" --out=benchmarks/results` → "
             f"`results/{recipe.name}`: the same data (python-docs at character level), batches, initial weights "

@@ -21,6 +21,7 @@
 # | 8 | `matmul_v8_sliver_in_l1` | the cache hierarchy once more, with exact sizes: the tiles go row by row, so the rows of A a tile reads (AVX-512: 12 rows × 512 deep, 24 KB) stay in L1 while every sliver of B passes, and B comes in panels narrow enough to stay in L2 (512 columns, 1 MB); until v7 the sliver meant to stay in L1 was B's, 512 × 32 floats = 64 KB, more than a 48 KB L1 holds |
 # | — | NumPy / OpenBLAS | years of hand-tuned assembly: our practical peak |
 # | — | CUDA SGEMM v1–v5 | the heterogeneous step: the same ladder on a GPU (`kernels/cuda/sgemm.cu`) |
+# | — | bf16 mixed precision (`kernels/c/matmul_bf16.c`) | fewer bits per number: half the bytes, twice the products per instruction, float32 sums |
 #
 # Run: `python lessons/02_cpu_path.py [--quick]` or `minillm lesson 2`.
 
@@ -402,6 +403,144 @@ if name in backends.available():
     print("see benchmarks/RESULTS.md for these kernels timed on an H100 against cuBLAS")
 
 # %% [markdown]
+# ## Fewer bits per number: bf16 mixed precision
+# Half the bytes per operand is half the memory traffic, and with an instruction made for it
+# (AVX512_BF16's `vdpbf16ps`: 32 products into 16 float32 sums per instruction, where an
+# fp32 FMA does 16) twice the products per instruction. bfloat16 is the top half of a
+# float32: the same sign and 8 exponent bits (so the same range: no loss scaling, unlike
+# float16's 5), and 7 mantissa bits instead of 23.
+# `minillm.amp.autocast("bfloat16")` (`minillm train --dtype=bfloat16`) rounds the inputs of
+# every Linear layer's three products to bf16 and keeps everything else float32: the
+# weights, their gradients and AdamW's moments, and — the point of the next figure — the sums.
+
+# %%
+import warnings  # noqa: E402
+
+from minillm import amp  # noqa: E402
+from minillm.bf16 import from_bf16, to_bf16  # noqa: E402
+
+import matplotlib  # noqa: E402
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+FORMATS = {"float32": (8, 23), "bfloat16": (8, 7), "float16": (5, 10)}  # exponent, mantissa bits
+fig, ax = plt.subplots(figsize=(10, 2.4))
+for row, (fmt, (exponent, mantissa)) in enumerate(FORMATS.items()):
+    y, x = len(FORMATS) - 1 - row, 0
+    for width, color, label in ((1, "#d62728", "sign"), (exponent, "#2ca02c", f"{exponent} exponent"),
+                                (mantissa, "#1f77b4", f"{mantissa} mantissa")):
+        ax.barh(y, width, left=x, color=color, edgecolor="black", height=0.6)
+        ax.text(x + width / 2, y, label if width > 1 else "s", ha="center", va="center", fontsize=8, color="white")
+        x += width
+    ax.text(-0.5, y, fmt, ha="right", va="center")
+ax.set(xlim=(-8, 32), yticks=[], xlabel="bits, most significant first",
+       title="bf16 is float32's top 16 bits: float32's range, about 3 significant digits")
+save_figure(fig, results_dir("02_cpu_path") / "bf16_format.png", dpi=90)
+
+one_plus_half_step = np.float32(1 + 2 ** -8)  # halfway between 1 and the next bf16, 1 + 2⁻⁷
+checks.claim(from_bf16(to_bf16(one_plus_half_step)) == 1.0, "1 + 2⁻⁸ rounds to 1 in bf16 (a tie, to even)")
+with np.errstate(over="ignore"):  # float16's overflow is the point
+    checks.claim(np.isfinite(from_bf16(to_bf16(np.float32(3e38)))) and np.isinf(np.float16(3e38)),
+                 "3e38 is a finite bf16 (float32's range) and inf in float16")
+values = rng.standard_normal(100_000).astype(np.float32)
+relative = np.abs(from_bf16(to_bf16(values)) - values) / np.abs(values)
+print(f"  bf16 rounding of 100,000 normal values: largest relative error {relative.max():.2e} (2⁻⁸ = {2 ** -8:.2e})")
+checks.claim(relative.max() <= 2 ** -8, "rounding to bf16 moves a value by at most 2⁻⁸ of itself")
+
+# %% [markdown]
+# Why the sums stay float32: a running sum held in bf16 stops growing once each new term is
+# below half its spacing, 2⁻⁸ of the sum. Summing the 4096 products of a dot product of
+# bf16 values (all positive here, so the sum only grows), in bf16 and in float32, against
+# float64:
+
+# %%
+K_SUM = 4096
+x_bf, y_bf = (from_bf16(to_bf16(rng.uniform(0, 1, K_SUM).astype(np.float32))) for _ in range(2))
+products = x_bf * y_bf  # exact in float32: two 8-bit significands make at most 16 bits
+exact = float(np.sum(products.astype(np.float64)))
+in_bf16, in_fp32 = np.float32(0), np.float32(0)
+for p in products:
+    in_bf16 = from_bf16(to_bf16(in_bf16 + p))[()]
+    in_fp32 = np.float32(in_fp32 + p)
+error_bf16, error_fp32 = abs(float(in_bf16) - exact) / exact, abs(float(in_fp32) - exact) / exact
+print(f"  Σ of {K_SUM} products: float64 {exact:.2f}, bf16 sum {float(in_bf16):.2f} (relative error {error_bf16:.1e}),"
+      f" float32 sum {float(in_fp32):.4f} ({error_fp32:.1e})")
+checks.claim(error_bf16 > 100 * error_fp32 and error_bf16 > 0.1,
+             "a bf16 running sum of 4096 products loses more than a tenth; float32 loses 100× less")
+
+# %% [markdown]
+# What the kernel gains (`kernels/c/matmul_bf16.c`, v4 rounds float32 to bf16 as it packs
+# the operands, so the conversion is inside the timing), on the forward product of the
+# recipe's attention projection, 768 tokens × 128 → 384, against the fp32 GEMM, both as
+# the c backend's `linear_forward` and `linear_forward_bf16` run them; then a small GPT trained both ways.
+
+# %%
+if "c" in backends.available():
+    from minillm.backends import c as c_backend
+    xs = rng.standard_normal((768, 128)).astype(np.float32)
+    ws = rng.standard_normal((384, 128)).astype(np.float32)
+    ref16 = from_bf16(to_bf16(xs)).astype(np.float64) @ from_bf16(to_bf16(ws)).astype(np.float64).T
+    bound = 130 * 2.0 ** -24 * (np.abs(xs).astype(np.float64) @ np.abs(ws).T)  # (K + 2)·2⁻²⁴·|x||W|ᵀ
+    checks.claim(np.all(np.abs(c_backend.backend.linear_forward_bf16(xs, ws) - ref16) <= bound),
+                 "the bf16 product equals float64's on the rounded inputs within (K+2)·2⁻²⁴·|x||W|ᵀ")
+    zero_bias = np.zeros(384, np.float32)  # the Linear layer's call, bias added in the stores
+    # gflops counts 2·M·K·N from its operands: hand it Wᵀ (K × N), the kernels take W back
+    rate32 = gflops(lambda p, q: c_backend.backend.linear_forward(p, q.T, zero_bias), xs, ws.T, repeats=20)
+    rate16 = gflops(lambda p, q: c_backend.backend.linear_forward_bf16(p, q.T, zero_bias), xs, ws.T, repeats=20)
+    print(f"  768×128 · (384×128)ᵀ: fp32 {rate32:.0f} GFLOP/s, bf16 {rate16:.0f} GFLOP/s ({rate16 / rate32:.2f}×); "
+          f"vdpbf16ps: {'yes' if c_backend.bf16_has_dpbf16() else 'no, the portable loop'}")
+    if c_backend.bf16_has_dpbf16():
+        checks.timing(rate16 > 1.2 * rate32, "the bf16 product is more than 1.2× the fp32 one")
+
+
+def curve(dtype, steps):
+    """A small GPT on the embedded corpus: the training losses of ``steps`` AdamW steps, and
+    the loss of the trained weights (in float32) on 10 fixed batches."""
+    import minillm
+    from minillm.models import GPT, GPTConfig
+    from minillm.tokenizers import CharTokenizer
+    from minillm import data as corpora
+    text = corpora.corpus("python-docs").train[:200_000]
+    tokenizer = CharTokenizer.train(text)
+    ids = np.asarray(tokenizer.encode(text))
+    minillm.manual_seed(0)
+    model = GPT(GPTConfig(tokenizer.vocab_size, 32, 2, 4, 64))
+    opt = minillm.optim.AdamW(model.parameters(), lr=3e-3)
+    batches = np.random.default_rng(0)
+
+    def batch():
+        window = np.stack([ids[s:s + 33] for s in batches.integers(0, len(ids) - 33, 8)])
+        return window[:, :-1], window[:, 1:]
+
+    losses = []
+    for _ in range(steps):
+        with amp.autocast(dtype == "bfloat16", dtype="bfloat16"):
+            _, loss = model(*batch())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    with minillm.no_grad():
+        held_out = float(np.mean([model(*batch())[1].item() for _ in range(10)]))
+    return np.array(losses), held_out
+
+
+with backends.use_backend("c" if "c" in backends.available() else "numpy"), warnings.catch_warnings():
+    warnings.simplefilter("ignore", RuntimeWarning)  # numpy emulates bf16, and says so
+    CURVE_STEPS = 300
+    curves = {dtype: curve(dtype, CURVE_STEPS) for dtype in ("float32", "bfloat16")}
+(fp32_curve, fp32_final), (bf16_curve, bf16_final) = curves["float32"], curves["bfloat16"]
+print(f"  {CURVE_STEPS} steps: loss on 10 batches after training: fp32 {fp32_final:.4f}, bf16 {bf16_final:.4f}; "
+      f"largest gap between the curves at any step {np.abs(fp32_curve - bf16_curve).max():.4f}")
+checks.claim(abs(fp32_final - bf16_final) < 0.03, "bf16 training ends within 0.03 of fp32's loss")
+fig, ax = plt.subplots(figsize=(7, 3.2))
+for dtype, (losses, _) in curves.items():
+    ax.plot(losses, label=dtype, lw=1.2)
+ax.set(xlabel="step", ylabel="training loss", title="the same run in float32 and with bf16 products")
+ax.legend()
+save_figure(fig, results_dir("02_cpu_path") / "bf16_loss_curves.png", dpi=90)
+
+# %% [markdown]
 # ## The whole road in one picture
 #
 # Against two ceilings: OpenBLAS (the practical one) and the hardware's, counted above
@@ -463,6 +602,10 @@ checks.finish()
 #   loop) only with the flag; without it, `-fopt-info-vec-missed` says "control flow in loop".
 #   Built both ways on the 2-core AMD machine here, the gap was larger still: about 10× on one
 #   core.
+# - Train the recipe both ways, `python -m benchmarks.recipe --impls=c,c+bf16 --iters=2000`: the
+#   bf16 row prints its time and val loss against the float32 run. Then profile a bf16 step
+#   (`python -m benchmarks.profile_step --dtype=bfloat16`): the GEMMs shrink, attention, layer
+#   norm and the Python of autograd do not, and they set how far the step can follow.
 #
 # Graded exercises for this chapter: `minillm exercise 2` (fill in `exercises/02_cpu_path.py`;
 # `--solution` shows ours).

@@ -1,4 +1,6 @@
 """Mixed precision (document 000, §3.2.3): fp32 master weights, fp16 arithmetic.
+``autocast("bfloat16")`` (or ``autocast(dtype="bfloat16")``) is the bf16 variant: see
+``amp_bf16.py``; it needs no GradScaler, bf16 having float32's range.
 
 ``autocast()`` makes every matrix product run in float16 (its inputs are cast on the way
 in, and the casts' backward returns float32 gradients to the float32 weights), while
@@ -19,20 +21,35 @@ import numpy as np
 from . import backends
 
 _enabled = False
+_dtype = "float16"
+DTYPES = ("float16", "bfloat16")
 
 
 def is_autocast_enabled():
     return _enabled
 
 
+def autocast_dtype():
+    """"float16" or "bfloat16" while autocast is on, else None."""
+    return _dtype if _enabled else None
+
+
 @contextlib.contextmanager
-def autocast(enabled=True):
-    global _enabled
-    previous, _enabled = _enabled, enabled
+def autocast(enabled=True, dtype="float16"):
+    """``autocast()`` / ``autocast(dtype="float16")``: products in float16; ``autocast("bfloat16")``
+    (a dtype name as the first argument means enabled) or ``autocast(dtype="bfloat16")``: Linear
+    layers on bf16 inputs with float32 accumulation. ``autocast(False)`` turns either off."""
+    global _enabled, _dtype
+    if isinstance(enabled, str):
+        enabled, dtype = True, enabled
+    if dtype not in DTYPES:
+        raise ValueError(f"autocast: dtype must be one of {', '.join(DTYPES)}; got {dtype!r}")
+    previous = _enabled, _dtype
+    _enabled, _dtype = bool(enabled), (dtype if enabled else _dtype)
     try:
         yield
     finally:
-        _enabled = previous
+        _enabled, _dtype = previous
 
 
 class GradScaler:

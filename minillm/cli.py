@@ -66,6 +66,7 @@ def info(argv):
         from .backends import c as c_backend
         print(f"  c kernels built with: {c_backend.build_flags}, {c_backend.lib.minillm_max_threads()} threads, "
               f"int8 products on AVX512-VNNI: {'yes' if c_backend.lib.linear_int8_has_vnni() else 'no'}")
+        print(f"  bf16 products (autocast('bfloat16')): {c_backend.bf16_kernel_name()}")
     from .blas_threads import blas_threads
     print(f"  NumPy's BLAS: {blas_threads()} threads now; one while the c or numba backend is current "
           f"(so that two thread pools do not share the cores)")

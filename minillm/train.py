@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import backends, checkpoint, data, optim, rng as minillm_rng, tokenfiles, tokenizers
+from . import amp, backends, checkpoint, data, optim, rng as minillm_rng, tokenfiles, tokenizers
 from .config import apply, check_ranges, option
 from .nn.utils import clip_grad_norm_
 from .tensor import no_grad
@@ -58,6 +58,9 @@ class TrainConfig:
     eval_iters: int = option(10, "batches per evaluation", above=0)
     seed: int = option(1337, "random seed", at_least=0)
     backend: str = option("", "numpy, numba, c, cuda-sim or cupy (default: $MINILLM_BACKEND or numpy)")
+    dtype: str = option("float32", "float32, or bfloat16: the Linear layers' products on bf16 inputs with float32 "
+                                   "sums (amp.autocast('bfloat16')); weights, gradients, optimizer state, "
+                                   "checkpoints and evaluation stay float32", choices=("float32", "bfloat16"))
     resume: bool = option(False, "continue from the checkpoint in out_dir")
     progress: bool = option(True, "show a progress bar")
     ddp: bool = option(False, "data parallel over MPI ranks (launch with mpiexec)")
@@ -284,7 +287,8 @@ class Trainer:
                                 self.data_rng)
             mine = slice(self.rank * config.batch_size, (self.rank + 1) * config.batch_size)
             x, y = x[mine], y[mine]
-            _, loss = self.model(x, y)
+            with amp.autocast(config.dtype == "bfloat16", dtype="bfloat16"):
+                _, loss = self.model(x, y)
             (loss * (1.0 / config.grad_accum)).backward()
             total += loss.item() / config.grad_accum
         if config.zero:
@@ -341,7 +345,7 @@ class Trainer:
         tokens_per_step = config.batch_size * config.block_size * config.grad_accum * self.world_size
         self.log(f"training {config.model} ({self.model.num_parameters():,} parameters) on {config.data}: "
                  f"{len(self.splits['train']):,} train tokens, vocab {self.tokenizer.vocab_size}, "
-                 f"backend {backends.current().name}")
+                 f"backend {backends.current().name}" + (", bf16 products" if config.dtype == "bfloat16" else ""))
         bar = tqdm(total=end - self.step, disable=not config.progress or self.rank != 0, unit="step",
                    dynamic_ncols=True)
         start, first_step, loss = time.perf_counter(), self.step, float("nan")

@@ -294,6 +294,12 @@ DRAWN = {
     "gelu_backward": lambda d: (d.array(shape := elementwise(d), scale=3.0), d.array(shape)),
     "relu_forward": lambda d: (d.array(elementwise(d)),),
     "relu_backward": lambda d: (d.array(shape := elementwise(d)), d.array(shape)),
+    # bf16 autocast's Linear products: the reference rounds x, w (and g) to bf16 and multiplies in
+    # float64; a backend rounds the same float32 values and sums in float32 (c: in the packing)
+    "linear_forward_bf16": lambda d: (d.array((d.size(), (k := d.size()))), d.array(((n := d.size()), k)),
+                                      d.array((n,))),
+    "linear_backward_bf16": lambda d: (d.array(((rows := d.size()), (n := d.size()))), d.array((rows, (k := d.size()))),
+                                       d.array((n, k))),
 }
 BY_HAND = {  # primitive -> the test that draws its inputs (in-place updates, several outputs, options)
     "matmul": "test_matmul", "linear_forward": "test_linear_forward_adds_the_bias_once",

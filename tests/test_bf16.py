@@ -86,7 +86,7 @@ sizes = st.sampled_from([1, 2, 3, 5, 7, 11, 12, 13, 15, 16, 17, 31, 32, 33, 47, 
 
 
 @needs_c
-@pytest.mark.parametrize("version", [1, 2, 3])
+@pytest.mark.parametrize("version", [1, 2, 3, 4])
 @settings(max_examples=40, deadline=None)
 @given(m=sizes, n=sizes, k=sizes)
 def test_gemm_versions_against_float64(version, m, n, k):
@@ -100,7 +100,7 @@ def test_gemm_versions_against_float64(version, m, n, k):
 
 
 @needs_c
-@pytest.mark.parametrize("version", [1, 2, 3])
+@pytest.mark.parametrize("version", [1, 2, 3, 4])
 def test_gemm_empty_and_zero_depth(version):
     for m, k, n in [(0, 3, 4), (3, 0, 4), (3, 4, 0)]:
         out = c.matmul_bf16(np.zeros((m, k), np.uint16), np.zeros((k, n), np.uint16), version)
@@ -119,7 +119,14 @@ def test_gemm_rejects_wrong_inputs():
     with pytest.raises(ValueError, match="2-D"):
         c.matmul_bf16(a[None], b)
     with pytest.raises(ValueError, match="version"):
-        c.matmul_bf16(a, b, version=4)
+        c.matmul_bf16(a, b, version=5)
+
+
+@needs_c
+def test_numbered_versions_are_read_from_the_library():
+    """v1–v4 listed from the library's names (v4: float32 operands, rounded as they are packed)."""
+    assert c.MATMUL_BF16 == {1: "matmul_bf16_v1_scalar", 2: "matmul_bf16_v2_dpbf16", 3: "matmul_bf16_v3_tiled",
+                             4: "matmul_bf16_v4_from_float"}
 
 
 @needs_c
@@ -129,3 +136,20 @@ def test_gemm_reads_views():
     a, b = to_bf16(rng.standard_normal((40, 33))).T, to_bf16(rng.standard_normal((80, 17)))[::2]
     ref = from_bf16(a).astype(np.float64) @ from_bf16(b).astype(np.float64)
     np.testing.assert_allclose(c.matmul_bf16(a, b, 3), ref, rtol=1e-4, atol=1e-4)
+
+
+def test_round_to_bf16_rounds_as_to_bf16_and_keeps_the_dtype():
+    """backends.arrays.round_to_bf16 (the reference's rounding, for NumPy and CuPy arrays) gives
+    to_bf16's values bit for bit: ties to even, nan kept and quiet, overflow to inf, any layout."""
+    from minillm.backends.arrays import round_to_bf16
+    special = np.array([1 + 2 ** -8, 1 + 3 * 2 ** -8, -0.0, np.inf, -np.inf, np.nan, -np.nan, 3.4e38, 1e-40, -2.5],
+                       np.float32)
+    x = np.concatenate([special, np.random.default_rng(0).standard_normal(997).astype(np.float32)])
+    expected = from_bf16(to_bf16(x))
+    got = round_to_bf16(x)
+    assert got.dtype == np.float32 and np.array_equal(got.view(np.uint32), expected.view(np.uint32))
+    got64 = round_to_bf16(x.astype(np.float64))
+    assert got64.dtype == np.float64 and np.array_equal(got64, expected.astype(np.float64), equal_nan=True)
+    square = x[:1000].reshape(40, 25).T  # a transposed view
+    assert np.array_equal(round_to_bf16(square), from_bf16(to_bf16(square)), equal_nan=True)
+    assert round_to_bf16(np.array(1 + 2 ** -8, np.float32)).shape == ()  # a 0-d array stays 0-d

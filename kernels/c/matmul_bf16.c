@@ -4,6 +4,9 @@
  *  v1  scalar: widen each bf16 to a float and multiply-add; the layout lesson
  *  v2  vdpbf16ps: the instruction that multiplies bf16 pairs, B packed into pairs along k
  *  v3  v2 with a register tile of C (MR rows × NV vectors) and packed blocks, on every core
+ *  v4  v3 fed with float32 in any layout (A or B transposed): rounding to bf16 happens inside
+ *      the packing, so no bf16 copy of an operand is ever written; the bias added as C is stored
+ *      (a Linear layer's three products: x·Wᵀ + b, g·W, gᵀ·x)
  *
  * What bf16 is. A float32 is 1 sign bit, 8 exponent bits and 23 mantissa bits; a bfloat16 is
  * the top 16 bits of it: the same sign and exponent (so the same range, 1e-38 … 3e38, and the
@@ -66,7 +69,7 @@ void bf16_to_floats(const unsigned short *x, float *out, long long n) {
     for (long long i = 0; i < n; ++i) out[i] = widen(x[i]);
 }
 
-/* 1 when v2 and v3 run on vdpbf16ps */
+/* 1 when v2–v4 run on vdpbf16ps */
 MINILLM_API
 int matmul_bf16_has_avx512bf16(void) {
 #if defined(__AVX512BF16__)
@@ -206,9 +209,10 @@ static void v2_pairs(const uint16_t *A, const uint16_t *B, float *C, int M, int 
 #define V3_KC2 256
 #define V3_MC (20 * V3_MR)
 
-/* C tile (mr × nr of it inside C) = or += A sliver · B sliver over kc2 pairs. */
+/* C tile (mr × nr of it inside C) = or += A sliver · B sliver over kc2 pairs; ``bias`` (NULL:
+ * none; else the nr values of this tile's columns) is added on the first pass. */
 static inline void v3_tile(const uint32_t *a, const uint32_t *b, int kc2, float *c, long ldc, int mr, int nr,
-                           int accumulate) {
+                           int accumulate, const float *bias) {
     __m512 acc[V3_MR][V3_NV];
 #pragma GCC unroll 12
     for (int r = 0; r < V3_MR; ++r)
@@ -232,8 +236,19 @@ static inline void v3_tile(const uint32_t *a, const uint32_t *b, int kc2, float 
             __m512 sum = acc[r][v];
             if (accumulate)
                 sum = _mm512_add_ps(sum, _mm512_maskz_loadu_ps(mask, out));
+            else if (bias)
+                sum = _mm512_add_ps(sum, _mm512_maskz_loadu_ps(mask, bias + 16 * v));
             _mm512_mask_storeu_ps(out, mask, sum);
         }
+}
+
+/* Blocks of rows of about equal size, whole slivers, at least one per core when M allows. */
+static int rows_per_block(int M) {
+    const int threads = team_threads(0);
+    int blocks = (M + V3_MC - 1) / V3_MC;
+    blocks = (blocks + threads - 1) / threads * threads;
+    const int mc = (M + blocks - 1) / blocks;
+    return (mc + V3_MR - 1) / V3_MR * V3_MR;
 }
 
 static void v3_tiled(const uint16_t *A, const uint16_t *B, float *C, int M, int N, int K) {
@@ -248,13 +263,7 @@ static void v3_tiled(const uint16_t *A, const uint16_t *B, float *C, int M, int 
                 const uint16_t hi = j < N && k + 1 < K ? B[(long)(k + 1) * N + j] : 0;
                 packed_b[((long)s * pairs + p) * V3_NR + l] = pair(lo, hi);
             }
-    /* Blocks of rows of about equal size, whole slivers, at least one per core when M allows. */
-    const int threads = team_threads(0);
-    int blocks = (M + V3_MC - 1) / V3_MC;
-    blocks = (blocks + threads - 1) / threads * threads;
-    int mc = (M + blocks - 1) / blocks;
-    mc = (mc + V3_MR - 1) / V3_MR * V3_MR;
-    blocks = (M + mc - 1) / mc;
+    const int mc = rows_per_block(M), blocks = (M + mc - 1) / mc;
 #pragma omp parallel
     {
         uint32_t *packed_a = aligned_alloc(64, (size_t)mc * V3_KC2 * 4 + 64);
@@ -272,7 +281,163 @@ static void v3_tiled(const uint16_t *A, const uint16_t *B, float *C, int M, int 
                     const uint32_t *b = packed_b + ((long)s * pairs + pc) * V3_NR;
                     for (int ir = 0; ir < rows; ir += V3_MR)
                         v3_tile(packed_a + ir * kc2, b, kc2, C + (long)(ic + ir) * N + s * V3_NR, N,
-                                rows - ir < V3_MR ? rows - ir : V3_MR, N - s * V3_NR, pc > 0);
+                                rows - ir < V3_MR ? rows - ir : V3_MR, N - s * V3_NR, pc > 0, NULL);
+                }
+            }
+        }
+        free(packed_a);
+    }
+    free(packed_b);
+}
+
+/* ---- v4: float32 operands in any layout, rounded as they are packed ---------------------------
+ * A Linear layer needs three products of float32 matrices, two with an operand transposed:
+ *
+ *   forward   y  = x · Wᵀ + b    A = x,    B = Wᵀ (W's rows are B's columns)
+ *   backward  dx = g · W         A = g,    B = W
+ *             dW = gᵀ · x        A = gᵀ,   B = x  (g's columns are A's rows)
+ *
+ * v3 wants A and B as row-major bf16; making them would take a pass that rounds and one that
+ * transposes, each writing a copy as large as the operand. But v3 already copies every element
+ * once, into its packed blocks: v4 rounds there. Element (i, k) of A is A[i·sam + k·sak] and
+ * (k, j) of B is B[k·sbk + j·sbn], so one packing routine reads any layout: 16 lanes along the
+ * packed dimension (B's columns, the rows of an A sliver) by a plain vector load where those
+ * lanes are neighbours in memory, a gather where they are not. Each lane takes two floats, k
+ * and k+1, rounds them with bf16_from_float's integer rounding (16 lanes at once) and joins
+ * them into the pair vdpbf16ps reads. The rounded operand exists only in L1/L2-sized blocks.
+ * The packing reads each element of A once and each of B once, against M·N·K/32 vdpbf16ps,
+ * so the gathers cost little beside the products for any but the thinnest matrices.
+ * The bias, one float per column of C, joins the tiles' first store. */
+
+/* 16 floats → each one's bf16 in the top half of its 32-bit lane, the bottom half zero. */
+static inline __m512i round_to_top(__m512 x) {
+    const __m512i bits = _mm512_castps_si512(x);
+    const __m512i odd = _mm512_and_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(1));
+    const __m512i rounded = _mm512_add_epi32(bits, _mm512_add_epi32(_mm512_set1_epi32(0x7FFF), odd));
+    const __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(bits, _mm512_set1_epi32(0x7FFFFFFF)),
+                                                  _mm512_set1_epi32(0x7F800000));
+    const __m512i kept = _mm512_mask_mov_epi32(rounded, nan, _mm512_or_si512(bits, _mm512_set1_epi32(0x00400000)));
+    return _mm512_and_si512(kept, _mm512_set1_epi32((int)0xFFFF0000u));
+}
+
+/* x[l·stride] for the lanes l < n (a load when stride is 1, else a gather); the rest zero. */
+static inline __m512 lanes(const float *x, long stride, int n) {
+    const __mmask16 mask = columns_mask(n);
+    if (stride == 1)
+        return _mm512_maskz_loadu_ps(mask, x);
+    const __m512i index = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                             _mm512_set1_epi32((int)stride));
+    return _mm512_mask_i32gather_ps(_mm512_setzero_ps(), mask, index, x, 4);
+}
+
+/* The pairs (x[0][l], x[1][l]) of 16 lanes, rows sk apart and lanes sl apart, rounded to bf16;
+ * without a second row (k + 1 = K) its half is zero. */
+static inline __m512i pairs16(const float *x, long sk, long sl, int n, int second) {
+    const __m512i lo = _mm512_srli_epi32(round_to_top(lanes(x, sl, n)), 16);
+    return second ? _mm512_or_si512(lo, round_to_top(lanes(x + sk, sl, n))) : lo;
+}
+
+/* The 16 × 16 block of 32-bit lanes r[row][column] transposed in registers: out[column] holds
+ * that column of the 16 rows. Two rounds of unpacks transpose the 4 × 4 blocks inside each
+ * 128-bit quarter; two rounds of quarter shuffles move the quarters. */
+static inline void transpose16(const __m512i r[16], __m512i out[16]) {
+    __m512i t[16], u[16];
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4) {  /* u[4g + c], quarter k: column 4k + c of rows 4g … 4g+3 */
+        u[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
+        u[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
+        u[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
+        u[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
+    }
+    for (int c = 0; c < 4; ++c) {  /* the quarters k of u[c], u[4+c], u[8+c], u[12+c] side by side */
+        const __m512i p = _mm512_shuffle_i32x4(u[c], u[4 + c], 0x44), q = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0x44);
+        const __m512i r2 = _mm512_shuffle_i32x4(u[c], u[4 + c], 0xEE), s = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0xEE);
+        out[c] = _mm512_shuffle_i32x4(p, q, 0x88);
+        out[4 + c] = _mm512_shuffle_i32x4(p, q, 0xDD);
+        out[8 + c] = _mm512_shuffle_i32x4(r2, s, 0x88);
+        out[12 + c] = _mm512_shuffle_i32x4(r2, s, 0xDD);
+    }
+}
+
+/* 16 pairs of 16 lanes where each lane's floats run along k (a row of x or of W, rows `stride`
+ * apart; n lanes and `left` floats of each inside the matrix): out[q], lane l = pair q of
+ * lane l's row. A lane's 32 floats are rounded and narrowed into one vector of 16 pairs
+ * (vpermt2w keeps the top 16 bits of each), then the 16 × 16 pairs are transposed: 32
+ * contiguous loads and 64 shuffles where pairs16 would gather 32 times. */
+static inline void pairs16x16(const float *x, long stride, int n, int left, __m512i out[16]) {
+    static const uint16_t top_words[32] = {1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31,
+                                           33, 35, 37, 39, 41, 43, 45, 47, 49, 51, 53, 55, 57, 59, 61, 63};
+    const __m512i index = _mm512_loadu_si512(top_words);
+    const __mmask16 first = columns_mask(left), second = columns_mask(left - 16);
+    __m512i rows[16];
+    for (int l = 0; l < 16; ++l) {
+        if (l >= n) {
+            rows[l] = _mm512_setzero_si512();
+            continue;
+        }
+        const __m512i lo = round_to_top(_mm512_maskz_loadu_ps(first, x + l * stride));
+        const __m512i hi = round_to_top(_mm512_maskz_loadu_ps(second, x + l * stride + 16));
+        rows[l] = _mm512_permutex2var_epi16(lo, index, hi);
+    }
+    transpose16(rows, out);
+}
+
+static void v4_tiled(const float *A, const float *B, const float *bias, float *C, int M, int N, int K,
+                     long sam, long sak, long sbk, long sbn) {
+    const int pairs = (K + 1) / 2, slivers = (N + V3_NR - 1) / V3_NR;
+    uint32_t *packed_b = aligned_alloc(64, (size_t)slivers * pairs * V3_NR * 4 + 64);
+#pragma omp parallel for schedule(static)
+    for (int s = 0; s < slivers; ++s)
+        for (int v = 0; v < V3_NV; ++v) {
+            const int j = s * V3_NR + 16 * v;
+            uint32_t *to = packed_b + (long)s * pairs * V3_NR + 16 * v;
+            if (sbk == 1 && sbn != 1)  /* B = Wᵀ: each column a row of W */
+                for (int p0 = 0; p0 < pairs; p0 += 16) {
+                    __m512i block[16];
+                    pairs16x16(B + 2L * p0 + (long)j * sbn, sbn, N - j, K - 2 * p0, block);
+                    for (int q = 0; q < 16 && p0 + q < pairs; ++q)
+                        _mm512_store_si512(to + (long)(p0 + q) * V3_NR, block[q]);
+                }
+            else
+                for (int p = 0; p < pairs; ++p)
+                    _mm512_store_si512(to + (long)p * V3_NR,
+                                       pairs16(B + 2L * p * sbk + (long)j * sbn, sbk, sbn, N - j, 2 * p + 1 < K));
+        }
+    const int mc = rows_per_block(M), blocks = (M + mc - 1) / mc;
+#pragma omp parallel
+    {
+        uint32_t *packed_a = aligned_alloc(64, (size_t)mc * V3_KC2 * 4 + 64);
+#pragma omp for schedule(static)
+        for (int blk = 0; blk < blocks; ++blk) {
+            const int ic = blk * mc, rows = M - ic < mc ? M - ic : mc;
+            for (int pc = 0; pc < pairs; pc += V3_KC2) {
+                const int kc2 = pairs - pc < V3_KC2 ? pairs - pc : V3_KC2;
+                for (int ir = 0; ir < rows; ir += V3_MR) {  /* MR rows of a pair: lanes 0…11 of one vector */
+                    const float *a = A + (long)(ic + ir) * sam;
+                    uint32_t *to = packed_a + ir * kc2;
+                    const int n = rows - ir < V3_MR ? rows - ir : V3_MR;
+                    if (sak == 1 && sam != 1)  /* A's rows run along k (x, g) */
+                        for (int p0 = 0; p0 < kc2; p0 += 16) {
+                            __m512i block[16];
+                            pairs16x16(a + 2L * (pc + p0), sam, n, K - 2 * (pc + p0), block);
+                            for (int q = 0; q < 16 && p0 + q < kc2; ++q)
+                                _mm512_mask_storeu_epi32(to + (p0 + q) * V3_MR, columns_mask(V3_MR), block[q]);
+                        }
+                    else
+                        for (int p = 0; p < kc2; ++p)
+                            _mm512_mask_storeu_epi32(to + p * V3_MR, columns_mask(V3_MR),
+                                                     pairs16(a + 2L * (pc + p) * sak, sak, sam, n,
+                                                             2 * (pc + p) + 1 < K));
+                }
+                for (int s = 0; s < slivers; ++s) {
+                    const uint32_t *b = packed_b + ((long)s * pairs + pc) * V3_NR;
+                    for (int ir = 0; ir < rows; ir += V3_MR)
+                        v3_tile(packed_a + ir * kc2, b, kc2, C + (long)(ic + ir) * N + s * V3_NR, N,
+                                rows - ir < V3_MR ? rows - ir : V3_MR, N - s * V3_NR, pc > 0,
+                                bias ? bias + s * V3_NR : NULL);
                 }
             }
         }
@@ -306,4 +471,36 @@ void matmul_bf16_v3_tiled(const unsigned short *A, const unsigned short *B, floa
 #else
     bf16_scalar(A, B, C, M, N, K);
 #endif
+}
+
+/* v4 without AVX512_BF16 (or with a stride a gather's 32-bit index cannot hold): v1's loop over
+ * strided float32, each element rounded as it is read. */
+static void bf16_scalar_strided(const float *A, const float *B, const float *bias, float *C, int M, int N, int K,
+                                long sam, long sak, long sbk, long sbn) {
+    for (int i = 0; i < M; ++i) {
+        float *c = C + (long)i * N;
+        for (int j = 0; j < N; ++j) c[j] = bias ? bias[j] : 0.0f;
+        for (int k = 0; k < K; ++k) {
+            const float a = widen(bf16_from_float(A[i * sam + k * sak]));
+            for (int j = 0; j < N; ++j) c[j] += a * widen(bf16_from_float(B[k * sbk + j * sbn]));
+        }
+    }
+}
+
+/* v4: C (M×N) = op(A) · op(B) (+ bias[j] on every row; bias may be NULL) from float32 in any layout,
+ * element (i, k) of A at A[i·sam + k·sak] and (k, j) of B at B[k·sbk + j·sbn], rounded to bf16 as
+ * it is packed (a Linear layer's x·Wᵀ + b, g·W and gᵀ·x) */
+MINILLM_API
+void matmul_bf16_v4_from_float(const float *A, const float *B, const float *bias, float *C, int M, int N, int K,
+                               long long sam, long long sak, long long sbk, long long sbn) {
+    if (M <= 0 || N <= 0)
+        return;
+#if defined(__AVX512BF16__)
+    const long long gatherable = (1LL << 31) / 16;  /* the gather's index is 32 bits: lane 15 · stride */
+    if (K > 0 && sam < gatherable && sak < gatherable && sbk < gatherable && sbn < gatherable) {
+        v4_tiled(A, B, bias, C, M, N, K, (long)sam, (long)sak, (long)sbk, (long)sbn);
+        return;
+    }
+#endif
+    bf16_scalar_strided(A, B, bias, C, M, N, K, (long)sam, (long)sak, (long)sbk, (long)sbn);
 }

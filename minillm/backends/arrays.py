@@ -14,6 +14,19 @@ def to_numpy(array):
     return np.asarray(array) if isinstance(array, (np.ndarray, np.generic)) else array.get()
 
 
+def round_to_bf16(array):
+    """``array``'s values rounded to the nearest bfloat16 (ties to even; a nan stays a nan, made
+    quiet; float64 is first rounded to float32), in ``array``'s dtype: the numbers that a bf16
+    kernel reads, for NumPy and CuPy alike (``minillm.bf16.to_bf16`` is the same rounding to
+    uint16 bits)."""
+    xp = xp_of(array)
+    bits = array.astype(xp.float32).view(xp.uint32)  # a copy, any layout
+    nan = (bits & xp.uint32(0x7FFFFFFF)) > xp.uint32(0x7F800000)
+    rounded = bits + (xp.uint32(0x7FFF) + ((bits >> xp.uint32(16)) & xp.uint32(1)))
+    kept = xp.where(nan, bits | xp.uint32(0x00400000), rounded) & xp.uint32(0xFFFF0000)
+    return kept.view(xp.float32).astype(array.dtype, copy=False)
+
+
 def batched_operand(a, batch):
     """(3-D array, batch stride in elements) for a matmul operand broadcast to the leading
     ``batch`` dims: a 2-D operand is shared by every batch (stride 0), a full 3-D one is

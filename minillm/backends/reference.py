@@ -18,7 +18,7 @@ import math
 import numpy as np
 
 from ..masks import causal_mask
-from .arrays import xp_of
+from .arrays import round_to_bf16, xp_of
 
 SQRT_2_OVER_PI = 0.7978845608028654
 
@@ -62,8 +62,8 @@ def merge_heads(x, batch):
 
 class Backend:
     """The primitives, in composite array code. A backend subclasses this and overrides the
-    primitives it has kernels for; the composite ones at the end (linear, qkv attention,
-    Adam over many tensors) are written in terms of ``self.<other primitive>``, so a backend
+    primitives it has kernels for; the composite ones at the end (linear, linear on bf16
+    inputs, qkv attention, Adam over many tensors) are written in terms of ``self.<other primitive>``, so a backend
     that overrides ``matmul`` or ``attention_forward`` gets them through its own kernels."""
 
     name = "numpy"
@@ -263,6 +263,21 @@ class Backend:
         when asked for (else None), by this backend's matmul."""
         return (self.matmul(g, w) if need_x else None, self.matmul(g, x, trans_a=True) if need_w else None,
                 g.sum(axis=0) if need_b else None)
+
+    def linear_forward_bf16(self, x, w, bias=None):
+        """``linear_forward`` on x and w rounded to bfloat16, with sums and output in x's
+        precision (``amp.autocast("bfloat16")``): here the rounding in array code, then this
+        backend's ``linear_forward``. The numbers are a bf16 kernel's (a product of two bf16
+        values is exact in float32), the time is not: a backend with bf16 kernels overrides it
+        (c: matmul_bf16.c's v4 rounds as it packs)."""
+        return self.linear_forward(round_to_bf16(x), round_to_bf16(w), bias)
+
+    def linear_backward_bf16(self, g, x, w, need_x=True, need_w=True, need_b=True):
+        """``linear_backward`` with g, x and w rounded to bfloat16 for the two products
+        (g w, gᵀ x); Σ_rows g from the unrounded g."""
+        gx, gw, _ = self.linear_backward(round_to_bf16(g), round_to_bf16(x), round_to_bf16(w), need_x, need_w,
+                                         False)
+        return gx, gw, (g.sum(axis=0) if need_b else None)
 
     def attention_qkv_forward(self, qkv, heads, causal, scale):
         """Self-attention from one (B, T, 3C) projection: y (B, T, C), lse (B·heads, T). Here

@@ -80,7 +80,7 @@ class MultiHeadAttention(Module):
             raise ValueError(f"MultiHeadAttention: expected embed_dim {self.embed_dim}, got input {query.shape}")
         if (key is query and value is query and key_padding_mask is None and cache is None
                 and not self.record_weights and (self.dropout == 0.0 or not self.training)
-                and not amp.is_autocast_enabled() and self._projections_fuse()):
+                and amp.autocast_dtype() != "float16" and self._projections_fuse()):
             return self.out_proj(self._self_attention_in_one_projection(query, is_causal))
         q, k, v = self._heads(self.q_proj(query)), self._heads(self.k_proj(key)), self._heads(self.v_proj(value))
         if cache is not None:
@@ -144,7 +144,7 @@ class CausalSelfAttention(Module):
         qkv = self.c_attn(x)                                               # (B, T, 3C): q | k | v
         scale = 1.0 / math.sqrt(c // self.num_heads)
         dropout = self.dropout if self.training else 0.0
-        if cache is None and dropout == 0.0 and not self.record_weights and not amp.is_autocast_enabled():
+        if cache is None and dropout == 0.0 and not self.record_weights and amp.autocast_dtype() != "float16":
             # one node reads the heads where they lie in qkv: no copies to split or merge them
             y = ops.attention_qkv(qkv, self.num_heads, True, scale)           # (B, T, C)
         else:

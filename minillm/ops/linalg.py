@@ -2,7 +2,7 @@
 Both run the backend's GEMM; the backward is two more products."""
 import numpy as np
 
-from .. import amp, backends
+from .. import amp, amp_bf16, backends
 from .core import as_tensor, op, result, unbroadcast
 from .elementwise import add
 from .shape import cast, reshape, transpose
@@ -23,6 +23,8 @@ def matmul(a, b):
         np.broadcast_shapes(a2.shape[:-2], b2.shape[:-2])
     except ValueError:
         raise ValueError(f"matmul: batch dimensions of {a.shape} and {b.shape} cannot be broadcast") from None
+    if amp.autocast_dtype() == "bfloat16" and a.dtype == np.float32:
+        return amp_bf16.matmul(a, b)  # bf16 operands, float32 product
     if amp.is_autocast_enabled() and a.dtype == np.float32:
         # mixed precision: the product runs in float16; the casts' backward hands float32
         # gradients back to the float32 master weights
@@ -63,7 +65,7 @@ def linear(x, weight, bias=None):
     backend call: dx = g W, dW = gᵀ x (A transposed in the packing), db = Σ_rows g (C: each
     core its own rows of g)."""
     weight, bias = as_tensor(weight, x), None if bias is None else as_tensor(bias, x)
-    if (amp.is_autocast_enabled() or x.ndim == 0 or weight.ndim != 2 or x.dtype != weight.dtype
+    if (amp.autocast_dtype() == "float16" or x.ndim == 0 or weight.ndim != 2 or x.dtype != weight.dtype
             or (bias is not None and (bias.ndim != 1 or bias.dtype != x.dtype))):
         y = matmul(x, transpose(weight, 0, 1))  # the general path: mixed precision, odd shapes
         return y if bias is None else add(y, bias)
@@ -73,12 +75,15 @@ def linear(x, weight, bias=None):
     if bias is not None and bias.shape[0] != n:
         raise ValueError(f"linear: bias has {bias.shape[0]} entries but the weight {weight.shape} has {n} outputs")
     backend = backends.current()
+    forward, backward_products = backend.linear_forward, backend.linear_backward
+    if amp.autocast_dtype() == "bfloat16" and x.dtype == np.float32:
+        forward, backward_products = amp_bf16.linear_products(backend)  # bf16 inputs, float32 sums
     rows = x.data.reshape(-1, k)
-    out = backend.linear_forward(rows, weight.data, None if bias is None else bias.data)  # bias in the GEMM's stores
+    out = forward(rows, weight.data, None if bias is None else bias.data)  # bias in the GEMM's stores
 
     def backward(g):
-        gx, gw, gb = backend.linear_backward(g.reshape(-1, n), rows, weight.data, x.requires_grad,
-                                             weight.requires_grad, bias is not None)
+        gx, gw, gb = backward_products(g.reshape(-1, n), rows, weight.data, x.requires_grad,
+                                       weight.requires_grad, bias is not None)
         return (None if gx is None else gx.reshape(x.shape), gw) + ((gb,) if bias is not None else ())
 
     parents = (x, weight) if bias is None else (x, weight, bias)

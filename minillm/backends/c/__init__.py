@@ -20,6 +20,7 @@ import numpy as np
 from .. import BackendUnavailable
 from ..arrays import gemm_operands
 from ..reference import Backend, float32_kernel
+from .bf16 import LinearBf16
 
 
 def _stale(module):
@@ -164,10 +165,11 @@ class _StatePointers:
         return self.entries[key][1]
 
 
-class CBackend(Backend):
+class CBackend(LinearBf16, Backend):
     """The primitives the C kernels cover; the rest (and every non-float32 call) are the
     reference's. Each override: the guard (``float32_kernel``), contiguous copies where a
-    kernel needs them, the outputs allocated here, one call into C."""
+    kernel needs them, the outputs allocated here, one call into C. A Linear layer's bf16
+    products (``linear_forward_bf16``, ``linear_backward_bf16``) are in ``bf16.py``."""
 
     name = "c"
 
@@ -187,6 +189,17 @@ class CBackend(Backend):
             lib.sgemm_strided(pointer(a3), pointer(b3), pointer(out), batches, m, n, k, sab, sam, sak, sbb, sbk,
                               sbn, threads)
         return out.reshape(batch + (m, n))
+
+    def _bf16_product(self, a, b, m, n, k, strides_a, strides_b, bias=None):
+        """C (m × n) = op(A) · op(B) (+ bias) by matmul_bf16.c's v4, float32 operands rounded to
+        bf16 as they are packed; element (i, k) of A at a[i·sam + k·sak], (k, j) of B at
+        b[k·sbk + j·sbn] for the strides (sam, sak), (sbk, sbn) of contiguous a and b."""
+        a, b = _c(a), _c(b)
+        out = np.empty((m, n), np.float32)
+        if out.size:
+            lib.matmul_bf16_v4_from_float(pointer(a), pointer(b), ffi.NULL if bias is None else pointer(_c(bias)),
+                                          pointer(out), m, n, k, *strides_a, *strides_b)
+        return out
 
     @float32_kernel(0, 1)
     def linear_forward(self, x, w, bias=None):
@@ -487,8 +500,11 @@ MATMUL_BF16 = dict(enumerate(_numbered("matmul_bf16"), 1))  # {1: "matmul_bf16_v
 def matmul_bf16(a_bf16, b_bf16, version=3):
     """C (M×N, float32) = A (M×K) · B (K×N) for A and B in bf16 (uint16 arrays of the top 16 bits
     of float32, ``minillm.bf16.to_bf16``), summed in float32, by numbered version 1 (scalar),
-    2 (vdpbf16ps on pairs of k) or 3 (v2 with a register tile, on every core). Without
-    AVX512_BF16 (``bf16_has_dpbf16()`` false) versions 2 and 3 run version 1's loop."""
+    2 (vdpbf16ps on pairs of k), 3 (v2 with a register tile, on every core) or 4 (v3 reading
+    float32 in any layout and rounding as it packs: here the bf16 operands widened to float32,
+    exactly, so that it rounds nothing; a Linear layer calls it through
+    ``backend.linear_forward_bf16``). Without AVX512_BF16 (``bf16_has_dpbf16()`` false)
+    versions 2–4 run version 1's loop."""
     if version not in MATMUL_BF16:
         raise ValueError(f"matmul_bf16: unknown version {version!r}; versions: {', '.join(map(str, MATMUL_BF16))}")
     for name, x in (("a_bf16", a_bf16), ("b_bf16", b_bf16)):
@@ -502,14 +518,24 @@ def matmul_bf16(a_bf16, b_bf16, version=3):
         raise ValueError(f"matmul_bf16: inner dimensions differ: a is {m}×{k}, b is {k_b}×{n}")
     a, b = _c(a_bf16), _c(b_bf16)
     out = np.zeros((m, n), np.float32)
-    if out.size:
+    if out.size and MATMUL_BF16[version].endswith("_from_float"):  # v4: float32 operands, strided, a bias
+        a, b = (_c((x.astype(np.uint32) << np.uint32(16)).view(np.float32)) for x in (a, b))
+        getattr(lib, MATMUL_BF16[version])(pointer(a), pointer(b), ffi.NULL, pointer(out), m, n, k, k, 1, n, 1)
+    elif out.size:
         getattr(lib, MATMUL_BF16[version])(pointer(a), pointer(b), pointer(out), m, n, k)
     return out
 
 
 def bf16_has_dpbf16():
-    """Do matmul_bf16's versions 2 and 3 run on vdpbf16ps (a build with AVX512_BF16)?"""
+    """Do matmul_bf16's versions 2–4 run on vdpbf16ps (a build with AVX512_BF16)?"""
     return bool(lib.matmul_bf16_has_avx512bf16())
+
+
+def bf16_kernel_name():
+    """Which bf16 GEMM runs here (a Linear layer's products under autocast("bfloat16")), for
+    ``minillm info``."""
+    return ("vdpbf16ps (AVX512_BF16)" if bf16_has_dpbf16()
+            else "portable loop (this build has no AVX512_BF16): correct, not fast")
 
 
 def to_bf16_c(x):
