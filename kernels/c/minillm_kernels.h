@@ -34,27 +34,49 @@ void sgemm_bias(const float *A, const float *B, const float *bias, float *C, int
 void linear_backward(const float *g, const float *x, const float *w, float *gx, float *gw, float *gb, int rows,
                      int in, int out, int threads);
 
-/* ---- attention over N heads of (T, D): flash-style, online softmax, O(T·D) memory ------
- * head z's rows lie ld floats apart from (z / heads)·T·ld + (z % heads)·D (attention.c):
- * heads = 1, ld = D is a contiguous (N, T, D) tensor; ld = 3C a third of a (B, T, 3C) qkv */
-void attention_forward(const float *q, const float *k, const float *v, float *out, float *lse,
-                       int n, int t_query, int t_key, int d, int causal, float scale, int heads, long ld_in,
-                       long ld_out);
-void attention_backward(const float *q, const float *k, const float *v, const float *out, const float *lse,
-                        const float *dout, float *dq, float *dk, float *dv,
-                        int n, int t_query, int t_key, int d, int causal, float scale, int heads, long ld_in,
-                        long ld_out);
+/* ---- attention: flash-style, online softmax, O(T·D) memory (kernels/c/attention/) ---------
+ * Where one tensor's heads lie: head z is a (T, D) block of rows `ld` floats apart that starts
+ * at (z / heads)·seq + (z % heads)·step. A contiguous (N, T, D) tensor is heads = 1, seq = T·D,
+ * ld = D; the q third of a (B, T, 3C) projection is heads = H, seq = T·3C, step = D, ld = 3C. */
+typedef struct {
+    int heads;
+    long long seq, step, ld;
+} head_layout_t;
 
-/* decoding: Tq ≤ 4 queries against a cache whose heads lie k_head_stride / v_head_stride apart */
-void attention_decode_forward(const float *q, const float *k, const float *v, float *out, float *lse, int n,
-                              int t_query, int t_key, int d, long long k_head_stride, long long v_head_stride,
-                              int causal, float scale);
-/* v1, one query row at a time (attention_rows.c): the step before the tiles, kept to be timed */
-void attention_rows_forward(const float *q, const float *k, const float *v, float *out, float *lse,
-                            int n, int t_query, int t_key, int d, int causal, float scale);
-void attention_rows_backward(const float *q, const float *k, const float *v, const float *out, const float *lse,
-                             const float *dout, float *dq, float *dk, float *dv,
-                             int n, int t_query, int t_key, int d, int causal, float scale);
+/* One attention: n query heads against n_kv key/value heads (n_kv divides n; query head z
+ * reads key/value head z / (n / n_kv): grouped-query attention, no repeated copies). dq
+ * shares q's layout, dk and dv share kv's, dout shares out's; lse is contiguous (n, t_query).
+ * The queries are the last t_query of the t_key positions. */
+typedef struct {
+    int n, n_kv, t_query, t_key, d, causal;
+    float scale;
+    head_layout_t q, kv, out;
+} attention_t;
+
+/* What the backend runs: decode.c for a few queries, v3's tiles otherwise (attention.c) */
+void attention_forward(const attention_t *a, const float *q, const float *k, const float *v, float *out,
+                       float *lse);
+void attention_backward(const attention_t *a, const float *q, const float *k, const float *v, const float *out,
+                        const float *lse, const float *dout, float *dq, float *dk, float *dv);
+/* the numbered versions (kernels/c/attention/attention.h lists them), each complete */
+void attention_v1_naive_forward(const attention_t *a, const float *q, const float *k, const float *v, float *out,
+                                float *lse);
+void attention_v1_naive_backward(const attention_t *a, const float *q, const float *k, const float *v,
+                                 const float *out, const float *lse, const float *dout, float *dq, float *dk,
+                                 float *dv);
+void attention_v2_rows_forward(const attention_t *a, const float *q, const float *k, const float *v, float *out,
+                               float *lse);
+void attention_v2_rows_backward(const attention_t *a, const float *q, const float *k, const float *v,
+                                const float *out, const float *lse, const float *dout, float *dq, float *dk,
+                                float *dv);
+void attention_v3_tiles_forward(const attention_t *a, const float *q, const float *k, const float *v, float *out,
+                                float *lse);
+void attention_v3_tiles_backward(const attention_t *a, const float *q, const float *k, const float *v,
+                                 const float *out, const float *lse, const float *dout, float *dq, float *dk,
+                                 float *dv);
+/* decoding: a few queries (t_query ≤ 4) against a KV cache, forward only */
+void attention_decode_forward(const attention_t *a, const float *q, const float *k, const float *v, float *out,
+                              float *lse);
 
 /* ---- an embedding's backward: target[index[i]] += values[i] (rows of `width`), repeats adding up -- */
 void embedding_backward(float *target, const long long *index, const float *values, long long count,
