@@ -97,9 +97,17 @@ class CudaKernels:
     def _attention_ok(self, q, k, v):
         return self._fp32(q, k, v) and q.shape[-1] <= HEAD_DIM_MAX and q.shape[-1] == v.shape[-1]
 
+    def _repeat_kv(self, q, k, v):
+        """The CUDA kernels take as many key/value heads as query heads: for grouped-query
+        attention each key/value head is copied for every query head of its group (the
+        C and Numba kernels index it instead). attention_backward sums the copies' gradients."""
+        groups = reference.attention_groups(q, k, v)
+        return (k, v) if groups == 1 else (self.xp.repeat(k, groups, axis=0), self.xp.repeat(v, groups, axis=0))
+
     def attention_forward(self, q, k, v, causal, scale):
         if not self._attention_ok(q, k, v):
             return reference.attention_forward(q, k, v, causal, scale)
+        k, v = self._repeat_kv(q, k, v)
         q, k, v = (self._contiguous(t) for t in (q, k, v))
         n, t_query, d = q.shape
         out = self.xp.empty_like(q)
@@ -111,7 +119,8 @@ class CudaKernels:
     def attention_backward(self, q, k, v, out, lse, dout, causal, scale):
         if not self._attention_ok(q, k, v):
             return reference.attention_backward(q, k, v, out, lse, dout, causal, scale)
-        xp = self.xp
+        xp, n_kv = self.xp, k.shape[0]
+        k, v = self._repeat_kv(q, k, v)
         q, k, v, out, lse, dout = (self._contiguous(t) for t in (q, k, v, out, lse, dout))
         n, t_query, d = q.shape
         t_key = k.shape[1]
@@ -124,6 +133,8 @@ class CudaKernels:
                     q, k, v, lse, row_dot, dout, dq, *common)
         self.launch("attention_backward_dkv" + _head_suffix(d), (_blocks(t_key, ATTN_THREADS), n), (ATTN_THREADS,),
                     q, k, v, lse, row_dot, dout, dk, dv, *common)
+        if n_kv != n:  # the group's copies of a key/value head add up
+            dk, dv = (g.reshape(n_kv, n // n_kv, t_key, d).sum(axis=1) for g in (dk, dv))
         return dq, dk, dv
 
     # ---- layer norm --------------------------------------------------------------------------
