@@ -23,6 +23,8 @@
  * head z reads key/value head z / (n / n_kv)) repeats no keys: every version supports it. In
  * the backward dK and dV of a key/value head are sums over its group of query heads, so each
  * thread owns a key/value head and all of its query heads: no two threads write the same row.
+ * The price: the backward has B·n_kv tasks, so with fewer key/value heads than cores (one
+ * sequence, multi-query attention) some cores wait.
  *
  * What the backend runs (attention.c): decode.c for t_query ≤ DECODE_ROWS, v3 otherwise. */
 #ifndef MINILLM_ATTENTION_H
