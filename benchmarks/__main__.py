@@ -1,7 +1,8 @@
 """python -m benchmarks [--quick] [--backend B …] [--op OP …] [--sizes N …] [--out DIR] [--report]
 
 The numbered matmul versions (lesson 02's ladder, kernels/c/matmul/) alone, at 512³ and 1024³,
-then those of the C layer norm, cross-entropy, GELU, Adam and clipping (kernels/c/<family>/):
+then those of the C layer norm, cross-entropy, GELU, Adam and clipping (kernels/c/<family>/), and the
+numbered attention versions (kernels/c/attention/) at attn_version_shapes:
 
     python -m benchmarks --op versions --backend c --sizes 512 1024
 
@@ -33,9 +34,11 @@ FULL = dict(sizes=[128, 256, 512, 1024, 2048, 4096], gpt_shapes=RECIPE_SHAPES + 
             ln_shapes=[(2048, 256), (8192, 768), (16384, 1024), (4096, 4096)], ladder_shapes=[(2048, 256), (8192, 768)],
             configs=["recipe", "base", "large"],
             contexts=[16, 64, 128, 256, 512, 1024], repeats=5, steps=5, new_tokens=16,
+            attn_version_shapes=[(48, 64, 32, 1), (64, 128, 64, 1), (64, 128, 64, 4), (16, 1024, 64, 1)],
             rounds=2)  # matmul and train_step: each series twice, in turn, the faster kept (a shared VM)
 QUICK = dict(sizes=[128, 256, 512], gpt_shapes=[(768, 128, 384)], version_sizes=[128, 256],
              lengths=[64, 128], attn_shapes=[(8, 32)], ln_shapes=[(2048, 256)], ladder_shapes=[(256, 128)],
+             attn_version_shapes=[(16, 64, 32, 1), (16, 128, 64, 4)],
              configs=["tiny"], contexts=[16, 64], repeats=3,
              steps=3, new_tokens=8, rounds=1)
 
@@ -86,6 +89,9 @@ def main(argv=None):
             results[op] = steps[op]()
             if op == "versions" and "c" in kernel_names:  # the other C kernel families' numbered versions
                 results["ladders"] = kernels.ladders(plan["ladder_shapes"], plan["repeats"], print, plan["rounds"])
+                print("\n## attention versions")  # the attention ladder, kernels/c/attention/
+                results["attention_versions"] = kernels.attention_versions(plan["attn_version_shapes"],
+                                                                           plan["repeats"], print, plan["rounds"])
     results["seconds"] = time.perf_counter() - started
     stem = f"cpu-{machine_stem(info)}" + ("-quick" if args.quick else "") + ("-partial" if results["partial"] else "")
     path = write_json(results, args.out, stem)

@@ -164,6 +164,42 @@ def ladders(shapes, repeats, log, rounds=2):
     return rows
 
 
+def attention_versions(shapes, repeats, log, rounds=2):
+    """Causal attention forward + backward, ms, for each numbered version of the C kernels
+    (kernels/c/attention/: v1 naive, v2 rows, v3 tiles) and the production path, at
+    (B·H, T, d, groups) shapes; groups > 1 is grouped-query attention (B·H / groups key/value
+    heads), timed also as it was done before the kernels took groups: each key/value head
+    repeated for its group (a copy) and the gradients summed back. Series take turns,
+    ``rounds`` times, each keeping its fastest median (a shared machine)."""
+    from minillm.backends import c
+    rows = []
+    for heads, t, d, groups in shapes:
+        scale = 1 / math.sqrt(d)
+        inputs = _inputs([(heads, t, d), (heads // groups, t, d), (heads // groups, t, d), (heads, t, d)], 2,
+                         heads + t + d + groups)
+
+        def step(version=None, repeat=False):
+            def run(q, k, v, do):
+                if repeat:
+                    k, v = np.repeat(k, groups, axis=0), np.repeat(v, groups, axis=0)
+                out, lse = c.backend.attention_forward(q, k, v, True, scale, version=version)
+                grads = c.backend.attention_backward(q, k, v, out, lse, do, True, scale, version=version)
+                if repeat:
+                    [g.reshape(heads // groups, groups, t, d).sum(axis=1) for g in grads[1:]]
+            return run
+
+        series = {f"c_{v}": (step(v), inputs, False) for v in c.ATTENTION_VERSIONS
+                  if not (v == "v1_naive" and t > 512)}  # v1 stores T×T and runs on one core
+        series["c_production"] = (step(), inputs, False)
+        if groups > 1:
+            series["c_production_repeated_kv"] = (step(repeat=True), inputs, False)
+        row = {"BH": heads, "T": t, "d": d, "groups": groups}
+        row.update({f"{label}_ms": seconds * 1e3 for label, seconds in _fastest_series(series, repeats, rounds).items()})
+        log(_fmt(row))
+        rows.append(row)
+    return rows
+
+
 def _peak_bytes(fn, *args):
     tracemalloc.start()
     fn(*args)
@@ -175,7 +211,8 @@ def _peak_bytes(fn, *args):
 def attention(names, lengths, repeats, log, shapes=((32, 64),)):
     """Causal attention forward + backward over (B·H, T, d) for each (B·H, d) in ``shapes``:
     time, and the peak of NumPy allocations (tracemalloc) — O(T²) for the composite, O(T·d)
-    when fused. The C backend's v1 (one query row at a time) is timed beside its tiles."""
+    when fused. The row kernels (one query row at a time: Numba's v1, C's v2) are timed beside
+    the tiles."""
     torch = _torch()
     rows = []
     for heads, d in shapes:
@@ -192,13 +229,14 @@ def attention(names, lengths, repeats, log, shapes=((32, 64),)):
                 return run
 
             impls = [("composite", reference, {})] + [(n, backends.get(n), {}) for n in names]
-            for name in ("numba", "c"):  # v1, the row kernels the tiles replaced
+            for name, rows_version in (("numba", "v1_rows"), ("c", "v2_rows")):  # the row kernels the tiles replaced
                 if name in names:
-                    impls.append((f"{name}_v1_rows", backends.get(name), {"version": "rows"}))
+                    impls.append((f"{name}_{rows_version}", backends.get(name),
+                                  {"version": "rows" if name == "numba" else rows_version}))
             for label, impl, options in impls:
                 if label == "composite" and t > 2048:
                     continue  # the T×T composite needs gigabytes past this: the fused kernels exist for it
-                if label.endswith("_v1_rows") and t > 1024:
+                if label.endswith("_rows") and t > 1024:
                     continue  # tens of seconds a call past this; the trend is set by then
                 row[f"{label}_ms"] = _timed(step(impl, **options), inputs, repeats, heavy) * 1e3
                 row[f"{label}_peak_mb"] = _peak_bytes(step(impl, **options), *inputs[0]) / 2 ** 20

@@ -29,7 +29,7 @@ def draw(results, folder, stem):
     if attention:
         groups = list(dict.fromkeys((r.get("BH", 32), r.get("d", 64)) for r in attention))
         fig, axes = plt.subplots(len(groups), 2, figsize=(10, 4 * len(groups)), squeeze=False)
-        labels = ["composite"] + results["backends"] + ["numba_v1_rows", "c_v1_rows"]
+        labels = ["composite"] + results["backends"] + ["numba_v1_rows", "c_v2_rows"]
         for (bh, d), (left, right) in zip(groups, axes):
             rows = [r for r in attention if (r.get("BH", 32), r.get("d", 64)) == (bh, d)]
             for label in labels:  # a kernel missing at some T (the composite past 2048) draws what it has

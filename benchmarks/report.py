@@ -19,6 +19,15 @@ def _cell(value):
     return "—" if value is None else str(value)
 
 
+def _attention_versions_table(results):
+    """kernels.attention_versions: ms per forward + backward of each C attention version."""
+    labels = list(dict.fromkeys(k[:-3] for r in results for k in r if k.endswith("_ms")))
+    header = ["B·H", "T", "d", "groups"] + [f"{l.replace('c_', '')} ms" for l in labels]
+    rows = [[r["BH"], r["T"], r["d"], r["groups"]] + [r.get(f"{l}_ms") for l in labels] for r in results]
+    return ("### attention, step by step (causal forward + backward; C numbered versions, the production path, "
+            "and grouped-query heads repeated as before)\n\n" + _table(header, rows))
+
+
 def cpu_tables(results):
     names = results["backends"]
     out = []
@@ -45,9 +54,11 @@ def cpu_tables(results):
             rows = [[r["op"], r["shape"], r["MB"]] + [f"{r[f'{v}_GBs']:.3g} ({r[f'{v}_ms']:.3g})" for v in versions]
                     for r in group]
             out.append(f"### {title}, step by step (C numbered versions, kernels/c/{family}/)\n\n" + _table(header, rows))
+    if results.get("attention_versions"):
+        out.append(_attention_versions_table(results["attention_versions"]))
     if results.get("attention"):
         attention = results["attention"]
-        labels = [l for l in ["composite"] + names + ["numba_v1_rows", "c_v1_rows"] if any(f"{l}_ms" in r for r in attention)]
+        labels = [l for l in ["composite"] + names + ["numba_v1_rows", "c_v2_rows"] if any(f"{l}_ms" in r for r in attention)]
         torch = any("torch_ms" in r for r in attention)
         for bh, d in dict.fromkeys((r.get("BH", 32), r.get("d", 64)) for r in attention):
             group = [r for r in attention if (r.get("BH", 32), r.get("d", 64)) == (bh, d)]

@@ -114,16 +114,32 @@ def embedding(idx, weight):
     return weight[idx]
 
 
-def scaled_dot_product_attention(q, k, v, attn_mask=None, is_causal=False, scale=None, dropout_p=0.0):
+def _repeat_heads(x, groups):
+    """(..., H, T, D) -> (..., H·groups, T, D), each head repeated for ``groups`` consecutive
+    query heads; the backward adds the copies' gradients (``cat``)."""
+    lead, (h, t, d) = x.shape[:-3], x.shape[-3:]
+    x = x.reshape(lead + (h, 1, t, d))
+    return ops.cat([x] * groups, dim=-3).reshape(lead + (h * groups, t, d))
+
+
+def scaled_dot_product_attention(q, k, v, attn_mask=None, is_causal=False, scale=None, dropout_p=0.0,
+                                 enable_gqa=False):
     """softmax(q kᵀ · scale + mask) v over (..., T, D) tensors, scale = 1/√D by default.
 
     Without a mask or dropout it runs the backend's fused kernel, which never builds the
     T×T matrix; ``attn_mask`` (True = may attend, or an additive float mask) takes the
     composite path. With ``is_causal`` the queries are the last Tq positions of the keys,
-    so a single new query attends to the whole KV cache."""
-    if q.shape[-1] != k.shape[-1] or k.shape[:-1] != v.shape[:-1] or q.shape[:-2] != k.shape[:-2]:
+    so a single new query attends to the whole KV cache. With ``enable_gqa`` (PyTorch's name),
+    q (..., Hq, Tq, D) may have more heads than k, v (..., Hkv, Tk, D), Hkv dividing Hq: query
+    head h reads key/value head h // (Hq / Hkv) (grouped-query attention), and the fused
+    kernels read the shared heads where they are instead of copying them for every group."""
+    heads_match = q.shape[:-2] == k.shape[:-2] or (
+        enable_gqa and q.ndim == k.ndim >= 3 and q.shape[:-3] == k.shape[:-3] and k.shape[-3] > 0
+        and q.shape[-3] % k.shape[-3] == 0)
+    if q.shape[-1] != k.shape[-1] or k.shape[:-1] != v.shape[:-1] or not heads_match:
         raise ValueError(f"scaled_dot_product_attention: q {q.shape}, k {k.shape}, v {v.shape} "
-                         f"need shapes (..., Tq, D), (..., Tk, D), (..., Tk, Dv)")
+                         f"need shapes (..., Tq, D), (..., Tk, D), (..., Tk, Dv)"
+                         + ("; with enable_gqa, k's heads (axis -3) must divide q's" if enable_gqa else ""))
     if is_causal and q.shape[-2] > k.shape[-2]:
         raise ValueError(f"scaled_dot_product_attention: causal attention needs Tq <= Tk; "
                          f"got Tq={q.shape[-2]}, Tk={k.shape[-2]}")
@@ -133,6 +149,8 @@ def scaled_dot_product_attention(q, k, v, attn_mask=None, is_causal=False, scale
         fold = lambda t: t.reshape((-1,) + t.shape[-2:])  # noqa: E731  (..., T, D) -> (N, T, D)
         out = ops.attention(fold(q), fold(k), fold(v), bool(is_causal), float(scale))
         return out.reshape(lead + out.shape[-2:])
+    if k.shape[:-2] != q.shape[:-2]:  # the composite needs every query head's keys: copies
+        k, v = _repeat_heads(k, q.shape[-3] // k.shape[-3]), _repeat_heads(v, q.shape[-3] // k.shape[-3])
     scores = (q @ k.transpose(-2, -1)) * scale
     if is_causal:
         xp = backends.xp_of(q.data)

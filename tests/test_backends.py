@@ -399,6 +399,77 @@ def test_attention_of_a_few_queries_against_a_cache_view(name, data, t_query, t_
     assert close(got_out, out) and close(got_lse, lse)
 
 
+@pytest.mark.parametrize("name", AVAILABLE)
+@given(data=st.data(), n_kv=st.sampled_from([1, 2, 3]), groups=st.integers(1, 4), t_query=awkward,
+       extra_keys=st.sampled_from([0, 0, 1, 6]), d=st.sampled_from([1, 7, 13, 64]), causal=st.booleans())
+def test_grouped_query_attention_forward_and_backward(name, data, n_kv, groups, t_query, extra_keys, d, causal):
+    """k and v with n_kv heads for q's n_kv·groups (query head n reads key/value head
+    n // groups): forward and backward against float64, with no repeated copies in the C and
+    Numba kernels. Tk > Tq (extra_keys) covers the queries of a decoder after a prefix."""
+    backend = backends.get(name)
+    batch = data.draw(st.sampled_from([1, 2]))
+    n, t_key = batch * n_kv * groups, t_query + extra_keys
+    q, dout = draw_array(data, (n, t_query, d)), draw_array(data, (n, t_query, d))
+    k, v = draw_array(data, (batch * n_kv, t_key, d)), draw_array(data, (batch * n_kv, t_key, d))
+    scale = 1 / math.sqrt(d)
+    ref_out, ref_lse = reference.attention_forward(q, k, v, causal, scale)
+    ref_grads = reference.attention_backward(q, k, v, ref_out, ref_lse, dout, causal, scale)
+    out, lse = backend.attention_forward(*on(backend, q, k, v), causal, scale)
+    assert close(out, ref_out) and close(lse, ref_lse)
+    grads = backend.attention_backward(*on(backend, q, k, v), out, lse, *on(backend, dout), causal, scale)
+    for label, g, ref in zip(("dq", "dk", "dv"), grads, ref_grads):
+        assert g.shape == ref.shape, label
+        assert close(g, ref), label
+
+
+def test_grouped_query_reference_is_attention_with_repeated_heads():
+    """The float64 reference against the definition: every key/value head copied for each
+    query head of its group, dK and dV summed back over the group."""
+    rng = np.random.default_rng(0)
+    n_kv, groups, t, d = 3, 4, 11, 5
+    q, dout = rng.standard_normal((2, n_kv * groups, t, d)), rng.standard_normal((2, n_kv * groups, t, d))
+    k, v = rng.standard_normal((2, n_kv, t, d)), rng.standard_normal((2, n_kv, t, d))
+    fold = lambda a: a.reshape((-1,) + a.shape[2:])  # noqa: E731
+    repeat = lambda a: fold(np.repeat(a, groups, axis=1))  # noqa: E731
+    out, lse = reference.attention_forward(fold(q), fold(k), fold(v), True, 0.3)
+    rep_out, rep_lse = reference.attention_forward(fold(q), repeat(k), repeat(v), True, 0.3)
+    np.testing.assert_allclose(out, rep_out, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(lse, rep_lse, rtol=1e-12, atol=1e-12)
+    dq, dk, dv = reference.attention_backward(fold(q), fold(k), fold(v), out, lse, fold(dout), True, 0.3)
+    rq, rk, rv = reference.attention_backward(fold(q), repeat(k), repeat(v), out, lse, fold(dout), True, 0.3)
+    np.testing.assert_allclose(dq, rq, rtol=1e-12, atol=1e-12)
+    for got, copies in ((dk, rk), (dv, rv)):
+        np.testing.assert_allclose(got, copies.reshape(2 * n_kv, groups, t, d).sum(axis=1), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", AVAILABLE)
+def test_attention_heads_that_do_not_divide_are_a_clear_error(name):
+    backend = backends.get(name)
+    q, k = on(backend, np.ones((6, 3, 4)), np.ones((4, 3, 4)))
+    with pytest.raises(ValueError, match="attention: 6 query heads cannot share 4 key/value heads evenly"):
+        backend.attention_forward(q, k, k, True, 0.5)
+    with pytest.raises(ValueError, match="scaled_dot_product_attention: .*k's heads \\(axis -3\\) must divide q's"):
+        F.scaled_dot_product_attention(minillm.tensor(np.ones((1, 6, 3, 4))), minillm.tensor(np.ones((1, 4, 3, 4))),
+                                       minillm.tensor(np.ones((1, 4, 3, 4))), enable_gqa=True)
+
+
+@pytest.mark.parametrize("name", AVAILABLE)
+@given(data=st.data(), t_query=st.integers(1, 4), t_key=awkward, d=awkward, n_kv=st.sampled_from([1, 2, 3]),
+       groups=st.integers(1, 4), causal=st.booleans())
+def test_grouped_query_attention_against_a_cache_view(name, data, t_query, t_key, d, n_kv, groups, causal):
+    """Generation from a KVCache of n_kv heads: Tq ≤ 4 queries of n_kv·groups heads against
+    the first Tk positions of a larger buffer of n_kv heads, forward against float64."""
+    assume(t_query <= t_key)
+    backend = backends.get(name)
+    spare = data.draw(st.integers(0, 40))
+    q = draw_array(data, (n_kv * groups, t_query, d))
+    k_buffer, v_buffer = (draw_array(data, (n_kv, t_key + spare, d)) for _ in "kv")
+    out, lse = reference.attention_forward(q, k_buffer[:, :t_key], v_buffer[:, :t_key], causal, 1 / math.sqrt(d))
+    qs, ks, vs = on(backend, q, k_buffer, v_buffer)
+    got_out, got_lse = backend.attention_forward(qs, ks[:, :t_key], vs[:, :t_key], causal, 1 / math.sqrt(d))
+    assert close(got_out, out) and close(got_lse, lse)
+
+
 def int8_error_bound(x, w, step):
     """How far x · wᵀ computed in float32 may be from float64 when each activation may also be
     rounded by up to ``step`` · max|x| of its row (0: kept as it is): that rounding, through

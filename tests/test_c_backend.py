@@ -1,5 +1,5 @@
-"""The C kernels beyond the shared backend suite: every numbered matmul version against a
-float64 reference on awkward shapes, the build flags, and the sanitizer build."""
+"""The C kernels beyond the shared backend suite: every numbered matmul and attention version
+against a float64 reference on awkward shapes, the build flags, and the sanitizer build."""
 import os
 
 import numpy as np
@@ -127,19 +127,32 @@ def test_strided_and_batched_operands_need_no_copies():
     np.testing.assert_array_equal(c.backend.matmul(np.zeros((4, 0), np.float32), np.zeros((0, 3), np.float32)), np.zeros((4, 3)))
 
 
-@given(t=st.sampled_from([1, 7, 65, 300]), d=st.sampled_from([1, 13, 32]), causal=st.booleans())
-def test_attention_v1_rows_agrees_with_the_tiles(t, d, causal):
-    """v1 stays a correct kernel: it is timed against v2 in the benchmarks."""
-    rng = np.random.default_rng(t * 31 + d)
-    q, k, v, dout = (rng.standard_normal((3, t, d)).astype(np.float32) for _ in range(4))
-    scale = d ** -0.5
-    rows_out, rows_lse = c.backend.attention_forward(q, k, v, causal, scale, version="rows")
-    out, lse = c.backend.attention_forward(q, k, v, causal, scale)
-    np.testing.assert_allclose(rows_out, out, rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(rows_lse, lse, rtol=1e-5, atol=1e-5)
-    for got, ref in zip(c.backend.attention_backward(q, k, v, out, lse, dout, causal, scale, version="rows"),
-                        c.backend.attention_backward(q, k, v, out, lse, dout, causal, scale)):
-        np.testing.assert_allclose(got, ref, rtol=1e-3, atol=1e-4)
+@pytest.mark.parametrize("version", c.ATTENTION_VERSIONS if c else [])
+@given(n_kv=st.sampled_from([1, 2, 3]), groups=st.integers(1, 4), t=st.sampled_from([1, 2, 7, 65, 300]),
+       extra_keys=st.sampled_from([0, 5]), d=st.sampled_from([1, 13, 64]), causal=st.booleans(),
+       spare=st.sampled_from([0, 3]))
+def test_numbered_attention_versions(version, n_kv, groups, t, extra_keys, d, causal, spare):
+    """Every version of kernels/c/attention/ against float64: grouped-query heads (each key/value
+    head read by `groups` query heads), more keys than queries, and keys and values that are
+    the first Tk positions of a larger buffer (a KV cache, read where it lies)."""
+    rng = np.random.default_rng(t * 31 + d + 7 * groups + n_kv)
+    t_key, scale = t + extra_keys, d ** -0.5
+    q, dout = (rng.standard_normal((n_kv * groups, t, d)).astype(np.float32) for _ in range(2))
+    k, v = (rng.standard_normal((n_kv, t_key + spare, d)).astype(np.float32)[:, :t_key] for _ in range(2))
+    ref_out, ref_lse = reference.attention_forward(*(a.astype(np.float64) for a in (q, k, v)), causal, scale)
+    ref_grads = reference.attention_backward(*(a.astype(np.float64) for a in (q, k, v, ref_out)), ref_lse,
+                                             dout.astype(np.float64), causal, scale)
+    out, lse = c.backend.attention_forward(q, k, v, causal, scale, version=version)
+    grads = c.backend.attention_backward(q, k, v, out, lse, dout, causal, scale, version=version)
+    for label, got, ref in zip(("out", "lse", "dq", "dk", "dv"), (out, lse) + grads, (ref_out, ref_lse) + ref_grads):
+        assert got.shape == ref.shape, label
+        assert np.linalg.norm(got - ref) <= 1e-5 * np.linalg.norm(ref) + 1e-5 * np.sqrt(ref.size), label
+
+
+def test_unknown_attention_version_is_a_clear_error():
+    q = np.ones((2, 3, 4), np.float32)
+    with pytest.raises(ValueError, match="attention: unknown version 'v9'; versions: v1_naive, v2_rows, v3_tiles"):
+        c.backend.attention_forward(q, q, q, True, 0.5, version="v9")
 
 
 def test_unknown_version_is_a_clear_error():
@@ -170,7 +183,7 @@ def test_build_flags_are_reported():
 @pytest.mark.parametrize("t", [1024, 1100])
 @pytest.mark.parametrize("causal", [True, False])
 def test_attention_on_long_sequences(t, causal):
-    """Sequences of 1024 tokens and more take taller query tiles (120 rows, attention.c's
+    """Sequences of 1024 tokens and more take taller query tiles (120 rows, v3_tiles.c's
     tile_rows) than the shared suite's lengths reach; both lengths leave a partial last tile. The
     output, log-sum-exp and the three gradients against the float64 reference."""
     rng = np.random.default_rng(t + causal)

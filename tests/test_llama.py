@@ -134,3 +134,33 @@ def test_train_export_and_lora_finetune_from_the_command_line(tmp_path):
     tuned_model = Llama.from_pretrained(tuned)
     assert not any(isinstance(m, LoRALinear) for m in tuned_model.modules())  # merged: a plain Llama
     assert cli.main(["sample", f"--init_from={tuned}", "--max_new_tokens=3"]) == 0
+
+
+@pytest.mark.parametrize("name", minillm.backends.available())
+def test_grouped_kernels_train_as_the_repeated_heads_did(name):
+    """A Llama whose n_kv_head = 2 heads are read by 4 query heads (the kernels index them)
+    against the same model with each key/value projection repeated for its group (n_kv_head =
+    4: what repeating the heads computed): same logits and loss, and the grouped model's
+    k_proj/v_proj gradients are the sums of the repeated model's over each group."""
+    numpy = lambda x: x.numpy() if hasattr(x, "numpy") else minillm.backends.to_numpy(x)  # noqa: E731
+    minillm.manual_seed(3)
+    config = dict(vocab_size=29, block_size=16, n_layer=2, n_head=4, n_embd=32)
+    with minillm.use_backend(name):
+        gqa, rep = Llama(LlamaConfig(n_kv_head=2, **config)), Llama(LlamaConfig(n_kv_head=4, **config))
+        groups, head_dim = 2, 8
+        state = {key: numpy(p) for key, p in gqa.state_dict().items()}
+        for key, w in state.items():
+            if key.endswith(("k_proj.weight", "v_proj.weight")):  # (kv heads · d, in) → each head twice
+                state[key] = np.repeat(w.reshape(2, head_dim, -1), groups, axis=0).reshape(4 * head_dim, -1)
+        rep.load_state_dict(state)
+        idx = np.random.default_rng(0).integers(0, 29, (3, 13))
+        (logits, loss), (rep_logits, rep_loss) = gqa(idx, idx), rep(idx, idx)
+        loss.backward()
+        rep_loss.backward()
+    np.testing.assert_allclose(logits.numpy(), rep_logits.numpy(), rtol=1e-4, atol=1e-5)
+    assert abs(loss.item() - rep_loss.item()) < 1e-5
+    for (key, p), (_, r) in zip(gqa.named_parameters(), rep.named_parameters()):
+        got, want = numpy(p.grad), numpy(r.grad)
+        if key.endswith(("k_proj.weight", "v_proj.weight")):
+            want = want.reshape(2, groups, head_dim, -1).sum(axis=1).reshape(got.shape)
+        np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-5, err_msg=key)

@@ -6,8 +6,8 @@ the equation. It is the ``numpy`` backend, and every other backend is a subclass
 overrides what it accelerates and is tested against these methods. They are written
 against ``xp_of(array)`` rather than NumPy itself, so the same lines serve CuPy arrays.
 
-Shapes: attention takes ``q`` (N, Tq, D), ``k`` and ``v`` (N, Tk, D) with N = batch·heads;
-layer norm takes ``x`` (N, D) and ``w``, ``b`` (D,).
+Shapes: attention takes ``q`` (N, Tq, D), ``k`` and ``v`` (N_kv, Tk, D) with N = batch·heads and
+N_kv dividing N (grouped-query attention, ``attention_groups``); layer norm takes ``x`` (N, D) and ``w``, ``b`` (D,).
 
 ``float32_kernel`` is the guard every kernel backend puts on its overrides: the kernel for
 float32 arrays, the reference for anything else.
@@ -54,6 +54,25 @@ def split_heads(y, heads):
     return y.reshape(b, t, heads, c // heads).transpose(0, 2, 1, 3).reshape(b * heads, t, c // heads)
 
 
+def attention_groups(q, k, v, op="attention"):
+    """Query heads per key/value head: q (N, Tq, D), k and v (N_kv, Tk, D) with N_kv dividing
+    N (grouped-query attention: query head n reads key/value head n // (N / N_kv))."""
+    if q.ndim != 3 or k.ndim != 3 or v.ndim != 3 or k.shape[:2] != v.shape[:2] or q.shape[-1] != k.shape[-1]:
+        raise ValueError(f"{op}: q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)} need shapes (N, Tq, D), "
+                         f"(N_kv, Tk, D), (N_kv, Tk, Dv)")
+    if k.shape[0] == 0 or q.shape[0] % k.shape[0]:
+        raise ValueError(f"{op}: {q.shape[0]} query heads cannot share {k.shape[0]} key/value heads evenly")
+    return q.shape[0] // k.shape[0]
+
+
+def _by_group(q, k, v, *per_query):
+    """Query-side arrays as (N_kv, groups, T, ·) and k, v as (N_kv, 1, Tk, D): a matmul
+    broadcasts each key/value head over its group's query heads, with no copies."""
+    groups = attention_groups(q, k, v)
+    split = tuple(a.reshape((k.shape[0], groups) + a.shape[1:]) for a in (q,) + per_query)
+    return split[0], k[:, None], v[:, None], split[1:]
+
+
 def merge_heads(x, batch):
     """(B·heads, T, D) -> (B, T, heads·D): the heads side by side again."""
     n, t, d = x.shape
@@ -96,32 +115,36 @@ class Backend:
     def attention_forward(self, q, k, v, causal, scale):
         """``out = softmax(scale · q kᵀ) v`` (N, Tq, D) and the row-wise log-sum-exp ``lse``
         (N, Tq) that lets the backward rebuild the probabilities without storing them.
-        ``causal``: query i sees keys up to i + Tk − Tq."""
+        ``causal``: query i sees keys up to i + Tk − Tq. k and v (N_kv, Tk, D) may have fewer
+        heads than q: query head n reads key/value head n // (N / N_kv) (``attention_groups``)."""
         xp_ = xp_of(q)
-        scores = _xp_matmul(q, k, trans_b=True) * scale  # (N, Tq, Tk)
+        qg, kg, vg, _ = _by_group(q, k, v)
+        scores = _xp_matmul(qg, kg, trans_b=True) * scale  # (N_kv, groups, Tq, Tk)
         if causal:
             scores = xp_.where(causal_mask(xp_, q.shape[1], k.shape[1]), scores, -xp_.inf)
         peak = scores.max(axis=-1, keepdims=True)
         weights = xp_.exp(scores - peak)
         total = weights.sum(axis=-1, keepdims=True)
-        out = _xp_matmul(weights / total, v)
-        lse = (peak + xp_.log(total))[..., 0]
+        out = _xp_matmul(weights / total, vg).reshape(q.shape)
+        lse = (peak + xp_.log(total))[..., 0].reshape(q.shape[:2])
         return out.astype(q.dtype, copy=False), lse.astype(np.float32 if q.dtype != np.float64 else q.dtype)
 
     def attention_backward(self, q, k, v, out, lse, dout, causal, scale):
         """(dq, dk, dv) of ``attention_forward``. With P = exp(S − lse): dV = Pᵀ dO,
-        dP = dO Vᵀ, dS = P ⊙ (dP − rowsum(dO ⊙ O)), dQ = scale · dS K, dK = scale · dSᵀ Q."""
+        dP = dO Vᵀ, dS = P ⊙ (dP − rowsum(dO ⊙ O)), dQ = scale · dS K, dK = scale · dSᵀ Q;
+        dK and dV of a key/value head sum over its group of query heads."""
         xp_ = xp_of(q)
-        scores = _xp_matmul(q, k, trans_b=True) * scale
+        qg, kg, vg, (out, lse, dout) = _by_group(q, k, v, out, lse, dout)
+        scores = _xp_matmul(qg, kg, trans_b=True) * scale
         probs = xp_.exp(scores - lse[..., None])
         if causal:
             probs = xp_.where(causal_mask(xp_, q.shape[1], k.shape[1]), probs, 0)
-        dv = _xp_matmul(probs, dout, trans_a=True)
-        dprobs = _xp_matmul(dout, v, trans_b=True)
+        dv = _xp_matmul(probs, dout, trans_a=True).sum(axis=1)
+        dprobs = _xp_matmul(dout, vg, trans_b=True)
         row = (dout * out).sum(axis=-1, keepdims=True)
         dscores = probs * (dprobs - row) * scale
-        dq = _xp_matmul(dscores, k)
-        dk = _xp_matmul(dscores, q, trans_a=True)
+        dq = _xp_matmul(dscores, kg).reshape(q.shape)
+        dk = _xp_matmul(dscores, qg, trans_a=True).sum(axis=1)
         return tuple(g.astype(q.dtype, copy=False) for g in (dq, dk, dv))
 
     # ---- normalisation, loss, elementwise -----------------------------------------------------

@@ -80,23 +80,14 @@ class SwiGLU(Module):
         return self.down_proj(gate * gate.sigmoid() * self.up_proj(x))
 
 
-def repeat_kv(x, groups):
-    """(B, n_kv, T, d) → (B, n_kv·groups, T, d), each key/value head shared by ``groups``
-    consecutive query heads. Backward adds the groups' gradients (``cat``)."""
-    if groups == 1:
-        return x
-    b, h, t, d = x.shape
-    x = x.reshape(b, h, 1, t, d)
-    return ops.cat([x] * groups, dim=2).reshape(b, h * groups, t, d)
-
-
 class GroupedQueryAttention(Module):
     """Causal self-attention with ``n_head`` query heads and ``n_kv_head`` key/value heads
     (Ainslie et al., 2023): ``n_kv_head = n_head`` is ordinary multi-head attention,
     ``n_kv_head = 1`` is multi-query attention. The KV cache holds only the n_kv_head
-    heads — that is the point: n_head / n_kv_head times less cache memory. The fused
-    attention kernels take equal head counts, so each call repeats the cached heads for
-    its groups; the repeat lives only during the call."""
+    heads — that is the point: n_head / n_kv_head times less cache memory. The attention
+    kernels take the groups as they are (query head h reads key/value head
+    h // (n_head / n_kv_head)), so the shared heads are never copied, in training or from
+    the cache."""
 
     def __init__(self, dim, n_head, n_kv_head=None, head_dim=None, rope_theta=10000.0, bias=False, rope=True):
         super().__init__()
@@ -134,8 +125,7 @@ class GroupedQueryAttention(Module):
             k = apply_rope(k, cos[start:start + t], sin[start:start + t])
         if cache is not None:
             k, v = cache.append(k, v)
-        groups = self.n_head // self.n_kv_head
-        y = F.scaled_dot_product_attention(q, repeat_kv(k, groups), repeat_kv(v, groups), is_causal=True)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)  # (B, n_head, T, d)
         return self.o_proj(y.transpose(1, 2).reshape(b, t, self.n_head * self.head_dim))
 
 

@@ -34,7 +34,8 @@ def layer_norm_rows(x, weight, bias, eps):
 
 @op
 def attention(q, k, v, causal, scale):
-    """Fused (flash-style) attention on (N, T, D) tensors; kernels live in the backend."""
+    """Fused (flash-style) attention: q (N, Tq, D), k and v (N_kv, Tk, D), N_kv dividing N
+    (query head n reads key/value head n // (N / N_kv)); kernels live in the backend."""
     backend = backends.current()
     out, lse = backend.attention_forward(q.data, k.data, v.data, causal, scale)
 

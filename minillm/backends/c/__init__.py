@@ -19,7 +19,7 @@ import numpy as np
 
 from .. import BackendUnavailable
 from ..arrays import gemm_operands
-from ..reference import Backend, float32_kernel
+from ..reference import Backend, attention_groups, float32_kernel
 from .bf16 import LinearBf16
 
 
@@ -123,19 +123,50 @@ def _matmul_2d(a, b, trans_a, trans_b, threads, bias=None):
     return out
 
 
-DECODE_ROWS = 4  # at most this many new queries: attention_decode.c, reading the cache where it lies
 ADD_IN_C_FROM = 8192  # values; below, the call and waking a thread cost more than NumPy's add
 
 
-def _rows_contiguous(a):
-    """Each head a (T, D) block of contiguous rows, the heads at any distance apart."""
-    return a.strides[-1] == 4 and a.strides[-2] == 4 * a.shape[-1]
+def _heads_where_they_lie(a):
+    """The head_layout_t of an (N, T, D) float32 array whose rows are contiguous (a KV cache's
+    first T positions, a contiguous array): the kernels read it in place. None otherwise."""
+    s0, s1, s2 = a.strides
+    if s2 != 4 or s0 < 0 or s1 < 0 or s0 % 4 or s1 % 4:
+        return None
+    return {"heads": 1, "seq": s0 // 4, "step": 0, "ld": s1 // 4}
+
+
+def _attention_kernel(version, direction):
+    """The production path (kernels/c/attention/attention.c) for version None, else numbered
+    version ``version`` (ATTENTION_VERSIONS)."""
+    if version is None:
+        return getattr(lib, f"attention_{direction}")
+    if version not in ATTENTION_VERSIONS:
+        raise ValueError(f"attention: unknown version {version!r}; versions: {', '.join(ATTENTION_VERSIONS)}")
+    return getattr(lib, f"attention_{version}_{direction}")
+
+
+def _problem(q, k, causal, scale, q_layout, kv_layout, out_layout):
+    """The attention_t of q (N, Tq, D) against k (N_kv, Tk, D), with the three layouts."""
+    return ffi.new("attention_t *", {"n": q.shape[0], "n_kv": k.shape[0], "t_query": q.shape[1],
+                                     "t_key": k.shape[1], "d": q.shape[2], "causal": int(causal),
+                                     "scale": float(scale), "q": q_layout, "kv": kv_layout, "out": out_layout})
 
 
 def _qkv_thirds(qkv):
     """Pointers to the q, k and v thirds of a contiguous (B, T, 3C) array (C floats apart)."""
     base, c = pointer(qkv), qkv.shape[-1] // 3
     return base, base + c, base + 2 * c
+
+
+def _qkv_problem(qkv, heads, causal, scale):
+    """Head h of sequence b is the D columns from h·D in the q (k, v) third of rows 3C long, and
+    the output's heads lie side by side in (B, T, C)."""
+    b, t, c3 = qkv.shape
+    d = c3 // 3 // heads
+    inputs = {"heads": heads, "seq": t * c3, "step": d, "ld": c3}
+    return ffi.new("attention_t *", {"n": b * heads, "n_kv": b * heads, "t_query": t, "t_key": t, "d": d,
+                                     "causal": int(causal), "scale": float(scale), "q": inputs, "kv": inputs,
+                                     "out": {"heads": heads, "seq": t * c3 // 3, "step": d, "ld": c3 // 3}})
 
 
 class _StatePointers:
@@ -230,43 +261,39 @@ class CBackend(LinearBf16, Backend):
         return gx, gw, gb
 
     @float32_kernel(0, 1, 2)
-    def attention_forward(self, q, k, v, causal, scale, version="tiles"):
-        """``version="rows"`` runs v1 (attention_rows.c), kept to be timed against the tiles;
-        a few queries against many keys (generation with the KV cache) run attention_decode.c."""
+    def attention_forward(self, q, k, v, causal, scale, version=None):
+        """q (N, Tq, D), k and v (N_kv, Tk, D) with N_kv dividing N: query head n reads key/value
+        head n // (N / N_kv), no copies. ``version`` runs one of the numbered versions
+        (ATTENTION_VERSIONS) instead of the production path (kernels/c/attention/attention.c: a
+        few queries go to the decoder). Arrays whose rows are contiguous, such as a KV cache's
+        first Tk positions, are read in place."""
+        attention_groups(q, k, v)
         if q.shape[-1] != v.shape[-1]:
             return super().attention_forward(q, k, v, causal, scale)
-        if version == "tiles" and q.shape[1] <= DECODE_ROWS and _rows_contiguous(k) and _rows_contiguous(v):
+        kernel = _attention_kernel(version, "forward")
+        if _heads_where_they_lie(q) is None:
             q = _c(q)
-            n, t_query, d = q.shape
-            out, lse = np.empty_like(q), np.empty((n, t_query), np.float32)
-            lib.attention_decode_forward(pointer(q), pointer(k), pointer(v), pointer(out), pointer(lse), n, t_query,
-                                         k.shape[1], d, k.strides[0] // 4, v.strides[0] // 4, int(causal),
-                                         float(scale))
-            return out, lse
-        q, k, v = _c(q), _c(k), _c(v)
-        n, t_query, d = q.shape
-        out, lse = np.empty_like(q), np.empty((n, t_query), np.float32)
-        args = (pointer(q), pointer(k), pointer(v), pointer(out), pointer(lse), n, t_query, k.shape[1], d,
-                int(causal), float(scale))
-        if version == "rows":
-            lib.attention_rows_forward(*args)
-        else:
-            lib.attention_forward(*args, 1, d, d)  # one head per block, rows d apart: (N, T, D)
+        if _heads_where_they_lie(k) is None or k.strides != v.strides:  # k and v share one layout
+            k, v = _c(k), _c(v)
+        out, lse = np.empty(q.shape, np.float32), np.empty(q.shape[:2], np.float32)
+        problem = _problem(q, k, causal, scale, _heads_where_they_lie(q), _heads_where_they_lie(k),
+                           _heads_where_they_lie(out))
+        kernel(problem, pointer(q), pointer(k), pointer(v), pointer(out), pointer(lse))
         return out, lse
 
     @float32_kernel(0, 1, 2, 5)
-    def attention_backward(self, q, k, v, out, lse, dout, causal, scale, version="tiles"):
+    def attention_backward(self, q, k, v, out, lse, dout, causal, scale, version=None):
+        """(dq, dk, dv) of ``attention_forward``; with N_kv < N each key/value head's gradient
+        sums over its group (one thread owns a key/value head: no two write the same row)."""
+        attention_groups(q, k, v)
         if q.shape[-1] != v.shape[-1]:
             return super().attention_backward(q, k, v, out, lse, dout, causal, scale)
+        kernel = _attention_kernel(version, "backward")
         q, k, v, out, lse, dout = (_c(t.astype(np.float32, copy=False)) for t in (q, k, v, out, lse, dout))
-        n, t_query, d = q.shape
         dq, dk, dv = np.empty_like(q), np.empty_like(k), np.empty_like(v)
-        args = (pointer(q), pointer(k), pointer(v), pointer(out), pointer(lse), pointer(dout), pointer(dq),
-                pointer(dk), pointer(dv), n, t_query, k.shape[1], d, int(causal), float(scale))
-        if version == "rows":
-            lib.attention_rows_backward(*args)
-        else:
-            lib.attention_backward(*args, 1, d, d)
+        problem = _problem(q, k, causal, scale, *(_heads_where_they_lie(a) for a in (q, k, out)))
+        kernel(problem, pointer(q), pointer(k), pointer(v), pointer(out), pointer(lse), pointer(dout), pointer(dq),
+               pointer(dk), pointer(dv))
         return dq, dk, dv
 
     @float32_kernel(0)
@@ -276,20 +303,16 @@ class CBackend(LinearBf16, Backend):
         split into heads and the merge back copy nothing."""
         qkv = _c(qkv)
         b, t, c3 = qkv.shape
-        c = c3 // 3
-        y, lse = np.empty((b, t, c), np.float32), np.empty((b * heads, t), np.float32)
-        lib.attention_forward(*_qkv_thirds(qkv), pointer(y), pointer(lse), b * heads, t, t, c // heads, int(causal),
-                              float(scale), heads, c3, c)
+        y, lse = np.empty((b, t, c3 // 3), np.float32), np.empty((b * heads, t), np.float32)
+        lib.attention_forward(_qkv_problem(qkv, heads, causal, scale), *_qkv_thirds(qkv), pointer(y), pointer(lse))
         return y, lse
 
     @float32_kernel(0, 1, 3)
     def attention_qkv_backward(self, qkv, y, lse, dy, heads, causal, scale):
         qkv, y, lse, dy = _c(qkv), _c(y), _c(lse), _c(dy)
-        b, t, c3 = qkv.shape
-        c = c3 // 3
         dqkv = np.empty_like(qkv)  # every row of every head is zeroed by the kernel, then accumulated
-        lib.attention_backward(*_qkv_thirds(qkv), pointer(y), pointer(lse), pointer(dy), *_qkv_thirds(dqkv),
-                               b * heads, t, t, c // heads, int(causal), float(scale), heads, c3, c)
+        lib.attention_backward(_qkv_problem(qkv, heads, causal, scale), *_qkv_thirds(qkv), pointer(y), pointer(lse),
+                               pointer(dy), *_qkv_thirds(dqkv))
         return dqkv
 
     @float32_kernel(0, 1, 2)
@@ -459,6 +482,11 @@ def matmul_numbered(version, a, b):
     out = np.empty((m, n), np.float32)
     getattr(lib, version)(pointer(a), pointer(b), pointer(out), m, n, k)
     return out
+
+
+# ---- attention (kernels/c/attention/): v1_naive, v2_rows, v3_tiles (the production path's tiles) ----
+ATTENTION_VERSIONS = tuple(name[len("attention_"):-len("_forward")] for name in _numbered("attention")
+                           if name.endswith("_forward"))
 
 
 # ---- int8 weights, float32 activations (linear_int8.c) ---------------------------------------

@@ -5,7 +5,8 @@ the AddressSanitizer + UBSan build (``MINILLM_C_SANITIZE=1``).
 
 Nothing here lists the kernels: the sources are every ``.c`` file under kernels/c, and the
 bindings are the signatures of the definitions marked ``MINILLM_API`` in them (the macro of
-``minillm_kernels.h``), so adding a kernel is adding one ``.c`` file.
+``minillm_kernels.h``), so adding a kernel is adding one ``.c`` file. A struct that such a
+function takes is marked the same way, before its ``typedef`` (attention's ``attention_t``).
 
 Flags: ``-O3 -march=native -mprefer-vector-width=512 -fopenmp``; when the compiler refuses
 one, the next set that it accepts (without the vector width, then ``-O3 -fopenmp``, then
@@ -29,6 +30,8 @@ from pathlib import Path
 
 # MINILLM_API, then <return type> <name>(<parameters>) {  — an exported definition
 _EXPORTED = re.compile(r"^MINILLM_API\s+([^;{}]*?\))\s*\{", re.M | re.S)
+# MINILLM_API, then typedef struct { <fields> } <name>;  — a type that exported functions take
+_EXPORTED_TYPE = re.compile(r"^MINILLM_API\s+(typedef\s+struct\s*\{[^{}]*\}\s*\w+\s*;)", re.M)
 FLAG_SETS = (["-O3", "-march=native", "-mprefer-vector-width=512", "-fopenmp"], ["-O3", "-march=native", "-fopenmp"],
              ["-O3", "-fopenmp"], ["-O3"])
 SANITIZE_FLAGS = ["-O1", "-g", "-fno-omit-frame-pointer", "-fsanitize=address,undefined",
@@ -75,9 +78,27 @@ def sources():
     return sorted(path.relative_to(c_dir()).as_posix() for path in c_dir().rglob("*.c"))
 
 
+def types():
+    """The typedefs marked MINILLM_API (a struct that an exported function takes, such as
+    attention/attention.h's attention_t), from every .h and .c file under kernels/c in sorted
+    order and in file order within one: a struct may hold another declared before it."""
+    found = {}
+    for path in sorted(c_dir().rglob("*.[ch]")):
+        name = path.relative_to(c_dir()).as_posix()
+        text = re.sub(r"/\*.*?\*/", "", path.read_text(), flags=re.S)
+        for match in _EXPORTED_TYPE.finditer(text):
+            typedef = " ".join(match.group(1).split())
+            type_name = re.search(r"(\w+)\s*;$", typedef).group(1)
+            if type_name in found:
+                raise RuntimeError(f"kernels/c: {type_name} is exported twice ({found[type_name][0]} and {name})")
+            found[type_name] = (name, typedef)
+    return [typedef for _, typedef in found.values()]
+
+
 def declarations():
-    """The prototypes of the MINILLM_API definitions in every source, for ffi.cdef and for
-    the extension's own C (comments dropped: a signature carries none that cffi needs)."""
+    """The MINILLM_API typedefs, then the prototypes of the MINILLM_API definitions in every
+    source, for ffi.cdef and for the extension's own C (comments dropped: a signature carries
+    none that cffi needs)."""
     found = {}
     for name in sources():
         text = re.sub(r"/\*.*?\*/", "", (c_dir() / name).read_text(), flags=re.S)
@@ -87,7 +108,7 @@ def declarations():
             if function in found:
                 raise RuntimeError(f"kernels/c: {function} is exported twice ({found[function][0]} and {name})")
             found[function] = (name, prototype)
-    return "\n".join(prototype for _, prototype in found.values())
+    return "\n".join(types() + [prototype for _, prototype in found.values()])
 
 
 def source_digest():

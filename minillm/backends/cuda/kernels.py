@@ -8,7 +8,7 @@ The kernels are fp32. Other dtypes (float64 for gradcheck, float16) take the ref
 import numpy as np
 
 from ..arrays import gemm_operands
-from ..reference import Backend, float32_kernel
+from ..reference import Backend, attention_groups, float32_kernel
 
 GEMM_BLOCK, GEMM_THREADS = 128, 256   # BM = BN and (BM/TM)·(BN/TN) in sgemm.cu
 ATTN_THREADS, HEAD_DIM_MAX = 64, 128  # attention.cu
@@ -98,10 +98,18 @@ class CudaKernels(Backend):
     def _attention_ok(q, v):
         return q.shape[-1] <= HEAD_DIM_MAX and q.shape[-1] == v.shape[-1]
 
+    def _repeat_kv(self, q, k, v):
+        """The CUDA kernels take as many key/value heads as query heads: for grouped-query
+        attention each key/value head is copied for every query head of its group (the
+        C and Numba kernels index it instead). attention_backward sums the copies' gradients."""
+        groups = attention_groups(q, k, v)
+        return (k, v) if groups == 1 else (self.xp.repeat(k, groups, axis=0), self.xp.repeat(v, groups, axis=0))
+
     @float32_kernel(0, 1, 2)
     def attention_forward(self, q, k, v, causal, scale):
         if not self._attention_ok(q, v):
             return super().attention_forward(q, k, v, causal, scale)
+        k, v = self._repeat_kv(q, k, v)
         q, k, v = (self._contiguous(t) for t in (q, k, v))
         n, t_query, d = q.shape
         out = self.xp.empty_like(q)
@@ -114,7 +122,8 @@ class CudaKernels(Backend):
     def attention_backward(self, q, k, v, out, lse, dout, causal, scale):
         if not self._attention_ok(q, v):
             return super().attention_backward(q, k, v, out, lse, dout, causal, scale)
-        xp = self.xp
+        xp, n_kv = self.xp, k.shape[0]
+        k, v = self._repeat_kv(q, k, v)
         q, k, v, out, lse, dout = (self._contiguous(t) for t in (q, k, v, out, lse, dout))
         n, t_query, d = q.shape
         t_key = k.shape[1]
@@ -127,6 +136,8 @@ class CudaKernels(Backend):
                     q, k, v, lse, row_dot, dout, dq, *common)
         self.launch("attention_backward_dkv" + _head_suffix(d), (_blocks(t_key, ATTN_THREADS), n), (ATTN_THREADS,),
                     q, k, v, lse, row_dot, dout, dk, dv, *common)
+        if n_kv != n:  # the group's copies of a key/value head add up
+            dk, dv = (g.reshape(n_kv, n // n_kv, t_key, d).sum(axis=1) for g in (dk, dv))
         return dq, dk, dv
 
     # ---- layer norm --------------------------------------------------------------------------

@@ -17,7 +17,7 @@ import numpy as np
 
 from .. import BackendUnavailable
 from ..arrays import gemm_operands
-from ..reference import Backend, float32_kernel
+from ..reference import Backend, attention_groups, float32_kernel
 
 try:
     from numba import njit, prange
@@ -72,16 +72,17 @@ def matmul_numbered(version, a, b):
 @njit(**_jit)
 def _attention_forward(q, k, v, causal, scale, out, lse):
     n, t_query, d = q.shape
-    t_key = k.shape[1]
+    t_key, group = k.shape[1], n // k.shape[0]  # query head z reads key/value head z // group
     for task in prange(n * t_query):
         z, i = task // t_query, task % t_query
+        zk = z // group
         last = i + t_key - t_query + 1 if causal else t_key
         peak, total = -np.inf, 0.0
         acc = np.zeros(d, np.float64)
         for j in range(last):
             s = 0.0
             for x in range(d):
-                s += q[z, i, x] * k[z, j, x]
+                s += q[z, i, x] * k[zk, j, x]
             s *= scale
             if s > peak:  # a new maximum rescales everything gathered so far
                 correction = math.exp(peak - s)
@@ -92,7 +93,7 @@ def _attention_forward(q, k, v, causal, scale, out, lse):
             p = math.exp(s - peak)
             total += p
             for x in range(d):
-                acc[x] += p * v[z, j, x]
+                acc[x] += p * v[zk, j, x]
         for x in range(d):
             out[z, i, x] = acc[x] / total
         lse[z, i] = peak + math.log(total)
@@ -101,9 +102,10 @@ def _attention_forward(q, k, v, causal, scale, out, lse):
 @njit(**_jit)
 def _attention_backward_dq(q, k, v, out, lse, dout, causal, scale, dq):
     n, t_query, d = q.shape
-    t_key = k.shape[1]
+    t_key, group = k.shape[1], n // k.shape[0]
     for task in prange(n * t_query):
         z, i = task // t_query, task % t_query
+        zk = z // group
         last = i + t_key - t_query + 1 if causal else t_key
         row = 0.0  # rowsum(dO ⊙ O): the softmax Jacobian's correction term
         for x in range(d):
@@ -113,35 +115,37 @@ def _attention_backward_dq(q, k, v, out, lse, dout, causal, scale, dq):
         for j in range(last):
             s, dp = 0.0, 0.0
             for x in range(d):
-                s += q[z, i, x] * k[z, j, x]
-                dp += dout[z, i, x] * v[z, j, x]
+                s += q[z, i, x] * k[zk, j, x]
+                dp += dout[z, i, x] * v[zk, j, x]
             ds = math.exp(s * scale - lse[z, i]) * (dp - row) * scale
             for x in range(d):
-                dq[z, i, x] += ds * k[z, j, x]
+                dq[z, i, x] += ds * k[zk, j, x]
 
 
 @njit(**_jit)
 def _attention_backward_dkv(q, k, v, out, lse, dout, causal, scale, dk, dv):
+    """A task is one key of one key/value head, summed over every query head of its group."""
     n, t_query, d = q.shape
-    t_key = k.shape[1]
-    offset = t_key - t_query
-    for task in prange(n * t_key):
-        z, j = task // t_key, task % t_key
+    n_kv, t_key = k.shape[0], k.shape[1]
+    group, offset = n // n_kv, t_key - t_query
+    for task in prange(n_kv * t_key):
+        zk, j = task // t_key, task % t_key
         first = max(j - offset, 0) if causal else 0
         for x in range(d):
-            dk[z, j, x] = 0.0
-            dv[z, j, x] = 0.0
-        for i in range(first, t_query):
-            s, dp, row = 0.0, 0.0, 0.0
-            for x in range(d):
-                s += q[z, i, x] * k[z, j, x]
-                dp += dout[z, i, x] * v[z, j, x]
-                row += dout[z, i, x] * out[z, i, x]
-            p = math.exp(s * scale - lse[z, i])
-            ds = p * (dp - row) * scale
-            for x in range(d):
-                dv[z, j, x] += p * dout[z, i, x]
-                dk[z, j, x] += ds * q[z, i, x]
+            dk[zk, j, x] = 0.0
+            dv[zk, j, x] = 0.0
+        for z in range(zk * group, (zk + 1) * group):
+            for i in range(first, t_query):
+                s, dp, row = 0.0, 0.0, 0.0
+                for x in range(d):
+                    s += q[z, i, x] * k[zk, j, x]
+                    dp += dout[z, i, x] * v[zk, j, x]
+                    row += dout[z, i, x] * out[z, i, x]
+                p = math.exp(s * scale - lse[z, i])
+                ds = p * (dp - row) * scale
+                for x in range(d):
+                    dv[zk, j, x] += p * dout[z, i, x]
+                    dk[zk, j, x] += ds * q[z, i, x]
 
 
 @njit(**_jit)
@@ -261,7 +265,8 @@ class NumbaBackend(Backend):
 
     def attention_forward(self, q, k, v, causal, scale, version="tiles"):
         """float32: the tiles of attention.py; ``version="rows"`` (or float64) runs v1, the
-        row kernels here."""
+        row kernels here. k and v may have fewer heads than q (grouped-query attention)."""
+        attention_groups(q, k, v)
         if version == "tiles" and q.dtype == k.dtype == v.dtype == np.float32:
             return tiles.attention_forward(q, k, v, causal, scale)
         out = np.empty_like(q)
@@ -270,6 +275,7 @@ class NumbaBackend(Backend):
         return out, lse
 
     def attention_backward(self, q, k, v, out, lse, dout, causal, scale, version="tiles"):
+        attention_groups(q, k, v)
         if version == "tiles" and q.dtype == k.dtype == v.dtype == dout.dtype == np.float32:
             return tiles.attention_backward(q, k, v, out, lse, dout, causal, scale)
         dout = np.ascontiguousarray(dout)

@@ -1,23 +1,23 @@
-/* Attention v2: flash attention in tiles that run on the GEMM micro-kernel, for (N, T, D)
- * float32 tensors (N = batch·heads); the structure of PyTorch's CPU flash attention.
+/* Attention v3: flash attention in tiles that run on the GEMM micro-kernel; the structure of
+ * PyTorch's CPU flash attention, and the production path (attention.h lists the versions).
  *
- * v1 (attention_rows.c) took one query row at a time: every score cost a load of Kᵀ and a
+ * v2 (v2_rows.c) took one query row at a time: every score cost a load of Kᵀ and a
  * load/store of the score row, every output row an axpy per key. That is matrix-vector
- * work, bound by the loads, and it reached a tenth of the GEMM's rate. Here a tile of QB
- * query rows meets a block of KB keys, and both products of the tile are matrix-matrix:
+ * work, bound by the loads. Here a tile of QB query rows meets a block of KB keys, and both
+ * products of the tile are matrix-matrix:
  *
  *   S = scale · Q_tile · K_blockᵀ   (QB × KB)         O_tile += P · V_block   (QB × D)
  *
  * each one sgemm_block call (packing, register-blocked micro-kernel; transposes are strides,
- * except Kᵀ and Vᵀ: transposed once per head, see transpose_head).
- * Between them an online softmax, vectorised along the key block: the running row maximum
- * m and sum l are rescaled by e^(m_old − m_new) when a block raises the maximum, so no
- * T×T matrix is ever stored: memory is O(T·D) plus one QB×KB tile per thread
+ * except Kᵀ and Vᵀ: transposed once per key/value head, see transpose_head).
+ * Between them an online softmax (raise_peak), vectorised along the key block, so no T×T
+ * matrix is ever stored: memory is O(T·D) plus one QB×KB tile per thread
  * (at most 128 × 256 × 4 B = 128 KB, in L2). Causal tiles stop at the diagonal: key blocks wholly
  * above it are never computed; the one that straddles it is masked.
  *
- * Backward, one pass per head (each thread owns whole heads, so dK and dV accumulate with
- * no races and no atomics). For each tile, with P recomputed from the saved log-sum-exp:
+ * Backward, one pass per key/value head (each thread owns whole key/value heads and the query
+ * heads of their groups, so dK and dV accumulate with no races and no atomics). For each tile,
+ * with P recomputed from the saved log-sum-exp:
  *
  *   P  = exp(S − lse)          dV_block += Pᵀ · dO_tile     dP = dO_tile · V_blockᵀ
  *   dS = P ∘ (dP − rowsum(dO ∘ O)) · scale
@@ -25,29 +25,21 @@
  *
  * five GEMMs per tile, as FlashAttention-2 and PyTorch's CPU kernel do it.
  *
- * Layout. Head z of the N = batch·heads is a (T, D) block whose rows lie `ld` floats apart,
- * at (z / heads)·T·ld + (z % heads)·D: with heads = 1 and ld = D that is a contiguous
- * (N, T, D) tensor; with ld = 3C it is the q, k or v third of one (B, T, 3C) projection
- * (nanoGPT's c_attn), read where it lies. Inputs and their gradients use ld_in, the output
- * and its gradient ld_out (C: the heads side by side, ready for the output projection), so
- * the reshapes and transposes around attention copy nothing. Only the GEMMs see strides. */
+ * Layout (attention_t): each tensor's heads where they lie, e.g. the q, k or v third of one
+ * (B, T, 3C) projection (nanoGPT's c_attn) with rows 3C apart, and the output's heads side by
+ * side in (B, T, C), ready for the output projection, so the reshapes and transposes around
+ * attention copy nothing. Only the GEMMs see strides. Grouped-query attention: the query heads
+ * of a group are neighbours (z / group), so a thread's consecutive tasks reuse one Kᵀ. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include "minillm_kernels.h"
+#include "attention.h"
 #include "team.h"
-#include "exp_poly.h"
 #include "lanes.h"
 #include "sgemm_block.h"
 
 #define QB 128  /* query rows per tile (at most; see tile_rows) */
 #define KB 256  /* keys per block */
-
-/* The last key (exclusive) that query row i may see: queries are the last t_query of the
- * t_key positions, so row i sees keys 0 … i + offset. */
-static inline int visible(int i, int offset, int t_key, int causal) {
-    return causal ? (i + offset + 1 < t_key ? i + offset + 1 : t_key) : t_key;
-}
 
 /* Query rows per tile. Causal tiles skip the key blocks above the diagonal, but inside the
  * diagonal tile the products still compute the whole square and the mask throws half of it
@@ -68,7 +60,7 @@ static inline int tile_rows(int t_query) {
  * turn: schedule(static, chunk)).
  *
  * 1. One head at a time, dynamically: neighbouring heads of a sequence sit side by side in the
- *    same rows (Layout above: with C = 128 and 4 heads, 32 floats each), and an array from
+ *    same rows (the layout of a (B, T, 3C) projection: with C = 128 and 4 heads, 32 floats each), and an array from
  *    malloc is 16-byte aligned, not 64, so two neighbours share a cache line at every row
  *    they meet in. Neighbours went to different cores, and every accumulation into dQ, dK, dV
  *    (and every store of the output) pulled the shared lines back and forth between them.
@@ -90,11 +82,6 @@ static int heads_per_task(int n, int heads) {
     int group = heads;
     while (group > 1 && (heads % group != 0 || n / group < 2 * threads)) --group;
     return group;
-}
-
-/* Where head z's block starts (see Layout above). */
-static inline long head_start(long z, int heads, int t, long ld, int d) {
-    return z / heads * t * ld + z % heads * d;
 }
 
 /* How many of the block's `cols` keys from j0 on row i may see. (A first version tested every
@@ -149,36 +136,37 @@ static void exp_rows(float *s, int rows, int cols, float scale, const float *shi
     }
 }
 
-/* attention over N heads of (T, D): flash-style, online softmax, O(T·D) memory
- * head z's rows lie ld floats apart from (z / heads)·T·ld + (z % heads)·D (attention.c):
- * heads = 1, ld = D is a contiguous (N, T, D) tensor; ld = 3C a third of a (B, T, 3C) qkv */
+/* v3: tiles of query rows against blocks of keys, both products on the micro-kernel */
 MINILLM_API
-void attention_forward(const float *q, const float *k, const float *v, float *out, float *lse, int n, int t_query,
-                       int t_key, int d, int causal, float scale, int heads, long ld_in, long ld_out) {
+void attention_v3_tiles_forward(const attention_t *a, const float *q, const float *k, const float *v, float *out,
+                                float *lse) {
+    const int t_query = a->t_query, t_key = a->t_key, d = a->d, causal = a->causal;
+    const long ld_q = a->q.ld, ld_kv = a->kv.ld, ld_out = a->out.ld;
+    const float scale = a->scale;
     const int offset = t_key - t_query, qb = tile_rows(t_query), q_tiles = (t_query + qb - 1) / qb;
-    const int chunk = q_tiles > 0 ? heads_per_task(n, heads) * q_tiles : 1;  /* a head's tiles are consecutive tasks */
+    const int chunk = q_tiles > 0 ? heads_per_task(a->n, a->q.heads) * q_tiles : 1;  /* a head's tiles are consecutive tasks */
 #pragma omp parallel
     {
         float *s = malloc(sizeof(float) * QB * KB), *kt = malloc(sizeof(float) * (size_t)d * t_key);
-        long kt_head = -1;  /* whose Kᵀ kt holds: a thread's tasks take a head's tiles in turn */
+        long long kt_head = -1;  /* whose Kᵀ kt holds: a thread's tasks take a head's tiles, a group's heads, in turn */
         float peak[QB], total[QB];
 #pragma omp for schedule(static, chunk)
-        for (long task = 0; task < (long)n * q_tiles; ++task) {
+        for (long task = 0; task < (long)a->n * q_tiles; ++task) {
             const long z = task / q_tiles;
+            const long long zk = kv_head(a, z);
             const int i0 = (int)(task % q_tiles) * qb, rows = t_query - i0 < qb ? t_query - i0 : qb;
-            const float *qz = q + head_start(z, heads, t_query, ld_in, d) + i0 * ld_in;
-            const long at_k = head_start(z, heads, t_key, ld_in, d);
-            const float *kz = k + at_k, *vz = v + at_k;
-            float *o = out + head_start(z, heads, t_query, ld_out, d) + i0 * ld_out;
-            if (kt_head != z) {
-                transpose_head(kz, ld_in, t_key, d, kt);
-                kt_head = z;
+            const float *qz = q + head_start(a->q, z) + i0 * ld_q;
+            const float *kz = k + head_start(a->kv, zk), *vz = v + head_start(a->kv, zk);
+            float *o = out + head_start(a->out, z) + i0 * ld_out;
+            if (kt_head != zk) {
+                transpose_head(kz, ld_kv, t_key, d, kt);
+                kt_head = zk;
             }
             for (int r = 0; r < rows; ++r) peak[r] = -INFINITY, total[r] = 0.0f;
             const int keys = visible(i0 + rows - 1, offset, t_key, causal);
             for (int j0 = 0; j0 < keys; j0 += KB) {
                 const int cols = keys - j0 < KB ? keys - j0 : KB;
-                sgemm_block(qz, kt + j0, s, rows, cols, d, ld_in, 1, t_key, 1, KB, 0, 1);  /* Q·Kᵀ */
+                sgemm_block(qz, kt + j0, s, rows, cols, d, ld_q, 1, t_key, 1, KB, 0, 1);  /* Q·Kᵀ */
                 const int width = whole_vectors(cols);
                 for (int r = 0; r < rows; ++r) {
                     float *row = s + (long)r * KB, lane[LANES];
@@ -191,10 +179,7 @@ void attention_forward(const float *q, const float *k, const float *v, float *ou
                             row[j + l] = x;
                             lane[l] = x > lane[l] ? x : lane[l];
                         }
-                    const float block_peak = lanes_max(lane);
-                    const float new_peak = block_peak > peak[r] ? block_peak : peak[r];
-                    const float correction = exp_poly(peak[r] - new_peak);  /* rescale what came before */
-                    peak[r] = new_peak;
+                    const float correction = raise_peak(&peak[r], lanes_max(lane)), new_peak = peak[r];
                     if (j0 > 0)
                         for (int c = 0; c < d; ++c) o[r * ld_out + c] *= correction;
                     for (int l = 0; l < LANES; ++l) lane[l] = 0.0f;
@@ -208,7 +193,7 @@ void attention_forward(const float *q, const float *k, const float *v, float *ou
                     const float block_total = lanes_sum(lane);
                     total[r] = total[r] * correction + block_total;
                 }
-                sgemm_block(s, vz + j0 * ld_in, o, rows, d, cols, KB, 1, ld_in, 1, ld_out, j0 > 0, 1);  /* (+)= P·V */
+                sgemm_block(s, vz + j0 * ld_kv, o, rows, d, cols, KB, 1, ld_kv, 1, ld_out, j0 > 0, 1);  /* (+)= P·V */
             }
             for (int r = 0; r < rows; ++r) {
                 const float inv = 1.0f / total[r];
@@ -222,54 +207,61 @@ void attention_forward(const float *q, const float *k, const float *v, float *ou
 }
 
 MINILLM_API
-void attention_backward(const float *q, const float *k, const float *v, const float *out, const float *lse,
-                        const float *dout, float *dq, float *dk, float *dv, int n, int t_query, int t_key, int d,
-                        int causal, float scale, int heads, long ld_in, long ld_out) {
-    const int offset = t_key - t_query, qb = tile_rows(t_query), chunk = heads_per_task(n, heads);
+void attention_v3_tiles_backward(const attention_t *a, const float *q, const float *k, const float *v,
+                                 const float *out, const float *lse, const float *dout, float *dq, float *dk,
+                                 float *dv) {
+    const int t_query = a->t_query, t_key = a->t_key, d = a->d, causal = a->causal, group = group_size(a);
+    const long ld_q = a->q.ld, ld_kv = a->kv.ld, ld_out = a->out.ld;
+    const float scale = a->scale;
+    const int offset = t_key - t_query, qb = tile_rows(t_query), chunk = heads_per_task(a->n_kv, a->kv.heads);
 #pragma omp parallel
     {
         float *p = malloc(sizeof(float) * QB * KB), *ds = malloc(sizeof(float) * QB * KB);
         float *kt = malloc(sizeof(float) * (size_t)d * t_key), *vt = malloc(sizeof(float) * (size_t)d * t_key);
         float row_dot[QB];  /* rowsum(dO ∘ O): the softmax's own term in dS */
 #pragma omp for schedule(static, chunk)
-        for (long z = 0; z < n; ++z) {
-            const long at_q = head_start(z, heads, t_query, ld_in, d), at_k = head_start(z, heads, t_key, ld_in, d);
-            const long at_o = head_start(z, heads, t_query, ld_out, d);
-            const float *qz = q + at_q, *kz = k + at_k, *vz = v + at_k, *oz = out + at_o, *doz = dout + at_o;
-            const float *lz = lse + z * t_query;
-            float *dqz = dq + at_q, *dkz = dk + at_k, *dvz = dv + at_k;
-            transpose_head(kz, ld_in, t_key, d, kt);
-            transpose_head(vz, ld_in, t_key, d, vt);
-            for (int t = 0; t < t_query; ++t) memset(dqz + t * ld_in, 0, sizeof(float) * d);
+        for (long zk = 0; zk < a->n_kv; ++zk) {
+            const long long at_k = head_start(a->kv, zk);
+            const float *kz = k + at_k, *vz = v + at_k;
+            float *dkz = dk + at_k, *dvz = dv + at_k;
+            transpose_head(kz, ld_kv, t_key, d, kt);
+            transpose_head(vz, ld_kv, t_key, d, vt);
             for (int t = 0; t < t_key; ++t) {
-                memset(dkz + t * ld_in, 0, sizeof(float) * d);
-                memset(dvz + t * ld_in, 0, sizeof(float) * d);
+                memset(dkz + t * ld_kv, 0, sizeof(float) * d);
+                memset(dvz + t * ld_kv, 0, sizeof(float) * d);
             }
-            for (int i0 = 0; i0 < t_query; i0 += qb) {
-                const int rows = t_query - i0 < qb ? t_query - i0 : qb;
-                for (int r = 0; r < rows; ++r) {
-                    float acc = 0.0f;
-#pragma omp simd reduction(+ : acc)
-                    for (int c = 0; c < d; ++c) acc += doz[(i0 + r) * ld_out + c] * oz[(i0 + r) * ld_out + c];
-                    row_dot[r] = acc;
-                }
-                const int keys = visible(i0 + rows - 1, offset, t_key, causal);
-                for (int j0 = 0; j0 < keys; j0 += KB) {
-                    const int cols = keys - j0 < KB ? keys - j0 : KB;
-                    const float *qt = qz + i0 * ld_in, *dot = doz + i0 * ld_out;
-                    sgemm_block(qt, kt + j0, p, rows, cols, d, ld_in, 1, t_key, 1, KB, 0, 1);  /* Q·Kᵀ */
-                    exp_rows(p, rows, cols, scale, lz + i0, i0, j0, offset, t_key, causal);         /* P */
-                    sgemm_block(p, dot, dvz + j0 * ld_in, cols, d, rows, 1, KB, ld_out, 1, ld_in, 1, 1);  /* dV += Pᵀ·dO */
-                    sgemm_block(dot, vt + j0, ds, rows, cols, d, ld_out, 1, t_key, 1, KB, 0, 1);  /* dP = dO·Vᵀ */
+            for (long z = zk * group; z < (zk + 1) * group; ++z) {  /* the query heads that read this one */
+                const long long at_q = head_start(a->q, z), at_o = head_start(a->out, z);
+                const float *qz = q + at_q, *oz = out + at_o, *doz = dout + at_o, *lz = lse + z * t_query;
+                float *dqz = dq + at_q;
+                for (int t = 0; t < t_query; ++t) memset(dqz + t * ld_q, 0, sizeof(float) * d);
+                for (int i0 = 0; i0 < t_query; i0 += qb) {
+                    const int rows = t_query - i0 < qb ? t_query - i0 : qb;
                     for (int r = 0; r < rows; ++r) {
-                        float *dsr = ds + (long)r * KB;
-                        const float *pr = p + (long)r * KB;
-                        const int live = live_keys(i0 + r, j0, cols, offset, t_key, causal), width = whole_vectors(cols);
-#pragma omp simd
-                        for (int j = 0; j < width; ++j) dsr[j] = j < live ? pr[j] * (dsr[j] - row_dot[r]) * scale : 0.0f;
+                        float acc = 0.0f;
+#pragma omp simd reduction(+ : acc)
+                        for (int c = 0; c < d; ++c) acc += doz[(i0 + r) * ld_out + c] * oz[(i0 + r) * ld_out + c];
+                        row_dot[r] = acc;
                     }
-                    sgemm_block(ds, kz + j0 * ld_in, dqz + i0 * ld_in, rows, d, cols, KB, 1, ld_in, 1, ld_in, 1, 1);
-                    sgemm_block(ds, qt, dkz + j0 * ld_in, cols, d, rows, 1, KB, ld_in, 1, ld_in, 1, 1);  /* dK += dSᵀ·Q */
+                    const int keys = visible(i0 + rows - 1, offset, t_key, causal);
+                    for (int j0 = 0; j0 < keys; j0 += KB) {
+                        const int cols = keys - j0 < KB ? keys - j0 : KB;
+                        const float *qt = qz + i0 * ld_q, *dot = doz + i0 * ld_out;
+                        sgemm_block(qt, kt + j0, p, rows, cols, d, ld_q, 1, t_key, 1, KB, 0, 1);  /* Q·Kᵀ */
+                        exp_rows(p, rows, cols, scale, lz + i0, i0, j0, offset, t_key, causal);   /* P */
+                        sgemm_block(p, dot, dvz + j0 * ld_kv, cols, d, rows, 1, KB, ld_out, 1, ld_kv, 1, 1);  /* dV += Pᵀ·dO */
+                        sgemm_block(dot, vt + j0, ds, rows, cols, d, ld_out, 1, t_key, 1, KB, 0, 1);  /* dP = dO·Vᵀ */
+                        for (int r = 0; r < rows; ++r) {
+                            float *dsr = ds + (long)r * KB;
+                            const float *pr = p + (long)r * KB;
+                            const int live = live_keys(i0 + r, j0, cols, offset, t_key, causal);
+                            const int width = whole_vectors(cols);
+#pragma omp simd
+                            for (int j = 0; j < width; ++j) dsr[j] = j < live ? pr[j] * (dsr[j] - row_dot[r]) * scale : 0.0f;
+                        }
+                        sgemm_block(ds, kz + j0 * ld_kv, dqz + i0 * ld_q, rows, d, cols, KB, 1, ld_kv, 1, ld_q, 1, 1);  /* dQ += dS·K */
+                        sgemm_block(ds, qt, dkz + j0 * ld_kv, cols, d, rows, 1, KB, ld_q, 1, ld_kv, 1, 1);  /* dK += dSᵀ·Q */
+                    }
                 }
             }
         }
