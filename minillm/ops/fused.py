@@ -1,5 +1,5 @@
 """Fused ops: one graph node for what would be several, with the forward and backward
-kernels in the backend (``backends/numpy_backend.py`` is the reference). A node costs
+kernels in the backend (``backends/reference.py``'s ``Backend`` is the reference). A node costs
 Python time in the forward and the backward, so a block built from a few of these runs
 far fewer nodes than the same block composed from elementwise ops.
 
