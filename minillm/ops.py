@@ -577,6 +577,52 @@ def bce_with_logits(x, y):
                   lambda g: (g * (_stable_sigmoid(xp, x.data) - y.data), -g * x.data), "bce_with_logits")
 
 
+# ---- Llama's blocks, fused in the backend -------------------------------------------------------
+@op("rms_norm")
+def rms_norm_rows(x, weight, eps):
+    """RMSNorm over the last axis of an (..., D) tensor, y = x / √(mean(x²) + ε) · weight,
+    the rows folded to (N, D) inside this one node (as ``layer_norm_rows``)."""
+    if x.shape[-1:] != weight.shape or weight.ndim != 1:
+        raise ValueError(f"rms_norm: weight {weight.shape} does not fit the last axis of input {x.shape}")
+    if x.dtype == np.float16:  # statistics in float32, as autocast does
+        x = cast(x, np.float32)
+    backend = backends.current()
+    rows = x.data.reshape(-1, x.shape[-1])
+    y, rstd = backend.rmsnorm_forward(rows, weight.data.astype(x.dtype, copy=False), eps)
+
+    def backward(g):
+        dx, dw = backend.rmsnorm_backward(g.reshape(rows.shape), rows, weight.data.astype(x.dtype, copy=False),
+                                          rstd)
+        return dx.reshape(x.shape), dw.astype(weight.dtype, copy=False)
+
+    return result(y.reshape(x.shape), (x, weight), backward, "rms_norm")
+
+
+@op("rope")
+def rope(x, cos, sin):
+    """x (..., T, d) with dimension i paired with i + d/2 and each pair turned by its
+    position's angle, ``cos``, ``sin`` (T, d/2) arrays (one angle per pair). The backward turns
+    the gradient back: the same kernel with −sin."""
+    half = x.shape[-1] // 2 if x.ndim >= 2 else 0
+    if x.ndim < 2 or x.shape[-1] % 2 or cos.shape != (x.shape[-2], half) or sin.shape != cos.shape:
+        raise ValueError(f"rope: expected x (..., T, d) with d even and cos, sin (T, d/2); got x {x.shape}, "
+                         f"cos {cos.shape}, sin {sin.shape}")
+    backend = backends.current()
+    cos, sin = (backends.asarray(t, x.dtype) for t in (cos, sin))
+    return result(backend.rope_forward(x.data, cos, sin), (x,),
+                  lambda g: (backend.rope_forward(g, cos, -sin),), "rope")
+
+
+@op("swiglu")
+def swiglu(a, b):
+    """silu(a) · b = a·σ(a)·b, SwiGLU's gate, one pass forward and one backward."""
+    if a.shape != b.shape or a.dtype != b.dtype:
+        raise ValueError(f"swiglu: a {a.shape} {a.dtype} and b {b.shape} {b.dtype} must match in shape and dtype")
+    backend = backends.current()
+    return result(backend.swiglu_forward(a.data, b.data), (a, b),
+                  lambda g: backend.swiglu_backward(a.data, b.data, g), "swiglu")
+
+
 # ---- the ops as Tensor methods and operators (torch's names) --------------------------------
 def _reflected(fn):
     return lambda self, other: fn(as_tensor(other, self), self)

@@ -19,6 +19,7 @@ PRIMITIVES = (
     "layernorm_forward", "layernorm_backward",
     "cross_entropy_forward", "cross_entropy_backward",
     "gelu_forward", "gelu_backward",
+    "rmsnorm_forward", "rmsnorm_backward", "rope_forward", "swiglu_forward", "swiglu_backward",
     "add",
     "matmul_int8", "linear_int8",
     "adam_update",

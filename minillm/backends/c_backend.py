@@ -326,6 +326,62 @@ def gelu_backward(x, dy):
     return dx
 
 
+# ---- Llama's blocks (rmsnorm.c, rope.c, swiglu.c) ----------------------------------------------
+def rmsnorm_forward(x, w, eps):
+    if not _fp32(x, w):
+        return reference.rmsnorm_forward(x, w, eps)
+    x, w = _c(x), _c(w)
+    rows, d = x.shape
+    y, rstd = np.empty_like(x), np.empty(rows, np.float32)
+    lib.rmsnorm_forward(pointer(x), pointer(w), pointer(y), pointer(rstd), rows, d, float(eps))
+    return y, rstd
+
+
+def rmsnorm_backward(dy, x, w, rstd):
+    if not _fp32(dy, x, w, rstd):
+        return reference.rmsnorm_backward(dy, x, w, rstd)
+    dy, x, w, rstd = _c(dy), _c(x), _c(w), _c(rstd)
+    rows, d = x.shape
+    dx, dw = np.empty_like(x), np.empty(d, np.float32)
+    lib.rmsnorm_backward(pointer(dy), pointer(x), pointer(w), pointer(rstd), pointer(dx), pointer(dw), rows, d)
+    return dx, dw
+
+
+def rope_forward(x, cos, sin):
+    """The kernel reads a (B, H, T, d) view through its strides (the heads of a (B, T, H·d)
+    projection where they lie) and writes contiguous heads; other ranks fold to (N, 1, T, d)."""
+    if not _fp32(x, cos, sin) or x.ndim < 2:
+        return reference.rope_forward(x, cos, sin)
+    x4 = x if x.ndim == 4 else x.reshape((-1, 1) + x.shape[-2:])
+    if x4.strides[-1] != 4:
+        x4 = _c(x4)
+    cos, sin = _c(cos), _c(sin)
+    out = np.empty(x4.shape, np.float32)
+    if out.size:
+        sb, sh, st = (s // 4 for s in x4.strides[:3])
+        lib.rope_forward(ffi.cast("float *", x4.ctypes.data), pointer(cos), pointer(sin), pointer(out), *x4.shape,
+                         sb, sh, st)
+    return out.reshape(x.shape)
+
+
+def swiglu_forward(a, b):
+    if not _fp32(a, b):
+        return reference.swiglu_forward(a, b)
+    a, b = _c(a), _c(b)
+    y = np.empty_like(a)
+    lib.swiglu_forward(pointer(a), pointer(b), pointer(y), a.size)
+    return y
+
+
+def swiglu_backward(a, b, dy):
+    if not _fp32(a, b, dy):
+        return reference.swiglu_backward(a, b, dy)
+    a, b, dy = _c(a), _c(b), _c(dy)
+    da, db = np.empty_like(a), np.empty_like(b)
+    lib.swiglu_backward(pointer(a), pointer(b), pointer(dy), pointer(da), pointer(db), a.size)
+    return da, db
+
+
 def adam_update(p, g, m, v, lr, beta1, beta2, eps, weight_decay, decoupled, step):
     if not (_fp32(p, g, m, v) and g.flags.c_contiguous and all(map(_writable, (p, m, v)))):
         return reference.adam_update(p, g, m, v, lr, beta1, beta2, eps, weight_decay, decoupled, step)

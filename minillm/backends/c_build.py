@@ -26,7 +26,7 @@ from pathlib import Path
 MATMUL_SOURCES = tuple(f"matmul/{name}.c" for name in (
     "v1_naive", "v2_reordered", "v3_blocked", "v4_packed", "v5_threaded", "v6_in_place", "v7_own_rows",
     "v8_sliver_in_l1", "sgemm", "few_rows", "scratch"))
-SOURCES = MATMUL_SOURCES + ("linear.c", "embedding.c", "attention.c", "attention_decode.c", "attention_rows.c", "layernorm.c", "cross_entropy.c", "gelu.c", "add.c", "adam.c", "grad_norm.c", "matmul_int8.c", "linear_int8.c", "matmul_bf16.c", "build_info.c")
+SOURCES = MATMUL_SOURCES + ("linear.c", "embedding.c", "attention.c", "attention_decode.c", "attention_rows.c", "layernorm.c", "cross_entropy.c", "gelu.c", "rmsnorm.c", "rope.c", "swiglu.c", "add.c", "adam.c", "grad_norm.c", "matmul_int8.c", "linear_int8.c", "matmul_bf16.c", "build_info.c")
 FLAG_SETS = (["-O3", "-march=native", "-mprefer-vector-width=512", "-fopenmp"], ["-O3", "-march=native", "-fopenmp"],
              ["-O3", "-fopenmp"], ["-O3"])
 SANITIZE_FLAGS = ["-O1", "-g", "-fno-omit-frame-pointer", "-fsanitize=address,undefined",

@@ -25,6 +25,8 @@ except ImportError as exc:  # pragma: no cover - numba is a hard dependency, but
 
 from . import numba_attention  # noqa: E402 (after the import check above)
 from .numba_gemm import sgemm  # noqa: E402
+from .numba_llama import (rmsnorm_backward, rmsnorm_forward, rope_forward, swiglu_backward,  # noqa: E402,F401
+                          swiglu_forward)
 
 xp = np
 

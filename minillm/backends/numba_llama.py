@@ -1,0 +1,135 @@
+"""Llama's blocks for the Numba backend: RMSNorm, RoPE and SwiGLU's gate as parallel loops,
+one pass over memory each where the reference makes several temporaries (the same ideas as
+kernels/c/rmsnorm.c, rope.c and swiglu.c, whose comments give the arithmetic).
+
+The loops are typed by their arrays, so float64 (gradcheck) runs the same code as float32;
+the constants come from the arrays' dtype, so no float64 literal widens a float32 loop.
+"""
+import math
+
+import numpy as np
+from numba import get_num_threads, njit, prange
+
+from . import numpy_backend as reference
+
+_jit = dict(parallel=True, fastmath=True, cache=True, nogil=True)
+_HOST = (np.float32, np.float64)
+
+
+@njit(**_jit)
+def _rmsnorm_forward(x, w, eps, y, rstd):
+    rows, d = x.shape
+    one = x.dtype.type(1)
+    for r in prange(rows):
+        squares = x.dtype.type(0)
+        for c in range(d):
+            squares += x[r, c] * x[r, c]
+        inv = one / math.sqrt(squares / x.dtype.type(d) + eps)
+        for c in range(d):
+            y[r, c] = x[r, c] * inv * w[c]
+        rstd[r] = inv
+
+
+def rmsnorm_forward(x, w, eps):
+    if x.dtype not in _HOST or w.dtype != x.dtype:
+        return reference.rmsnorm_forward(x, w, eps)
+    x = np.ascontiguousarray(x)
+    y, rstd = np.empty_like(x), np.empty(x.shape[0], x.dtype)
+    _rmsnorm_forward(x, w, x.dtype.type(eps), y, rstd)
+    return y, rstd
+
+
+@njit(**_jit)
+def _rmsnorm_backward(dy, x, w, rstd, dx, dw_parts):
+    """Rows in chunks, one dw partial per chunk (summed by the caller): no two threads add
+    into the same dw."""
+    rows, d = x.shape
+    chunks = dw_parts.shape[0]
+    per_chunk = (rows + chunks - 1) // chunks
+    for chunk in prange(chunks):
+        for r in range(chunk * per_chunk, min(rows, (chunk + 1) * per_chunk)):
+            inv = rstd[r]
+            gx_mean = x.dtype.type(0)
+            for c in range(d):
+                xhat = x[r, c] * inv
+                gx_mean += dy[r, c] * w[c] * xhat
+                dw_parts[chunk, c] += dy[r, c] * xhat
+            gx_mean /= x.dtype.type(d)
+            for c in range(d):
+                dx[r, c] = inv * (dy[r, c] * w[c] - x[r, c] * inv * gx_mean)
+
+
+def rmsnorm_backward(dy, x, w, rstd):
+    if x.dtype not in _HOST or not (dy.dtype == w.dtype == rstd.dtype == x.dtype):
+        return reference.rmsnorm_backward(dy, x, w, rstd)
+    chunks = max(1, min(get_num_threads(), x.shape[0]))
+    dx, dw_parts = np.empty_like(x), np.zeros((chunks, x.shape[1]), x.dtype)
+    _rmsnorm_backward(np.ascontiguousarray(dy), np.ascontiguousarray(x), w, rstd, dx, dw_parts)
+    return dx, dw_parts.sum(axis=0)
+
+
+@njit(**_jit)
+def _rope(x, cos, sin, out):
+    """x, out (N, T, d); each (i, i + d/2) pair turned by its row's angle."""
+    n, t_len, d = x.shape
+    half = d // 2
+    for row in prange(n * t_len):
+        i_n, t = row // t_len, row % t_len
+        for i in range(half):
+            x1, x2 = x[i_n, t, i], x[i_n, t, i + half]
+            out[i_n, t, i] = x1 * cos[t, i] - x2 * sin[t, i]
+            out[i_n, t, i + half] = x2 * cos[t, i] + x1 * sin[t, i]
+
+
+def rope_forward(x, cos, sin):
+    if x.dtype not in _HOST or x.ndim < 2 or not (cos.dtype == sin.dtype == x.dtype):
+        return reference.rope_forward(x, cos, sin)
+    x3 = x.reshape((-1,) + x.shape[-2:])  # a strided view where the axes allow (numba reads any layout)
+    out = np.empty(x3.shape, x.dtype)
+    _rope(x3, np.ascontiguousarray(cos), np.ascontiguousarray(sin), out)
+    return out.reshape(x.shape)
+
+
+@njit(fastmath=True, cache=True, inline="always")
+def _sigmoid(a, one):
+    """σ(a) from e^−|a| only, which cannot overflow."""
+    z = math.exp(-abs(a))
+    return one / (one + z) if a >= 0 else z / (one + z)
+
+
+@njit(**_jit)
+def _swiglu_forward(a, b, y):
+    one = a.dtype.type(1)
+    for i in prange(a.size):
+        s = _sigmoid(a[i], one)
+        y[i] = a[i] * s * b[i]
+
+
+@njit(**_jit)
+def _swiglu_backward(a, b, dy, da, db):
+    one = a.dtype.type(1)
+    for i in prange(a.size):
+        s = _sigmoid(a[i], one)
+        silu = a[i] * s
+        da[i] = dy[i] * b[i] * (s + silu * (one - s))
+        db[i] = dy[i] * silu
+
+
+def _flat(array, dtype):
+    return np.ascontiguousarray(array, dtype).reshape(-1)
+
+
+def swiglu_forward(a, b):
+    if a.dtype not in _HOST or b.dtype != a.dtype:
+        return reference.swiglu_forward(a, b)
+    y = np.empty(a.size, a.dtype)
+    _swiglu_forward(_flat(a, a.dtype), _flat(b, a.dtype), y)
+    return y.reshape(a.shape)
+
+
+def swiglu_backward(a, b, dy):
+    if a.dtype not in _HOST or not (b.dtype == dy.dtype == a.dtype):
+        return reference.swiglu_backward(a, b, dy)
+    da, db = np.empty(a.size, a.dtype), np.empty(a.size, a.dtype)
+    _swiglu_backward(_flat(a, a.dtype), _flat(b, a.dtype), _flat(dy, a.dtype), da, db)
+    return da.reshape(a.shape), db.reshape(a.shape)
