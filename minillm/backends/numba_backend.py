@@ -25,8 +25,12 @@ except ImportError as exc:  # pragma: no cover - numba is a hard dependency, but
 
 from . import numba_attention  # noqa: E402 (after the import check above)
 from .numba_gemm import sgemm  # noqa: E402
-from .numba_llama import (rmsnorm_backward, rmsnorm_forward, rope_forward, swiglu_backward,  # noqa: E402,F401
-                          swiglu_forward)
+from . import numba_llama  # noqa: E402
+
+# Llama's blocks live in their own file; the backend serves them under the primitives' names
+rmsnorm_forward, rmsnorm_backward = numba_llama.rmsnorm_forward, numba_llama.rmsnorm_backward
+rope_forward = numba_llama.rope_forward
+swiglu_forward, swiglu_backward = numba_llama.swiglu_forward, numba_llama.swiglu_backward
 
 xp = np
 
