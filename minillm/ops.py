@@ -609,18 +609,39 @@ def rope(x, cos, sin):
                          f"cos {cos.shape}, sin {sin.shape}")
     backend = backends.current()
     cos, sin = (backends.asarray(t, x.dtype) for t in (cos, sin))
-    return result(backend.rope_forward(x.data, cos, sin), (x,),
-                  lambda g: (backend.rope_forward(g, cos, -sin),), "rope")
+
+    def backward(g):
+        # the gradient in x's memory order (empty_like keeps it): for heads that are a view of a
+        # (B, T, H·d) projection, the transpose's and reshape's backward then copy nothing
+        return (backend.rope_forward(g, cos, -sin, xp_of(g).empty_like(x.data)),)
+
+    return result(backend.rope_forward(x.data, cos, sin), (x,), backward, "rope")
 
 
 @op("swiglu")
-def swiglu(a, b):
-    """silu(a) · b = a·σ(a)·b, SwiGLU's gate, one pass forward and one backward."""
-    if a.shape != b.shape or a.dtype != b.dtype:
-        raise ValueError(f"swiglu: a {a.shape} {a.dtype} and b {b.shape} {b.dtype} must match in shape and dtype")
+def swiglu(a, b=None):
+    """silu(a) · b = a·σ(a)·b, SwiGLU's gate, one pass forward and one backward. With ``b``
+    None, ``a`` (..., 2H) holds gate | up side by side (one GEMM made both): the kernels read
+    the halves where they lie and write the gradient's halves into one array, so the
+    projection's backward stays one GEMM."""
     backend = backends.current()
-    return result(backend.swiglu_forward(a.data, b.data), (a, b),
-                  lambda g: backend.swiglu_backward(a.data, b.data, g), "swiglu")
+    if b is not None:
+        if a.shape != b.shape or a.dtype != b.dtype:
+            raise ValueError(f"swiglu: a {a.shape} {a.dtype} and b {b.shape} {b.dtype} must match in shape and dtype")
+        return result(backend.swiglu_forward(a.data, b.data), (a, b),
+                      lambda g: backend.swiglu_backward(a.data, b.data, g), "swiglu")
+    if a.ndim == 0 or a.shape[-1] % 2:
+        raise ValueError(f"swiglu: one input holds gate | up on its last axis, which must be even; got {a.shape}")
+    half = a.shape[-1] // 2
+    rows = a.data.reshape(-1, 2 * half)
+    gate, up = rows[:, :half], rows[:, half:]
+
+    def backward(g):
+        grad = xp_of(rows).empty_like(rows)
+        backend.swiglu_backward(gate, up, g.reshape(-1, half), grad[:, :half], grad[:, half:])
+        return (grad.reshape(a.shape),)
+
+    return result(backend.swiglu_forward(gate, up).reshape(a.shape[:-1] + (half,)), (a,), backward, "swiglu")
 
 
 # ---- the ops as Tensor methods and operators (torch's names) --------------------------------

@@ -106,6 +106,35 @@ def test_swiglu_forward_and_backward(data, name):
 
 
 @pytest.mark.parametrize("name", AVAILABLE)
+@given(data=st.data())
+def test_swiglu_on_the_halves_of_one_array(data, name):
+    """gate | up side by side (one GEMM made both): read where they lie, the gradient's halves
+    written into one array."""
+    backend = backends.get(name)
+    rows, cols = data.draw(rows_), data.draw(widths)
+    h, dy = drawn(data, (rows, 2 * cols), 4.0), drawn(data, (rows, cols))
+    hs, dys = on(backend, h, dy)
+    close(backend.swiglu_forward(hs[:, :cols], hs[:, cols:]), reference.swiglu_forward(h[:, :cols], h[:, cols:]))
+    grad = backend.xp.full(hs.shape, np.nan, np.float32)
+    backend.swiglu_backward(hs[:, :cols], hs[:, cols:], dys, grad[:, :cols], grad[:, cols:])
+    close(grad, np.concatenate(reference.swiglu_backward(h[:, :cols], h[:, cols:], dy), axis=1), "packed gradient")
+
+
+@pytest.mark.parametrize("name", AVAILABLE)
+@given(data=st.data())
+def test_rope_writes_into_any_order(data, name):
+    """The backward's gradient goes into an array in x's memory order (a (B, T, H, d) layout
+    seen as (B, H, T, d)): every element written, none outside."""
+    backend = backends.get(name)
+    x, xs, cos, sin = _rope_input(data, backend)
+    b, h, t, d = x.shape
+    out = backend.xp.full((b, t, h, d), np.nan, np.float32).transpose(0, 2, 1, 3)
+    got = backend.rope_forward(xs, *on(backend, cos, sin), out)
+    assert got is out
+    close(out, reference.rope_forward(x, cos, sin))
+
+
+@pytest.mark.parametrize("name", AVAILABLE)
 def test_large_inputs_stay_finite(name):
     """silu(±100) and beyond: σ from e^−|a| only, so no overflow into inf or NaN."""
     backend = backends.get(name)
@@ -153,6 +182,7 @@ def test_ops_gradcheck_in_float64(data, name):
                                  verbose=False)
         assert minillm.gradcheck(lambda x: ops.rope(x, np.cos(angles), np.sin(angles)), leaf(2, t, d), verbose=False)
         assert minillm.gradcheck(ops.swiglu, leaf(rows, d), leaf(rows, d), verbose=False)
+        assert minillm.gradcheck(ops.swiglu, leaf(2, rows, 2 * d), verbose=False)  # gate | up in one
 
 
 def _composite_rms_norm(x, w, eps):
@@ -182,8 +212,11 @@ def _module_gradients(name, fused, x, weights, head_dim):
             h = _composite_rms_norm(xt, norm.weight, 1e-5)
             heads = _composite_rope(h.reshape(b, t, c // head_dim, head_dim).transpose(1, 2), cos, sin)
         h = heads.transpose(1, 2).reshape(b, t, c)
-        gate, up = mlp.gate_proj(h), mlp.up_proj(h)
-        y = mlp.down_proj(ops.swiglu(gate, up) if fused else gate * gate.sigmoid() * up)
+        if fused:  # the module: gate_proj and up_proj as one GEMM, the packed swiglu
+            y = mlp(h)
+        else:
+            gate, up = mlp.gate_proj(h), mlp.up_proj(h)
+            y = mlp.down_proj(gate * gate.sigmoid() * up)
         (y * y).sum().backward()
         grads = {"y": y.data, "x": xt.grad.data, "norm.weight": norm.weight.grad.data,
                  **{f"mlp.{n}": p.grad.data for n, p in mlp.named_parameters()}}

@@ -253,7 +253,12 @@ def _rope_case(draw):
 
 @st.composite
 def _swiglu_case(draw):
-    shape = draw(shapes())
+    shape = draw(shapes(1))
+    if draw(st.booleans()):  # gate | up side by side in one input
+        shape = shape[:-1] + (2 * shape[-1],)
+        half = shape[-1] // 2
+        return ops.swiglu, (lambda h: h[..., :half] / (1 + np.exp(-h[..., :half])) * h[..., half:]), \
+            [draw(values(shape))]
     return ops.swiglu, (lambda a, b: a / (1 + np.exp(-a)) * b), [draw(values(shape)), draw(values(shape))]
 
 

@@ -79,16 +79,19 @@ void add_arrays(const float *a, const float *b, float *out, long long n);
 void gelu_forward(const float *x, float *y, long long n);
 void gelu_backward(const float *x, const float *dy, float *dx, long long n);
 
-/* ---- Llama's blocks: RMSNorm over (N, D) rows, RoPE on (B, H, T, d) heads read through
- * strides (sb, sh, st; out contiguous; tables T × d/2; the backward passes −sin), and SwiGLU's
- * gate silu(a)·b over n values ------------------------------------------------------------- */
+/* ---- Llama's blocks: RMSNorm over (N, D) rows; RoPE on (B, H, T, d) heads, x and out each
+ * through its (b, h, t) strides, tables T × d/2, the backward passes −sin; SwiGLU's gate
+ * silu(a)·b over rows × cols, a, b and the gradients (ldg) each with its row stride, y and dy
+ * contiguous ------------------------------------------------------------------------------------ */
 void rmsnorm_forward(const float *x, const float *w, float *y, float *rstd, int rows, int d, float eps);
 void rmsnorm_backward(const float *dy, const float *x, const float *w, const float *rstd, float *dx, float *dw,
                       int rows, int d);
 void rope_forward(const float *x, const float *cos_table, const float *sin_table, float *out, int batch, int heads,
-                  int t_len, int d, long long sb, long long sh, long long st);
-void swiglu_forward(const float *a, const float *b, float *y, long long n);
-void swiglu_backward(const float *a, const float *b, const float *dy, float *da, float *db, long long n);
+                  int t_len, int d, const long long *x_strides, const long long *out_strides);
+void swiglu_forward(const float *a, const float *b, float *y, long long rows, long long cols, long long lda,
+                    long long ldb);
+void swiglu_backward(const float *a, const float *b, const float *dy, float *da, float *db, long long rows,
+                     long long cols, long long lda, long long ldb, long long ldg);
 
 /* ---- Adam / AdamW: one fused pass over a float32 parameter and its two moments ----------- */
 void adam_update(float *p, const float *g, float *m, float *v, long long n, float lr, float beta1, float beta2,

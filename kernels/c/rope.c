@@ -6,9 +6,11 @@
  * read of x and one write of out. The backward is the rotation by −θ: the same kernel with
  * the sin table negated (the caller passes −sin).
  *
- * x is (B, H, T, d) read through its strides (sb, sh, st in floats; the last axis contiguous),
- * so the heads of a (B, T, H·d) projection are read where they lie, and out is written
- * contiguous (B, H, T, d): the transpose that attention needs costs nothing extra. The tables
+ * x and out are (B, H, T, d) addressed through their own strides (x_strides, out_strides: b, h,
+ * t in floats; the last axis contiguous). The forward reads the heads of a (B, T, H·d)
+ * projection where they lie and writes them contiguous (B, H, T, d), so the transpose that
+ * attention needs costs nothing extra; the backward writes the gradient back in the
+ * projection's (B, T, H·d) order, so the transpose's backward copies nothing either. The tables
  * (T × d/2 floats each: 16 KB for T = 128, d = 64) stay in L1/L2 while every head of every
  * batch element walks its T rows; one row of x (d floats) is both halves of its pairs, so
  * each value is loaded once.
@@ -20,15 +22,15 @@
 #define ROPE_PARALLEL_FROM 32768
 
 void rope_forward(const float *x, const float *cos_table, const float *sin_table, float *out, int batch, int heads,
-                  int t_len, int d, long long sb, long long sh, long long st) {
+                  int t_len, int d, const long long *x_strides, const long long *out_strides) {
     const int half = d / 2;
     const long long rows = (long long)batch * heads * t_len;
 #pragma omp parallel for schedule(static) if (rows * d >= ROPE_PARALLEL_FROM)
     for (long long row = 0; row < rows; ++row) {
         const long long t = row % t_len, bh = row / t_len, b = bh / heads, h = bh % heads;
-        const float *xr = x + b * sb + h * sh + t * st;
+        const float *xr = x + b * x_strides[0] + h * x_strides[1] + t * x_strides[2];
         const float *c = cos_table + t * half, *s = sin_table + t * half;
-        float *o = out + row * d;
+        float *o = out + b * out_strides[0] + h * out_strides[1] + t * out_strides[2];
 #pragma omp simd
         for (int i = 0; i < half; ++i) {
             const float x1 = xr[i], x2 = xr[i + half];

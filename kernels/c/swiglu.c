@@ -1,4 +1,4 @@
-/* SwiGLU's gate: y = silu(a) · b = a·σ(a)·b over n values, and its backward
+/* SwiGLU's gate: y = silu(a) · b = a·σ(a)·b over (rows × cols) values, and its backward
  *     da = dy · b · σ(a) · (1 + a·(1 − σ(a))),   db = dy · a·σ(a).
  * The composite (sigmoid, two products; in the backward five more arrays) passes over memory
  * about ten times and NumPy's sigmoid is a where() of two exps; here each pass reads a, b
@@ -9,7 +9,13 @@
  * instead of glibc's scalar expf, so the loop runs a full vector wide. Large |a| give σ
  * next to 0 or exactly 1, so silu ≈ 0 or a: no inf, no NaN.
  *
- * Threads only above SWIGLU_PARALLEL_FROM values (one token's MLP stays on this thread). */
+ * a and b are read with their own row strides (lda, ldb floats) and da, db written with ldg:
+ * with gate_proj and up_proj as one (2·hidden)-wide product, a and b are the two halves of
+ * each row of that product, and da, db the two halves of its gradient's rows, so neither the
+ * split nor the join copies anything and the projection's backward stays one GEMM.
+ *
+ * Threads over rows only above SWIGLU_PARALLEL_FROM values (one token's MLP stays on this
+ * thread). */
 #include <math.h>
 #include "exp_poly.h"
 #include "minillm_kernels.h"
@@ -21,16 +27,28 @@ static inline float sigmoid(float a) {
     return a >= 0.0f ? r : z * r;
 }
 
-void swiglu_forward(const float *a, const float *b, float *y, long long n) {
-#pragma omp parallel for simd schedule(static) if (n >= SWIGLU_PARALLEL_FROM)
-    for (long long i = 0; i < n; ++i) y[i] = a[i] * sigmoid(a[i]) * b[i];
+void swiglu_forward(const float *a, const float *b, float *y, long long rows, long long cols, long long lda,
+                    long long ldb) {
+#pragma omp parallel for schedule(static) if (rows * cols >= SWIGLU_PARALLEL_FROM)
+    for (long long r = 0; r < rows; ++r) {
+        const float *ar = a + r * lda, *br = b + r * ldb;
+        float *yr = y + r * cols;
+#pragma omp simd
+        for (long long c = 0; c < cols; ++c) yr[c] = ar[c] * sigmoid(ar[c]) * br[c];
+    }
 }
 
-void swiglu_backward(const float *a, const float *b, const float *dy, float *da, float *db, long long n) {
-#pragma omp parallel for simd schedule(static) if (n >= SWIGLU_PARALLEL_FROM)
-    for (long long i = 0; i < n; ++i) {
-        const float s = sigmoid(a[i]), silu = a[i] * s;
-        da[i] = dy[i] * b[i] * (s + silu * (1.0f - s));
-        db[i] = dy[i] * silu;
+void swiglu_backward(const float *a, const float *b, const float *dy, float *da, float *db, long long rows,
+                     long long cols, long long lda, long long ldb, long long ldg) {
+#pragma omp parallel for schedule(static) if (rows * cols >= SWIGLU_PARALLEL_FROM)
+    for (long long r = 0; r < rows; ++r) {
+        const float *ar = a + r * lda, *br = b + r * ldb, *dyr = dy + r * cols;
+        float *dar = da + r * ldg, *dbr = db + r * ldg;
+#pragma omp simd
+        for (long long c = 0; c < cols; ++c) {
+            const float s = sigmoid(ar[c]), silu = ar[c] * s;
+            dar[c] = dyr[c] * br[c] * (s + silu * (1.0f - s));
+            dbr[c] = dyr[c] * silu;
+        }
     }
 }

@@ -347,39 +347,73 @@ def rmsnorm_backward(dy, x, w, rstd):
     return dx, dw
 
 
-def rope_forward(x, cos, sin):
-    """The kernel reads a (B, H, T, d) view through its strides (the heads of a (B, T, H·d)
-    projection where they lie) and writes contiguous heads; other ranks fold to (N, 1, T, d)."""
-    if not _fp32(x, cos, sin) or x.ndim < 2:
-        return reference.rope_forward(x, cos, sin)
-    x4 = x if x.ndim == 4 else x.reshape((-1, 1) + x.shape[-2:])
+def _heads4(x):
+    """x as (B, H, T, d), its leading axes folded (a view where they allow)."""
+    return x if x.ndim == 4 else x.reshape((-1, 1) + x.shape[-2:])
+
+
+def _float_strides(a):
+    return ffi.new("long long[3]", [s // 4 for s in a.strides[:3]])
+
+
+def rope_forward(x, cos, sin, out=None):
+    """The kernel reads x and writes out each through its own (B, H, T, d) strides: the heads of
+    a (B, T, H·d) projection where they lie, and ``out`` in any order (the backward writes the
+    gradient in the projection's); other ranks fold to (N, 1, T, d)."""
+    if not _fp32(x, cos, sin) or x.ndim < 2 or not x.size:
+        return reference.rope_forward(x, cos, sin, out)
+    if out is not None and not (out.ndim == 4 and x.ndim == 4 and _writable_rows(out)):
+        return reference.rope_forward(x, cos, sin, out)  # an out that would need a copy to be addressed
+    x4 = _heads4(x)
     if x4.strides[-1] != 4:
         x4 = _c(x4)
     cos, sin = _c(cos), _c(sin)
-    out = np.empty(x4.shape, np.float32)
-    if out.size:
-        sb, sh, st = (s // 4 for s in x4.strides[:3])
-        lib.rope_forward(ffi.cast("float *", x4.ctypes.data), pointer(cos), pointer(sin), pointer(out), *x4.shape,
-                         sb, sh, st)
-    return out.reshape(x.shape)
+    out4 = np.empty(x4.shape, np.float32) if out is None else out
+    lib.rope_forward(ffi.cast("float *", x4.ctypes.data), pointer(cos), pointer(sin),
+                     ffi.cast("float *", out4.ctypes.data), *x4.shape, _float_strides(x4), _float_strides(out4))
+    return out4.reshape(x.shape) if out is None else out
+
+
+def _writable_rows(a):
+    return a.dtype == np.float32 and a.strides[-1] == 4 and a.flags.writeable
+
+
+def _rows(a):
+    """a as (rows, cols) with contiguous rows at any distance (a half of a wider array's rows)."""
+    a2 = a.reshape(-1, a.shape[-1])
+    return a2 if a2.strides[-1] == 4 else _c(a2)
 
 
 def swiglu_forward(a, b):
-    if not _fp32(a, b):
+    """a and b are read with their own row strides: the halves of one (N, 2H) array as they lie."""
+    if not _fp32(a, b) or not a.size or a.shape != b.shape:
         return reference.swiglu_forward(a, b)
-    a, b = _c(a), _c(b)
-    y = np.empty_like(a)
-    lib.swiglu_forward(pointer(a), pointer(b), pointer(y), a.size)
-    return y
+    a2, b2 = _rows(a), _rows(b)
+    y = np.empty(a2.shape, np.float32)
+    lib.swiglu_forward(ffi.cast("float *", a2.ctypes.data), ffi.cast("float *", b2.ctypes.data), pointer(y),
+                       *a2.shape, a2.strides[0] // 4, b2.strides[0] // 4)
+    return y.reshape(a.shape)
 
 
-def swiglu_backward(a, b, dy):
-    if not _fp32(a, b, dy):
-        return reference.swiglu_backward(a, b, dy)
-    a, b, dy = _c(a), _c(b), _c(dy)
-    da, db = np.empty_like(a), np.empty_like(b)
-    lib.swiglu_backward(pointer(a), pointer(b), pointer(dy), pointer(da), pointer(db), a.size)
-    return da, db
+def swiglu_backward(a, b, dy, da=None, db=None):
+    """Into ``da``, ``db`` when given (2-D, the same row stride: the halves of one gradient
+    array), else into two new arrays."""
+    if not _fp32(a, b, dy) or not a.size or a.shape != b.shape:
+        return reference.swiglu_backward(a, b, dy, da, db)
+    if da is not None and not (da.ndim == db.ndim == 2 and da.strides == db.strides and _writable_rows(da)
+                               and _writable_rows(db) and da.shape == db.shape == a.reshape(-1, a.shape[-1]).shape):
+        return reference.swiglu_backward(a, b, dy, da, db)
+    a2, b2 = _rows(a), _rows(b)
+    dy2 = _c(dy).reshape(a2.shape)
+    if da is None:
+        grads = np.empty((2,) + a2.shape, np.float32)  # two contiguous arrays, one row stride
+        da2, db2 = grads[0], grads[1]
+    else:
+        da2, db2 = da, db
+    lib.swiglu_backward(ffi.cast("float *", a2.ctypes.data), ffi.cast("float *", b2.ctypes.data), pointer(dy2),
+                        ffi.cast("float *", da2.ctypes.data), ffi.cast("float *", db2.ctypes.data), *a2.shape,
+                        a2.strides[0] // 4, b2.strides[0] // 4, da2.strides[0] // 4)
+    return (da2.reshape(a.shape), db2.reshape(b.shape)) if da is None else (da, db)
 
 
 def adam_update(p, g, m, v, lr, beta1, beta2, eps, weight_decay, decoupled, step):

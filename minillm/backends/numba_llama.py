@@ -70,24 +70,27 @@ def rmsnorm_backward(dy, x, w, rstd):
 
 @njit(**_jit)
 def _rope(x, cos, sin, out):
-    """x, out (N, T, d); each (i, i + d/2) pair turned by its row's angle."""
-    n, t_len, d = x.shape
+    """x, out (B, H, T, d), any strides; each (i, i + d/2) pair turned by its position's angle."""
+    batch, heads, t_len, d = x.shape
     half = d // 2
-    for row in prange(n * t_len):
-        i_n, t = row // t_len, row % t_len
+    for row in prange(batch * heads * t_len):
+        b, h, t = row // (heads * t_len), (row // t_len) % heads, row % t_len
         for i in range(half):
-            x1, x2 = x[i_n, t, i], x[i_n, t, i + half]
-            out[i_n, t, i] = x1 * cos[t, i] - x2 * sin[t, i]
-            out[i_n, t, i + half] = x2 * cos[t, i] + x1 * sin[t, i]
+            x1, x2 = x[b, h, t, i], x[b, h, t, i + half]
+            out[b, h, t, i] = x1 * cos[t, i] - x2 * sin[t, i]
+            out[b, h, t, i + half] = x2 * cos[t, i] + x1 * sin[t, i]
 
 
-def rope_forward(x, cos, sin):
-    if x.dtype not in _HOST or x.ndim < 2 or not (cos.dtype == sin.dtype == x.dtype):
-        return reference.rope_forward(x, cos, sin)
-    x3 = x.reshape((-1,) + x.shape[-2:])  # a strided view where the axes allow (numba reads any layout)
-    out = np.empty(x3.shape, x.dtype)
-    _rope(x3, np.ascontiguousarray(cos), np.ascontiguousarray(sin), out)
-    return out.reshape(x.shape)
+def rope_forward(x, cos, sin, out=None):
+    """Into ``out`` in whatever order it has (the backward: the projection's), else a new
+    contiguous array; other ranks than 4 fold to (N, 1, T, d)."""
+    if (x.dtype not in _HOST or x.ndim < 2 or not (cos.dtype == sin.dtype == x.dtype)
+            or (out is not None and (out.ndim != 4 or x.ndim != 4 or out.dtype != x.dtype))):
+        return reference.rope_forward(x, cos, sin, out)
+    x4 = x if x.ndim == 4 else x.reshape((-1, 1) + x.shape[-2:])
+    out4 = np.empty(x4.shape, x.dtype) if out is None else out
+    _rope(x4, np.ascontiguousarray(cos), np.ascontiguousarray(sin), out4)
+    return out4.reshape(x.shape) if out is None else out
 
 
 @njit(fastmath=True, cache=True, inline="always")
@@ -99,37 +102,42 @@ def _sigmoid(a, one):
 
 @njit(**_jit)
 def _swiglu_forward(a, b, y):
+    """a, b (rows, cols) with any strides (the halves of one wider array), y contiguous."""
     one = a.dtype.type(1)
-    for i in prange(a.size):
-        s = _sigmoid(a[i], one)
-        y[i] = a[i] * s * b[i]
+    for r in prange(a.shape[0]):
+        for c in range(a.shape[1]):
+            y[r, c] = a[r, c] * _sigmoid(a[r, c], one) * b[r, c]
 
 
 @njit(**_jit)
 def _swiglu_backward(a, b, dy, da, db):
     one = a.dtype.type(1)
-    for i in prange(a.size):
-        s = _sigmoid(a[i], one)
-        silu = a[i] * s
-        da[i] = dy[i] * b[i] * (s + silu * (one - s))
-        db[i] = dy[i] * silu
+    for r in prange(a.shape[0]):
+        for c in range(a.shape[1]):
+            s = _sigmoid(a[r, c], one)
+            silu = a[r, c] * s
+            da[r, c] = dy[r, c] * b[r, c] * (s + silu * (one - s))
+            db[r, c] = dy[r, c] * silu
 
 
-def _flat(array, dtype):
-    return np.ascontiguousarray(array, dtype).reshape(-1)
+def _rows(a):
+    return a.reshape(-1, a.shape[-1])
 
 
 def swiglu_forward(a, b):
-    if a.dtype not in _HOST or b.dtype != a.dtype:
+    if a.dtype not in _HOST or b.dtype != a.dtype or a.shape != b.shape or not a.size:
         return reference.swiglu_forward(a, b)
-    y = np.empty(a.size, a.dtype)
-    _swiglu_forward(_flat(a, a.dtype), _flat(b, a.dtype), y)
+    y = np.empty(_rows(a).shape, a.dtype)
+    _swiglu_forward(_rows(a), _rows(b), y)
     return y.reshape(a.shape)
 
 
-def swiglu_backward(a, b, dy):
-    if a.dtype not in _HOST or not (b.dtype == dy.dtype == a.dtype):
-        return reference.swiglu_backward(a, b, dy)
-    da, db = np.empty(a.size, a.dtype), np.empty(a.size, a.dtype)
-    _swiglu_backward(_flat(a, a.dtype), _flat(b, a.dtype), _flat(dy, a.dtype), da, db)
-    return da.reshape(a.shape), db.reshape(a.shape)
+def swiglu_backward(a, b, dy, da=None, db=None):
+    """Into ``da``, ``db`` (2-D, any strides: the halves of one gradient array) when given."""
+    if (a.dtype not in _HOST or not (b.dtype == dy.dtype == a.dtype) or a.shape != b.shape or not a.size
+            or (da is not None and (da.ndim != 2 or da.dtype != a.dtype or db.dtype != a.dtype))):
+        return reference.swiglu_backward(a, b, dy, da, db)
+    rows = _rows(a).shape
+    da2, db2 = (np.empty(rows, a.dtype), np.empty(rows, a.dtype)) if da is None else (da, db)
+    _swiglu_backward(_rows(a), _rows(b), np.ascontiguousarray(dy).reshape(rows), da2, db2)
+    return (da2.reshape(a.shape), db2.reshape(b.shape)) if da is None else (da, db)

@@ -139,14 +139,19 @@ def rmsnorm_backward(dy, x, w, rstd):
     return dx.astype(x.dtype, copy=False), (dy * xhat).sum(axis=0).astype(w.dtype, copy=False)
 
 
-def rope_forward(x, cos, sin):
+def rope_forward(x, cos, sin, out=None):
     """x (..., T, d) with each pair (i, i + d/2) turned by its position's angle (Hugging Face's
-    layout), cos and sin (T, d/2) one entry per pair: (x₁, x₂) → (x₁c − x₂s, x₂c + x₁s).
-    The rotation by −θ (the backward) is the same call with −sin."""
+    layout), cos and sin (T, d/2) one entry per pair: (x₁, x₂) → (x₁c − x₂s, x₂c + x₁s),
+    into ``out`` (an array of x's shape, any strides) when given. The rotation by −θ (the
+    backward) is the same call with −sin."""
     xp_ = xp_of(x)
     half = x.shape[-1] // 2
     x1, x2 = x[..., :half], x[..., half:]
-    return xp_.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1).astype(x.dtype, copy=False)
+    y = xp_.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1).astype(x.dtype, copy=False)
+    if out is None:
+        return y
+    out[...] = y
+    return out
 
 
 def _sigmoid(a):
@@ -155,15 +160,21 @@ def _sigmoid(a):
 
 
 def swiglu_forward(a, b):
-    """SwiGLU's gate: silu(a) · b = a·σ(a)·b, elementwise."""
+    """SwiGLU's gate: silu(a) · b = a·σ(a)·b, elementwise, for a and b of one shape (views of
+    one array's two halves, say)."""
     return (a * _sigmoid(a) * b).astype(a.dtype, copy=False)
 
 
-def swiglu_backward(a, b, dy):
-    """da = dy · b · σ(a)·(1 + a·(1 − σ(a))), db = dy · a·σ(a)."""
+def swiglu_backward(a, b, dy, da=None, db=None):
+    """da = dy · b · σ(a)·(1 + a·(1 − σ(a))), db = dy · a·σ(a); written into ``da``, ``db``
+    when given (the two halves of one gradient array, say)."""
     s = _sigmoid(a)
     silu = a * s
-    return (dy * b * (s + silu * (1 - s))).astype(a.dtype, copy=False), (dy * silu).astype(b.dtype, copy=False)
+    grads = (dy * b * (s + silu * (1 - s))).astype(a.dtype, copy=False), (dy * silu).astype(b.dtype, copy=False)
+    if da is None:
+        return grads
+    da[...], db[...] = grads
+    return da, db
 
 
 def _refuse_read_only(primitive, arrays, labels=None):
