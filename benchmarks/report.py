@@ -296,6 +296,13 @@ def _goals_section(cpu):
             goal(f"step `{config}`: c time × torch (RSS × torch)", "≤ 0.8 (≤ 1.0)",
                  f"{r['time_vs_torch']:.2f} ({r['rss_vs_torch']:.2f})", r["time_vs_torch"] <= 0.8 and r["rss_vs_torch"] <= 1,
                  gemm_floor(config))
+    if ("llama", "c") in steps and "per_param_vs_gpt" in steps[("llama", "c")]:
+        r = steps[("llama", "c")]  # issue #33: Llama's fused blocks
+        goal("step `llama`: c time per parameter × GPT's (`base`)", "≤ 1.05", f"{r['per_param_vs_gpt']:.2f}",
+             r["per_param_vs_gpt"] <= 1.05)
+        if "time_vs_torch" in r:
+            goal("step `llama`: c time × transformers' LlamaForCausalLM", "≤ 0.8", f"{r['time_vs_torch']:.2f}",
+                 r["time_vs_torch"] <= 0.8)
     for label, shapes in (("1024³–4096³", square), ("the GPT step's shapes", gpt)):
         if shapes:
             worst = min(matmul[s]["c_vs_openblas"] for s in shapes)
