@@ -20,6 +20,7 @@ import numpy as np
 from .. import BackendUnavailable
 from ..arrays import gemm_operands
 from ..reference import Backend, float32_kernel
+from .llama import LlamaKernels
 
 
 def _stale(module):
@@ -164,12 +165,14 @@ class _StatePointers:
         return self.entries[key][1]
 
 
-class CBackend(Backend):
+class CBackend(LlamaKernels, Backend):
     """The primitives the C kernels cover; the rest (and every non-float32 call) are the
     reference's. Each override: the guard (``float32_kernel``), contiguous copies where a
-    kernel needs them, the outputs allocated here, one call into C."""
+    kernel needs them, the outputs allocated here, one call into C. Llama's blocks are
+    ``LlamaKernels``'s (llama.py)."""
 
     name = "c"
+    _lib, _ffi, _pointer = lib, ffi, staticmethod(pointer)  # the library, for the mixins (llama.py)
 
     def __init__(self):
         self._state_pointers = _StatePointers()
