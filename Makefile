@@ -43,7 +43,7 @@ sanitize: $(VENV)/.installed-test
 	MINILLM_C_SANITIZE=1 LD_PRELOAD=$$(gcc -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0 \
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/test_backends.py tests/test_c_backend.py tests/test_kernel_ladders.py \
-	tests/test_bf16_training.py -k "c] or c_backend or kernel_ladders"
+	tests/test_bf16_training.py tests/test_llama_kernels.py -k "c] or c_backend or kernel_ladders"
 
 # Every lesson (lessons/NN_*.py, in order); each exits non-zero if a claim it makes does not hold on this run.
 LESSON_NUMBERS := $(shell ls lessons | sed -n 's/^0*\([0-9][0-9]*\)_.*\.py$$/\1/p')

@@ -32,14 +32,14 @@ BASE_SHAPES = [(2048, 256, 768), (2048, 256, 1024), (2048, 1024, 256), (256, 204
 FULL = dict(sizes=[128, 256, 512, 1024, 2048, 4096], gpt_shapes=RECIPE_SHAPES + BASE_SHAPES,
             version_sizes=[256, 512, 1024, 2048], lengths=[64, 256, 1024, 4096], attn_shapes=[(48, 32), (32, 64)],
             ln_shapes=[(2048, 256), (8192, 768), (16384, 1024), (4096, 4096)], ladder_shapes=[(2048, 256), (8192, 768)],
-            configs=["recipe", "base", "large"],
+            configs=["recipe", "base", "llama", "large"],
             contexts=[16, 64, 128, 256, 512, 1024], repeats=5, steps=5, new_tokens=16,
             attn_version_shapes=[(48, 64, 32, 1), (64, 128, 64, 1), (64, 128, 64, 4), (16, 1024, 64, 1)],
             rounds=2)  # matmul and train_step: each series twice, in turn, the faster kept (a shared VM)
 QUICK = dict(sizes=[128, 256, 512], gpt_shapes=[(768, 128, 384)], version_sizes=[128, 256],
              lengths=[64, 128], attn_shapes=[(8, 32)], ln_shapes=[(2048, 256)], ladder_shapes=[(256, 128)],
              attn_version_shapes=[(16, 64, 32, 1), (16, 128, 64, 4)],
-             configs=["tiny"], contexts=[16, 64], repeats=3,
+             configs=["tiny", "tiny-llama"], contexts=[16, 64], repeats=3,
              steps=3, new_tokens=8, rounds=1)
 
 

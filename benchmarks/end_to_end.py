@@ -21,7 +21,47 @@ CONFIGS = {
     "base": dict(vocab_size=96, block_size=128, n_layer=4, n_head=4, n_embd=256, batch=16),
     "large": dict(vocab_size=96, block_size=256, n_layer=6, n_head=6, n_embd=384, batch=16),
     "tiny": dict(vocab_size=96, block_size=64, n_layer=2, n_head=4, n_embd=128, batch=8),
+    # Llama at base's shape (issue #33): RMSNorm, RoPE, SwiGLU (hidden default_hidden(256) = 704),
+    # LlamaConfig's default n_kv_head = 2 of 4 heads; the peer is transformers' LlamaForCausalLM
+    "llama": dict(vocab_size=96, block_size=128, n_layer=4, n_head=4, n_embd=256, batch=16, model="llama",
+                  n_kv_head=2),
+    "tiny-llama": dict(vocab_size=96, block_size=64, n_layer=2, n_head=4, n_embd=128, batch=8, model="llama",
+                       n_kv_head=2),
 }
+# the GPT config of the same shape, for the Llama/GPT time per parameter
+SAME_SHAPE_GPT = {"llama": "base", "tiny-llama": "tiny"}
+
+
+def _torch_model(c):
+    """The PyTorch peer: our TorchGPT, or transformers' LlamaForCausalLM (eager, its default
+    attention: sdpa) with the same sizes as minillm's Llama."""
+    if c.get("model") != "llama":
+        from .torch_gpt import TorchGPT
+        return TorchGPT(c["vocab_size"], c["block_size"], c["n_layer"], c["n_head"], c["n_embd"])
+    import torch
+    import transformers
+
+    from minillm.models.llama import default_hidden
+    config = transformers.LlamaConfig(vocab_size=c["vocab_size"], hidden_size=c["n_embd"],
+                                      intermediate_size=default_hidden(c["n_embd"]), num_hidden_layers=c["n_layer"],
+                                      num_attention_heads=c["n_head"], num_key_value_heads=c["n_kv_head"],
+                                      max_position_embeddings=c["block_size"], rms_norm_eps=1e-5,
+                                      tie_word_embeddings=False)
+    llama = transformers.LlamaForCausalLM(config)
+
+    def forward(idx, targets):  # (logits, loss) as TorchGPT; the loss over all T targets, as ours
+        logits = llama(input_ids=idx).logits
+        return logits, torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+    forward.parameters = llama.parameters
+    return forward
+
+
+def _minillm_model(c):
+    from minillm.models import GPT, GPTConfig, Llama, LlamaConfig
+    if c.get("model") == "llama":
+        return Llama(LlamaConfig(vocab_size=c["vocab_size"], block_size=c["block_size"], n_layer=c["n_layer"],
+                                 n_head=c["n_head"], n_kv_head=c["n_kv_head"], n_embd=c["n_embd"]))
+    return GPT(GPTConfig(c["vocab_size"], c["block_size"], c["n_layer"], c["n_head"], c["n_embd"]))
 
 
 def _step_in_this_process(name, config_name, steps):
@@ -35,10 +75,8 @@ def _step_in_this_process(name, config_name, steps):
     batches = [rng.integers(0, c["vocab_size"], (c["batch"], c["block_size"] + 1)) for _ in range(3)]
     if backend == "torch":
         import torch
-
-        from .torch_gpt import TorchGPT
         torch.manual_seed(0)
-        model = TorchGPT(c["vocab_size"], c["block_size"], c["n_layer"], c["n_head"], c["n_embd"])
+        model = _torch_model(c)
         opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
 
         precision = ((lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if bf16 else contextlib.nullcontext)
@@ -54,10 +92,9 @@ def _step_in_this_process(name, config_name, steps):
     else:
         import minillm
         from minillm import optim
-        from minillm.models import GPT, GPTConfig
         minillm.set_backend(backend)
         minillm.manual_seed(0)
-        model = GPT(GPTConfig(c["vocab_size"], c["block_size"], c["n_layer"], c["n_head"], c["n_embd"]))
+        model = _minillm_model(c)
         opt = optim.AdamW(model.parameters(), lr=1e-3)
 
         precision = (lambda: minillm.amp.autocast("bfloat16")) if bf16 else contextlib.nullcontext
@@ -72,8 +109,10 @@ def _step_in_this_process(name, config_name, steps):
 
     seconds = median_seconds(step, [(b,) for b in batches], repeats=steps, warmup=2)
     tokens = c["batch"] * c["block_size"]
+    params = sum(int(np.prod(p.shape)) for p in model.parameters())
     return {"backend": name, "config": config_name, "ms_per_step": seconds * 1e3,
-            "tokens_per_s": tokens / seconds, "peak_rss_mb": peak_rss_bytes() / 2 ** 20}
+            "tokens_per_s": tokens / seconds, "peak_rss_mb": peak_rss_bytes() / 2 ** 20, "params": params,
+            "ms_per_mparam": seconds * 1e3 / (params / 1e6)}
 
 
 def fastest_runs(commands, key, rounds, log, label=""):
@@ -110,6 +149,10 @@ def train_step(names, config_names, steps, log, rounds=2):
             if peer in results and not backend.startswith("torch"):
                 r["time_vs_torch"] = r["ms_per_step"] / results[peer]["ms_per_step"]
                 r["rss_vs_torch"] = r["peak_rss_mb"] / results[peer]["peak_rss_mb"]
+            gpt = next((g for g in rows if g["config"] == SAME_SHAPE_GPT.get(config_name)
+                        and g["backend"] == backend), None)
+            if gpt:  # Llama's time per parameter against GPT's at the same shape, backend by backend
+                r["per_param_vs_gpt"] = r["ms_per_mparam"] / gpt["ms_per_mparam"]
             r["config_detail"] = CONFIGS[config_name]
             log("  " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                                  for k, v in r.items() if k != "config_detail"))

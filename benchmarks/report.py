@@ -75,10 +75,13 @@ def cpu_tables(results):
                                                              for l in labels] for r in results["layernorm"]]
         out.append("### layer norm forward + backward\n\n" + _table(header, rows))
     if results.get("train_step"):
-        header = ["config", "backend", "ms/step", "tokens/s", "peak RSS MB", "time × torch", "RSS × torch"]
+        header = ["config", "backend", "ms/step", "tokens/s", "peak RSS MB", "time × torch", "RSS × torch",
+                  "ms/M params", "per param × GPT"]
         rows = [[r["config"], r["backend"], r["ms_per_step"], r["tokens_per_s"], r["peak_rss_mb"],
-                 r.get("time_vs_torch"), r.get("rss_vs_torch")] for r in results["train_step"]]
-        out.append("### GPT training step (forward, backward, AdamW)\n\n" + _table(header, rows))
+                 r.get("time_vs_torch"), r.get("rss_vs_torch"), r.get("ms_per_mparam"), r.get("per_param_vs_gpt")]
+                for r in results["train_step"]]
+        out.append("### training step (forward, backward, AdamW; GPT, and Llama against transformers')\n\n"
+                   + _table(header, rows))
     if results.get("generation"):
         header = ["context", "first token ms (the prefill)", "ms/token with KV cache", "ms/token without", "speed-up"]
         rows = [[r["context"], r.get("prefill_ms"), r["cached_ms_per_token"], r["uncached_ms_per_token"],
@@ -319,6 +322,13 @@ def _goals_section(cpu):
             goal(f"step `{config}`: c time × torch (RSS × torch)", "≤ 0.8 (≤ 1.0)",
                  f"{r['time_vs_torch']:.2f} ({r['rss_vs_torch']:.2f})", r["time_vs_torch"] <= 0.8 and r["rss_vs_torch"] <= 1,
                  gemm_floor(config))
+    if ("llama", "c") in steps and "per_param_vs_gpt" in steps[("llama", "c")]:
+        r = steps[("llama", "c")]  # issue #33: Llama's fused blocks
+        goal("step `llama`: c time per parameter × GPT's (`base`)", "≤ 1.05", f"{r['per_param_vs_gpt']:.2f}",
+             r["per_param_vs_gpt"] <= 1.05)
+        if "time_vs_torch" in r:
+            goal("step `llama`: c time × transformers' LlamaForCausalLM", "≤ 0.8", f"{r['time_vs_torch']:.2f}",
+                 r["time_vs_torch"] <= 0.8)
     for label, shapes in (("1024³–4096³", square), ("the GPT step's shapes", gpt)):
         if shapes:
             worst = min(matmul[s]["c_vs_openblas"] for s in shapes)

@@ -11,7 +11,7 @@ from .tensor import Tensor
 __all__ = [
     "linear", "softmax", "log_softmax", "cross_entropy", "binary_cross_entropy",
     "binary_cross_entropy_with_logits", "mse_loss", "layer_norm", "embedding", "gelu",
-    "relu", "sigmoid", "tanh", "dropout", "scaled_dot_product_attention",
+    "relu", "sigmoid", "tanh", "dropout", "scaled_dot_product_attention", "rms_norm", "silu",
 ]
 
 
@@ -101,6 +101,29 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
         return ops.layer_norm_rows(x, weight, bias, eps)
     lead = x.shape[:x.ndim - len(normalized_shape)]
     return ops.layer_norm_rows(x.reshape(lead + (width,)), weight, bias, eps).reshape(x.shape)
+
+
+def rms_norm(x, normalized_shape, weight=None, eps=None):
+    """x / √(mean(x²) + eps) · weight over the trailing ``normalized_shape`` (RMSNorm: no
+    centring, no bias); eps None is the dtype's machine epsilon, as torch's."""
+    normalized_shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    if x.shape[x.ndim - len(normalized_shape):] != normalized_shape:
+        raise ValueError(f"rms_norm: input shape {x.shape} does not end in normalized_shape {normalized_shape}")
+    width = math.prod(normalized_shape)
+    eps = float(np.finfo(x.dtype).eps) if eps is None else eps
+    if weight is None:
+        weight = Tensor(backends.xp_of(x.data).ones(width, x.dtype))
+    elif weight.shape != (width,):
+        weight = weight.reshape(width)
+    if len(normalized_shape) == 1:
+        return ops.rms_norm_rows(x, weight, eps)
+    lead = x.shape[:x.ndim - len(normalized_shape)]
+    return ops.rms_norm_rows(x.reshape(lead + (width,)), weight, eps).reshape(x.shape)
+
+
+def silu(x):
+    """x · σ(x) (also called swish)."""
+    return x * sigmoid(x)
 
 
 def embedding(idx, weight):

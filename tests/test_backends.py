@@ -285,6 +285,17 @@ def elementwise(d):
     return (d.size(), d.size())
 
 
+def llama_rows(d):
+    """(rows, width) for RMSNorm and SwiGLU: a head's width (64), primes, one past 1024."""
+    return (d.size((1, 2, 3, 5, 7, 13, 31)), d.size((2, 6, 64, 130, 1031)))
+
+
+def rope_args(d):
+    """x (B, H, T, d) and its angle tables cos, sin (T, d/2)."""
+    t, half = d.size((1, 7, 13)), d.size((1, 3, 32, 65))
+    return d.array((d.size((1, 2)), d.size((1, 3)), t, 2 * half)), d.array((t, half)), d.array((t, half))
+
+
 # DRAWN[primitive](d) -> the arguments of one call: float64 arrays (a backend gets them as
 # float32, the reference as they are), and Python values. Every backend's answer is compared
 # with the float64 reference (test_drawn_primitive) and with the arrays handed over read-only
@@ -300,6 +311,13 @@ DRAWN = {
                                       d.array((n,))),
     "linear_backward_bf16": lambda d: (d.array(((rows := d.size()), (n := d.size()))), d.array((rows, (k := d.size()))),
                                        d.array((n, k))),
+    # Llama's blocks (tests/test_llama_kernels.py: strided heads, the halves of one array, in place)
+    "rmsnorm_forward": lambda d: (d.array(shape := llama_rows(d), scale=3.0), d.array(shape[1:]), 1e-5),
+    "rmsnorm_backward": lambda d: (d.array(shape := llama_rows(d)), d.array(shape, scale=3.0), d.array(shape[1:]),
+                                   d.array(shape[:1], scale=0.2, offset=1.0)),
+    "rope_forward": rope_args,
+    "swiglu_forward": lambda d: (d.array(shape := llama_rows(d), scale=4.0), d.array(shape)),
+    "swiglu_backward": lambda d: (d.array(shape := llama_rows(d), scale=4.0), d.array(shape), d.array(shape)),
 }
 BY_HAND = {  # primitive -> the test that draws its inputs (in-place updates, several outputs, options)
     "matmul": "test_matmul", "linear_forward": "test_linear_forward_adds_the_bias_once",

@@ -226,6 +226,42 @@ def _cross_entropy_case(draw):
     return (lambda z: ops.cross_entropy_rows(z, target, -100)), ref, [draw(values((rows, classes), -6, 6))]
 
 
+@st.composite
+def _rms_norm_case(draw):
+    lead = tuple(draw(st.lists(sides, min_size=1, max_size=3)))
+    width = draw(sides)
+
+    def ref(x, w):
+        return x / np.sqrt((x * x).mean(-1, keepdims=True) + 1e-6) * w
+
+    return (lambda x, w: ops.rms_norm_rows(x, w, 1e-6)), ref, [draw(values(lead + (width,))), draw(values((width,)))]
+
+
+@st.composite
+def _rope_case(draw):
+    shape = tuple(draw(st.lists(sides, min_size=0, max_size=2))) + (draw(sides), 2 * draw(sides))
+    half = shape[-1] // 2
+    angles = draw(values((shape[-2], half), -4, 4))
+    cos, sin = np.cos(angles), np.sin(angles)
+
+    def ref(x):  # x·cos + rotate_half(x)·sin with the tables written twice (Hugging Face's layout)
+        rotated = np.concatenate([-x[..., half:], x[..., :half]], axis=-1)
+        return x * np.concatenate([cos, cos], -1) + rotated * np.concatenate([sin, sin], -1)
+
+    return (lambda x: ops.rope(x, cos, sin)), ref, [draw(values(shape))]
+
+
+@st.composite
+def _swiglu_case(draw):
+    shape = draw(shapes(1))
+    if draw(st.booleans()):  # gate | up side by side in one input
+        shape = shape[:-1] + (2 * shape[-1],)
+        half = shape[-1] // 2
+        return ops.swiglu, (lambda h: h[..., :half] / (1 + np.exp(-h[..., :half])) * h[..., half:]), \
+            [draw(values(shape))]
+    return ops.swiglu, (lambda a, b: a / (1 + np.exp(-a)) * b), [draw(values(shape)), draw(values(shape))]
+
+
 def _reduce_ref(name):
     def ref(x, dim, keepdim):
         return getattr(np, name)(x, axis=dim, keepdims=keepdim)
@@ -275,6 +311,9 @@ CASES = {
     "attention_qkv": _attention_qkv_case(),
     "bce_with_logits": _bce_logits_case(),
     "cross_entropy_rows": _cross_entropy_case(),
+    "rms_norm_rows": _rms_norm_case(),
+    "rope": _rope_case(),
+    "swiglu": _swiglu_case(),
 }
 
 

@@ -29,6 +29,12 @@ def _xp_matmul(a, b, trans_a=False, trans_b=False):
     return xp_of(a).matmul(a, b)
 
 
+def _sigmoid(a):
+    """σ(a), for a of any sign without overflow (SwiGLU's gate)."""
+    z = xp_of(a).exp(-abs(a))  # exp of a negative number only: no overflow
+    return xp_of(a).where(a >= 0, 1 / (1 + z), z / (1 + z))
+
+
 def _refuse_read_only(primitive, arrays, labels=None):
     """Raise before anything is written if an array that ``primitive`` updates in place is
     read-only: NumPy would stop only at that array's turn, after the others had changed, and a
@@ -213,6 +219,51 @@ class Backend:
     def relu_backward(self, x, dy):
         """dy where x > 0, else 0, elementwise."""
         return (dy * (x > 0)).astype(x.dtype, copy=False)
+
+    # ---- Llama's blocks: RMSNorm, rotary embeddings, SwiGLU's gate --------------------------
+    def rmsnorm_forward(self, x, w, eps):
+        """``y = x · rstd · w`` over the last axis of x (N, D), rstd = 1/√(mean(x²) + ε); returns
+        y and rstd (N,)."""
+        xp_ = xp_of(x)
+        rstd = 1.0 / xp_.sqrt((x * x).mean(axis=-1) + eps)
+        return (x * rstd[:, None] * w).astype(x.dtype, copy=False), rstd.astype(x.dtype, copy=False)
+
+    def rmsnorm_backward(self, dy, x, w, rstd):
+        """With x̂ = x·rstd and g = dy·w: dx = rstd · (g − x̂ · mean(g ⊙ x̂)), dw = Σ_rows dy ⊙ x̂."""
+        xhat = x * rstd[:, None]
+        g = dy * w
+        dx = rstd[:, None] * (g - xhat * (g * xhat).mean(axis=-1, keepdims=True))
+        return dx.astype(x.dtype, copy=False), (dy * xhat).sum(axis=0).astype(w.dtype, copy=False)
+
+    def rope_forward(self, x, cos, sin, out=None):
+        """x (..., T, d) with each pair (i, i + d/2) turned by its position's angle (Hugging Face's
+        layout), cos and sin (T, d/2) one entry per pair: (x₁, x₂) → (x₁c − x₂s, x₂c + x₁s),
+        into ``out`` (an array of x's shape, any strides) when given. The rotation by −θ (the
+        backward) is the same call with −sin."""
+        xp_ = xp_of(x)
+        half = x.shape[-1] // 2
+        x1, x2 = x[..., :half], x[..., half:]
+        y = xp_.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1).astype(x.dtype, copy=False)
+        if out is None:
+            return y
+        out[...] = y
+        return out
+
+    def swiglu_forward(self, a, b):
+        """SwiGLU's gate: silu(a) · b = a·σ(a)·b, elementwise, for a and b of one shape (views of
+        one array's two halves, say)."""
+        return (a * _sigmoid(a) * b).astype(a.dtype, copy=False)
+
+    def swiglu_backward(self, a, b, dy, da=None, db=None):
+        """da = dy · b · σ(a)·(1 + a·(1 − σ(a))), db = dy · a·σ(a); written into ``da``, ``db``
+        when given (the two halves of one gradient array, say)."""
+        s = _sigmoid(a)
+        silu = a * s
+        grads = (dy * b * (s + silu * (1 - s))).astype(a.dtype, copy=False), (dy * silu).astype(b.dtype, copy=False)
+        if da is None:
+            return grads
+        da[...], db[...] = grads
+        return da, db
 
     # ---- in place: embedding gradients, clipping, the optimizer ------------------------------
     def scatter_add_rows(self, target, index, values):

@@ -1,5 +1,7 @@
-"""The blocks of a modern decoder (Llama and most models since 2023), each a composition
-of differentiable ops, so autograd gives their gradients:
+"""The blocks of a modern decoder (Llama and most models since 2023). RMSNorm, RoPE and
+SwiGLU's gate are each one fused op (``ops.rms_norm_rows``, ``ops.rope``, ``ops.swiglu``:
+one pass over memory in the C and Numba kernels, instead of a handful of elementwise ops
+and their temporaries); ``rotate_half`` keeps the composite that ``apply_rope`` equals:
 
 * ``RMSNorm`` — LayerNorm without centring or bias.
 * rotary position embeddings (RoPE) — positions as rotations of query/key pairs, so
@@ -12,8 +14,9 @@ checkpoint's tensors map onto these modules by name alone.
 """
 import numpy as np
 
-from .. import functional as F
+from .. import backends, functional as F
 from .. import ops
+from ..tensor import is_grad_enabled
 from .layers import Linear
 from .module import Module, Parameter
 
@@ -31,8 +34,7 @@ class RMSNorm(Module):
         self.weight = Parameter(np.ones(dim, np.float32))
 
     def forward(self, x):
-        mean_square = (x * x).mean(-1, keepdim=True)
-        return x * (mean_square + self.eps) ** -0.5 * self.weight
+        return F.rms_norm(x, self.dim, self.weight, self.eps)
 
     def extra_repr(self):
         return f"{self.dim}, eps={self.eps}"
@@ -61,8 +63,18 @@ def rotate_half(x):
 
 
 def apply_rope(x, cos, sin):
-    """x (…, T, d) rotated by its positions' angles: x·cos + rotate_half(x)·sin."""
-    return x * ops.as_tensor(cos, x) + rotate_half(x) * ops.as_tensor(sin, x)
+    """x (…, T, d) rotated by its positions' angles: x·cos + rotate_half(x)·sin, for tables
+    (T, d) in Hugging Face's layout (``rope_tables``: both halves the same angles), as one
+    fused op that reads each pair's angle from the first half."""
+    half = x.shape[-1] // 2
+    if x.ndim < 2 or x.shape[-1] % 2 or np.shape(cos) != x.shape[-2:] or np.shape(sin) != x.shape[-2:]:
+        raise ValueError(f"apply_rope: expected x (..., T, d) with d even and cos, sin (T, d); got x {x.shape}, "
+                         f"cos {np.shape(cos)}, sin {np.shape(sin)}")
+    cos, sin = (backends.to_numpy(t) for t in (cos, sin))
+    if not (np.array_equal(cos[:, :half], cos[:, half:]) and np.array_equal(sin[:, :half], sin[:, half:])):
+        raise ValueError("apply_rope: the tables' two halves differ; Hugging Face's layout repeats each pair's "
+                         "angle in both (rope_tables)")
+    return ops.rope(x, np.ascontiguousarray(cos[:, :half]), np.ascontiguousarray(sin[:, :half]))
 
 
 class SwiGLU(Module):
@@ -76,8 +88,14 @@ class SwiGLU(Module):
         self.down_proj = Linear(hidden, dim, bias)
 
     def forward(self, x):
-        gate = self.gate_proj(x)
-        return self.down_proj(gate * gate.sigmoid() * self.up_proj(x))
+        gate, up = self.gate_proj, self.up_proj
+        if is_grad_enabled() and type(gate) is Linear and type(up) is Linear and gate.bias is None and up.bias is None:
+            # training: one (dim → 2·hidden) GEMM instead of two, and its backward one GEMM for dx
+            # instead of two and their sum; the weights' copy side by side is small next to the
+            # products. (Generation, under no_grad, reads each weight where it lies.)
+            both = ops.cat([gate.weight, up.weight], dim=0)
+            return self.down_proj(ops.swiglu(F.linear(x, both)))
+        return self.down_proj(ops.swiglu(gate(x), up(x)))
 
 
 class GroupedQueryAttention(Module):

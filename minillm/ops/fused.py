@@ -87,3 +87,70 @@ def bce_with_logits(x, y):
     out = xp.maximum(x.data, 0) - x.data * y.data + xp.log1p(xp.exp(-xp.abs(x.data)))
     return result(out, (x, y),
                   lambda g: (g * (stable_sigmoid(xp, x.data) - y.data), -g * x.data), "bce_with_logits")
+
+
+# ---- Llama's blocks: RMSNorm, rotary embeddings, SwiGLU's gate --------------------------------
+@op
+def rms_norm_rows(x, weight, eps):
+    """RMSNorm over the last axis of an (..., D) tensor, y = x / √(mean(x²) + ε) · weight,
+    the rows folded to (N, D) inside this one node (as ``layer_norm_rows``)."""
+    if x.shape[-1:] != weight.shape or weight.ndim != 1:
+        raise ValueError(f"rms_norm: weight {weight.shape} does not fit the last axis of input {x.shape}")
+    if x.dtype == np.float16:  # statistics in float32, as autocast does
+        x = cast(x, np.float32)
+    backend = backends.current()
+    rows = x.data.reshape(-1, x.shape[-1])
+    y, rstd = backend.rmsnorm_forward(rows, weight.data.astype(x.dtype, copy=False), eps)
+
+    def backward(g):
+        dx, dw = backend.rmsnorm_backward(g.reshape(rows.shape), rows, weight.data.astype(x.dtype, copy=False),
+                                          rstd)
+        return dx.reshape(x.shape), dw.astype(weight.dtype, copy=False)
+
+    return result(y.reshape(x.shape), (x, weight), backward, "rms_norm_rows")
+
+
+@op
+def rope(x, cos, sin):
+    """x (..., T, d) with dimension i paired with i + d/2 and each pair turned by its
+    position's angle, ``cos``, ``sin`` (T, d/2) arrays (one angle per pair). The backward turns
+    the gradient back: the same kernel with −sin."""
+    half = x.shape[-1] // 2 if x.ndim >= 2 else 0
+    if x.ndim < 2 or x.shape[-1] % 2 or cos.shape != (x.shape[-2], half) or sin.shape != cos.shape:
+        raise ValueError(f"rope: expected x (..., T, d) with d even and cos, sin (T, d/2); got x {x.shape}, "
+                         f"cos {cos.shape}, sin {sin.shape}")
+    backend = backends.current()
+    cos, sin = (backends.asarray(t, x.dtype) for t in (cos, sin))
+
+    def backward(g):
+        # the gradient in x's memory order (empty_like keeps it): for heads that are a view of a
+        # (B, T, H·d) projection, the transpose's and reshape's backward then copy nothing
+        return (backend.rope_forward(g, cos, -sin, xp_of(g).empty_like(x.data)),)
+
+    return result(backend.rope_forward(x.data, cos, sin), (x,), backward, "rope")
+
+
+@op
+def swiglu(a, b=None):
+    """silu(a) · b = a·σ(a)·b, SwiGLU's gate, one pass forward and one backward. With ``b``
+    None, ``a`` (..., 2H) holds gate | up side by side (one GEMM made both): the kernels read
+    the halves where they lie and write the gradient's halves into one array, so the
+    projection's backward stays one GEMM."""
+    backend = backends.current()
+    if b is not None:
+        if a.shape != b.shape or a.dtype != b.dtype:
+            raise ValueError(f"swiglu: a {a.shape} {a.dtype} and b {b.shape} {b.dtype} must match in shape and dtype")
+        return result(backend.swiglu_forward(a.data, b.data), (a, b),
+                      lambda g: backend.swiglu_backward(a.data, b.data, g), "swiglu")
+    if a.ndim == 0 or a.shape[-1] % 2:
+        raise ValueError(f"swiglu: one input holds gate | up on its last axis, which must be even; got {a.shape}")
+    half = a.shape[-1] // 2
+    rows = a.data.reshape(-1, 2 * half)
+    gate, up = rows[:, :half], rows[:, half:]
+
+    def backward(g):
+        grad = xp_of(rows).empty_like(rows)
+        backend.swiglu_backward(gate, up, g.reshape(-1, half), grad[:, :half], grad[:, half:])
+        return (grad.reshape(a.shape),)
+
+    return result(backend.swiglu_forward(gate, up).reshape(a.shape[:-1] + (half,)), (a,), backward, "swiglu")

@@ -21,6 +21,7 @@ from .. import BackendUnavailable
 from ..arrays import gemm_operands
 from ..reference import Backend, attention_groups, float32_kernel
 from .bf16 import LinearBf16
+from .llama import LlamaKernels
 
 
 def _stale(module):
@@ -196,13 +197,15 @@ class _StatePointers:
         return self.entries[key][1]
 
 
-class CBackend(LinearBf16, Backend):
+class CBackend(LinearBf16, LlamaKernels, Backend):
     """The primitives the C kernels cover; the rest (and every non-float32 call) are the
     reference's. Each override: the guard (``float32_kernel``), contiguous copies where a
     kernel needs them, the outputs allocated here, one call into C. A Linear layer's bf16
-    products (``linear_forward_bf16``, ``linear_backward_bf16``) are in ``bf16.py``."""
+    products (``linear_forward_bf16``, ``linear_backward_bf16``) are in ``bf16.py``, Llama's
+    blocks in ``llama.py``."""
 
     name = "c"
+    _lib, _ffi, _pointer = lib, ffi, staticmethod(pointer)  # the library, for the mixins (llama.py)
 
     def __init__(self):
         self._state_pointers = _StatePointers()

@@ -26,6 +26,7 @@ except ImportError as exc:  # pragma: no cover - numba is a hard dependency, but
 
 from . import attention as tiles  # noqa: E402 (after the import check above)
 from .gemm import sgemm  # noqa: E402
+from .llama import LlamaLoops  # noqa: E402
 
 ROWS = 4        # rows of C computed together: each B element loaded once serves four
 K_BLOCK = 256   # a K-slice of B (K_BLOCK × N_BLOCK floats) stays in L2
@@ -247,8 +248,9 @@ def _adam_update(p, g, m, v, beta1, beta2, eps, keep, coupled, step_size, rsqrt_
 
 
 
-class NumbaBackend(Backend):
-    """The primitives as the Numba loops above; the rest are the reference's."""
+class NumbaBackend(LlamaLoops, Backend):
+    """The primitives as the Numba loops above, and Llama's blocks as those of llama.py
+    (``LlamaLoops``); the rest are the reference's."""
 
     name = "numba"
 
