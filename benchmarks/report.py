@@ -165,7 +165,8 @@ def write_results_md():
         parts.append(f"## CPU — {m['cpu']}, {m.get('simd', 'SIMD not recorded')}, {m['cores']} cores "
                      f"({m['date']}, commit {m['commit']})\n\n"
                      f"`python -m benchmarks --report` → `results/{cpu.name}`; NumPy {m['numpy']} with "
-                     f"{m['blas']}" + (f", PyTorch {m['torch']}" if "torch" in m else "") + ".\n")
+                     f"{m['blas']}" + (f" ({m['blas_kernel']} kernels)" if "blas_kernel" in m else "")
+                     + (f", PyTorch {m['torch']}" if "torch" in m else "") + ".\n")
         for image in ("matmul", "attention", "generation"):
             if (RESULTS / f"{cpu.stem}-{image}.png").exists():
                 parts.append(f"![{image}](results/{cpu.stem}-{image}.png)\n")
@@ -200,12 +201,31 @@ def write_results_md():
         parts.append(f"## Decoding GPT-2 124M at the memory bound, fp32 and int8 weights ({m['cpu']}, {m['date']})\n\n"
                      f"`python -m benchmarks.decode_bandwidth --out=benchmarks/results` → `results/{decode.name}`: "
                      + decode_table(results) + "\n")
-    parts += _recipe_section() + _profile_section() + _gpt2_section()
+    parts += _bf16_gemm_section() + _recipe_section() + _profile_section() + _gpt2_section()
     if cpu:
         parts += _goals_section(json.loads(cpu.read_text()))
     path = HERE / "RESULTS.md"
     path.write_text("\n".join(parts))
     return path
+
+
+def _bf16_gemm_section():
+    found = _newest("bf16-gemm-*.json")
+    if not found:
+        return []
+    results = json.loads(found.read_text())
+    m, rows = results["machine"], results["rows"]
+    names = [n for n in ("bf16_v1", "bf16_v2", "bf16_v3", "bf16_v4", "fp32_c", "torch_bf16") if n in rows[0]]
+    ratios = [g for g in results["goals"] if g in rows[0]]
+    header = ["M×K·K×N"] + [f"{n} GFLOP/s" for n in names] + [g.replace("_over_", " ÷ ") for g in ratios]
+    table = [[f"{r['M']}×{r['K']}·{r['K']}×{r['N']}"] + [r[n] for n in names] + [r[g] for g in ratios] for r in rows]
+    return [f"## bf16 GEMM ({m['cpu']}, {m.get('simd', '')}, {m['date']}, commit {m['commit']})\n\n"
+            f"`python -m benchmarks.bf16_gemm --out=benchmarks/results` → `results/{found.name}`, "
+            f"{results['threads']} threads: kernels/c/matmul_bf16.c's numbered versions (v4: float32 operands "
+            f"rounded to bf16 in the packing, what a Linear layer runs under `amp.autocast(\"bfloat16\")`), the "
+            f"float32 C GEMM and torch's bf16 matmul; goals "
+            + ", ".join(f"{g.replace('_over_', ' ÷ ')} ≥ {t}" for g, t in results["goals"].items()) + ".\n\n"
+            + _table(header, table) + "\n"]
 
 
 def _recipe_section():

@@ -122,6 +122,19 @@ def _blas():
         return "unknown"
 
 
+def _blas_kernel():
+    """Which kernels NumPy's OpenBLAS runs (threadpoolctl's 'architecture', e.g. SkylakeX or
+    Haswell) and the environment override that chose them, if any: OPENBLAS_CORETYPE=Haswell
+    makes an AVX-512 machine run OpenBLAS's AVX2 kernels, a weaker peer than it could be."""
+    try:
+        from threadpoolctl import threadpool_info
+        kinds = sorted({p.get("architecture") or "?" for p in threadpool_info() if p["internal_api"] == "openblas"})
+    except Exception:
+        return "unknown"
+    forced = os.environ.get("OPENBLAS_CORETYPE")
+    return ", ".join(kinds) + (f" (forced by OPENBLAS_CORETYPE={forced})" if forced else "")
+
+
 def _simd():
     """The widest vector extension the CPU reports: the C and Numba kernels size their
     register tiles by it, so results from an AVX2 and an AVX-512 machine differ."""
@@ -149,6 +162,7 @@ def machine_info(gpu=False):
         "python": platform.python_version(),
         "numpy": np.__version__,
         "blas": _blas(),
+        "blas_kernel": _blas_kernel(),
     }
     try:
         info["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
