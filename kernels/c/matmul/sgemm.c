@@ -28,15 +28,6 @@ static void product(const gemm_t *p, int threads) {
         gemm_v8_one_thread(p);
 }
 
-static int threads_or_all(int threads) {
-#ifdef _OPENMP
-    return threads > 0 ? threads : all_threads();
-#else
-    (void)threads;
-    return 1;
-#endif
-}
-
 /* C = op(A)·op(B) (+ bias on every row, bias may be NULL) for one 2-D product (a Linear
  * layer): the bias is added by the tiles' stores. */
 MINILLM_API
@@ -44,7 +35,7 @@ void sgemm_bias(const float *A, const float *B, const float *bias, float *C, int
                 long long sak, long long sbk, long long sbn, int threads) {
     const gemm_t p = {.A = A, .B = B, .bias = bias, .C = C, .M = M, .N = N, .K = K, .sam = sam, .sak = sak,
                       .sbk = sbk, .sbn = sbn, .ldc = N};
-    product(&p, threads_or_all(threads));
+    product(&p, team_threads(threads));
 }
 
 /* The backend's kernel (matmul/sgemm.c: v8, or v6 for a product with few rows): `batches`
@@ -54,7 +45,7 @@ void sgemm_bias(const float *A, const float *B, const float *bias, float *C, int
 MINILLM_API
 void sgemm_strided(const float *A, const float *B, float *C, int batches, int M, int N, int K, long long sab,
                    long long sam, long long sak, long long sbb, long long sbk, long long sbn, int threads) {
-    threads = threads_or_all(threads);
+    threads = team_threads(threads);
     const gemm_t first = {.A = A, .B = B, .C = C, .M = M, .N = N, .K = K, .sam = sam, .sak = sak, .sbk = sbk,
                           .sbn = sbn, .ldc = N};
     if (batches >= 2 * threads && M <= 2 * MC) {

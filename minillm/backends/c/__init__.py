@@ -84,6 +84,15 @@ def _c(array):
     return np.ascontiguousarray(array)
 
 
+def _elementwise(kernel, *arrays):
+    """``kernel(inputs…, out, n)`` on contiguous copies of same-shaped float32 ``arrays``, into a
+    new array of their shape: the pattern of every elementwise kernel (GELU, ReLU, …)."""
+    arrays = [_c(a) for a in arrays]
+    out = np.empty_like(arrays[0])
+    kernel(*map(pointer, arrays), pointer(out), out.size)
+    return out
+
+
 def _usable(a):
     return a.dtype == np.float32 and a.flags.c_contiguous
 
@@ -365,31 +374,19 @@ class CBackend(LinearBf16, LlamaKernels, Backend):
 
     @float32_kernel(0)
     def gelu_forward(self, x):
-        x = _c(x)
-        y = np.empty_like(x)
-        lib.gelu_forward(pointer(x), pointer(y), x.size)
-        return y
+        return _elementwise(lib.gelu_forward, x)
 
     @float32_kernel(0, 1)
     def gelu_backward(self, x, dy):
-        x, dy = _c(x), _c(dy)
-        dx = np.empty_like(x)
-        lib.gelu_backward(pointer(x), pointer(dy), pointer(dx), x.size)
-        return dx
+        return _elementwise(lib.gelu_backward, x, dy)
 
     @float32_kernel(0)
     def relu_forward(self, x):
-        x = _c(x)
-        y = np.empty_like(x)
-        lib.relu_forward(pointer(x), pointer(y), x.size)
-        return y
+        return _elementwise(lib.relu_forward, x)
 
     @float32_kernel(0, 1)
     def relu_backward(self, x, dy):
-        x, dy = _c(x), _c(dy)
-        dx = np.empty_like(x)
-        lib.relu_backward(pointer(x), pointer(dy), pointer(dx), x.size)
-        return dx
+        return _elementwise(lib.relu_backward, x, dy)
 
     @float32_kernel(0, 1, 2, 3, writes=(0, 2, 3))
     def adam_update(self, p, g, m, v, lr, beta1, beta2, eps, weight_decay, decoupled, step):
