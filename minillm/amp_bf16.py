@@ -1,8 +1,9 @@
 """bf16 mixed precision (``amp.autocast("bfloat16")``): float32 master weights, gradients and
 optimizer state; a Linear layer's three products (y = x·Wᵀ + b, dx = g·W, dW = gᵀ·x) take
-their inputs rounded to bfloat16 and sum them in float32, with float32 outputs; everything
-else (attention, layer norm, softmax cross-entropy, the bias gradient Σ_rows g, the optimizer)
-stays float32.
+their inputs rounded to bfloat16 and sum them in float32, with float32 outputs, and so does
+any other matrix product autograd sees (``matmul``: the composite attention that a mask, dropout
+or recorded weights send through q·kᵀ and P·v). The fused attention kernels, layer norm,
+softmax cross-entropy, the bias gradient Σ_rows g and the optimizer stay float32.
 
 bf16 keeps float32's 8 exponent bits and drops 16 mantissa bits: a gradient that fits a
 float32 fits a bf16, so no GradScaler is needed (fp16's 5 exponent bits are why it needs one).

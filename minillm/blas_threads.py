@@ -8,7 +8,8 @@ its cores with them, and a GEMM right after a NumPy ``@`` runs at a fraction of 
 and minillm pays it.
 
 So while such a backend is the current one (``set_backend``, ``use_backend``,
-``MINILLM_BACKEND``), the BLAS libraries NumPy loaded are limited to one thread through
+``MINILLM_BACKEND``), the BLAS libraries loaded in the process (NumPy's OpenBLAS; MKL too, if
+torch is loaded by then — the benchmarks run torch in processes of its own) are limited to one thread through
 threadpoolctl — the well-kept tool for exactly this — and their own setting comes back when
 a backend without a team of its own (``numpy``) is current again. Nothing changes for NumPy
 while minillm's backend is ``numpy``, or when minillm is not used at all. ``blas_threads()``

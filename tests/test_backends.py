@@ -178,6 +178,40 @@ def test_attention_forward_and_backward(name, data):
 
 @pytest.mark.parametrize("name", AVAILABLE)
 @given(data=st.data())
+def test_attention_between_projections_with_grouped_heads(name, data):
+    """Attention read from (B, T, heads·D) and (B, T, kv_heads·D) projections where they lie,
+    written as (B, T, heads·D): against the float64 reference on the heads cut out by hand,
+    kv_heads dividing heads (1 = multi-query, heads = ordinary)."""
+    backend = backends.get(name)
+    b, kv_heads, groups = (data.draw(st.sampled_from(options)) for options in ([1, 2, 3], [1, 2, 3], [1, 2, 4]))
+    heads, d = kv_heads * groups, data.draw(st.sampled_from([1, 8, 13, 32, 64]))
+    t, causal = data.draw(awkward), data.draw(st.booleans())
+    q, dy = draw_array(data, (b, t, heads * d)), draw_array(data, (b, t, heads * d))
+    k, v = draw_array(data, (b, t, kv_heads * d)), draw_array(data, (b, t, kv_heads * d))
+
+    def heads_of(x, n):  # (B, T, n·D) -> (B·n, T, D)
+        return x.reshape(b, t, n, d).transpose(0, 2, 1, 3).reshape(b * n, t, d)
+
+    def merged(x, n):    # (B·n, T, D) -> (B, T, n·D)
+        return x.reshape(b, n, t, d).transpose(0, 2, 1, 3).reshape(b, t, n * d)
+
+    scale = 1 / math.sqrt(d)
+    split = (heads_of(q, heads), heads_of(k, kv_heads), heads_of(v, kv_heads))
+    ref_out, ref_lse = reference.attention_forward(*split, causal, scale)
+    ref_grads = reference.attention_backward(*split, ref_out, ref_lse, heads_of(dy, heads), causal, scale)
+
+    qb, kb, vb, dyb = on(backend, q, k, v, dy)
+    y, lse = backend.attention_heads_forward(qb, kb, vb, heads, kv_heads, causal, scale)
+    assert y.shape == (b, t, heads * d)
+    assert close(y, merged(ref_out, heads))
+    assert close(lse, ref_lse)
+    grads = backend.attention_heads_backward(qb, kb, vb, y, lse, dyb, heads, kv_heads, causal, scale)
+    for label, got, ref, n in zip(("dq", "dk", "dv"), grads, ref_grads, (heads, kv_heads, kv_heads)):
+        assert close(got, merged(ref, n)), label
+
+
+@pytest.mark.parametrize("name", AVAILABLE)
+@given(data=st.data())
 def test_attention_from_one_qkv_projection(name, data):
     """Self-attention read straight from a (B, T, 3C) projection and written as (B, T, C),
     against the float64 attention of the heads cut out by hand; widths either side of the
@@ -324,6 +358,8 @@ BY_HAND = {  # primitive -> the test that draws its inputs (in-place updates, se
     "linear_backward": "test_linear_backward_gives_the_three_gradients",
     "scatter_add_rows": "test_scatter_add_rows_adds_repeated_indices",
     "attention_forward": "test_attention_forward_and_backward", "attention_backward": "test_attention_forward_and_backward",
+    "attention_heads_forward": "test_attention_between_projections_with_grouped_heads",
+    "attention_heads_backward": "test_attention_between_projections_with_grouped_heads",
     "attention_qkv_forward": "test_attention_from_one_qkv_projection",
     "attention_qkv_backward": "test_attention_from_one_qkv_projection",
     "layernorm_forward": "test_layernorm_forward_and_backward", "layernorm_backward": "test_layernorm_forward_and_backward",

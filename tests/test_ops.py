@@ -206,6 +206,24 @@ def _attention_qkv_case(draw):
 
 
 @st.composite
+def _attention_heads_case(draw):
+    b, t, d, causal = draw(sides), draw(sides), draw(sides), draw(st.booleans())
+    kv_heads, groups = draw(st.sampled_from([1, 2])), draw(st.sampled_from([1, 2, 3]))
+    heads = kv_heads * groups
+
+    def ref(q, k, v):
+        qh = q.reshape(b, t, heads, d).swapaxes(1, 2)
+        kh, vh = (np.repeat(x.reshape(b, t, kv_heads, d).swapaxes(1, 2), groups, axis=1) for x in (k, v))
+        s = qh @ kh.swapaxes(-1, -2) / math.sqrt(d)
+        if causal:
+            s = np.where(np.tril(np.ones((t, t), bool)), s, -np.inf)
+        return (_softmax(s, -1) @ vh).swapaxes(1, 2).reshape(b, t, heads * d)
+
+    return (lambda q, k, v: ops.attention_heads(q, k, v, heads, kv_heads, causal, 1 / math.sqrt(d))), ref, \
+        [draw(values((b, t, heads * d))), draw(values((b, t, kv_heads * d))), draw(values((b, t, kv_heads * d)))]
+
+
+@st.composite
 def _bce_logits_case(draw):
     shape = draw(shapes())
     x = draw(values(shape, -6, 6))
@@ -309,6 +327,7 @@ CASES = {
     "layer_norm_rows": _layer_norm_case(),
     "attention": _attention_case(),
     "attention_qkv": _attention_qkv_case(),
+    "attention_heads": _attention_heads_case(),
     "bce_with_logits": _bce_logits_case(),
     "cross_entropy_rows": _cross_entropy_case(),
     "rms_norm_rows": _rms_norm_case(),

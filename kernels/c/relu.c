@@ -1,7 +1,7 @@
 /* ReLU, elementwise over n floats: y = max(x, 0), and its backward dx = dy where x > 0, else 0.
  * One read and one write a value, so memory-bound: each loop is a compare and a blend that the
  * compiler vectorises (no branch). NaN passes through the forward as np.maximum's does. A
- * small array stays on the calling thread (as gelu.c): waking the team costs more than it. */
+ * small array stays on the calling thread (as gelu/v3_threaded.c): waking the team costs more than it. */
 #include "minillm_kernels.h"
 
 MINILLM_API

@@ -8,7 +8,7 @@
  * reads dy and x once for mean(g ⊙ x̂) and again from L1 for dx. dw is summed per thread into
  * a D-float partial (L1 too) and the partials are added at the end: no atomics, no sharing.
  *
- * A team of threads only above RMSNORM_PARALLEL_FROM values, as layernorm.c: one token's row
+ * A team of threads only above RMSNORM_PARALLEL_FROM values, as layernorm/v4_threaded.c: one token's row
  * (generation) costs less than waking the team. */
 #include <math.h>
 #include <stdlib.h>

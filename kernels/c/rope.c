@@ -16,7 +16,7 @@
  * each value is loaded once.
  *
  * Threads over the B·H·T rows only above ROPE_PARALLEL_FROM values: a decoding step's few rows
- * cost less than waking the team (layernorm.c decides the same way). */
+ * cost less than waking the team (layernorm/v4_threaded.c decides the same way). */
 #include "minillm_kernels.h"
 
 #define ROPE_PARALLEL_FROM 32768

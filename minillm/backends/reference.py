@@ -13,6 +13,7 @@ N_kv dividing N (grouped-query attention, ``attention_groups``); layer norm take
 float32 arrays, the reference for anything else.
 """
 import functools
+import inspect
 import math
 
 import numpy as np
@@ -217,8 +218,8 @@ class Backend:
         return xp_of(x).maximum(x, 0).astype(x.dtype, copy=False)
 
     def relu_backward(self, x, dy):
-        """dy where x > 0, else 0, elementwise."""
-        return (dy * (x > 0)).astype(x.dtype, copy=False)
+        """dy where x > 0, else 0 (even where dy is not finite), elementwise."""
+        return xp_of(x).where(x > 0, dy, 0).astype(x.dtype, copy=False)
 
     # ---- Llama's blocks: RMSNorm, rotary embeddings, SwiGLU's gate --------------------------
     def rmsnorm_forward(self, x, w, eps):
@@ -269,7 +270,7 @@ class Backend:
     def scatter_add_rows(self, target, index, values):
         """target[index[i]] += values[i] for a 1-D integer ``index`` in [0, rows), repeats adding
         up (an embedding's backward); returns target. The rows sorted by index and each run
-        added with one reduceat, ~10× faster than np.add.at's element-wise loop."""
+        added with one reduceat, instead of np.add.at's element-wise loop."""
         _refuse_read_only("scatter_add_rows", (target,), ("target",))
         order = np.argsort(index, kind="stable")
         unique, starts = np.unique(index[order], return_index=True)
@@ -367,6 +368,21 @@ class Backend:
                                         causal, scale)
         return xp_of(qkv).concatenate([merge_heads(g, qkv.shape[0]) for g in grads], axis=-1)
 
+    def attention_heads_forward(self, q, k, v, heads, kv_heads, causal, scale):
+        """Attention between projections as a Linear layer leaves them: q (B, T, heads·D), k and
+        v (B, T, kv_heads·D), kv_heads dividing heads (grouped-query attention); y (B, T, heads·D),
+        the heads side by side, and lse (B·heads, T). Here the heads are split out, attended by
+        this backend's ``attention_forward`` and merged; a backend may read them where they lie."""
+        out, lse = self.attention_forward(split_heads(q, heads), split_heads(k, kv_heads), split_heads(v, kv_heads),
+                                          causal, scale)
+        return merge_heads(out, q.shape[0]), lse
+
+    def attention_heads_backward(self, q, k, v, y, lse, dy, heads, kv_heads, causal, scale):
+        """(dq, dk, dv) of ``attention_heads_forward``, each in its input's (B, T, ·) layout."""
+        dq, dk, dv = self.attention_backward(split_heads(q, heads), split_heads(k, kv_heads), split_heads(v, kv_heads),
+                                             split_heads(y, heads), lse, split_heads(dy, heads), causal, scale)
+        return merge_heads(dq, q.shape[0]), merge_heads(dk, q.shape[0]), merge_heads(dv, q.shape[0])
+
 
 backend = Backend()  # the "numpy" backend
 
@@ -380,16 +396,20 @@ def float32_kernel(*arrays, writes=()):
     read-only memory map). One dtype check a call: a GPT step makes hundreds of these calls."""
     def decorate(kernel):
         reference = getattr(Backend, kernel.__name__)
+        accepted = set(inspect.signature(reference).parameters)
+
+        def _known(kwargs):  # the kernel's own options (threads=, version=) mean nothing to the reference
+            return {key: value for key, value in kwargs.items() if key in accepted}
 
         @functools.wraps(kernel)
         def method(self, *args, **kwargs):
             for i in arrays:
                 if args[i].dtype != np.float32:
-                    return reference(self, *args, **kwargs)
+                    return reference(self, *args, **_known(kwargs))
             for i in writes:
                 flags = args[i].flags
                 if not (flags.c_contiguous and getattr(flags, "writeable", True)):
-                    return reference(self, *args, **kwargs)
+                    return reference(self, *args, **_known(kwargs))
             return kernel(self, *args, **kwargs)
         return method
     return decorate

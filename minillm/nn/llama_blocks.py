@@ -104,8 +104,8 @@ class GroupedQueryAttention(Module):
     ``n_kv_head = 1`` is multi-query attention. The KV cache holds only the n_kv_head
     heads — that is the point: n_head / n_kv_head times less cache memory. The attention
     kernels take the groups as they are (query head h reads key/value head
-    h // (n_head / n_kv_head)), so the shared heads are never copied, in training or from
-    the cache."""
+    h // (n_head / n_kv_head)), so the shared heads are not copied, in training or from the
+    cache, on the CPU backends (the CUDA kernels and the masked composite path repeat them)."""
 
     def __init__(self, dim, n_head, n_kv_head=None, head_dim=None, rope_theta=10000.0, bias=False, rope=True):
         super().__init__()
@@ -133,6 +133,8 @@ class GroupedQueryAttention(Module):
 
     def forward(self, x, cache=None):
         b, t, _ = x.shape
+        if cache is None and self.rope:
+            return self._forward_in_projection_layout(x)
         start = len(cache) if cache is not None else 0
         q = self._heads(self.q_proj(x), self.n_head)
         k = self._heads(self.k_proj(x), self.n_kv_head)
@@ -145,6 +147,22 @@ class GroupedQueryAttention(Module):
             k, v = cache.append(k, v)
         y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)  # (B, n_head, T, d)
         return self.o_proj(y.transpose(1, 2).reshape(b, t, self.n_head * self.head_dim))
+
+    def _forward_in_projection_layout(self, x):
+        """Without a cache (training, a prompt): the heads never leave the projections' (B, T, n·d)
+        layout. RoPE turns the heads of a (B, n, T, d) view and writes them in that view's memory
+        order, and ``ops.attention_heads`` reads q, k and v where they lie and writes its output
+        ready for ``o_proj``: no transpose is copied, forward or backward."""
+        b, t, _ = x.shape
+        cos, sin = self._rope(t)
+
+        def rotated(projection, n):  # (B, T, n·d) → the same layout, each head turned by RoPE
+            return apply_rope(self._heads(projection, n), cos[:t], sin[:t]).transpose(1, 2).reshape(b, t, -1)
+
+        q = rotated(self.q_proj(x), self.n_head)
+        k = rotated(self.k_proj(x), self.n_kv_head)
+        y = ops.attention_heads(q, k, self.v_proj(x), self.n_head, self.n_kv_head, True, self.head_dim ** -0.5)
+        return self.o_proj(y)
 
 
 class LlamaBlock(Module):

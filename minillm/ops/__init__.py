@@ -15,7 +15,7 @@ gradcheck. The ops live by kind, one file each:
 - ``shape.py``: reshape, permute, transpose, getitem, cat, stack, split, cast.
 - ``linalg.py``: matmul and linear (the backend's GEMM).
 - ``fused.py``: one node for a whole block of work, kernels in the backend:
-  layer_norm_rows, attention, attention_qkv, cross_entropy_rows, bce_with_logits; Llama's
+  layer_norm_rows, attention, attention_heads, attention_qkv, cross_entropy_rows, bce_with_logits; Llama's
   rms_norm_rows, rope, swiglu. A new fused op (a norm, a rotary embedding, an attention
   variant) goes here.
 
@@ -29,8 +29,8 @@ from .. import tensor as _tensor
 from .core import OPS, as_tensor, op, result, unbroadcast
 from .elementwise import (absolute, add, clip, div, dropout, exp, gelu, gelu_exact, gelu_tanh, log,
                           masked_fill, mul, neg, power, relu, sigmoid, sqrt, sub, tanh, where)
-from .fused import (attention, attention_qkv, bce_with_logits, cross_entropy_rows, layer_norm_rows, rms_norm_rows, rope,
-                    swiglu)
+from .fused import (attention, attention_heads, attention_qkv, bce_with_logits, cross_entropy_rows, layer_norm_rows,
+                    rms_norm_rows, rope, swiglu)
 from .linalg import linear, matmul
 from .reductions import amax, amin, log_softmax, mean, softmax, sum_over, var
 from .shape import cast, cat, getitem, permute, reshape, split, stack, transpose
@@ -47,6 +47,6 @@ __all__ = [
     "sum_over", "mean", "amax", "amin", "var", "softmax", "log_softmax",
     "reshape", "permute", "transpose", "getitem", "cat", "stack", "split", "cast",
     "matmul", "linear",
-    "layer_norm_rows", "attention", "attention_qkv", "cross_entropy_rows", "bce_with_logits",
+    "layer_norm_rows", "attention", "attention_heads", "attention_qkv", "cross_entropy_rows", "bce_with_logits",
     "rms_norm_rows", "rope", "swiglu",
 ]

@@ -46,6 +46,25 @@ def attention(q, k, v, causal, scale):
 
 
 @op
+def attention_heads(q, k, v, heads, kv_heads, causal, scale):
+    """Attention between projections as Linear layers leave them: q (B, T, heads·D), k and v
+    (B, T, kv_heads·D), kv_heads dividing heads (grouped-query attention) → (B, T, heads·D),
+    ready for the output projection; the backend reads and writes the heads where they lie."""
+    if q.ndim != 3 or k.shape != v.shape or k.ndim != 3 or q.shape[:2] != k.shape[:2] or heads % kv_heads \
+            or q.shape[-1] % heads or k.shape[-1] != q.shape[-1] // heads * kv_heads:
+        raise ValueError(f"attention_heads: expected q (B, T, heads·D), k and v (B, T, kv_heads·D) with kv_heads "
+                         f"dividing heads; got q {q.shape}, k {k.shape}, v {v.shape}, heads={heads}, "
+                         f"kv_heads={kv_heads}")
+    backend = backends.current()
+    y, lse = backend.attention_heads_forward(q.data, k.data, v.data, heads, kv_heads, causal, scale)
+
+    def backward(g):
+        return backend.attention_heads_backward(q.data, k.data, v.data, y, lse, g, heads, kv_heads, causal, scale)
+
+    return result(y, (q, k, v), backward, "attention_heads")
+
+
+@op
 def attention_qkv(qkv, num_heads, causal, scale):
     """Self-attention from one (B, T, 3C) projection, q | k | v side by side as nanoGPT's
     c_attn makes them, to the (B, T, C) that the output projection takes.
@@ -127,7 +146,10 @@ def rope(x, cos, sin):
         # (B, T, H·d) projection, the transpose's and reshape's backward then copy nothing
         return (backend.rope_forward(g, cos, -sin, xp_of(g).empty_like(x.data)),)
 
-    return result(backend.rope_forward(x.data, cos, sin), (x,), backward, "rope")
+    # the output in x's memory order too: heads that are a view of a (B, T, H·d) projection stay
+    # in that layout, so attention_heads can read them where they lie
+    out = xp_of(x.data).empty_like(x.data) if x.ndim == 4 else None
+    return result(backend.rope_forward(x.data, cos, sin, out), (x,), backward, "rope")
 
 
 @op

@@ -1,5 +1,5 @@
 /* Adam and AdamW, in four complete versions, one file each. The update
- * (numpy_backend.adam_update):
+ * (reference.Backend.adam_update):
  *
  *   AdamW: θ ← θ(1 − ηλ)    Adam: g ← g + λθ
  *   m ← β₁m + (1−β₁)g,  v ← β₂v + (1−β₂)g²,  θ ← θ − step_size · m / (√v · rsqrt_bc2 + ε)

@@ -1,4 +1,4 @@
-/* v1 passes: one Adam step as NumPy takes it (numpy_backend.adam_update), one operation a
+/* v1 passes: one Adam step as NumPy takes it (reference.Backend.adam_update), one operation a
  * loop; `grad` and `t` play NumPy's temporaries. Every loop streams whole tensors through the
  * caches, so for a large parameter each line of this function is a trip to memory. */
 #include <math.h>

@@ -179,6 +179,17 @@ def _qkv_problem(qkv, heads, causal, scale):
                                      "out": {"heads": heads, "seq": t * c3 // 3, "step": d, "ld": c3 // 3}})
 
 
+def _heads_problem(q, k, heads, kv_heads, causal, scale):
+    """The attention_t of a (B, T, heads·D) q (and output) against (B, T, kv_heads·D) k and v:
+    head h of sequence b starts at b·T·C + h·D, its rows C floats apart."""
+    b, t, c = q.shape
+    d, c_kv = c // heads, k.shape[-1]
+    q_layout = {"heads": heads, "seq": t * c, "step": d, "ld": c}
+    return ffi.new("attention_t *", {"n": b * heads, "n_kv": b * kv_heads, "t_query": t, "t_key": k.shape[1], "d": d,
+                                     "causal": int(causal), "scale": float(scale), "q": q_layout, "out": q_layout,
+                                     "kv": {"heads": kv_heads, "seq": k.shape[1] * c_kv, "step": d, "ld": c_kv}})
+
+
 class _StatePointers:
     """The C pointer arrays for an optimizer's parameters and moments, which stay the same
     arrays from step to step: rebuilding them (a dtype and layout check and a pointer per
@@ -328,6 +339,29 @@ class CBackend(LinearBf16, LlamaKernels, Backend):
         return dqkv
 
     @float32_kernel(0, 1, 2)
+    def attention_heads_forward(self, q, k, v, heads, kv_heads, causal, scale):
+        """Attention between (B, T, heads·D) and (B, T, kv_heads·D) projections read where they
+        lie (head h of sequence b: the D columns from h·D of rows heads·D long), the output's
+        heads written side by side: no split, merge or repeat copies anything."""
+        if q.shape[-1] % heads or k.shape[-1] % kv_heads or k.shape != v.shape or heads % kv_heads:
+            return super().attention_heads_forward(q, k, v, heads, kv_heads, causal, scale)
+        q, k, v = _c(q), _c(k), _c(v)
+        y, lse = np.empty(q.shape, np.float32), np.empty((q.shape[0] * heads, q.shape[1]), np.float32)
+        lib.attention_forward(_heads_problem(q, k, heads, kv_heads, causal, scale), pointer(q), pointer(k),
+                              pointer(v), pointer(y), pointer(lse))
+        return y, lse
+
+    @float32_kernel(0, 1, 2, 3, 5)
+    def attention_heads_backward(self, q, k, v, y, lse, dy, heads, kv_heads, causal, scale):
+        if q.shape[-1] % heads or k.shape[-1] % kv_heads or k.shape != v.shape or heads % kv_heads:
+            return super().attention_heads_backward(q, k, v, y, lse, dy, heads, kv_heads, causal, scale)
+        q, k, v, y, lse, dy = _c(q), _c(k), _c(v), _c(y), _c(lse), _c(dy)
+        dq, dk, dv = np.empty_like(q), np.empty_like(k), np.empty_like(v)  # zeroed by the kernel, then summed
+        lib.attention_backward(_heads_problem(q, k, heads, kv_heads, causal, scale), pointer(q), pointer(k),
+                               pointer(v), pointer(y), pointer(lse), pointer(dy), pointer(dq), pointer(dk), pointer(dv))
+        return dq, dk, dv
+
+    @float32_kernel(0, 1, 2)
     def layernorm_forward(self, x, w, b, eps):
         x, w, b = _c(x), _c(w), _c(b)
         rows, d = x.shape
@@ -407,7 +441,7 @@ class CBackend(LinearBf16, LlamaKernels, Backend):
                              lr / (1 - beta1 ** step), 1 / math.sqrt(1 - beta2 ** step))
 
     def sum_of_squares_many(self, arrays):
-        """Σ x² over many float32 arrays in one parallel kernel (grad_norm.c)."""
+        """Σ x² over many float32 arrays in one parallel kernel (grad_norm/v3_one_team.c)."""
         if not all(map(_usable, arrays)):
             return super().sum_of_squares_many(arrays)
         return lib.sum_of_squares_many(*_pointers_and_sizes(arrays), len(arrays))
