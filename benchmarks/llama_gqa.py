@@ -1,8 +1,9 @@
 """Llama's training step with grouped-query attention two ways, taking turns in one process:
-the attention kernels reading each key/value head for its group of query heads (what
-GroupedQueryAttention does), against each key/value head repeated for its group before the
-attention (a copy forward, a sum of the copies' gradients backward: what it did before the
-kernels took groups). GPT's step at the same size takes its turn too, for the time per
+what GroupedQueryAttention does (the heads kept in the projections' (B, T, n·d) layout, RoPE
+writing in that layout, ``ops.attention_heads`` reading each key/value head for its group of
+query heads where it lies), against the way before (heads transposed to (B, H, T, d), each
+key/value head repeated for its group before the attention: copies forward, sums of the copies'
+gradients backward). GPT's step at the same size takes its turn too, for the time per
 parameter that issue #33 measures Llama against.
 
     python -m benchmarks.llama_gqa [--backend=c] [--rounds=15] [--steps=3] [--n_kv_head=1] [--profile]
@@ -50,6 +51,7 @@ def _trainer(model):
     def step(repeated=False):
         idx = rng.integers(0, SHAPE["vocab_size"], (SHAPE["batch"], SHAPE["block_size"] + 1))
         llama_blocks.F = _Repeating() if repeated else F
+        llama_blocks.GroupedQueryAttention.projection_layout = not repeated
         try:
             _, loss = model(idx[:, :-1], idx[:, 1:])
             opt.zero_grad()
@@ -57,6 +59,7 @@ def _trainer(model):
             opt.step()
         finally:
             llama_blocks.F = F
+            llama_blocks.GroupedQueryAttention.projection_layout = True
     return step
 
 
@@ -92,7 +95,8 @@ def run(backend="c", rounds=15, steps=3, n_kv_head=1, profile=False, log=print):
               "llama_over_gpt_per_parameter": statistics.median(per_param)}
     log(f"{backend}: Llama step (n_head {c['n_head']}, n_kv_head {n_kv_head}, {c['n_layer']} layers, "
         f"{c['n_embd']} wide, T {c['block_size']}, B {c['batch']}), median of {rounds} rounds of {steps} steps")
-    log(f"  grouped kernels {result['grouped_ms']:.1f} ms, repeated heads {result['repeated_ms']:.1f} ms: "
+    log(f"  grouped, in the projections' layout {result['grouped_ms']:.1f} ms; repeated heads, transposed "
+        f"{result['repeated_ms']:.1f} ms: "
         f"repeated / grouped = {result['repeated_over_grouped']:.3f} (median of per-round ratios)")
     log(f"  GPT {result['gpt_ms']:.1f} ms; per parameter Llama / GPT = {result['llama_over_gpt_per_parameter']:.3f} "
         f"({params['llama']:,} and {params['gpt']:,} parameters)")

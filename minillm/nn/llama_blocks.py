@@ -107,6 +107,10 @@ class GroupedQueryAttention(Module):
     h // (n_head / n_kv_head)), so the shared heads are not copied, in training or from the
     cache, on the CPU backends (the CUDA kernels and the masked composite path repeat them)."""
 
+    # without a cache, the heads stay in the projections' layout (False: the (B, H, T, d) road
+    # through scaled_dot_product_attention that a cache takes; benchmarks.llama_gqa times both)
+    projection_layout = True
+
     def __init__(self, dim, n_head, n_kv_head=None, head_dim=None, rope_theta=10000.0, bias=False, rope=True):
         super().__init__()
         self.rope = rope  # False: positions must come from elsewhere (GPT's learned table)
@@ -133,7 +137,7 @@ class GroupedQueryAttention(Module):
 
     def forward(self, x, cache=None):
         b, t, _ = x.shape
-        if cache is None and self.rope:
+        if cache is None and self.rope and self.projection_layout:
             return self._forward_in_projection_layout(x)
         start = len(cache) if cache is not None else 0
         q = self._heads(self.q_proj(x), self.n_head)
