@@ -236,3 +236,28 @@ def test_bad_shapes_are_named():
         ops.rms_norm_rows(x, minillm.tensor(np.ones(5, np.float32)), 1e-5)
     with pytest.raises(ValueError, match="rms_norm: input shape"):
         F.rms_norm(x, 5)
+
+
+@pytest.mark.parametrize("name", AVAILABLE)
+@settings(max_examples=15, deadline=None)
+@given(b=st.sampled_from([1, 2]), t=st.sampled_from([1, 7, 13]), heads=st.sampled_from([1, 2, 3]),
+       d=st.sampled_from([2, 6, 64]))
+def test_rope_on_a_projection_turns_each_head_where_it_lies(name, b, t, heads, d):
+    """ops.rope(x, cos, sin, heads=H) on (B, T, H·d) equals the rotation of the (B, H, T, d)
+    heads, in the projection's layout, and its gradient is the rotation back (float64
+    gradcheck on the reference; the kernels in float32 against it)."""
+    rng = np.random.default_rng(b * 100 + t * 10 + heads + d)
+    x = rng.standard_normal((b, t, heads * d))
+    cos2, sin2 = rope_tables(d, t, dtype=np.float64)
+    cos, sin = cos2[:, :d // 2].copy(), sin2[:, :d // 2].copy()
+    heads_view = x.reshape(b, t, heads, d).transpose(0, 2, 1, 3)
+    expected = reference.rope_forward(heads_view, cos, sin).transpose(0, 2, 1, 3).reshape(b, t, heads * d)
+    with backends.use_backend(name):
+        got = ops.rope(minillm.tensor(x.astype(np.float32)), cos.astype(np.float32), sin.astype(np.float32),
+                       heads=heads)
+        assert got.shape == (b, t, heads * d)
+        np.testing.assert_allclose(backends.to_numpy(got.data), expected, rtol=1e-5, atol=1e-5)
+    assert minillm.gradcheck(lambda v: ops.rope(v, cos, sin, heads=heads), minillm.tensor(x, requires_grad=True),
+                             verbose=False)
+    with pytest.raises(ValueError, match="rope: expected x"):
+        ops.rope(minillm.tensor(x), cos, sin, heads=heads * d + 1)

@@ -131,6 +131,16 @@ class GroupedQueryAttention(Module):
             self._cos, self._sin = rope_tables(self.head_dim, max(end, 2 * len(self._cos)), self.rope_theta)
         return self._cos, self._sin
 
+    def _rope_halves(self, t):
+        """cos and sin (t, d/2), one angle per pair (``rope_tables`` writes each twice), contiguous,
+        kept until the tables grow: ``ops.rope`` takes them as they are."""
+        cos, sin = self._rope(t)
+        if getattr(self, "_halves_of", None) is not cos:
+            half = self.head_dim // 2
+            self._halves_of = cos
+            self._cos_half, self._sin_half = np.ascontiguousarray(cos[:, :half]), np.ascontiguousarray(sin[:, :half])
+        return self._cos_half[:t], self._sin_half[:t]
+
     def _heads(self, x, n):
         b, t, _ = x.shape
         return x.reshape(b, t, n, self.head_dim).transpose(1, 2)  # (B, n, T, d)
@@ -154,17 +164,12 @@ class GroupedQueryAttention(Module):
 
     def _forward_in_projection_layout(self, x):
         """Without a cache (training, a prompt): the heads never leave the projections' (B, T, n·d)
-        layout. RoPE turns the heads of a (B, n, T, d) view and writes them in that view's memory
-        order, and ``ops.attention_heads`` reads q, k and v where they lie and writes its output
-        ready for ``o_proj``: no transpose is copied, forward or backward."""
-        b, t, _ = x.shape
-        cos, sin = self._rope(t)
-
-        def rotated(projection, n):  # (B, T, n·d) → the same layout, each head turned by RoPE
-            return apply_rope(self._heads(projection, n), cos[:t], sin[:t]).transpose(1, 2).reshape(b, t, -1)
-
-        q = rotated(self.q_proj(x), self.n_head)
-        k = rotated(self.k_proj(x), self.n_kv_head)
+        layout. ``ops.rope(..., heads=n)`` turns each head where it lies, and ``ops.attention_heads``
+        reads q, k and v where they lie and writes its output ready for ``o_proj``: no transpose or
+        reshape node and no copy, forward or backward."""
+        cos, sin = self._rope_halves(x.shape[1])
+        q = ops.rope(self.q_proj(x), cos, sin, heads=self.n_head)      # (B, T, n_head·d), each head turned
+        k = ops.rope(self.k_proj(x), cos, sin, heads=self.n_kv_head)   # (B, T, n_kv_head·d)
         y = ops.attention_heads(q, k, self.v_proj(x), self.n_head, self.n_kv_head, True, self.head_dim ** -0.5)
         return self.o_proj(y)
 

@@ -130,26 +130,40 @@ def rms_norm_rows(x, weight, eps):
 
 
 @op
-def rope(x, cos, sin):
+def rope(x, cos, sin, heads=None):
     """x (..., T, d) with dimension i paired with i + d/2 and each pair turned by its
     position's angle, ``cos``, ``sin`` (T, d/2) arrays (one angle per pair). The backward turns
-    the gradient back: the same kernel with −sin."""
-    half = x.shape[-1] // 2 if x.ndim >= 2 else 0
-    if x.ndim < 2 or x.shape[-1] % 2 or cos.shape != (x.shape[-2], half) or sin.shape != cos.shape:
-        raise ValueError(f"rope: expected x (..., T, d) with d even and cos, sin (T, d/2); got x {x.shape}, "
-                         f"cos {cos.shape}, sin {sin.shape}")
+    the gradient back: the same kernel with −sin.
+
+    With ``heads``, x is a projection as a Linear layer leaves it, (B, T, heads·d): the kernel
+    turns each head where it lies and writes the result (and the gradient) in the same layout,
+    so no transpose, reshape or copy stands between the projection and ``attention_heads``."""
+    if heads is not None:
+        if x.ndim != 3 or heads < 1 or x.shape[-1] % heads or (x.shape[-1] // heads) % 2 \
+                or cos.shape != (x.shape[1], x.shape[-1] // heads // 2) or sin.shape != cos.shape:
+            raise ValueError(f"rope: expected x (B, T, heads·d) with d even and cos, sin (T, d/2); got x {x.shape}, "
+                             f"heads={heads}, cos {cos.shape}, sin {sin.shape}")
+    else:
+        half = x.shape[-1] // 2 if x.ndim >= 2 else 0
+        if x.ndim < 2 or x.shape[-1] % 2 or cos.shape != (x.shape[-2], half) or sin.shape != cos.shape:
+            raise ValueError(f"rope: expected x (..., T, d) with d even and cos, sin (T, d/2); got x {x.shape}, "
+                             f"cos {cos.shape}, sin {sin.shape}")
     backend = backends.current()
     cos, sin = (backends.asarray(t, x.dtype) for t in (cos, sin))
 
-    def backward(g):
-        # the gradient in x's memory order (empty_like keeps it): for heads that are a view of a
-        # (B, T, H·d) projection, the transpose's and reshape's backward then copy nothing
-        return (backend.rope_forward(g, cos, -sin, xp_of(g).empty_like(x.data)),)
+    def turned(a, sin):
+        """``a`` turned by the angles (sin negated: back), into a new array in a's memory order."""
+        xp = xp_of(a)
+        if heads is None:  # for heads that are a view of a projection, empty_like keeps its layout
+            return backend.rope_forward(a, cos, sin, xp.empty_like(a) if a.ndim == 4 else None)
+        b, t, width = a.shape
+        as_heads = (b, t, heads, width // heads)  # (B, T, H, d) in memory, seen as (B, H, T, d)
+        out = xp.empty(as_heads, a.dtype)
+        backend.rope_forward(xp.ascontiguousarray(a).reshape(as_heads).transpose(0, 2, 1, 3), cos, sin,
+                             out.transpose(0, 2, 1, 3))
+        return out.reshape(b, t, width)
 
-    # the output in x's memory order too: heads that are a view of a (B, T, H·d) projection stay
-    # in that layout, so attention_heads can read them where they lie
-    out = xp_of(x.data).empty_like(x.data) if x.ndim == 4 else None
-    return result(backend.rope_forward(x.data, cos, sin, out), (x,), backward, "rope")
+    return result(turned(x.data, sin), (x,), lambda g: (turned(g, -sin),), "rope")
 
 
 @op
