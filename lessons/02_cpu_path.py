@@ -410,8 +410,9 @@ if name in backends.available():
 # float32: the same sign and 8 exponent bits (so the same range: no loss scaling, unlike
 # float16's 5), and 7 mantissa bits instead of 23.
 # `minillm.amp.autocast("bfloat16")` (`minillm train --dtype=bfloat16`) rounds the inputs of
-# every Linear layer's three products to bf16 and keeps everything else float32: the
-# weights, their gradients and AdamW's moments, and — the point of the next figure — the sums.
+# every Linear layer's three products to bf16 (and of any other product autograd sees; the
+# fused attention kernel stays float32) and keeps everything else float32: the weights, their
+# gradients and AdamW's moments, and — the point of the sum below — the sums.
 
 # %%
 import warnings  # noqa: E402
@@ -433,8 +434,8 @@ for row, (fmt, (exponent, mantissa)) in enumerate(FORMATS.items()):
         ax.text(x + width / 2, y, label if width > 1 else "s", ha="center", va="center", fontsize=8, color="white")
         x += width
     ax.text(-0.5, y, fmt, ha="right", va="center")
-ax.set(xlim=(-8, 32), yticks=[], xlabel="bits, most significant first",
-       title="bf16 is float32's top 16 bits: float32's range, about 3 significant digits")
+ax.set(xlim=(-8, 32), xticks=range(0, 33, 8), yticks=[], xlabel="bits, most significant first",
+       title="bf16 is float32's top 16 bits: float32's range, 2 to 3 significant digits")
 save_figure(fig, results_dir("02_cpu_path") / "bf16_format.png", dpi=90)
 
 one_plus_half_step = np.float32(1 + 2 ** -8)  # halfway between 1 and the next bf16, 1 + 2⁻⁷
@@ -495,7 +496,7 @@ if "c" in backends.available():
 
 def curve(dtype, steps):
     """A small GPT on the embedded corpus: the training losses of ``steps`` AdamW steps, and
-    the loss of the trained weights (in float32) on 10 fixed batches."""
+    the loss of the trained weights (in float32) on 10 more batches, drawn alike in both runs."""
     import minillm
     from minillm.models import GPT, GPTConfig
     from minillm.tokenizers import CharTokenizer
@@ -521,8 +522,8 @@ def curve(dtype, steps):
         opt.step()
         losses.append(loss.item())
     with minillm.no_grad():
-        held_out = float(np.mean([model(*batch())[1].item() for _ in range(10)]))
-    return np.array(losses), held_out
+        after = float(np.mean([model(*batch())[1].item() for _ in range(10)]))
+    return np.array(losses), after
 
 
 with backends.use_backend("c" if "c" in backends.available() else "numpy"), warnings.catch_warnings():

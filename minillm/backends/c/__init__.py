@@ -179,6 +179,11 @@ def _qkv_problem(qkv, heads, causal, scale):
                                      "out": {"heads": heads, "seq": t * c3 // 3, "step": d, "ld": c3 // 3}})
 
 
+def _heads_fit(q, k, v, heads, kv_heads):
+    """Do the projections split into whole heads, grouped evenly (else the reference answers)?"""
+    return not (q.shape[-1] % heads or k.shape[-1] % kv_heads or k.shape != v.shape or heads % kv_heads)
+
+
 def _heads_problem(q, k, heads, kv_heads, causal, scale):
     """The attention_t of a (B, T, heads·D) q (and output) against (B, T, kv_heads·D) k and v:
     head h of sequence b starts at b·T·C + h·D, its rows C floats apart."""
@@ -343,7 +348,7 @@ class CBackend(LinearBf16, LlamaKernels, Backend):
         """Attention between (B, T, heads·D) and (B, T, kv_heads·D) projections read where they
         lie (head h of sequence b: the D columns from h·D of rows heads·D long), the output's
         heads written side by side: no split, merge or repeat copies anything."""
-        if q.shape[-1] % heads or k.shape[-1] % kv_heads or k.shape != v.shape or heads % kv_heads:
+        if not _heads_fit(q, k, v, heads, kv_heads):
             return super().attention_heads_forward(q, k, v, heads, kv_heads, causal, scale)
         q, k, v = _c(q), _c(k), _c(v)
         y, lse = np.empty(q.shape, np.float32), np.empty((q.shape[0] * heads, q.shape[1]), np.float32)
@@ -353,7 +358,7 @@ class CBackend(LinearBf16, LlamaKernels, Backend):
 
     @float32_kernel(0, 1, 2, 3, 5)
     def attention_heads_backward(self, q, k, v, y, lse, dy, heads, kv_heads, causal, scale):
-        if q.shape[-1] % heads or k.shape[-1] % kv_heads or k.shape != v.shape or heads % kv_heads:
+        if not _heads_fit(q, k, v, heads, kv_heads):
             return super().attention_heads_backward(q, k, v, y, lse, dy, heads, kv_heads, causal, scale)
         q, k, v, y, lse, dy = _c(q), _c(k), _c(v), _c(y), _c(lse), _c(dy)
         dq, dk, dv = np.empty_like(q), np.empty_like(k), np.empty_like(v)  # zeroed by the kernel, then summed
