@@ -1,9 +1,9 @@
 """Llama's training step with grouped-query attention two ways, taking turns in one process:
-what GroupedQueryAttention does (the heads kept in the projections' (B, T, n·d) layout, RoPE
-writing in that layout, ``ops.attention_heads`` reading each key/value head for its group of
-query heads where it lies), against the way before (heads transposed to (B, H, T, d), each
-key/value head repeated for its group before the attention: copies forward, sums of the copies'
-gradients backward). GPT's step at the same size takes its turn too, for the time per
+what GroupedQueryAttention does (q, k and v from one GEMM over weights packed back to back,
+``ops.attention_qkv`` turning q and k and reading each key/value head for its group of query
+heads where it lies in that product), against the way before (three projections, heads
+transposed to (B, H, T, d), each key/value head repeated for its group before the attention:
+copies forward, sums of the copies' gradients backward). GPT's step at the same size takes its turn too, for the time per
 parameter that issue #33 measures Llama against.
 
     python -m benchmarks.llama_gqa [--backend=c] [--rounds=15] [--steps=3] [--n_kv_head=1] [--profile]
@@ -95,7 +95,7 @@ def run(backend="c", rounds=15, steps=3, n_kv_head=1, profile=False, log=print):
               "llama_over_gpt_per_parameter": statistics.median(per_param)}
     log(f"{backend}: Llama step (n_head {c['n_head']}, n_kv_head {n_kv_head}, {c['n_layer']} layers, "
         f"{c['n_embd']} wide, T {c['block_size']}, B {c['batch']}), median of {rounds} rounds of {steps} steps")
-    log(f"  grouped, in the projections' layout {result['grouped_ms']:.1f} ms; repeated heads, transposed "
+    log(f"  grouped, from one q|k|v product {result['grouped_ms']:.1f} ms; repeated heads, transposed "
         f"{result['repeated_ms']:.1f} ms: "
         f"repeated / grouped = {result['repeated_over_grouped']:.3f} (median of per-round ratios)")
     log(f"  GPT {result['gpt_ms']:.1f} ms; per parameter Llama / GPT = {result['llama_over_gpt_per_parameter']:.3f} "

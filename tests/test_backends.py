@@ -213,37 +213,48 @@ def test_attention_between_projections_with_grouped_heads(name, data):
 @pytest.mark.parametrize("name", AVAILABLE)
 @given(data=st.data())
 def test_attention_from_one_qkv_projection(name, data):
-    """Self-attention read straight from a (B, T, 3C) projection and written as (B, T, C),
-    against the float64 attention of the heads cut out by hand; widths either side of the
-    C kernel's in-place limit for A (3C = 387 and 1,536 floats per row)."""
+    """Self-attention read straight from a (B, T, (H + 2·H_kv)·D) projection and written as
+    (B, T, H·D), against the float64 attention of the heads cut out by hand (each key/value
+    head repeated for its group of query heads); nanoGPT's (B, T, 3C) when H_kv = H; widths
+    either side of the C kernel's in-place limit for A (3C = 387 and 1,536 floats per row)."""
     backend = backends.get(name)
-    b, heads = data.draw(st.sampled_from([1, 2, 3])), data.draw(st.sampled_from([1, 2, 3, 4]))
+    b, kv_heads = data.draw(st.sampled_from([1, 2, 3])), data.draw(st.sampled_from([1, 2, 3]))
+    heads = kv_heads * data.draw(st.sampled_from([1, 1, 2, 3]))
     d = data.draw(st.sampled_from([1, 8, 13, 32, 43, 128]))
     t = data.draw(st.one_of(awkward, st.just(300)))
     causal = data.draw(st.booleans())
-    c = heads * d
-    qkv, dy = draw_array(data, (b, t, 3 * c)), draw_array(data, (b, t, c))
+    c, c_kv = heads * d, kv_heads * d
+    qkv, dy = draw_array(data, (b, t, c + 2 * c_kv)), draw_array(data, (b, t, c))
 
-    def heads_of(x):  # (B, T, C) -> (B·H, T, D)
-        return x.reshape(b, t, heads, d).transpose(0, 2, 1, 3).reshape(b * heads, t, d)
+    def heads_of(x, n):  # (B, T, n·D) -> (B·n, T, D)
+        return x.reshape(b, t, n, d).transpose(0, 2, 1, 3).reshape(b * n, t, d)
 
-    def merged(x):    # (B·H, T, D) -> (B, T, C)
-        return x.reshape(b, heads, t, d).transpose(0, 2, 1, 3).reshape(b, t, c)
+    def merged(x, n):    # (B·n, T, D) -> (B, T, n·D)
+        return x.reshape(b, n, t, d).transpose(0, 2, 1, 3).reshape(b, t, n * d)
 
-    q, k, v = (heads_of(qkv[..., i * c:(i + 1) * c]) for i in range(3))
+    def repeated(x):     # each key/value head once for every query head of its group
+        return np.repeat(x.reshape(b, kv_heads, t, d), heads // kv_heads, axis=1).reshape(b * heads, t, d)
+
+    def summed(x):       # the gradient of repeated: the group's copies added
+        return x.reshape(b, kv_heads, heads // kv_heads, t, d).sum(axis=2).reshape(b * kv_heads, t, d)
+
+    q = heads_of(qkv[..., :c], heads)
+    k, v = (repeated(heads_of(part, kv_heads)) for part in (qkv[..., c:c + c_kv], qkv[..., c + c_kv:]))
     scale = 1 / math.sqrt(d)
     ref_out, ref_lse = reference.attention_forward(q, k, v, causal, scale)
-    ref_grads = reference.attention_backward(q, k, v, ref_out, ref_lse, heads_of(dy), causal, scale)
+    ref_dq, ref_dk, ref_dv = reference.attention_backward(q, k, v, ref_out, ref_lse, heads_of(dy, heads), causal, scale)
+    ref_dqkv = np.concatenate([merged(ref_dq, heads), merged(summed(ref_dk), kv_heads),
+                               merged(summed(ref_dv), kv_heads)], axis=-1)
 
     qkv_b, dy_b = on(backend, qkv, dy)
-    y, lse = backend.attention_qkv_forward(qkv_b, heads, causal, scale)
+    grouped = {} if kv_heads == heads and data.draw(st.booleans()) else {"kv_heads": kv_heads}
+    y, lse = backend.attention_qkv_forward(qkv_b, heads, causal, scale, **grouped)
     assert y.shape == (b, t, c)
-    assert close(y, merged(ref_out))
+    assert close(y, merged(ref_out, heads))
     assert close(lse, ref_lse)
-    dqkv = backend.attention_qkv_backward(qkv_b, y, lse, dy_b, heads, causal, scale)
+    dqkv = backend.attention_qkv_backward(qkv_b, y, lse, dy_b, heads, causal, scale, **grouped)
     assert dqkv.shape == qkv.shape
-    for i, (label, ref) in enumerate(zip(("dq", "dk", "dv"), ref_grads)):
-        assert close(backends.to_numpy(dqkv)[..., i * c:(i + 1) * c], merged(ref)), label
+    assert close(dqkv, ref_dqkv)
 
 
 @pytest.mark.parametrize("name", AVAILABLE)
@@ -671,6 +682,13 @@ def read_only_attention_qkv(backend, ro, rng):
     yield "attention_qkv_forward lse", lse, ref_lse
     yield ("attention_qkv_backward", backend.attention_qkv_backward(qkv, y, lse, dy, 2, True, 0.25),
            backward(qkv64, ref_y, ref_lse, dy64, 2, True, 0.25))
+    (grouped, grouped64) = ro(rng.standard_normal((2, 13, 64)))  # 4 query heads of 8, 2 key/value heads
+    y, lse = backend.attention_qkv_forward(grouped, 4, True, 0.25, kv_heads=2)
+    ref_y, ref_lse = forward(grouped64, 4, True, 0.25, kv_heads=2)
+    yield "attention_qkv_forward y, grouped", y, ref_y
+    (dy, dy64) = ro(rng.standard_normal((2, 13, 32)))
+    yield ("attention_qkv_backward, grouped", backend.attention_qkv_backward(grouped, y, lse, dy, 4, True, 0.25, 2),
+           backward(grouped64, ref_y, ref_lse, dy64, 4, True, 0.25, 2))
 
 
 def read_only_layernorm(backend, ro, rng):

@@ -190,19 +190,46 @@ def _attention_case(draw):
 
 @st.composite
 def _attention_qkv_case(draw):
-    b, t, heads, d = draw(sides), draw(sides), draw(st.sampled_from([1, 2, 3])), draw(sides)
+    """nanoGPT's (B, T, 3C); or Llama's: grouped key/value heads, q and k turned by RoPE first."""
+    b, t, d = draw(sides), draw(sides), draw(sides)
+    kv_heads = draw(st.sampled_from([1, 2, 3]))
+    llama = draw(st.booleans())
+    heads = kv_heads * (draw(st.sampled_from([1, 2])) if llama else 1)
+    d += d % 2 if llama else 0  # RoPE turns pairs
     causal = draw(st.booleans())
-    c = heads * d
+    angles = draw(values((t, d // 2))) if llama else None
+    c, c_kv = heads * d, kv_heads * d
+
+    def turned(x, n):  # (B, T, n·d) heads turned by RoPE: (x₁, x₂) → (x₁c − x₂s, x₂c + x₁s)
+        h = x.reshape(b, t, n, d)
+        x1, x2 = h[..., :d // 2], h[..., d // 2:]
+        cos, sin = np.cos(angles)[:, None], np.sin(angles)[:, None]
+        return np.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1).reshape(b, t, n * d)
 
     def ref(qkv):
-        q, k, v = (qkv[..., i * c:(i + 1) * c].reshape(b, t, heads, d).swapaxes(1, 2) for i in range(3))
+        q, k, v = qkv[..., :c], qkv[..., c:c + c_kv], qkv[..., c + c_kv:]
+        if llama:
+            q, k = turned(q, heads), turned(k, kv_heads)
+        q = q.reshape(b, t, heads, d).swapaxes(1, 2)
+        k, v = (np.repeat(x.reshape(b, t, kv_heads, d).swapaxes(1, 2), heads // kv_heads, axis=1) for x in (k, v))
         s = q @ k.swapaxes(-1, -2) / math.sqrt(d)
         if causal:
             s = np.where(np.tril(np.ones((t, t), bool)), s, -np.inf)
         return (_softmax(s, -1) @ v).swapaxes(1, 2).reshape(b, t, c)
 
-    return (lambda qkv: ops.attention_qkv(qkv, heads, causal, 1 / math.sqrt(d))), ref, \
-        [draw(values((b, t, 3 * c)))]
+    options = dict(kv_heads=kv_heads, rotary=(np.cos(angles), np.sin(angles))) if llama else {}
+    return (lambda qkv: ops.attention_qkv(qkv, heads, causal, 1 / math.sqrt(d), **options)), ref, \
+        [draw(values((b, t, c + 2 * c_kv)))]
+
+
+@st.composite
+def _row_blocks_case(draw):
+    """Blocks drawn apart (the copy) or as views of one array (the view): the same function."""
+    width, rows = draw(sides), draw(st.lists(sides, min_size=1, max_size=3))
+    joined = draw(values((sum(rows), width)))
+    edges = np.cumsum([0] + rows)
+    blocks = [joined[lo:hi] if draw(st.booleans()) else joined[lo:hi].copy() for lo, hi in zip(edges[:-1], edges[1:])]
+    return (lambda *xs: ops.row_blocks(xs)), (lambda *xs: np.concatenate(xs, axis=0)), blocks
 
 
 @st.composite
@@ -308,6 +335,7 @@ CASES = {
     "permute": _permute_case(),
     "getitem": _getitem_case(),
     "cat": _cat_case(),
+    "row_blocks": _row_blocks_case(),
     "cast": _unary(lambda a: a.to(np.float64) * 2, lambda a: a * 2),
     "exp": _unary(ops.exp, np.exp),
     "log": _unary(ops.log, np.log, domain=positive),

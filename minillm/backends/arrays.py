@@ -14,6 +14,29 @@ def to_numpy(array):
     return np.asarray(array) if isinstance(array, (np.ndarray, np.generic)) else array.get()
 
 
+def _owner(array):
+    while array.base is not None and isinstance(array.base, np.ndarray):
+        array = array.base
+    return array
+
+
+def back_to_back(arrays):
+    """One read-only (ΣMᵢ, K) view of 2-D (Mᵢ, K) C-ordered NumPy arrays that lie one right after
+    another in one buffer (views of the same array, each starting where the last ends), or
+    None when they do not: the memory a copy by concatenation would produce, without the copy."""
+    first = arrays[0]
+    if not all(isinstance(a, np.ndarray) and a.ndim == 2 and a.flags.c_contiguous and a.dtype == first.dtype
+               and a.shape[1] == first.shape[1] for a in arrays) or first.base is None:
+        return None
+    owner, address = _owner(first), first.__array_interface__["data"][0]
+    for a in arrays:
+        if a.base is None or _owner(a) is not owner or a.__array_interface__["data"][0] != address:
+            return None
+        address += a.nbytes
+    rows = sum(a.shape[0] for a in arrays)
+    return np.lib.stride_tricks.as_strided(first, (rows, first.shape[1]), first.strides, writeable=False)
+
+
 def round_to_bf16(array):
     """``array``'s values rounded to the nearest bfloat16 (ties to even; a nan stays a nan, made
     quiet; float64 is first rounded to float32), in ``array``'s dtype: the numbers that a bf16

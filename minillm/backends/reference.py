@@ -47,12 +47,13 @@ def _refuse_read_only(primitive, arrays, labels=None):
                              f"memory map), and {primitive} updates it in place")
 
 
-def split_qkv(qkv, heads):
-    """The q, k and v of a (B, T, 3C) projection as contiguous (B·heads, T, C/heads) arrays."""
-    b, t, c3 = qkv.shape
-    d = c3 // 3 // heads
-    parts = qkv.reshape(b, t, 3, heads, d).transpose(2, 0, 3, 1, 4).reshape(3, b * heads, t, d)
-    return parts[0], parts[1], parts[2]
+def qkv_parts(qkv, heads, kv_heads=None):
+    """The q, k and v column blocks (views) of one (B, T, (heads + 2·kv_heads)·D) projection,
+    q | k | v side by side (kv_heads None: heads, nanoGPT's (B, T, 3C))."""
+    kv_heads = kv_heads or heads
+    d = qkv.shape[-1] // (heads + 2 * kv_heads)
+    q_end, k_end = heads * d, (heads + kv_heads) * d
+    return qkv[..., :q_end], qkv[..., q_end:k_end], qkv[..., k_end:]
 
 
 def split_heads(y, heads):
@@ -354,19 +355,19 @@ class Backend:
                                          False)
         return gx, gw, (g.sum(axis=0) if need_b else None)
 
-    def attention_qkv_forward(self, qkv, heads, causal, scale):
-        """Self-attention from one (B, T, 3C) projection: y (B, T, C), lse (B·heads, T). Here
-        the heads are split out, attended by this backend's ``attention_forward`` and merged;
-        a backend may read the heads where they lie instead."""
-        out, lse = self.attention_forward(*split_qkv(qkv, heads), causal, scale)
-        return merge_heads(out, qkv.shape[0]), lse
+    def attention_qkv_forward(self, qkv, heads, causal, scale, kv_heads=None):
+        """Self-attention from one projection, q | k | v side by side: (B, T, (heads + 2·kv_heads)·D),
+        kv_heads dividing heads (None: heads, nanoGPT's (B, T, 3C)); y (B, T, heads·D) and lse
+        (B·heads, T). Here the three parts go to this backend's ``attention_heads_forward``; a
+        backend may read the heads where they lie instead."""
+        return self.attention_heads_forward(*qkv_parts(qkv, heads, kv_heads), heads, kv_heads or heads, causal, scale)
 
-    def attention_qkv_backward(self, qkv, y, lse, dy, heads, causal, scale):
-        """d qkv (B, T, 3C) of ``attention_qkv_forward``, by this backend's
-        ``attention_backward`` between a split and a merge."""
-        grads = self.attention_backward(*split_qkv(qkv, heads), split_heads(y, heads), lse, split_heads(dy, heads),
-                                        causal, scale)
-        return xp_of(qkv).concatenate([merge_heads(g, qkv.shape[0]) for g in grads], axis=-1)
+    def attention_qkv_backward(self, qkv, y, lse, dy, heads, causal, scale, kv_heads=None):
+        """d qkv (B, T, (heads + 2·kv_heads)·D) of ``attention_qkv_forward``: this backend's
+        ``attention_heads_backward``, its three gradients side by side."""
+        grads = self.attention_heads_backward(*qkv_parts(qkv, heads, kv_heads), y, lse, dy, heads, kv_heads or heads,
+                                              causal, scale)
+        return xp_of(qkv).concatenate(grads, axis=-1)
 
     def attention_heads_forward(self, q, k, v, heads, kv_heads, causal, scale):
         """Attention between projections as a Linear layer leaves them: q (B, T, heads·D), k and

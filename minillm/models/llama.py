@@ -7,6 +7,7 @@ import numpy as np
 from ..nn import Embedding, Linear, ModuleList
 from ..nn.llama_blocks import LlamaBlock, RMSNorm
 from ..nn.module import init_skipped
+from ..nn.packing import pack
 from ..rng import generator
 from .base import CachedDecoder, as_ids
 
@@ -50,6 +51,7 @@ class Llama(CachedDecoder):
         if config.tie_word_embeddings:
             self.lm_head.weight = self.embed_tokens.weight
         self._init_weights()
+        self.pack_projections()
 
     def _init_weights(self):
         """N(0, 0.02) for every matrix, as Llama's initializer_range; norms start at 1."""
@@ -60,6 +62,20 @@ class Llama(CachedDecoder):
         for _, p in self.named_parameters():
             if p.ndim == 2:
                 p.data = backends.asarray(rng.normal(0.0, 0.02, p.shape).astype(np.float32))
+
+    def pack_projections(self):
+        """Put each layer's q | k | v weights, and its gate | up weights, back to back in one
+        buffer (``nn.packing.pack``), so that training reads each group as one matrix without
+        copying it. Done at construction and after ``load_state_dict``."""
+        for layer in self.layers:
+            attention, mlp = layer.self_attn, layer.mlp
+            pack([attention.q_proj.weight, attention.k_proj.weight, attention.v_proj.weight])
+            pack([mlp.gate_proj.weight, mlp.up_proj.weight])
+
+    def load_state_dict(self, state_dict, strict=True, assign=False):
+        super().load_state_dict(state_dict, strict, assign)
+        self.pack_projections()
+        return self
 
     def forward(self, idx, targets=None, caches=None):
         """idx (B, T) → logits (B, T, vocab), and the mean cross-entropy given ``targets``.

@@ -91,9 +91,10 @@ class SwiGLU(Module):
         gate, up = self.gate_proj, self.up_proj
         if is_grad_enabled() and type(gate) is Linear and type(up) is Linear and gate.bias is None and up.bias is None:
             # training: one (dim → 2·hidden) GEMM instead of two, and its backward one GEMM for dx
-            # instead of two and their sum; the weights' copy side by side is small next to the
-            # products. (Generation, under no_grad, reads each weight where it lies.)
-            both = ops.cat([gate.weight, up.weight], dim=0)
+            # instead of two and their sum; the weights read as one matrix where they lie when
+            # Llama packed them (nn.packing), else copied side by side. (Generation, under
+            # no_grad, reads each weight on its own.)
+            both = ops.row_blocks([gate.weight, up.weight])
             return self.down_proj(ops.swiglu(F.linear(x, both)))
         return self.down_proj(ops.swiglu(gate(x), up(x)))
 
@@ -164,13 +165,24 @@ class GroupedQueryAttention(Module):
 
     def _forward_in_projection_layout(self, x):
         """Without a cache (training, a prompt): the heads never leave the projections' (B, T, n·d)
-        layout. ``ops.rope(..., heads=n)`` turns each head where it lies, and ``ops.attention_heads``
-        reads q, k and v where they lie and writes its output ready for ``o_proj``: no transpose or
-        reshape node and no copy, forward or backward."""
+        layout. q, k and v come from one GEMM (the three weights side by side, as GPT's c_attn;
+        names and checkpoints stay Hugging Face's) and ``ops.attention_qkv`` turns q and k
+        (RoPE) and attends, reading each head where it lies and writing its output ready for
+        ``o_proj``: no transpose, reshape or split node and no copy of a head, forward or
+        backward, and one GEMM for the projections' backward. Projections that are not plain
+        bias-free Linears (LoRA, say) each run on their own: ``ops.rope(..., heads=n)`` and
+        ``ops.attention_heads`` read them in the same layout."""
         cos, sin = self._rope_halves(x.shape[1])
+        scale = self.head_dim ** -0.5
+        projections = (self.q_proj, self.k_proj, self.v_proj)
+        if all(type(p) is Linear and p.bias is None for p in projections):
+            # the weights as one matrix: where they lie when Llama packed them (nn.packing), else a copy
+            qkv = F.linear(x, ops.row_blocks([p.weight for p in projections]))
+            y = ops.attention_qkv(qkv, self.n_head, True, scale, kv_heads=self.n_kv_head, rotary=(cos, sin))
+            return self.o_proj(y)
         q = ops.rope(self.q_proj(x), cos, sin, heads=self.n_head)      # (B, T, n_head·d), each head turned
         k = ops.rope(self.k_proj(x), cos, sin, heads=self.n_kv_head)   # (B, T, n_kv_head·d)
-        y = ops.attention_heads(q, k, self.v_proj(x), self.n_head, self.n_kv_head, True, self.head_dim ** -0.5)
+        y = ops.attention_heads(q, k, self.v_proj(x), self.n_head, self.n_kv_head, True, scale)
         return self.o_proj(y)
 
 

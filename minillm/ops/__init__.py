@@ -12,7 +12,7 @@ gradcheck. The ops live by kind, one file each:
   relu, sigmoid, gelu_exact, gelu_tanh (and ``gelu``, torch's switch between them);
   clip, where, masked_fill, dropout.
 - ``reductions.py``: sum_over, mean, amax, amin, var; softmax, log_softmax.
-- ``shape.py``: reshape, permute, transpose, getitem, cat, stack, split, cast.
+- ``shape.py``: reshape, permute, transpose, getitem, cat (and row_blocks, its view when the blocks lie back to back), stack, split, cast.
 - ``linalg.py``: matmul and linear (the backend's GEMM).
 - ``fused.py``: one node for a whole block of work, kernels in the backend:
   layer_norm_rows, attention, attention_heads, attention_qkv, cross_entropy_rows, bce_with_logits; Llama's
@@ -33,7 +33,7 @@ from .fused import (attention, attention_heads, attention_qkv, bce_with_logits, 
                     rms_norm_rows, rope, swiglu)
 from .linalg import linear, matmul
 from .reductions import amax, amin, log_softmax, mean, softmax, sum_over, var
-from .shape import cast, cat, getitem, permute, reshape, split, stack, transpose
+from .shape import cast, cat, getitem, permute, reshape, row_blocks, split, stack, transpose
 
 # Tensor's operators (tensor.py) call the ops through the name `ops` in that module: the
 # ops build Tensors, so this package imports tensor.py, never the other way round, and
@@ -45,7 +45,7 @@ __all__ = [
     "add", "sub", "mul", "div", "neg", "power", "exp", "log", "sqrt", "tanh", "absolute", "relu",
     "sigmoid", "gelu_exact", "gelu_tanh", "gelu", "clip", "where", "masked_fill", "dropout",
     "sum_over", "mean", "amax", "amin", "var", "softmax", "log_softmax",
-    "reshape", "permute", "transpose", "getitem", "cat", "stack", "split", "cast",
+    "reshape", "permute", "transpose", "getitem", "cat", "row_blocks", "stack", "split", "cast",
     "matmul", "linear",
     "layer_norm_rows", "attention", "attention_heads", "attention_qkv", "cross_entropy_rows", "bce_with_logits",
     "rms_norm_rows", "rope", "swiglu",

@@ -65,22 +65,48 @@ def attention_heads(q, k, v, heads, kv_heads, causal, scale):
 
 
 @op
-def attention_qkv(qkv, num_heads, causal, scale):
-    """Self-attention from one (B, T, 3C) projection, q | k | v side by side as nanoGPT's
-    c_attn makes them, to the (B, T, C) that the output projection takes.
+def attention_qkv(qkv, num_heads, causal, scale, kv_heads=None, rotary=None):
+    """Self-attention from one projection, q | k | v side by side as nanoGPT's c_attn makes
+    them, (B, T, 3C), to the (B, T, C) that the output projection takes.
 
     The same function as splitting into (B·H, T, C/H) heads, ``attention`` and merging the
     heads back, but one node instead of eleven, and on a backend that reads the heads where
     they lie (C) none of the four split/merge copies forward or backward; the gradient is
-    one (B, T, 3C) array, so the projection's backward stays one GEMM."""
-    if qkv.ndim != 3 or qkv.shape[-1] % (3 * num_heads):
-        raise ValueError(f"attention_qkv: expected (B, T, 3·C) with C divisible by num_heads={num_heads}, "
-                         f"got {qkv.shape}")
+    one (B, T, 3C) array, so the projection's backward stays one GEMM.
+
+    Llama's attention is the same node with two options. ``kv_heads`` (dividing num_heads):
+    grouped-query attention, qkv (B, T, (num_heads + 2·kv_heads)·D). ``rotary`` = (cos, sin),
+    (T, D/2) arrays as ``rope`` takes them: q and k are turned by their positions' angles
+    first (into a copy of the projection; v is copied beside them), and the gradient of q and
+    k is turned back in place, so q, k and v still come from one GEMM and go back to one."""
+    kv_heads = kv_heads or num_heads
+    if qkv.ndim != 3 or num_heads < 1 or num_heads % kv_heads or qkv.shape[-1] % (num_heads + 2 * kv_heads):
+        raise ValueError(f"attention_qkv: expected (B, T, (num_heads + 2·kv_heads)·D) with kv_heads dividing "
+                         f"num_heads; got {qkv.shape}, num_heads={num_heads}, kv_heads={kv_heads}")
     backend = backends.current()
-    y, lse = backend.attention_qkv_forward(qkv.data, num_heads, causal, scale)
+    d = qkv.shape[-1] // (num_heads + 2 * kv_heads)
+    packed = qkv.data
+    if rotary is not None:
+        cos, sin = (backends.asarray(t, qkv.dtype) for t in rotary)
+        if cos.shape != (qkv.shape[1], d // 2) or sin.shape != cos.shape or d % 2:
+            raise ValueError(f"attention_qkv: rotary tables must be (T, D/2) = {(qkv.shape[1], d // 2)} with D even; "
+                             f"got cos {cos.shape}, sin {sin.shape}, D={d}")
+        turned = num_heads + kv_heads  # q's and k's heads lead the projection
+
+        def heads_of(a):  # a's first ``turned`` heads as (B, H, T, D), a view
+            b, t, _ = a.shape
+            return a[..., :turned * d].reshape(b, t, turned, d).transpose(0, 2, 1, 3)
+
+        packed = xp_of(qkv.data).empty_like(qkv.data)
+        backend.rope_forward(heads_of(qkv.data), cos, sin, heads_of(packed))
+        packed[..., turned * d:] = qkv.data[..., turned * d:]
+    y, lse = backend.attention_qkv_forward(packed, num_heads, causal, scale, kv_heads)
 
     def backward(g):
-        return (backend.attention_qkv_backward(qkv.data, y, lse, g, num_heads, causal, scale),)
+        grad = backend.attention_qkv_backward(packed, y, lse, g, num_heads, causal, scale, kv_heads)
+        if rotary is not None:  # back through the turn: the rotation by −θ, in place
+            backend.rope_forward(heads_of(grad), cos, -sin, heads_of(grad))
+        return (grad,)
 
     return result(y, (qkv,), backward, "attention_qkv")
 

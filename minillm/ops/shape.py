@@ -5,6 +5,7 @@ import numpy as np
 
 from .. import backends
 from ..backends import xp_of
+from ..backends.arrays import back_to_back
 from ..tensor import Tensor
 from .core import normalize_axes, op, result
 
@@ -79,6 +80,21 @@ def cat(tensors, dim=0):
         return [g[(slice(None),) * axis + (slice(lo, hi),)] for lo, hi in zip(edges[:-1], edges[1:])]
 
     return result(out, tensors, backward, "cat")
+
+
+@op
+def row_blocks(tensors):
+    """``cat(tensors, dim=0)`` of 2-D (Mᵢ, K) blocks, for reading only: a view of their memory
+    instead of a copy when they already lie back to back in one buffer (``nn.packing.pack``
+    puts a layer's weights there), else the copy. For weights that one GEMM reads as one
+    matrix (Llama's q | k | v and gate | up); the gradient splits back into the blocks, as
+    cat's does. The result shares memory with the blocks: write into neither."""
+    tensors = list(tensors)
+    joined = back_to_back([t.data for t in tensors]) if tensors else None
+    if joined is None:
+        return cat(tensors, dim=0)
+    edges = np.cumsum([0] + [t.shape[0] for t in tensors])
+    return result(joined, tensors, lambda g: [g[lo:hi] for lo, hi in zip(edges[:-1], edges[1:])], "row_blocks")
 
 
 def stack(tensors, dim=0):

@@ -162,21 +162,28 @@ def _problem(q, k, causal, scale, q_layout, kv_layout, out_layout):
                                      "scale": float(scale), "q": q_layout, "kv": kv_layout, "out": out_layout})
 
 
-def _qkv_thirds(qkv):
-    """Pointers to the q, k and v thirds of a contiguous (B, T, 3C) array (C floats apart)."""
-    base, c = pointer(qkv), qkv.shape[-1] // 3
-    return base, base + c, base + 2 * c
+def _qkv_parts(qkv, heads, kv_heads):
+    """Pointers to the q, k and v blocks of a contiguous (B, T, (heads + 2·kv_heads)·D) array."""
+    base, d = pointer(qkv), qkv.shape[-1] // (heads + 2 * kv_heads)
+    return base, base + heads * d, base + (heads + kv_heads) * d
 
 
-def _qkv_problem(qkv, heads, causal, scale):
-    """Head h of sequence b is the D columns from h·D in the q (k, v) third of rows 3C long, and
-    the output's heads lie side by side in (B, T, C)."""
-    b, t, c3 = qkv.shape
-    d = c3 // 3 // heads
-    inputs = {"heads": heads, "seq": t * c3, "step": d, "ld": c3}
-    return ffi.new("attention_t *", {"n": b * heads, "n_kv": b * heads, "t_query": t, "t_key": t, "d": d,
-                                     "causal": int(causal), "scale": float(scale), "q": inputs, "kv": inputs,
-                                     "out": {"heads": heads, "seq": t * c3 // 3, "step": d, "ld": c3 // 3}})
+def _qkv_problem(qkv, heads, kv_heads, causal, scale):
+    """Query head h of sequence b is the D columns from h·D of rows W = (heads + 2·kv_heads)·D
+    long, key (value) head g the D columns from g·D of the k (v) block of the same rows; the
+    output's heads lie side by side in (B, T, heads·D)."""
+    b, t, w = qkv.shape
+    d = w // (heads + 2 * kv_heads)
+    rows = {"seq": t * w, "step": d, "ld": w}
+    return ffi.new("attention_t *", {"n": b * heads, "n_kv": b * kv_heads, "t_query": t, "t_key": t, "d": d,
+                                     "causal": int(causal), "scale": float(scale), "q": {"heads": heads, **rows},
+                                     "kv": {"heads": kv_heads, **rows},
+                                     "out": {"heads": heads, "seq": t * heads * d, "step": d, "ld": heads * d}})
+
+
+def _qkv_fit(qkv, heads, kv_heads):
+    """Does the projection split into whole heads, grouped evenly (else the reference answers)?"""
+    return qkv.ndim == 3 and not (heads % kv_heads or qkv.shape[-1] % (heads + 2 * kv_heads))
 
 
 def _heads_fit(q, k, v, heads, kv_heads):
@@ -325,22 +332,31 @@ class CBackend(LinearBf16, LlamaKernels, Backend):
         return dq, dk, dv
 
     @float32_kernel(0)
-    def attention_qkv_forward(self, qkv, heads, causal, scale):
-        """Causal self-attention straight from one (B, T, 3C) projection to (B, T, C): the kernel
-        reads each head where it lies (rows 3C apart) and writes the heads side by side, so the
-        split into heads and the merge back copy nothing."""
+    def attention_qkv_forward(self, qkv, heads, causal, scale, kv_heads=None):
+        """Causal self-attention straight from one (B, T, (heads + 2·kv_heads)·D) projection to
+        (B, T, heads·D): the kernel reads each head where it lies (rows W apart; a query head
+        reads its group's key/value head) and writes the heads side by side, so the split into
+        heads, the merge back and the repeat of shared heads copy nothing."""
+        kv_heads = kv_heads or heads
+        if not _qkv_fit(qkv, heads, kv_heads):
+            return super().attention_qkv_forward(qkv, heads, causal, scale, kv_heads)
         qkv = _c(qkv)
-        b, t, c3 = qkv.shape
-        y, lse = np.empty((b, t, c3 // 3), np.float32), np.empty((b * heads, t), np.float32)
-        lib.attention_forward(_qkv_problem(qkv, heads, causal, scale), *_qkv_thirds(qkv), pointer(y), pointer(lse))
+        b, t, w = qkv.shape
+        y = np.empty((b, t, w // (heads + 2 * kv_heads) * heads), np.float32)
+        lse = np.empty((b * heads, t), np.float32)
+        lib.attention_forward(_qkv_problem(qkv, heads, kv_heads, causal, scale), *_qkv_parts(qkv, heads, kv_heads),
+                              pointer(y), pointer(lse))
         return y, lse
 
     @float32_kernel(0, 1, 3)
-    def attention_qkv_backward(self, qkv, y, lse, dy, heads, causal, scale):
+    def attention_qkv_backward(self, qkv, y, lse, dy, heads, causal, scale, kv_heads=None):
+        kv_heads = kv_heads or heads
+        if not _qkv_fit(qkv, heads, kv_heads):
+            return super().attention_qkv_backward(qkv, y, lse, dy, heads, causal, scale, kv_heads)
         qkv, y, lse, dy = _c(qkv), _c(y), _c(lse), _c(dy)
         dqkv = np.empty_like(qkv)  # every row of every head is zeroed by the kernel, then accumulated
-        lib.attention_backward(_qkv_problem(qkv, heads, causal, scale), *_qkv_thirds(qkv), pointer(y), pointer(lse),
-                               pointer(dy), *_qkv_thirds(dqkv))
+        lib.attention_backward(_qkv_problem(qkv, heads, kv_heads, causal, scale), *_qkv_parts(qkv, heads, kv_heads),
+                               pointer(y), pointer(lse), pointer(dy), *_qkv_parts(dqkv, heads, kv_heads))
         return dqkv
 
     @float32_kernel(0, 1, 2)
