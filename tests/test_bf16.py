@@ -153,3 +153,28 @@ def test_round_to_bf16_rounds_as_to_bf16_and_keeps_the_dtype():
     square = x[:1000].reshape(40, 25).T  # a transposed view
     assert np.array_equal(round_to_bf16(square), from_bf16(to_bf16(square)), equal_nan=True)
     assert round_to_bf16(np.array(1 + 2 ** -8, np.float32)).shape == ()  # a 0-d array stays 0-d
+
+
+@needs_c
+@settings(max_examples=30, deadline=None)
+@given(rows=st.sampled_from([1, 7, 95, 96, 97, 131, 300, 769]), n_in=sizes, n_out=sizes,
+       need=st.sampled_from([(True, True, True), (True, False, False), (False, True, True), (True, True, False)]))
+def test_linear_backward_bf16_against_float64(rows, n_in, n_out, need):
+    """dx = g·W and dW = gᵀ·x on bf16-rounded g, x, W (db = Σ_rows g on float32 g), whichever way
+    linear.c shares the rows between the cores (from 96 rows on two cores: each its own rows and
+    a partial dW, then the partials summed), within the GEMM's bound; K is the summed length
+    (n_out for dx, rows for dW; the partials' sum adds one more rounding)."""
+    rng = np.random.default_rng(rows * 7919 + n_in * 31 + n_out)
+    g, x, w = (rng.standard_normal(s).astype(np.float32) for s in ((rows, n_out), (rows, n_in), (n_out, n_in)))
+    g64, x64, w64 = (from_bf16(to_bf16(a)).astype(np.float64) for a in (g, x, w))
+    gx, gw, gb = backends.get("c").linear_backward_bf16(g, x, w, *need)
+    if need[0]:
+        bound = (n_out + 2) * 2.0 ** -24 * (np.abs(g64) @ np.abs(w64))
+        assert gx.shape == (rows, n_in) and (np.abs(gx - g64 @ w64) <= bound).all()
+    if need[1]:
+        bound = (rows + 3) * 2.0 ** -24 * (np.abs(g64).T @ np.abs(x64))
+        assert gw.shape == (n_out, n_in) and (np.abs(gw - g64.T @ x64) <= bound).all()
+    if need[2]:
+        exact = g.astype(np.float64).sum(axis=0)
+        assert (np.abs(gb - exact) <= (rows + 2) * 2.0 ** -24 * np.abs(g.astype(np.float64)).sum(axis=0)).all()
+    assert [a is None for a in (gx, gw, gb)] == [not n for n in need]

@@ -22,7 +22,12 @@
  *    step's calls.
  *
  * 3 is used when every thread gets MIN_ROWS_PER_THREAD rows and the partials are small; otherwise
- * 2 on two cores (an output layer of 50,000 words would need a 150 MB partial) and 1 on more. */
+ * 2 on two cores (an output layer of 50,000 words would need a 150 MB partial) and 1 on more.
+ *
+ * The products are a parameter: float32 (sgemm_bias) for linear_backward, bf16 inputs with
+ * float32 sums (matmul_bf16.c's v4) for linear_backward_bf16. A bf16 step gains from the sharing
+ * by rows as much as a float32 one: the two products one after the other, each over all rows,
+ * read g and x from the other core's cache as 1 does. */
 #include <stddef.h>
 #include <stdlib.h>
 #include "minillm_kernels.h"
@@ -38,30 +43,36 @@ static void column_sums(const float *g, float *gb, int rows, int cols, int first
     }
 }
 
+/* C = A·B + bias for strided A and B (sgemm_bias's arguments) */
+typedef void product_t(const float *A, const float *B, const float *bias, float *C, int M, int N, int K, long long sam,
+                       long long sak, long long sbk, long long sbn, int threads);
+
 /* gx = g·W (W is out × in, row-major): A = g as it lies, B = W */
-static void input_gradient(const float *g, const float *w, float *gx, int rows, int in, int out, int threads) {
-    sgemm_bias(g, w, NULL, gx, rows, in, out, out, 1, in, 1, threads);
+static void input_gradient(product_t *product, const float *g, const float *w, float *gx, int rows, int in, int out,
+                           int threads) {
+    product(g, w, NULL, gx, rows, in, out, out, 1, in, 1, threads);
 }
 
 /* gw = gᵀ·x: A = g transposed (a stride), B = x */
-static void weight_gradient(const float *g, const float *x, float *gw, int rows, int in, int out, int threads) {
-    sgemm_bias(g, x, NULL, gw, out, in, rows, 1, out, in, 1, threads);
+static void weight_gradient(product_t *product, const float *g, const float *x, float *gw, int rows, int in, int out,
+                            int threads) {
+    product(g, x, NULL, gw, out, in, rows, 1, out, in, 1, threads);
 }
 
 #define MIN_ROWS_PER_THREAD 48
 #define MAX_PARTIAL_FLOATS (4L << 20) /* 16 MB of partial gradients */
 
 /* 3: each thread its own rows; the first thread's partials are gw and gb themselves. */
-static void gradients_by_rows(const float *g, const float *x, const float *w, float *gx, float *gw, float *gb,
-                              int rows, int in, int out, int threads, float *partials) {
+static void gradients_by_rows(product_t *product, const float *g, const float *x, const float *w, float *gx,
+                              float *gw, float *gb, int rows, int in, int out, int threads, float *partials) {
     const long weights = (long)out * in, stride = weights + out;  /* one partial: gw's, then gb's */
 #pragma omp parallel num_threads(threads)
     {
         const int me = team_member(), size = team_size();
         const int first = (long)me * rows / size, last = (long)(me + 1) * rows / size;  /* schedule(static)'s halves */
         float *my_gw = me ? partials + (me - 1) * stride : gw, *my_gb = me ? my_gw + weights : gb;
-        sgemm_bias(g + (long)first * out, w, NULL, gx + (long)first * in, last - first, in, out, out, 1, in, 1, 1);
-        sgemm_bias(g + (long)first * out, x + (long)first * in, NULL, my_gw, out, in, last - first, 1, out, in, 1, 1);
+        input_gradient(product, g + (long)first * out, w, gx + (long)first * in, last - first, in, out, 1);
+        weight_gradient(product, g + (long)first * out, x + (long)first * in, my_gw, last - first, in, out, 1);
         if (gb)
             column_sums(g + (long)first * out, my_gb, last - first, out, 0, out);
 #pragma omp barrier
@@ -77,17 +88,14 @@ static void gradients_by_rows(const float *g, const float *x, const float *w, fl
     }
 }
 
-/* the backward of y = x·Wᵀ + b for g (rows × out), x (rows × in), W (out × in): gx = g·W,
- * gw = gᵀ·x, gb = Σ_rows g; an output left NULL is not computed (linear.c) */
-MINILLM_API
-void linear_backward(const float *g, const float *x, const float *w, float *gx, float *gw, float *gb, int rows,
-                     int in, int out, int threads) {
+static void backward(product_t *product, const float *g, const float *x, const float *w, float *gx, float *gw,
+                     float *gb, int rows, int in, int out, int threads) {
     threads = team_threads(threads);
     if (threads >= 2 && gx && gw && rows >= MIN_ROWS_PER_THREAD * threads
         && (long)(threads - 1) * ((long)out * in + out) <= MAX_PARTIAL_FLOATS) {
         float *partials = malloc(sizeof(float) * (threads - 1) * ((long)out * in + out));
         if (partials) {
-            gradients_by_rows(g, x, w, gx, gw, gb, rows, in, out, threads, partials);
+            gradients_by_rows(product, g, x, w, gx, gw, gb, rows, in, out, threads, partials);
             free(partials);
             return;
         }
@@ -97,18 +105,34 @@ void linear_backward(const float *g, const float *x, const float *w, float *gx, 
         {
             const int me = team_member(), size = team_size();
             if (me == 0 || size == 1)
-                input_gradient(g, w, gx, rows, in, out, 1);
+                input_gradient(product, g, w, gx, rows, in, out, 1);
             if (me == 1 || size == 1)
-                weight_gradient(g, x, gw, rows, in, out, 1);
+                weight_gradient(product, g, x, gw, rows, in, out, 1);
             if (gb)
                 column_sums(g, gb, rows, out, (long)me * out / size, (long)(me + 1) * out / size);
         }
         return;
     }
     if (gx)
-        input_gradient(g, w, gx, rows, in, out, threads);
+        input_gradient(product, g, w, gx, rows, in, out, threads);
     if (gw)
-        weight_gradient(g, x, gw, rows, in, out, threads);
+        weight_gradient(product, g, x, gw, rows, in, out, threads);
     if (gb)
         column_sums(g, gb, rows, out, 0, out);
+}
+
+/* the backward of y = x·Wᵀ + b for g (rows × out), x (rows × in), W (out × in): gx = g·W,
+ * gw = gᵀ·x, gb = Σ_rows g; an output left NULL is not computed */
+MINILLM_API
+void linear_backward(const float *g, const float *x, const float *w, float *gx, float *gw, float *gb, int rows,
+                     int in, int out, int threads) {
+    backward(sgemm_bias, g, x, w, gx, gw, gb, rows, in, out, threads);
+}
+
+/* the same on bf16 inputs: gx and gw by matmul_bf16.c's v4 (each operand rounded to bf16 as it
+ * is packed, float32 sums), gb = Σ_rows g in float32 */
+MINILLM_API
+void linear_backward_bf16(const float *g, const float *x, const float *w, float *gx, float *gw, float *gb, int rows,
+                          int in, int out, int threads) {
+    backward(matmul_bf16_product, g, x, w, gx, gw, gb, rows, in, out, threads);
 }

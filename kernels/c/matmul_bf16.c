@@ -242,9 +242,8 @@ static inline void v3_tile(const uint32_t *a, const uint32_t *b, int kc2, float 
         }
 }
 
-/* Blocks of rows of about equal size, whole slivers, at least one per core when M allows. */
-static int rows_per_block(int M) {
-    const int threads = team_threads(0);
+/* Blocks of rows of about equal size, whole slivers, at least one per thread when M allows. */
+static int rows_per_block(int M, int threads) {
     int blocks = (M + V3_MC - 1) / V3_MC;
     blocks = (blocks + threads - 1) / threads * threads;
     const int mc = (M + blocks - 1) / blocks;
@@ -263,7 +262,7 @@ static void v3_tiled(const uint16_t *A, const uint16_t *B, float *C, int M, int 
                 const uint16_t hi = j < N && k + 1 < K ? B[(long)(k + 1) * N + j] : 0;
                 packed_b[((long)s * pairs + p) * V3_NR + l] = pair(lo, hi);
             }
-    const int mc = rows_per_block(M), blocks = (M + mc - 1) / mc;
+    const int mc = rows_per_block(M, team_threads(0)), blocks = (M + mc - 1) / mc;
 #pragma omp parallel
     {
         uint32_t *packed_a = aligned_alloc(64, (size_t)mc * V3_KC2 * 4 + 64);
@@ -386,10 +385,10 @@ static inline void pairs16x16(const float *x, long stride, int n, int left, __m5
 }
 
 static void v4_tiled(const float *A, const float *B, const float *bias, float *C, int M, int N, int K,
-                     long sam, long sak, long sbk, long sbn) {
+                     long sam, long sak, long sbk, long sbn, int threads) {
     const int pairs = (K + 1) / 2, slivers = (N + V3_NR - 1) / V3_NR;
     uint32_t *packed_b = aligned_alloc(64, (size_t)slivers * pairs * V3_NR * 4 + 64);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) num_threads(threads)
     for (int s = 0; s < slivers; ++s)
         for (int v = 0; v < V3_NV; ++v) {
             const int j = s * V3_NR + 16 * v;
@@ -406,8 +405,8 @@ static void v4_tiled(const float *A, const float *B, const float *bias, float *C
                     _mm512_store_si512(to + (long)p * V3_NR,
                                        pairs16(B + 2L * p * sbk + (long)j * sbn, sbk, sbn, N - j, 2 * p + 1 < K));
         }
-    const int mc = rows_per_block(M), blocks = (M + mc - 1) / mc;
-#pragma omp parallel
+    const int mc = rows_per_block(M, threads), blocks = (M + mc - 1) / mc;
+#pragma omp parallel num_threads(threads)
     {
         uint32_t *packed_a = aligned_alloc(64, (size_t)mc * V3_KC2 * 4 + 64);
 #pragma omp for schedule(static)
@@ -489,18 +488,25 @@ static void bf16_scalar_strided(const float *A, const float *B, const float *bia
 
 /* v4: C (M×N) = op(A) · op(B) (+ bias[j] on every row; bias may be NULL) from float32 in any layout,
  * element (i, k) of A at A[i·sam + k·sak] and (k, j) of B at B[k·sbk + j·sbn], rounded to bf16 as
- * it is packed (a Linear layer's x·Wᵀ + b, g·W and gᵀ·x) */
-MINILLM_API
-void matmul_bf16_v4_from_float(const float *A, const float *B, const float *bias, float *C, int M, int N, int K,
-                               long long sam, long long sak, long long sbk, long long sbn) {
+ * it is packed (a Linear layer's x·Wᵀ + b, g·W and gᵀ·x), on `threads` threads (0: all) */
+void matmul_bf16_product(const float *A, const float *B, const float *bias, float *C, int M, int N, int K,
+                         long long sam, long long sak, long long sbk, long long sbn, int threads) {
     if (M <= 0 || N <= 0)
         return;
 #if defined(__AVX512BF16__)
     const long long gatherable = (1LL << 31) / 16;  /* the gather's index is 32 bits: lane 15 · stride */
     if (K > 0 && sam < gatherable && sak < gatherable && sbk < gatherable && sbn < gatherable) {
-        v4_tiled(A, B, bias, C, M, N, K, (long)sam, (long)sak, (long)sbk, (long)sbn);
+        v4_tiled(A, B, bias, C, M, N, K, (long)sam, (long)sak, (long)sbk, (long)sbn, team_threads(threads));
         return;
     }
+#else
+    (void)threads;
 #endif
     bf16_scalar_strided(A, B, bias, C, M, N, K, (long)sam, (long)sak, (long)sbk, (long)sbn);
+}
+
+MINILLM_API
+void matmul_bf16_v4_from_float(const float *A, const float *B, const float *bias, float *C, int M, int N, int K,
+                               long long sam, long long sak, long long sbk, long long sbn) {
+    matmul_bf16_product(A, B, bias, C, M, N, K, sam, sak, sbk, sbn, 0);
 }

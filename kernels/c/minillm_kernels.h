@@ -15,4 +15,8 @@
 void sgemm_bias(const float *A, const float *B, const float *bias, float *C, int M, int N, int K, long long sam,
                 long long sak, long long sbk, long long sbn, int threads);
 
+/* matmul_bf16.c, for linear.c: the same on bf16-rounded operands (v4), float32 sums */
+void matmul_bf16_product(const float *A, const float *B, const float *bias, float *C, int M, int N, int K,
+                         long long sam, long long sak, long long sbk, long long sbn, int threads);
+
 #endif

@@ -1,10 +1,14 @@
 """A Linear layer's three products on bf16 inputs with float32 sums, for the C backend
-(``amp.autocast("bfloat16")``, see ``minillm/amp_bf16.py``): each is one call of
-matmul_bf16.c's v4, which reads the float32 operands where they lie (transposed or not),
-rounds them to bf16 as it packs them, and adds the bias as it stores.
+(``amp.autocast("bfloat16")``, see ``minillm/amp_bf16.py``): each is matmul_bf16.c's v4, which
+reads the float32 operands where they lie (transposed or not), rounds them to bf16 as it packs
+them, and adds the bias as it stores.
 
     forward   y  = x · Wᵀ + b    x (N, K), W (M, K)
-    backward  dx = g · W,  dW = gᵀ · x,  db = Σ_rows g (float32, NumPy's pairwise sum)
+    backward  dx = g · W,  dW = gᵀ · x,  db = Σ_rows g (float32)
+
+The backward is linear.c's ``linear_backward_bf16``: the float32 backward's sharing of the work
+(each core its own rows of g and x for dx and a partial dW, the partials summed) with the
+products on bf16 inputs.
 
 ``LinearBf16`` is a part of ``CBackend`` (its overrides of ``Backend.linear_forward_bf16`` and
 ``linear_backward_bf16``): the shapes and strides of the three products. The call into the
@@ -45,7 +49,13 @@ class LinearBf16:
         if x.shape[0] != rows or w.shape != (out, k):
             raise ValueError(f"linear_backward_bf16: g {g.shape}, x {x.shape} and w {w.shape} do not fit "
                              f"(expected g (N, M), x (N, K), w (M, K))")
-        gx = self._bf16_product(g, w, rows, k, out, (out, 1), (k, 1)) if need_x else None
-        gw = self._bf16_product(g, x, out, k, rows, (1, out), (k, 1)) if need_w else None  # A = gᵀ: g's columns
-        gb = g.sum(axis=0) if need_b else None
+        if not (g.size and x.size):
+            return super().linear_backward_bf16(g, x, w, need_x, need_w, need_b)
+        g, x, w = (np.ascontiguousarray(a) for a in (g, x, w))
+        gx = np.empty((rows, k), np.float32) if need_x else None
+        gw = np.empty((out, k), np.float32) if need_w else None
+        gb = np.empty(out, np.float32) if need_b else None
+        self._lib.linear_backward_bf16(self._pointer(g), self._pointer(x), self._pointer(w),
+                                       *(self._ffi.NULL if a is None else self._pointer(a) for a in (gx, gw, gb)),
+                                       rows, k, out, 0)
         return gx, gw, gb
