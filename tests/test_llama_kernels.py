@@ -261,3 +261,17 @@ def test_rope_on_a_projection_turns_each_head_where_it_lies(name, b, t, heads, d
                              verbose=False)
     with pytest.raises(ValueError, match="rope: expected x"):
         ops.rope(minillm.tensor(x), cos, sin, heads=heads * d + 1)
+
+
+@pytest.mark.parametrize("name", AVAILABLE)
+def test_swiglu_of_zero_dimensional_tensors(name):
+    """silu(a)·b of two scalars (0-d tensors) and its gradient: the kernels' (rows, cols) view
+    has no rows to take, so the reference answers, on every backend."""
+    with backends.use_backend(name):
+        a, b = (minillm.tensor(np.float32(v), requires_grad=True) for v in (0.5, -2.0))
+        y = ops.swiglu(a, b)
+        y.backward()
+        s = 1 / (1 + np.exp(-0.5))
+        np.testing.assert_allclose(float(y.item()), 0.5 * s * -2.0, rtol=1e-6)
+        np.testing.assert_allclose(float(a.grad.item()), -2.0 * s * (1 + 0.5 * (1 - s)), rtol=1e-6)
+        np.testing.assert_allclose(float(b.grad.item()), 0.5 * s, rtol=1e-6)

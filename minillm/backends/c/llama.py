@@ -84,7 +84,7 @@ class LlamaKernels:
     @float32_kernel(0, 1)
     def swiglu_forward(self, a, b):
         """a and b are read with their own row strides: the halves of one (N, 2H) array as they lie."""
-        if not a.size or a.shape != b.shape:
+        if a.ndim == 0 or not a.size or a.shape != b.shape:
             return super().swiglu_forward(a, b)
         a2, b2 = _rows(a), _rows(b)
         y = np.empty(a2.shape, np.float32)
@@ -96,7 +96,7 @@ class LlamaKernels:
     def swiglu_backward(self, a, b, dy, da=None, db=None):
         """Into ``da``, ``db`` when given (2-D, the same row stride: the halves of one gradient
         array), else into two new arrays."""
-        if not a.size or a.shape != b.shape:
+        if a.ndim == 0 or not a.size or a.shape != b.shape:
             return super().swiglu_backward(a, b, dy, da, db)
         if da is not None and not (da.ndim == db.ndim == 2 and da.strides == db.strides and _writable_rows(da)
                                    and _writable_rows(db) and da.shape == db.shape == a.reshape(-1, a.shape[-1]).shape):

@@ -127,7 +127,7 @@ class LlamaLoops:
         return out4.reshape(x.shape) if out is None else out
 
     def swiglu_forward(self, a, b):
-        if a.dtype not in _HOST or b.dtype != a.dtype or a.shape != b.shape or not a.size:
+        if a.dtype not in _HOST or b.dtype != a.dtype or a.shape != b.shape or a.ndim == 0 or not a.size:
             return super().swiglu_forward(a, b)
         y = np.empty(_rows(a).shape, a.dtype)
         _swiglu_forward(_rows(a), _rows(b), y)
@@ -135,8 +135,8 @@ class LlamaLoops:
 
     def swiglu_backward(self, a, b, dy, da=None, db=None):
         """Into ``da``, ``db`` (2-D, any strides: the halves of one gradient array) when given."""
-        if (a.dtype not in _HOST or not (b.dtype == dy.dtype == a.dtype) or a.shape != b.shape or not a.size
-                or (da is not None and (da.ndim != 2 or da.dtype != a.dtype or db.dtype != a.dtype))):
+        if (a.dtype not in _HOST or not (b.dtype == dy.dtype == a.dtype) or a.shape != b.shape or a.ndim == 0
+                or not a.size or (da is not None and (da.ndim != 2 or da.dtype != a.dtype or db.dtype != a.dtype))):
             return super().swiglu_backward(a, b, dy, da, db)
         rows = _rows(a).shape
         da2, db2 = (np.empty(rows, a.dtype), np.empty(rows, a.dtype)) if da is None else (da, db)
