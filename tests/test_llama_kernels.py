@@ -275,3 +275,25 @@ def test_swiglu_of_zero_dimensional_tensors(name):
         np.testing.assert_allclose(float(y.item()), 0.5 * s * -2.0, rtol=1e-6)
         np.testing.assert_allclose(float(a.grad.item()), -2.0 * s * (1 + 0.5 * (1 - s)), rtol=1e-6)
         np.testing.assert_allclose(float(b.grad.item()), 0.5 * s, rtol=1e-6)
+
+
+@pytest.mark.parametrize("name", AVAILABLE)
+def test_rotary_attention_from_a_projection_in_any_memory_order(name):
+    """ops.attention_qkv with grouped heads and RoPE gives the same output and gradient for a
+    projection stored transposed (not C-ordered) as for its C-ordered copy: the rotated copy and
+    the in-place turn of the gradient must not land in a temporary."""
+    rng = np.random.default_rng(0)
+    b, t, heads, kv_heads, d = 2, 5, 4, 2, 6
+    stored = rng.standard_normal((b, (heads + 2 * kv_heads) * d, t))
+    angles = rng.standard_normal((t, d // 2))
+    rotary = (np.cos(angles), np.sin(angles))
+    dy = rng.standard_normal((b, t, heads * d))
+    with backends.use_backend(name):
+        results = []
+        for data in (stored.transpose(0, 2, 1), np.ascontiguousarray(stored.transpose(0, 2, 1))):
+            x = minillm.tensor(data.astype(np.float32), requires_grad=True)
+            y = ops.attention_qkv(x, heads, True, d ** -0.5, kv_heads=kv_heads, rotary=rotary)
+            y.backward(minillm.tensor(dy.astype(np.float32)))
+            results.append((backends.to_numpy(y.data), backends.to_numpy(x.grad.data)))
+    np.testing.assert_array_equal(results[0][0], results[1][0])
+    np.testing.assert_array_equal(results[0][1], results[1][1])

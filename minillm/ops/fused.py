@@ -97,7 +97,8 @@ def attention_qkv(qkv, num_heads, causal, scale, kv_heads=None, rotary=None):
             b, t, _ = a.shape
             return a[..., :turned * d].reshape(b, t, turned, d).transpose(0, 2, 1, 3)
 
-        packed = xp_of(qkv.data).empty_like(qkv.data)
+        xp = xp_of(qkv.data)
+        packed = xp.empty(qkv.shape, qkv.dtype)  # C order, so that heads_of(packed) is a view to write into
         backend.rope_forward(heads_of(qkv.data), cos, sin, heads_of(packed))
         packed[..., turned * d:] = qkv.data[..., turned * d:]
     y, lse = backend.attention_qkv_forward(packed, num_heads, causal, scale, kv_heads)
@@ -105,6 +106,7 @@ def attention_qkv(qkv, num_heads, causal, scale, kv_heads=None, rotary=None):
     def backward(g):
         grad = backend.attention_qkv_backward(packed, y, lse, g, num_heads, causal, scale, kv_heads)
         if rotary is not None:  # back through the turn: the rotation by −θ, in place
+            grad = xp.ascontiguousarray(grad)
             backend.rope_forward(heads_of(grad), cos, -sin, heads_of(grad))
         return (grad,)
 
