@@ -28,8 +28,11 @@ _warned = set()
 
 
 def has_kernels(backend):
-    """Does ``backend`` run the bf16 products on kernels of its own (not the emulation)?"""
-    return type(backend).linear_forward_bf16 is not Backend.linear_forward_bf16
+    """Does ``backend`` run the bf16 products on kernels of its own (not the emulation)? The C
+    backend does where its build has AVX512_BF16 (``has_bf16_kernels``); without it, it
+    falls back to the emulation on its float32 GEMM."""
+    return (type(backend).linear_forward_bf16 is not Backend.linear_forward_bf16
+            and getattr(backend, "has_bf16_kernels", True))
 
 
 def linear_products(backend):
@@ -38,9 +41,11 @@ def linear_products(backend):
     warning, once, where they are the emulation."""
     if not has_kernels(backend) and backend.name not in _warned:
         _warned.add(backend.name)
+        why = ("this CPU (or this build of the kernels) has no AVX512_BF16" if backend.name == "c"
+               else "the c backend has bf16 kernels")
         warnings.warn(f"minillm: autocast('bfloat16') on the {backend.name} backend emulates bf16 (rounding in "
-                      f"array code, then float32 GEMMs): same numbers, slower than float32; the c backend has bf16 "
-                      f"kernels", RuntimeWarning, stacklevel=3)
+                      f"array code, then float32 GEMMs): same numbers, slower than float32; {why}",
+                      RuntimeWarning, stacklevel=3)
     return backend.linear_forward_bf16, backend.linear_backward_bf16
 
 

@@ -64,8 +64,12 @@ def info(argv):
         print(f"  backend {name:9s} {state}")
     if backends.is_available("c"):
         from .backends import c as c_backend
+        int8 = ("vpdpbusd (AVX512-VNNI)" if c_backend.lib.linear_int8_has_vnni()
+                else "widened float products (this build has no AVX512-VNNI)")
         print(f"  c kernels built with: {c_backend.build_flags}, {c_backend.lib.minillm_max_threads()} threads, "
-              f"int8 products on AVX512-VNNI: {'yes' if c_backend.lib.linear_int8_has_vnni() else 'no'}")
+              f"int8 products: {int8}")
+        print(f"  c kernels compiled for: {c_backend.build_isa or 'the baseline instruction set'} "
+              f"({c_backend.origin}; this CPU has each of them)")
         print(f"  bf16 products (autocast('bfloat16')): {c_backend.bf16_kernel_name()}")
     from .blas_threads import blas_threads
     print(f"  NumPy's BLAS: {blas_threads()} threads now; one while the c or numba backend is current "

@@ -485,11 +485,15 @@ void linear_int8_v5_row_order(const float *x, const signed char *w, const float 
 /* The backend's: v5 for one or two activation rows (decoding, where the order in which the
  * weights stream from memory is what counts), v4's tiles for more (a prompt's rows, where the
  * arithmetic per weight byte grows and the tiles do it with fewer loads). Both give the same
- * results. */
+ * results. Without vpdpbusd (a CPU without AVX512-VNNI) v3–v5 run their portable loop, many
+ * times slower than the float32 GEMM: v2's widened float products instead. */
 MINILLM_API
 void linear_int8(const float *x, const signed char *w, const float *scale, const float *bias, float *y, int M, int N,
                  int K, int threads) {
-    run(M <= 2 ? rows_v5 : tile_v4_rows, 2, x, w, scale, bias, y, M, N, K, threads);
+    if (HAVE_VNNI)
+        run(M <= 2 ? rows_v5 : tile_v4_rows, 2, x, w, scale, bias, y, M, N, K, threads);
+    else
+        run(tile_v2_rows, 0, x, w, scale, bias, y, M, N, K, threads);
 }
 
 /* 1 when v3–v5 run on vpdpbusd, 0 when on their portable loop */

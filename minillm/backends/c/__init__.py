@@ -1,8 +1,11 @@
 """Backend ``c``: the hot primitives as C kernels (``kernels/c``) called through cffi.
 
-The extension is compiled at install time by ``setup.py``; when it is missing (running
-from a source tree), or was compiled from other kernels than the kernels/c beside it (an
-editable install after a pull), the current ones are built once into ~/.cache/minillm.
+The extension is compiled at install time by ``setup.py``, with ``-march=native``; when it is
+missing (running from a source tree), was compiled from other kernels than the kernels/c
+beside it (an editable install after a pull), or uses an instruction-set extension this CPU
+lacks (installed on another machine: ``minillm_isa_missing``, compiled for the baseline x86-64,
+is asked before any kernel runs), kernels for this source and this CPU are built once into
+~/.cache/minillm. ``minillm info`` names the extensions the loaded library uses.
 ``MINILLM_C_SANITIZE=1`` loads an AddressSanitizer + UndefinedBehaviorSanitizer build instead (run Python with
 ``LD_PRELOAD=$(gcc -print-file-name=libasan.so)``; ``make sanitize`` does it).
 The kernels are float32; other dtypes take the reference (``float32_kernel``). The
@@ -41,16 +44,25 @@ def _ffi_string(module, function):
     return None if fn is None else module.ffi.string(fn()).decode()
 
 
+def _missing_isa(module):
+    """The instruction-set extensions ``module`` was compiled to use that this CPU lacks ("" when
+    none): asked of a function compiled for the baseline x86-64, before any kernel runs."""
+    return _ffi_string(module, "minillm_isa_missing") or ""
+
+
 def _load():
     sanitize = os.environ.get("MINILLM_C_SANITIZE") == "1"
     if not sanitize:
         try:
             from minillm import _ckernels
-            if not _stale(_ckernels):
+            missing = _missing_isa(_ckernels)
+            if not _stale(_ckernels) and not missing:
                 return _ckernels
-            warnings.warn("minillm: the installed C kernels were built from older sources than kernels/c; "
-                          "building the current ones in ~/.cache/minillm (reinstall to make it stick: "
-                          "pip install -e .)", RuntimeWarning, stacklevel=2)
+            reason = (f"were built for a CPU with {missing}, which this one lacks (an install from another "
+                      f"machine?); building kernels for this CPU" if missing else
+                      "were built from older sources than kernels/c; building the current ones")
+            warnings.warn(f"minillm: the installed C kernels {reason} in ~/.cache/minillm (reinstall to make it "
+                          f"stick: pip install -e .)", RuntimeWarning, stacklevel=2)
         except ImportError:
             pass
     try:
@@ -63,6 +75,9 @@ def _load():
 _module = _load()
 ffi, lib = _module.ffi, _module.lib
 build_flags = ffi.string(lib.minillm_build_flags()).decode()
+build_isa = ffi.string(lib.minillm_build_isa()).decode()  # the extensions the kernels were compiled to use
+origin = ("the installed library" if _module.__name__ == "minillm._ckernels"
+          else f"built at load for this CPU, in {os.path.dirname(_module.__file__)}")
 
 
 _CTYPES = {np.dtype(np.float32): "float", np.dtype(np.int64): "long long", np.dtype(np.int32): "int",
@@ -238,6 +253,7 @@ class CBackend(LinearBf16, LlamaKernels, Backend):
 
     name = "c"
     _lib, _ffi, _pointer = lib, ffi, staticmethod(pointer)  # the library, for the mixins (llama.py)
+    has_bf16_kernels = bool(lib.matmul_bf16_has_avx512bf16())  # False: bf16 products emulated (bf16.py)
 
     def __init__(self):
         self._state_pointers = _StatePointers()

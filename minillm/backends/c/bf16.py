@@ -27,11 +27,16 @@ def _checked(name, *arrays):
 
 
 class LinearBf16:
-    """CBackend's bf16 Linear products (a mixin: ``_bf16_product`` is CBackend's)."""
+    """CBackend's bf16 Linear products (a mixin: ``_bf16_product`` and ``has_bf16_kernels`` are
+    CBackend's). Without AVX512_BF16 in the build, the reference's emulation (operands rounded
+    in array code, then the float32 C GEMM) is faster than matmul_bf16.c's portable loop, so
+    the products fall back to it; ``amp_bf16`` warns once."""
 
     @float32_kernel(0, 1)
     def linear_forward_bf16(self, x, w, bias=None):
         """y (N, M) = x (N, K) · Wᵀ + b, x and W rounded to bf16, summed in float32."""
+        if not self.has_bf16_kernels:
+            return super().linear_forward_bf16(x, w, bias)
         x, w = _checked("linear_forward_bf16", x, w)
         (rows, k), (out, k_w) = x.shape, w.shape
         if k != k_w or (bias is not None and bias.shape != (out,)):
@@ -44,6 +49,8 @@ class LinearBf16:
     @float32_kernel(0, 1, 2)
     def linear_backward_bf16(self, g, x, w, need_x=True, need_w=True, need_b=True):
         """dx = g·W, dW = gᵀ·x on bf16-rounded inputs with float32 sums, db = Σ_rows g in float32."""
+        if not self.has_bf16_kernels:
+            return super().linear_backward_bf16(g, x, w, need_x, need_w, need_b)
         g, x, w = _checked("linear_backward_bf16", g, x, w)
         (rows, out), k = g.shape, x.shape[1]
         if x.shape[0] != rows or w.shape != (out, k):

@@ -10,7 +10,10 @@ function takes is marked the same way, before its ``typedef`` (attention's ``att
 
 Flags: ``-O3 -march=native -mprefer-vector-width=512 -fopenmp``; when the compiler refuses
 one, the next set that it accepts (without the vector width, then ``-O3 -fopenmp``, then
-``-O3``). ``minillm info`` prints what was used.
+``-O3``). ``minillm info`` prints what was used, and the extensions (AVX2 … AVX512_BF16) it
+turned on. A library built with -march=native runs only on CPUs with those extensions; the
+backend checks at load (``build_info.c``) and builds for the CPU it finds, in a cache folder of
+its own (``cpu_kind``), where the installed one would not run.
 
 Why the vector width: on an Intel CPU with AVX-512 GCC's tuning prefers 256-bit vectors for
 the loops it vectorises itself (the micro-kernel's explicit vector type is not affected), so
@@ -157,11 +160,24 @@ def ffibuilder():
     return make_builder(relative_to=os.getcwd())  # setuptools wants paths inside the project
 
 
+def cpu_kind(cpuinfo="/proc/cpuinfo"):
+    """A short digest of this CPU's model name and feature flags (/proc/cpuinfo), "generic"
+    where there is no /proc/cpuinfo: builds for different CPUs must not share a folder."""
+    try:
+        lines = Path(cpuinfo).read_text().splitlines()
+    except OSError:
+        return "generic"
+    wanted = [line for line in lines if line.startswith(("model name", "flags"))][:2]
+    return hashlib.sha256("\n".join(wanted).encode()).hexdigest()[:12]
+
+
 def build_in_cache(sanitize=False):
     """Build (once per source version) into ~/.cache/minillm/c and import the module."""
     name = "_minillm_ckernels_sanitized" if sanitize else "_minillm_ckernels"
     root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    folder = Path(root) / "minillm" / "c" / (source_digest() + ("-sanitized" if sanitize else ""))
+    # one folder per source version and CPU kind: a home directory shared by machines of
+    # different kinds keeps a build for each (each built with -march=native on its own kind)
+    folder = Path(root) / "minillm" / "c" / (source_digest() + ("-sanitized" if sanitize else "-" + cpu_kind()))
     suffix = sysconfig.get_config_var("EXT_SUFFIX")
     library = folder / f"{name}{suffix}"
     if not library.exists():
