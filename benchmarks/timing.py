@@ -145,6 +145,20 @@ def _simd():
     return "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "SSE"
 
 
+FEATURES = ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16",
+            "amx_int8")
+
+
+def _features():
+    """The instruction-set extensions the kernels can use that the CPU reports (/proc/cpuinfo's
+    spelling): the bf16 and int8 results depend on avx512_bf16, avx512_vnni and AMX."""
+    try:
+        flags = set(next(line for line in open("/proc/cpuinfo") if line.startswith("flags")).split())
+    except (OSError, StopIteration):
+        return "unknown"
+    return " ".join(f for f in FEATURES if f in flags) or "none of " + ", ".join(FEATURES)
+
+
 def machine_stem(info):
     """The CPU's model and the date, for file names: runs on different machines (the
     sessions' VMs are not always the same kind) keep separate files."""
@@ -159,6 +173,7 @@ def machine_info(gpu=False):
         "cpu": _cpu_model(),
         "cores": os.cpu_count(),
         "simd": _simd(),
+        "features": _features(),
         "python": platform.python_version(),
         "numpy": np.__version__,
         "blas": _blas(),
