@@ -204,6 +204,7 @@ def write_results_md():
     parts += _bf16_gemm_section() + _recipe_section() + _profile_section() + _gpt2_section()
     if cpu:
         parts += _goals_section(json.loads(cpu.read_text()))
+        parts += _low_precision_goals(json.loads(cpu.read_text()))
     path = HERE / "RESULTS.md"
     path.write_text("\n".join(parts))
     return path
@@ -379,3 +380,68 @@ def _goals_section(cpu):
             "OpenBLAS's best SGEMM rate in this run (a step cannot beat it without a faster "
             "SGEMM than that).\n\n"
             + _table(["goal", "target", "measured", "", "lower bound"], rows) + "\n"]
+
+
+def _low_precision_goals(cpu):
+    """Issue #34's goals, each from the newest full run of its benchmark (named in the row), with
+    the CPU and the extensions it reports (bf16 and int8 speed depend on them)."""
+    rows = []
+
+    def goal(what, target, value, met, source):
+        rows.append([what, target, value, "met" if met else "not met", source])
+
+    def loaded(pattern):
+        found = _newest(pattern)
+        return (json.loads(found.read_text()), found.name) if found else (None, None)
+
+    gemm, gemm_file = loaded("bf16-gemm-*.json")
+    if gemm:
+        for key, target in gemm["goals"].items():
+            worst = min(gemm["rows"], key=lambda r: r[key])
+            shape = f"{worst['M']}×{worst['K']}·{worst['K']}×{worst['N']}"
+            goal(f"bf16 GEMM {key.replace('_over_', ' ÷ ').replace('fp32', 'the fp32 C GEMM')}, worst shape",
+                 f"≥ {target}", f"{worst[key]:.2f} ({shape})", worst[key] >= target, gemm_file)
+    recipe, recipe_file = loaded("recipe-*.json")
+    bf16_run = next((r for r in (recipe or {}).get("runs", []) if r["impl"] == "c+bf16" and "time_vs_fp32" in r), None)
+    if bf16_run:
+        goal("recipe under bf16: c wall time × c's fp32, val loss within +0.02", "≤ 0.65",
+             f"{bf16_run['time_vs_fp32']:.2f} (Δ loss {bf16_run['val_loss_vs_fp32']:+.4f})",
+             bf16_run["time_vs_fp32"] <= 0.65 and bf16_run["val_loss_vs_fp32"] <= 0.02, recipe_file)
+    steps = [r for r in cpu.get("train_step", []) if r["backend"] == "c+bf16" and "time_vs_torch" in r]
+    if steps:
+        worst = max(steps, key=lambda r: r["time_vs_torch"])
+        goal("bf16 step: c × torch.autocast(bfloat16)'s, worst config", "≤ 0.8",
+             f"{worst['time_vs_torch']:.2f} (`{worst['config']}`)", worst["time_vs_torch"] <= 0.8,
+             f"{cpu['machine']['cpu']} run, train_step")
+    decode, decode_file = loaded("decode-bandwidth-*.json")
+    if decode:
+        for r in decode["rows"]:
+            n = f"{r['threads']} thread{'s' if r['threads'] > 1 else ''}"
+            goal(f"int8 decoding × fp32 tokens/s, GPT-2 124M, {n}", "≥ 2.5", f"{r['int8_speedup']:.2f}",
+                 r["int8_speedup"] >= 2.5, decode_file)
+            for kind, target in (("fp32", 0.7), ("int8", 0.6)):
+                fraction = r[kind]["fraction_of_bandwidth"]
+                goal(f"{kind} decoding × the memory bound, {n}", f"≥ {target}", f"{fraction:.3f}", fraction >= target,
+                     decode_file)
+    matmul = cpu.get("matmul", [])
+    kernel = cpu["machine"].get("blas_kernel", "kernel not recorded")
+    for label, keep in (("every square", lambda s: len(set(s.split("x"))) == 1),
+                        ("the GPT step's shapes", lambda s: len(set(s.split("x"))) > 1)):
+        chosen = [r for r in matmul if keep(r["shape"]) and "c_vs_openblas" in r]
+        if chosen:
+            worst = min(chosen, key=lambda r: r["c_vs_openblas"])
+            goal(f"fp32 SGEMM c × OpenBLAS ({kernel}), {label}, worst", "≥ 0.95",
+                 f"{worst['c_vs_openblas']:.2f} ({worst['shape']})", worst["c_vs_openblas"] >= 0.95,
+                 f"{cpu['machine']['cpu']} run, matmul")
+    fights = [r for r in cpu.get("thread_pools", []) if r["current_backend"] == "c"]
+    if fights:
+        r = fights[0]
+        goal("C GEMM right after a NumPy product × its steady speed (c current)", "≥ 0.9",
+             f"{r['after_vs_steady']:.2f}", r["after_vs_steady"] >= 0.9, f"{cpu['machine']['cpu']} run, thread_pools")
+    if not rows:
+        return []
+    m = cpu["machine"]
+    return ["## The low-precision goals of issue #34, from the runs above\n\n"
+            f"CPU: {m['cpu']}, {m['cores']} cores; extensions it reports: {m.get('features', 'not recorded')} "
+            "(AMX absent on AMD: no AMX kernel can run or be tested here).\n\n"
+            + _table(["goal", "target", "measured", "", "from"], rows) + "\n"]
