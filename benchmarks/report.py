@@ -201,7 +201,7 @@ def write_results_md():
         parts.append(f"## Decoding GPT-2 124M at the memory bound, fp32 and int8 weights ({m['cpu']}, {m['date']})\n\n"
                      f"`python -m benchmarks.decode_bandwidth --out=benchmarks/results` → `results/{decode.name}`: "
                      + decode_table(results) + "\n")
-    parts += _bf16_gemm_section() + _recipe_section() + _profile_section() + _gpt2_section()
+    parts += _bf16_gemm_section() + _recipe_section() + _compression_section() + _profile_section() + _gpt2_section()
     if cpu:
         parts += _goals_section(json.loads(cpu.read_text()))
         parts += _low_precision_goals(json.loads(cpu.read_text()))
@@ -248,6 +248,22 @@ def _recipe_section():
             f"loop, validation loss on the same 20 batches afterwards"
             + (f"; each implementation ran {results['rounds']} times, in turn, the faster kept"
                if results.get("rounds", 1) > 1 else "") + ".\n\n" + _table(header, rows) + "\n"]
+
+
+def _compression_section():
+    found = _newest("compression-*.json")
+    if not found:
+        return []
+    from minillm.compress.report import format_table
+    results = json.loads(found.read_text())
+    m, plan = results["machine"], results["plan"]
+    goals = [(g["goal"], g["met"], g["value"]) for g in results["goals"]]
+    return [f"## The compression table ({m['cpu']}, {m.get('simd', '')}, {m['date']}, commit {m['commit']})\n\n"
+            f"`python -m benchmarks.compression --out=benchmarks/results` → `results/{found.name}`: lesson 08's GPT "
+            f"(2 layers, 128 wide, python-docs characters) trained {plan['max_iters']} steps on `{results['backend']}`, "
+            f"then each technique (fine-tunes of {plan['fine_tune_steps']} steps, distillation of "
+            f"{plan['distill_steps']}); tokens/s greedy with the KV cache, batch 1, the best of 3.\n\n"
+            + format_table(results["rows"], goals) + "\n"]
 
 
 def _gpt2_section():
@@ -423,6 +439,17 @@ def _low_precision_goals(cpu):
                 fraction = r[kind]["fraction_of_bandwidth"]
                 goal(f"{kind} decoding × the memory bound, {n}", f"≥ {target}", f"{fraction:.3f}", fraction >= target,
                      decode_file)
+    compression, compression_file = loaded("compression-*.json")
+    if compression:
+        by_name = {r["technique"]: r for r in compression["rows"]}
+        weights, fp32 = by_name.get("int8 weights"), by_name.get("fp32 baseline")
+        if weights and fp32:
+            change = weights["perplexity_change"]
+            goal("int8 weights: validation perplexity × fp32's − 1 (lesson 08's GPT)", "≤ +1 %", f"{change:+.3%}",
+                 change <= 0.01, compression_file)
+            speed = weights["tokens_per_s"] / fp32["tokens_per_s"]
+            goal("compression table: int8 weights' tokens/s × fp32's", "> 1", f"{speed:.2f}", speed > 1,
+                 compression_file)
     matmul = cpu.get("matmul", [])
     kernel = cpu["machine"].get("blas_kernel", "kernel not recorded")
     for label, keep in (("every square", lambda s: len(set(s.split("x"))) == 1),
