@@ -48,7 +48,7 @@ void sgemm_strided(const float *A, const float *B, float *C, int batches, int M,
     threads = team_threads(threads);
     const gemm_t first = {.A = A, .B = B, .C = C, .M = M, .N = N, .K = K, .sam = sam, .sak = sak, .sbk = sbk,
                           .sbn = sbn, .ldc = N};
-    if (batches >= 2 * threads && M <= 2 * MC) {
+    if (batches >= 2 * threads && M <= 2 * gemm_blocking.mc) {
         /* many small products (attention heads): one product per thread at a time */
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (threads > 1)
         for (int z = 0; z < batches; ++z) {
