@@ -24,10 +24,12 @@ OPS = ("matmul", "versions", "attention", "layernorm", "train_step", "generation
 CPU_BACKENDS = ("numpy", "numba", "c")
 
 # The matmuls of a GPT step (M×K×N): nanoGPT's CPU recipe (B·T = 768 rows, C = 128, vocab 66),
-# forward and the two backward products, then the `base` config's.
+# forward and the two backward products, then the `base` config's, then base's weight gradients
+# gᵀ·x as the backend runs them ("Aᵀ": g is stored rows × out, read transposed).
 RECIPE_SHAPES = [(768, 128, 384), (768, 128, 128), (768, 128, 512), (768, 512, 128), (768, 128, 66),
                  (128, 768, 128), (512, 768, 128), (128, 768, 512), (66, 768, 128)]
-BASE_SHAPES = [(2048, 256, 768), (2048, 256, 1024), (2048, 1024, 256), (256, 2048, 1024)]
+BASE_SHAPES = [(2048, 256, 768), (2048, 256, 1024), (2048, 1024, 256), (256, 2048, 1024),
+               (768, 2048, 256, "Aᵀ"), (1024, 2048, 256, "Aᵀ"), (256, 2048, 1024, "Aᵀ")]
 
 FULL = dict(sizes=[128, 256, 512, 1024, 2048, 4096], gpt_shapes=RECIPE_SHAPES + BASE_SHAPES,
             version_sizes=[256, 512, 1024, 2048], lengths=[64, 256, 1024, 4096], attn_shapes=[(48, 32), (32, 64)],

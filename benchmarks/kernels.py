@@ -44,7 +44,9 @@ def _fastest_series(series, repeats, rounds):
 
 
 def matmul(names, sizes, shapes, repeats, log, rounds=2):
-    """GFLOP/s of C = A·B for square sizes and the GPT training shapes (M, K, N).
+    """GFLOP/s of C = A·B for square sizes and the GPT training shapes (M, K, N), or
+    (M, K, N, "Aᵀ") for a product whose A is stored transposed (K × M, read through a view):
+    the weight gradient gᵀ·x of every Linear layer, its reduction over the batch's rows.
 
     On a shared machine another tenant's burst of work can slow one series of calls (a
     0.1 ms product timed 50 times takes a few ms): each library's series runs ``rounds`` times,
@@ -55,10 +57,12 @@ def matmul(names, sizes, shapes, repeats, log, rounds=2):
     torch = _torch()
     rows = []
     cases = [(n, n, n) for n in sizes] + list(shapes)
-    for m, k, n in cases:
-        inputs = _inputs([(m, k), (k, n)], 3, m + k + n)
+    for m, k, n, *transposed in cases:
+        inputs = _inputs([(k, m) if transposed else (m, k), (k, n)], 3, m + k + n)
+        if transposed:
+            inputs = [(a.T, b) for a, b in inputs]
         gflop = 2.0 * m * k * n / 1e9
-        row = {"shape": f"{m}x{k}x{n}", "M": m, "K": k, "N": n}
+        row = {"shape": f"{m}x{k}x{n}" + (" Aᵀ" if transposed else ""), "M": m, "K": k, "N": n}
         heavy = gflop > 20
         series = {"openblas": (np.matmul, inputs, heavy)}
         if torch is not None:

@@ -244,24 +244,49 @@ for name in ("matmul_v1_naive", "matmul_v2_reordered", "matmul_v3_blocked", "mic
 #   loop: each step loads one value of A's sliver per row and $N_R / VW$ vectors of B's sliver
 #   and issues $M_R \cdot N_R / VW$ fused multiply-adds.
 #
-# The drawing uses the sizes this run compiled (parsed from `kernels/c/matmul/blocking.h`), so the
-# bytes it prints are this machine's.
+# The register tile is compiled in (`kernels/c/matmul/blocking.h`, per instruction set); the
+# blocks are derived from the caches the machine reports (`kernels/c/matmul/blocking.c`): each
+# block fills its share of the cache it is meant for. The rule, in Python, checked against the
+# library's own choice, so the bytes the drawing prints are this machine's.
 
 # %%
-def compiled_blocking(source, avx512):
-    """MR, VW, KC, NC, MC, NC_L2 as the preprocessor picks them for this CPU."""
+def compiled_tile(source, avx512):
+    """MR, VW, NV and NR as the preprocessor picks them for this CPU (source: blocking.h)."""
     branches = re.findall(r"#if defined\(__AVX512F__\)(.*?)#else(.*?)#endif", source, re.S)
     values = {}
     for wide, narrow in branches:
         for name, value in re.findall(r"#define (\w+) (\d+)", wide if avx512 else narrow):
             values[name] = int(value)
-    values.update({name: int(value) for name, value in re.findall(r"#define (NV|NC) (\d+)\n", source)})
+    values["NV"] = int(re.search(r"#define NV (\d+)\n", source).group(1))
     values["NR"] = values["VW"] * values["NV"]
-    values["MC"] = int(re.search(r"#define MC \((\d+) \* MR\)", source).group(1)) * values["MR"]
     return values
 
 
-blocking = compiled_blocking(MATMUL_C, " avx512f " in f" {field(info, 'flags')} ")
+def blocks_for_caches(l1, l2, l3, mr, nr, avx512):
+    """KC, MC, NC, NC_L2 for caches of l1, l2, l3 bytes (blocking.c's rule)."""
+    def whole(n, step):  # whole slivers, at least one
+        return max(n // step * step, step)
+
+    f = 4  # bytes a float
+    kc = max(l1 // 2 // ((mr if avx512 else nr) * f), 64)      # the L1 sliver in half of L1
+    return {"KC": kc, "MC": whole(l2 // 2 // (kc * f), mr),      # the A block in half of L2
+            "NC_L2": whole(l2 // 2 // (kc * f), nr),             # v8's B panel in half of L2
+            "NC": min(whole(l3 // 4 // (kc * f), nr), 4096)}     # the shared panel, a quarter of L3
+
+
+avx512 = " avx512f " in f" {field(info, 'flags')} "
+blocking = compiled_tile((SOURCE_TREE / "kernels" / "c" / "matmul" / "blocking.h").read_text(), avx512)
+caches = (48 << 10, 1 << 20, 32 << 20)  # a Zen 4 core's, when the c backend is not built here
+if "c" in backends.available():
+    from minillm.backends import c as c_backend
+    library = c_backend.gemm_blocking()
+    caches = (library["l1"], library["l2"], library["l3"])
+blocking.update(blocks_for_caches(*caches, blocking["MR"], blocking["NR"], avx512))
+print(f"  caches: L1d {caches[0] >> 10} KB, L2 {caches[1] >> 10} KB, L3 {caches[2] >> 10} KB")
+if "c" in backends.available():
+    checks.claim([library[k.lower()] for k in ("MR", "NR", "KC", "MC", "NC", "NC_L2")]
+                 == [blocking[k] for k in ("MR", "NR", "KC", "MC", "NC", "NC_L2")],
+                 "the blocks worked out here are the ones the C library chose for these caches")
 MR_, NR_, KC_, MC_, NC_ = (blocking[k] for k in ("MR", "NR", "KC", "MC", "NC"))
 for what, rows, cols, where in (("B panel", KC_, NC_, "L3 (shared)"), ("A block", MC_, KC_, "L2"),
                                 ("B sliver", KC_, NR_, "L1 or L2"), ("A sliver", MR_, KC_, "L1"),

@@ -71,6 +71,10 @@ def info(argv):
         print(f"  c kernels compiled for: {c_backend.build_isa or 'the baseline instruction set'} "
               f"({c_backend.origin}; this CPU has each of them)")
         print(f"  bf16 products (autocast('bfloat16')): {c_backend.bf16_kernel_name()}")
+        b = c_backend.gemm_blocking()
+        print(f"  fp32 GEMM blocks from the caches (L1d {b['l1'] >> 10} KB, L2 {b['l2'] >> 10} KB, "
+              f"L3 {b['l3'] >> 10} KB): tile {b['mr']}×{b['nr']}, KC {b['kc']}, MC {b['mc']}, NC {b['nc']}, "
+              f"v8's B panel {b['nc_l2']} columns")
     from .blas_threads import blas_threads
     print(f"  NumPy's BLAS: {blas_threads()} threads now; one while the c or numba backend is current "
           f"(so that two thread pools do not share the cores)")

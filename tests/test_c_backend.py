@@ -32,9 +32,10 @@ def test_numbered_matmul_versions(version, m, n, k):
 @pytest.mark.parametrize("threads", [1, 2, 3])
 @given(m=sizes, n=sizes, k=sizes, trans_a=st.booleans(), trans_b=st.booleans(), with_bias=st.booleans())
 def test_matmul_on_any_number_of_threads(threads, m, n, k, trans_a, trans_b, with_bias):
-    """Products with enough rows give each thread its own rows of C (v7), the rest share the
-    blocks out (v5/v6); either way, the same product and the bias added once. A row split off
-    by one sliver, or a share that skips the last rows, fails it."""
+    """Products with many rows give each thread its own rows of C (v8), with few rows a thread
+    and a wide C its own columns, the rest share the blocks out (v6); either way, the same
+    product and the bias added once. A row or column split off by one sliver, a share that
+    skips the last rows, or a bias not moved with its columns, fails it."""
     rng = np.random.default_rng(m * 7919 + n * 31 + k + threads)
     a = rng.standard_normal((k, m) if trans_a else (m, k)).astype(np.float32)
     b = rng.standard_normal((n, k) if trans_b else (k, n)).astype(np.float32)

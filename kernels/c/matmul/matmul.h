@@ -28,8 +28,9 @@
  *  share.h         a team of threads, the share of a loop each member takes, own rows of C
  *  scratch.c       each thread's buffer for its packed panels
  *
- * What the backend runs (sgemm.c): v8 for a product with rows enough for every core, v6 for
- * one with fewer (the cores share its panels), a matrix-vector loop for one to four rows
+ * What the backend runs (sgemm.c): v8 on each core's own rows of C for a product with many
+ * rows, v8 on each core's own columns for one with few rows a core, v6 for one with few rows
+ * and few columns (the cores share its panels), a matrix-vector loop for one to four rows
  * (few_rows.c: generating a token). Packing makes transposed or strided operands free, so the
  * production path takes any strides. */
 #ifndef MINILLM_MATMUL_H

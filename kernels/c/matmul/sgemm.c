@@ -1,8 +1,9 @@
 /* What the backend runs: the best version for each product (matmul.h lists them all).
  *
  *   one to four rows                         few_rows.c: B read where it lies, no packing
- *   rows enough for every core               v8: each core its own rows, A sliver in L1
- *   fewer rows, several cores                v6: the cores share each packed panel
+ *   few rows a core, B wide enough           v8 on each core's own columns of C
+ *   many rows a core                         v8 on each core's own rows of C, A sliver in L1
+ *   otherwise, several cores                 v6: the cores share each packed panel
  *   one thread                               v8's loops for that thread alone
  *
  * and sgemm_block, attention's tile products inside its own parallel loop: v6 on one thread. */
@@ -13,19 +14,28 @@
 #include "share.h"
 
 #define FEW_ROWS 4
-/* Below this many rows a core, packing all of B once per core (v7, v8) costs more than
- * sharing the panels (v6). */
+/* Rows a core up to which each core takes its own columns instead of its own rows. A core
+ * with its own rows packs all of B (K × N floats) for M/threads rows of work, so the copy's
+ * share of its time grows as its rows shrink; with its own columns it packs only its N/threads
+ * columns of B and reads the row-major A where it lies (a transposed A it packs whole: the same
+ * copy, of the other operand). Its own rows keep C's rows, and A's, in the core that the next
+ * kernel of a training step gives them to, which wins once the copy is a small share. */
+#define COLUMNS_UP_TO_ROWS 128
+/* Below this many rows a core, packing all of B once per core costs more than sharing the
+ * panels (v6), when C is too narrow to give each core its own columns. */
 #define ROWS_PER_THREAD (4 * MR)
 
 static void product(const gemm_t *p, int threads) {
     if (p->M <= FEW_ROWS && gemm_few_rows(p, threads))
         return;
-    if (threads > 1 && p->M >= ROWS_PER_THREAD * threads)
-        own_rows(p, threads, gemm_v8_one_thread);
-    else if (threads > 1)
-        gemm_v6_in_place(p, threads);
-    else
+    if (threads == 1)
         gemm_v8_one_thread(p);
+    else if (p->M <= COLUMNS_UP_TO_ROWS * threads && p->N >= 2 * NR * threads)  /* two slivers a core */
+        own_columns(p, threads, gemm_v8_one_thread);
+    else if (p->M >= ROWS_PER_THREAD * threads)
+        own_rows(p, threads, gemm_v8_one_thread);
+    else
+        gemm_v6_in_place(p, threads);
 }
 
 /* C = op(A)·op(B) (+ bias on every row, bias may be NULL) for one 2-D product (a Linear
@@ -48,7 +58,7 @@ void sgemm_strided(const float *A, const float *B, float *C, int batches, int M,
     threads = team_threads(threads);
     const gemm_t first = {.A = A, .B = B, .C = C, .M = M, .N = N, .K = K, .sam = sam, .sak = sak, .sbk = sbk,
                           .sbn = sbn, .ldc = N};
-    if (batches >= 2 * threads && M <= 2 * MC) {
+    if (batches >= 2 * threads && M <= 2 * gemm_blocking.mc) {
         /* many small products (attention heads): one product per thread at a time */
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (threads > 1)
         for (int z = 0; z < batches; ++z) {

@@ -6,7 +6,8 @@
  * kernel that is already parallel (attention, one head per thread) calls them for its small
  * tile products: a nested region, even of one thread, costs as much as such a product.
  *
- * v7 and v8 give each core its own rows of C instead (own_rows), and nothing is shared. */
+ * v7 and v8 give each core its own rows of C instead (own_rows), and nothing is shared; the
+ * backend gives a product with few rows a core each core its own columns (own_columns). */
 #ifndef MINILLM_MATMUL_SHARE_H
 #define MINILLM_MATMUL_SHARE_H
 #include "../team.h"
@@ -51,6 +52,31 @@ static inline void own_rows(const gemm_t *p, int threads, void (*one_thread)(con
         const int first = min_int(me.id * rows, p->M), last = min_int(first + rows, p->M);
         if (first < last) {
             const gemm_t mine = rows_of(*p, first, last);
+            one_thread(&mine);
+        }
+    }
+}
+
+/* Columns first … last − 1 of the product: the same A, its own B columns, bias and C columns. */
+static inline gemm_t columns_of(gemm_t p, int first, int last) {
+    p.B += first * p.sbn;
+    p.C += first;
+    if (p.bias)
+        p.bias += first;
+    p.N = last - first;
+    return p;
+}
+
+/* Each of `threads` cores computes its own columns of C with `one_thread`, whole NR slivers
+ * each, and packs only its own columns of B. */
+static inline void own_columns(const gemm_t *p, int threads, void (*one_thread)(const gemm_t *)) {
+#pragma omp parallel num_threads(threads)
+    {
+        const team_t me = this_member();
+        const int cols = round_up((p->N + me.size - 1) / me.size, NR);
+        const int first = min_int(me.id * cols, p->N), last = min_int(first + cols, p->N);
+        if (first < last) {
+            const gemm_t mine = columns_of(*p, first, last);
             one_thread(&mine);
         }
     }

@@ -24,7 +24,7 @@ static __attribute__((noinline)) void v4_tiles(block_t blk) {
 static void gemm_v4_packed(const gemm_t *p) {
     if (trivial_product(p))
         return;
-    const blocks_t max = even_blocks(p, NC);
+    const blocks_t max = even_blocks(p, gemm_blocking.nc);
     float *packed_b = packing_space(panel_floats(max) + block_floats(max), 1);
     float *packed_a = packed_b + panel_floats(max);
     for (int jc = 0; jc < p->N; jc += max.nc) {  /* a panel of B: NC columns */

@@ -45,7 +45,7 @@ static void v5_member(const gemm_t *p, blocks_t max, float *packed_a, float *pac
 static void gemm_v5_threaded(const gemm_t *p, int threads) {
     if (trivial_product(p))
         return;
-    const blocks_t max = even_blocks(p, NC);
+    const blocks_t max = even_blocks(p, gemm_blocking.nc);
     float *packed_b = packing_space(panel_floats(max) + block_floats(max), threads);
     float *packed_a = packed_b + panel_floats(max);
     if (threads > 1) {

@@ -61,7 +61,7 @@ static void v6_member(const gemm_t *p, blocks_t max, int in_place, float *packed
 void gemm_v6_in_place(const gemm_t *p, int threads) {
     if (trivial_product(p))
         return;
-    const blocks_t max = even_blocks(p, NC);
+    const blocks_t max = even_blocks(p, gemm_blocking.nc);
     const int in_place = a_in_place_pays(p);
     float *packed_b = packing_space(panel_floats(max) + block_floats(max), threads);
     float *packed_a = packed_b + panel_floats(max);

@@ -42,7 +42,7 @@ static __attribute__((noinline)) void v7_tiles(block_t blk, int in_place) {
 static void v7_one_thread(const gemm_t *p) {
     if (trivial_product(p))
         return;
-    const blocks_t max = even_blocks(p, NC);
+    const blocks_t max = even_blocks(p, gemm_blocking.nc);
     const int in_place = a_in_place_pays(p);
     float *packed_b = packing_space(panel_floats(max) + block_floats(max), 1);
     float *packed_a = packed_b + panel_floats(max);

@@ -6,15 +6,14 @@
  * L2 on every tile. BLIS's kernels for AVX-512 turn this around, and so does v8:
  *   - tiles row by row (ir outer, jr inner): one A sliver, MR × KC = 12 × 512 × 4 B = 24 KB,
  *     meets every B sliver of the panel and stays in L1;
- *   - so the B panel is what must stay in L2: NC_L2 columns, KC × NC_L2 × 4 B = 1 MB, half of
- *     a 2 MB L2 (a panel as large as the whole L2 was slower); each tile reads its B sliver
+ *   - so the B panel is what must stay in L2: NC_L2 columns, KC × NC_L2 × 4 B in half of the
+ *     L2 (blocking.h: 512 KB of a 1 MB L2, 1 MB of a 2 MB one); each tile reads its B sliver
  *     from L2 once, 2 vectors per k-step of 24 FMAs;
  *   - a row-major A is always read where it lies: each sliver's MR rows are walked once per
  *     panel and then sit in L1, so the far-apart rows that made v6 pack a wide A cost MR
  *     pages per sliver here instead of one per row for every B sliver;
  *   - v7's clearing of C is dropped: row by row, consecutive tiles store along the same MR rows
  *     of C, line after line, a pattern the prefetchers follow.
- * With AVX2, NC_L2 = 256 (256 KB, half of a 512 KB L2) and the A sliver is 6 KB.
  * Only a core's own product takes this order. A team sharing a panel (v5, v6) splits the B
  * slivers between the cores for packing; column by column each core's tiles use the slivers it
  * packed itself, where row by row every core would read the other's half from the other
@@ -38,11 +37,11 @@ static __attribute__((noinline)) void v8_tiles(block_t blk, int in_place) {
 void gemm_v8_one_thread(const gemm_t *p) {
     if (trivial_product(p))
         return;
-    const blocks_t max = even_blocks(p, NC_L2);
+    const blocks_t max = even_blocks(p, gemm_blocking.nc_l2);
     const int in_place = p->sak == 1;
     float *packed_b = packing_space(panel_floats(max) + block_floats(max), 1);
     float *packed_a = packed_b + panel_floats(max);
-    for (int jc = 0; jc < p->N; jc += max.nc) {  /* a panel of B: NC_L2 columns, in L2 */
+    for (int jc = 0; jc < p->N; jc += max.nc) {  /* a panel of B: nc_l2 columns, in L2 */
         const int nc = min_int(p->N - jc, max.nc);
         for (int pc = 0; pc < p->K; pc += max.kc) {  /* KC deep */
             const int kc = min_int(p->K - pc, max.kc);

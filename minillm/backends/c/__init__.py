@@ -12,6 +12,7 @@ The kernels are float32; other dtypes take the reference (``float32_kernel``). T
 functions are declared once, where they are defined: ``build.py`` reads the ``MINILLM_API``
 definitions of kernels/c for cffi, and the numbered versions are listed from the library.
 """
+import contextlib
 import math
 import os
 import re
@@ -554,6 +555,38 @@ def matmul_numbered(version, a, b):
     getattr(lib, version)(pointer(a), pointer(b), pointer(out), m, n, k)
     return out
 
+
+# ---- the fp32 GEMM's blocks, from the caches the machine reports (kernels/c/matmul/blocking.c) ----
+BLOCKING_FIELDS = ("l1", "l2", "l3", "mr", "nr", "kc", "mc", "nc", "nc_l2")
+
+
+def gemm_blocking():
+    """The cache sizes (bytes) the fp32 GEMM's blocks were derived from, its register tile
+    (mr × nr) and the blocks in use (kc deep, mc rows of A, nc columns of a shared B panel,
+    nc_l2 of v8's): what ``minillm info`` prints."""
+    blocking = lib.gemm_blocking_in_use()
+    return {name: getattr(blocking, name) for name in BLOCKING_FIELDS}
+
+
+def blocking_for_caches(l1, l2, l3):
+    """The blocks the rule of kernels/c/matmul/blocking.c gives for these cache sizes (bytes;
+    0 = not reported, the fallback size)."""
+    blocking = lib.blocking_for_caches(l1, l2, l3)
+    return {name: getattr(blocking, name) for name in BLOCKING_FIELDS}
+
+
+@contextlib.contextmanager
+def forced_gemm_blocking(kc=0, mc=0, nc=0, nc_l2=0):
+    """Every fp32 GEMM inside the ``with`` runs with these blocks (0 = the machine's), for tests
+    and benchmarks; not while another thread runs a product."""
+    for name, value in (("kc", kc), ("mc", mc), ("nc", nc), ("nc_l2", nc_l2)):
+        if not isinstance(value, int) or value < 0:
+            raise ValueError(f"forced_gemm_blocking: {name} must be an int >= 0 (0 = the machine's), got {value!r}")
+    lib.gemm_force_blocking(kc, mc, nc, nc_l2)
+    try:
+        yield gemm_blocking()
+    finally:
+        lib.gemm_force_blocking(0, 0, 0, 0)
 
 # ---- attention (kernels/c/attention/): v1_naive, v2_rows, v3_tiles (the production path's tiles) ----
 ATTENTION_VERSIONS = tuple(name[len("attention_"):-len("_forward")] for name in _numbered("attention")
