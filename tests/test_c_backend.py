@@ -166,11 +166,11 @@ def test_the_loaded_kernels_are_built_from_these_sources():
     since the build (or whose rebuild failed and left the old library) is told apart."""
     from types import SimpleNamespace
 
-    from minillm.backends.c import build
-    assert c._ffi_string(c._module, "minillm_source_digest") == build.source_digest()
-    assert not c._stale(c._module)
+    from minillm.backends.c import build, library
+    assert library._ffi_string(library._module, "minillm_source_digest") == build.source_digest()
+    assert not library._stale(library._module)
     older = SimpleNamespace(lib=SimpleNamespace(), ffi=c.ffi)  # a library from before the digest existed
-    assert c._stale(older)
+    assert library._stale(older)
 
 
 def test_build_flags_are_reported():

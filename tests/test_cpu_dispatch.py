@@ -24,6 +24,11 @@ def c():
     return c_backend
 
 
+def library():
+    from minillm.backends.c import library as loaded
+    return loaded
+
+
 def test_the_build_names_the_extensions_its_flags_turn_on():
     """minillm_build_isa lists exactly the extensions (of the ones the kernels use) that the
     compiler predefines for the flags the library was built with."""
@@ -42,14 +47,13 @@ def test_nothing_is_missing_on_the_cpu_that_built_it():
     cpu = set(flags.split(":", 1)[1].split())
     built = c().build_isa.split()
     assert all(CPUINFO_NAMES.get(name, name) in cpu for name in built), (built, sorted(cpu))
-    assert c()._missing_isa(c()._module) == ""
+    assert library()._missing_isa(library()._module) == ""
 
 
 def test_a_library_built_for_another_cpu_is_not_loaded(monkeypatch):
     """An installed library that needs an extension this CPU lacks: _load warns, naming it, and
     builds for this CPU (here a stand-in) instead of returning the library."""
     from minillm.backends.c import build
-    c_backend = c()
     monkeypatch.delenv("MINILLM_C_SANITIZE", raising=False)  # the installed library's road, even under make sanitize
     fake_lib = types.SimpleNamespace(minillm_isa_missing=lambda: b"avx512bf16",
                                      minillm_source_digest=lambda: build.source_digest().encode())
@@ -60,7 +64,7 @@ def test_a_library_built_for_another_cpu_is_not_loaded(monkeypatch):
     built_here = object()
     monkeypatch.setattr(build, "build_in_cache", lambda sanitize=False: built_here)
     with pytest.warns(RuntimeWarning, match="built for a CPU with avx512bf16, which this one lacks"):
-        assert c_backend._load() is built_here
+        assert library()._load() is built_here
 
 
 def test_builds_for_different_cpus_do_not_share_a_folder(tmp_path):

@@ -1,103 +1,33 @@
 """Backend ``c``: the hot primitives as C kernels (``kernels/c``) called through cffi.
 
-The extension is compiled at install time by ``setup.py``, with ``-march=native``; when it is
-missing (running from a source tree), was compiled from other kernels than the kernels/c
-beside it (an editable install after a pull), or uses an instruction-set extension this CPU
-lacks (installed on another machine: ``minillm_isa_missing``, compiled for the baseline x86-64,
-is asked before any kernel runs), kernels for this source and this CPU are built once into
-~/.cache/minillm. ``minillm info`` names the extensions the loaded library uses.
-``MINILLM_C_SANITIZE=1`` loads an AddressSanitizer + UndefinedBehaviorSanitizer build instead (run Python with
-``LD_PRELOAD=$(gcc -print-file-name=libasan.so)``; ``make sanitize`` does it).
-The kernels are float32; other dtypes take the reference (``float32_kernel``). The
-functions are declared once, where they are defined: ``build.py`` reads the ``MINILLM_API``
-definitions of kernels/c for cffi, and the numbered versions are listed from the library.
+The pieces: ``library.py`` loads the compiled kernels (installed, or built for this source and
+this CPU; ``minillm info`` names the extensions it uses); ``CBackend`` here overrides the
+primitives the kernels cover, its parts in ``attention.py``, ``int8.py``, ``bf16.py`` and
+``llama.py``; the module-level functions below run the numbered versions of each kernel family
+for the tests, benchmarks and lessons. The kernels are float32; other dtypes take the
+reference (``float32_kernel``). The functions are declared once, where they are defined:
+``build.py`` reads the ``MINILLM_API`` definitions of kernels/c for cffi, and the numbered
+versions are listed from the library.
 """
 import contextlib
 import math
-import os
-import re
-import warnings
 import weakref
 
 import numpy as np
 
-from .. import BackendUnavailable
 from ..arrays import gemm_operands
-from ..reference import Backend, attention_groups, float32_kernel
+from ..reference import Backend, float32_kernel
+from .attention import ATTENTION_VERSIONS, AttentionKernels
 from .bf16 import LinearBf16
+from .int8 import INT8_KERNEL_ROWS, LINEAR_INT8, Int8Kernels, linear_int8_numbered
+from .library import _c, _numbered, build_flags, build_isa, ffi, lib, origin, pointer
 from .llama import LlamaKernels
 
-
-def _stale(module):
-    """Was ``module`` compiled from other kernels than the kernels/c beside this checkout (an
-    editable install after `git pull` or an edit, or a failed rebuild that left the old library
-    in place)? An installed package has no kernels/c to compare with: never stale."""
-    from .build import c_dir, source_digest
-    if not c_dir().is_dir():
-        return False
-    built = _ffi_string(module, "minillm_source_digest")
-    return built != source_digest()
-
-
-def _ffi_string(module, function):
-    """The string a build-info function of ``module`` returns, or None if it has none."""
-    fn = getattr(module.lib, function, None)
-    return None if fn is None else module.ffi.string(fn()).decode()
-
-
-def _missing_isa(module):
-    """The instruction-set extensions ``module`` was compiled to use that this CPU lacks ("" when
-    none): asked of a function compiled for the baseline x86-64, before any kernel runs."""
-    return _ffi_string(module, "minillm_isa_missing") or ""
-
-
-def _load():
-    sanitize = os.environ.get("MINILLM_C_SANITIZE") == "1"
-    if not sanitize:
-        try:
-            from minillm import _ckernels
-            missing = _missing_isa(_ckernels)
-            if not _stale(_ckernels) and not missing:
-                return _ckernels
-            reason = (f"were built for a CPU with {missing}, which this one lacks (an install from another "
-                      f"machine?); building kernels for this CPU" if missing else
-                      "were built from older sources than kernels/c; building the current ones")
-            warnings.warn(f"minillm: the installed C kernels {reason} in ~/.cache/minillm (reinstall to make it "
-                          f"stick: pip install -e .)", RuntimeWarning, stacklevel=2)
-        except ImportError:
-            pass
-    try:
-        from .build import build_in_cache
-        return build_in_cache(sanitize)
-    except Exception as exc:  # no compiler, no cffi, a failing build: say which
-        raise BackendUnavailable(f"the C kernels are not built and could not be built here: {exc}") from None
-
-
-_module = _load()
-ffi, lib = _module.ffi, _module.lib
-build_flags = ffi.string(lib.minillm_build_flags()).decode()
-build_isa = ffi.string(lib.minillm_build_isa()).decode()  # the extensions the kernels were compiled to use
-origin = ("the installed library" if _module.__name__ == "minillm._ckernels"
-          else f"built at load for this CPU, in {os.path.dirname(_module.__file__)}")
-
-
-_CTYPES = {np.dtype(np.float32): "float", np.dtype(np.int64): "long long", np.dtype(np.int32): "int",
-           np.dtype(np.int8): "signed char", np.dtype(np.uint16): "unsigned short"}
-
-
-def pointer(array):
-    """A C pointer to a NumPy array's data, typed by its dtype. ``ffi.from_buffer`` is
-    several times cheaper than ``array.ctypes.data``, and a GPT step makes hundreds of these
-    calls. Strided views (transposed operands) have no buffer to share and take the slower
-    road."""
-    ctype = _CTYPES[array.dtype]
-    if array.flags.c_contiguous:
-        return ffi.from_buffer(ctype + "[]", array)
-    return ffi.cast(ctype + " *", array.ctypes.data)
-
-
-def _c(array):
-    return np.ascontiguousarray(array)
+__all__ = ["backend", "CBackend", "ffi", "lib", "pointer", "build_flags", "build_isa", "origin",  # the library
+           "NUMBERED", "matmul_numbered", "BLOCKING_FIELDS", "gemm_blocking", "blocking_for_caches",
+           "forced_gemm_blocking", "ATTENTION_VERSIONS", "INT8_KERNEL_ROWS", "LINEAR_INT8", "linear_int8_numbered",
+           "MATMUL_BF16", "matmul_bf16", "bf16_has_dpbf16", "bf16_kernel_name", "to_bf16_c", "stream_read",
+           "LADDER_OPS", "LADDERS", "numbered", "ADD_IN_C_FROM"]
 
 
 def _elementwise(kernel, *arrays):
@@ -124,13 +54,6 @@ def _pointers_and_sizes(arrays):
     return ffi.new("float *[]", [pointer(a) for a in arrays]), ffi.new("long long[]", [a.size for a in arrays])
 
 
-def _numbered(family):
-    """The numbered versions ``<family>_v<N>_<idea>`` the library exports, in the order of N
-    (read from the library: a new version file is listed without a list to edit)."""
-    found = ((int(m.group(1)), name) for name in dir(lib) if (m := re.fullmatch(rf"{family}_v(\d+)_\w+", name)))
-    return tuple(name for _, name in sorted(found))
-
-
 def _matmul_2d(a, b, trans_a, trans_b, threads, bias=None):
     """Two contiguous matrices (every Linear layer's three products): the strides follow from
     the flags. The general road (views, broadcast batch shapes, np.prod) costs tens of
@@ -150,72 +73,6 @@ def _matmul_2d(a, b, trans_a, trans_b, threads, bias=None):
 
 
 ADD_IN_C_FROM = 8192  # values; below, the call and waking a thread cost more than NumPy's add
-
-
-def _heads_where_they_lie(a):
-    """The head_layout_t of an (N, T, D) float32 array whose rows are contiguous (a KV cache's
-    first T positions, a contiguous array): the kernels read it in place. None otherwise."""
-    s0, s1, s2 = a.strides
-    if s2 != 4 or s0 < 0 or s1 < 0 or s0 % 4 or s1 % 4:
-        return None
-    return {"heads": 1, "seq": s0 // 4, "step": 0, "ld": s1 // 4}
-
-
-def _attention_kernel(version, direction):
-    """The production path (kernels/c/attention/attention.c) for version None, else numbered
-    version ``version`` (ATTENTION_VERSIONS)."""
-    if version is None:
-        return getattr(lib, f"attention_{direction}")
-    if version not in ATTENTION_VERSIONS:
-        raise ValueError(f"attention: unknown version {version!r}; versions: {', '.join(ATTENTION_VERSIONS)}")
-    return getattr(lib, f"attention_{version}_{direction}")
-
-
-def _problem(q, k, causal, scale, q_layout, kv_layout, out_layout):
-    """The attention_t of q (N, Tq, D) against k (N_kv, Tk, D), with the three layouts."""
-    return ffi.new("attention_t *", {"n": q.shape[0], "n_kv": k.shape[0], "t_query": q.shape[1],
-                                     "t_key": k.shape[1], "d": q.shape[2], "causal": int(causal),
-                                     "scale": float(scale), "q": q_layout, "kv": kv_layout, "out": out_layout})
-
-
-def _qkv_parts(qkv, heads, kv_heads):
-    """Pointers to the q, k and v blocks of a contiguous (B, T, (heads + 2·kv_heads)·D) array."""
-    base, d = pointer(qkv), qkv.shape[-1] // (heads + 2 * kv_heads)
-    return base, base + heads * d, base + (heads + kv_heads) * d
-
-
-def _qkv_problem(qkv, heads, kv_heads, causal, scale):
-    """Query head h of sequence b is the D columns from h·D of rows W = (heads + 2·kv_heads)·D
-    long, key (value) head g the D columns from g·D of the k (v) block of the same rows; the
-    output's heads lie side by side in (B, T, heads·D)."""
-    b, t, w = qkv.shape
-    d = w // (heads + 2 * kv_heads)
-    rows = {"seq": t * w, "step": d, "ld": w}
-    return ffi.new("attention_t *", {"n": b * heads, "n_kv": b * kv_heads, "t_query": t, "t_key": t, "d": d,
-                                     "causal": int(causal), "scale": float(scale), "q": {"heads": heads, **rows},
-                                     "kv": {"heads": kv_heads, **rows},
-                                     "out": {"heads": heads, "seq": t * heads * d, "step": d, "ld": heads * d}})
-
-
-def _qkv_fit(qkv, heads, kv_heads):
-    """Does the projection split into whole heads, grouped evenly (else the reference answers)?"""
-    return qkv.ndim == 3 and not (heads % kv_heads or qkv.shape[-1] % (heads + 2 * kv_heads))
-
-
-def _heads_fit(q, k, v, heads, kv_heads):
-    """Do the projections split into whole heads, grouped evenly (else the reference answers)?"""
-    return not (q.shape[-1] % heads or k.shape[-1] % kv_heads or k.shape != v.shape or heads % kv_heads)
-
-
-def _heads_problem(q, k, heads, kv_heads, causal, scale):
-    """The attention_t of a (B, T, heads·D) q (and output) against (B, T, kv_heads·D) k and v:
-    head h of sequence b starts at b·T·C + h·D, its rows C floats apart."""
-    b, t, c = q.shape
-    d, c_kv = c // heads, k.shape[-1]
-    q_layout = {"heads": heads, "seq": t * c, "step": d, "ld": c}
-    return ffi.new("attention_t *", {"n": b * heads, "n_kv": b * kv_heads, "t_query": t, "t_key": k.shape[1], "d": d,
-                                     "causal": int(causal), "scale": float(scale), "q": q_layout, "out": q_layout,
-                                     "kv": {"heads": kv_heads, "seq": k.shape[1] * c_kv, "step": d, "ld": c_kv}})
 
 
 class _StatePointers:
@@ -245,12 +102,12 @@ class _StatePointers:
         return self.entries[key][1]
 
 
-class CBackend(LinearBf16, LlamaKernels, Backend):
+class CBackend(LinearBf16, LlamaKernels, AttentionKernels, Int8Kernels, Backend):
     """The primitives the C kernels cover; the rest (and every non-float32 call) are the
     reference's. Each override: the guard (``float32_kernel``), contiguous copies where a
-    kernel needs them, the outputs allocated here, one call into C. A Linear layer's bf16
-    products (``linear_forward_bf16``, ``linear_backward_bf16``) are in ``bf16.py``, Llama's
-    blocks in ``llama.py``."""
+    kernel needs them, the outputs allocated here, one call into C. Its parts in files of their
+    own: attention (``attention.py``), the int8 products (``int8.py``), a Linear layer's bf16
+    products (``bf16.py``), Llama's blocks (``llama.py``)."""
 
     name = "c"
     _lib, _ffi, _pointer = lib, ffi, staticmethod(pointer)  # the library, for the mixins (llama.py)
@@ -311,93 +168,6 @@ class CBackend(LinearBf16, LlamaKernels, Backend):
         outputs = (ffi.NULL if a is None else pointer(a) for a in (gx, gw, gb))
         lib.linear_backward(pointer(g), pointer(x), pointer(w), *outputs, rows, in_, out, threads)
         return gx, gw, gb
-
-    @float32_kernel(0, 1, 2)
-    def attention_forward(self, q, k, v, causal, scale, version=None):
-        """q (N, Tq, D), k and v (N_kv, Tk, D) with N_kv dividing N: query head n reads key/value
-        head n // (N / N_kv), no copies. ``version`` runs one of the numbered versions
-        (ATTENTION_VERSIONS) instead of the production path (kernels/c/attention/attention.c: a
-        few queries go to the decoder). Arrays whose rows are contiguous, such as a KV cache's
-        first Tk positions, are read in place."""
-        attention_groups(q, k, v)
-        if q.shape[-1] != v.shape[-1]:
-            return super().attention_forward(q, k, v, causal, scale)
-        kernel = _attention_kernel(version, "forward")
-        if _heads_where_they_lie(q) is None:
-            q = _c(q)
-        if _heads_where_they_lie(k) is None or k.strides != v.strides:  # k and v share one layout
-            k, v = _c(k), _c(v)
-        out, lse = np.empty(q.shape, np.float32), np.empty(q.shape[:2], np.float32)
-        problem = _problem(q, k, causal, scale, _heads_where_they_lie(q), _heads_where_they_lie(k),
-                           _heads_where_they_lie(out))
-        kernel(problem, pointer(q), pointer(k), pointer(v), pointer(out), pointer(lse))
-        return out, lse
-
-    @float32_kernel(0, 1, 2, 5)
-    def attention_backward(self, q, k, v, out, lse, dout, causal, scale, version=None):
-        """(dq, dk, dv) of ``attention_forward``; with N_kv < N each key/value head's gradient
-        sums over its group (one thread owns a key/value head: no two write the same row)."""
-        attention_groups(q, k, v)
-        if q.shape[-1] != v.shape[-1]:
-            return super().attention_backward(q, k, v, out, lse, dout, causal, scale)
-        kernel = _attention_kernel(version, "backward")
-        q, k, v, out, lse, dout = (_c(t.astype(np.float32, copy=False)) for t in (q, k, v, out, lse, dout))
-        dq, dk, dv = np.empty_like(q), np.empty_like(k), np.empty_like(v)
-        problem = _problem(q, k, causal, scale, *(_heads_where_they_lie(a) for a in (q, k, out)))
-        kernel(problem, pointer(q), pointer(k), pointer(v), pointer(out), pointer(lse), pointer(dout), pointer(dq),
-               pointer(dk), pointer(dv))
-        return dq, dk, dv
-
-    @float32_kernel(0)
-    def attention_qkv_forward(self, qkv, heads, causal, scale, kv_heads=None):
-        """Causal self-attention straight from one (B, T, (heads + 2·kv_heads)·D) projection to
-        (B, T, heads·D): the kernel reads each head where it lies (rows W apart; a query head
-        reads its group's key/value head) and writes the heads side by side, so the split into
-        heads, the merge back and the repeat of shared heads copy nothing."""
-        kv_heads = kv_heads or heads
-        if not _qkv_fit(qkv, heads, kv_heads):
-            return super().attention_qkv_forward(qkv, heads, causal, scale, kv_heads)
-        qkv = _c(qkv)
-        b, t, w = qkv.shape
-        y = np.empty((b, t, w // (heads + 2 * kv_heads) * heads), np.float32)
-        lse = np.empty((b * heads, t), np.float32)
-        lib.attention_forward(_qkv_problem(qkv, heads, kv_heads, causal, scale), *_qkv_parts(qkv, heads, kv_heads),
-                              pointer(y), pointer(lse))
-        return y, lse
-
-    @float32_kernel(0, 1, 3)
-    def attention_qkv_backward(self, qkv, y, lse, dy, heads, causal, scale, kv_heads=None):
-        kv_heads = kv_heads or heads
-        if not _qkv_fit(qkv, heads, kv_heads):
-            return super().attention_qkv_backward(qkv, y, lse, dy, heads, causal, scale, kv_heads)
-        qkv, y, lse, dy = _c(qkv), _c(y), _c(lse), _c(dy)
-        dqkv = np.empty_like(qkv)  # every row of every head is zeroed by the kernel, then accumulated
-        lib.attention_backward(_qkv_problem(qkv, heads, kv_heads, causal, scale), *_qkv_parts(qkv, heads, kv_heads),
-                               pointer(y), pointer(lse), pointer(dy), *_qkv_parts(dqkv, heads, kv_heads))
-        return dqkv
-
-    @float32_kernel(0, 1, 2)
-    def attention_heads_forward(self, q, k, v, heads, kv_heads, causal, scale):
-        """Attention between (B, T, heads·D) and (B, T, kv_heads·D) projections read where they
-        lie (head h of sequence b: the D columns from h·D of rows heads·D long), the output's
-        heads written side by side: no split, merge or repeat copies anything."""
-        if not _heads_fit(q, k, v, heads, kv_heads):
-            return super().attention_heads_forward(q, k, v, heads, kv_heads, causal, scale)
-        q, k, v = _c(q), _c(k), _c(v)
-        y, lse = np.empty(q.shape, np.float32), np.empty((q.shape[0] * heads, q.shape[1]), np.float32)
-        lib.attention_forward(_heads_problem(q, k, heads, kv_heads, causal, scale), pointer(q), pointer(k),
-                              pointer(v), pointer(y), pointer(lse))
-        return y, lse
-
-    @float32_kernel(0, 1, 2, 3, 5)
-    def attention_heads_backward(self, q, k, v, y, lse, dy, heads, kv_heads, causal, scale):
-        if not _heads_fit(q, k, v, heads, kv_heads):
-            return super().attention_heads_backward(q, k, v, y, lse, dy, heads, kv_heads, causal, scale)
-        q, k, v, y, lse, dy = _c(q), _c(k), _c(v), _c(y), _c(lse), _c(dy)
-        dq, dk, dv = np.empty_like(q), np.empty_like(k), np.empty_like(v)  # zeroed by the kernel, then summed
-        lib.attention_backward(_heads_problem(q, k, heads, kv_heads, causal, scale), pointer(q), pointer(k),
-                               pointer(v), pointer(y), pointer(lse), pointer(dy), pointer(dq), pointer(dk), pointer(dv))
-        return dq, dk, dv
 
     @float32_kernel(0, 1, 2)
     def layernorm_forward(self, x, w, b, eps):
@@ -501,42 +271,6 @@ class CBackend(LinearBf16, LlamaKernels, Backend):
         lib.embedding_backward(pointer(target), pointer(index), pointer(values), index.size,
                                target.size // max(target.shape[0], 1))
         return target
-
-    def matmul_int8(self, a, b):
-        a, b = _c(a.astype(np.int8, copy=False)), _c(b.astype(np.int8, copy=False))
-        out = np.empty((a.shape[0], b.shape[0]), np.int32)
-        lib.matmul_int8(pointer(a), pointer(b), pointer(out), a.shape[0], b.shape[0], a.shape[1])
-        return out
-
-    def linear_int8(self, x, qweight, scale, bias=None, threads=0):
-        """y = x (s ⊙ W)ᵀ + b for float32 x (M, K) and int8 W (N, K) with a float32 scale per output
-        row. Up to INT8_KERNEL_ROWS rows (decoding, short prompts) run the kernel (linear_int8.c: v5
-        for one or two rows, v4 for more), which reads each weight byte once; more rows (an
-        evaluation batch) dequantise blocks of W for the fp32 GEMM."""
-        if not (x.dtype == np.float32 and qweight.dtype == np.int8 and scale.dtype == np.float32
-                and (bias is None or bias.dtype == np.float32) and x.ndim == 2 and qweight.ndim == 2):
-            return super().linear_int8(x, qweight, scale, bias)
-        _check_int8_shapes(x, qweight, scale, bias)
-        if x.shape[0] > INT8_KERNEL_ROWS:
-            return self._linear_int8_blocks(x, qweight, scale, bias)
-        x, qweight, scale = _c(x), _c(qweight), _c(scale)
-        out = np.empty((x.shape[0], qweight.shape[0]), np.float32)
-        lib.linear_int8(pointer(x), pointer(qweight), pointer(scale), ffi.NULL if bias is None else pointer(_c(bias)),
-                        pointer(out), x.shape[0], qweight.shape[0], x.shape[1], threads)
-        return out
-
-    def _linear_int8_blocks(self, x, qweight, scale, bias):
-        n = qweight.shape[0]
-        out = np.empty((x.shape[0], n), np.float32)
-        step = max(1, DEQUANTIZED_FLOATS // max(qweight.shape[1], 1))
-        for start in range(0, n, step):
-            block = qweight[start:start + step].astype(np.float32)
-            block *= scale[start:start + step, None]
-            out[:, start:start + step] = self.linear_forward(x, block,
-                                                             None if bias is None else bias[start:start + step])
-        return out
-
-
 backend = CBackend()
 
 
@@ -589,42 +323,6 @@ def forced_gemm_blocking(kc=0, mc=0, nc=0, nc_l2=0):
         lib.gemm_force_blocking(0, 0, 0, 0)
 
 # ---- attention (kernels/c/attention/): v1_naive, v2_rows, v3_tiles (the production path's tiles) ----
-ATTENTION_VERSIONS = tuple(name[len("attention_"):-len("_forward")] for name in _numbered("attention")
-                           if name.endswith("_forward"))
-
-
-# ---- int8 weights, float32 activations (linear_int8.c) ---------------------------------------
-LINEAR_INT8 = _numbered("linear_int8")
-# Up to this many rows the kernel; more: dequantised blocks of weights through the fp32 GEMM.
-# The kernel reads each weight once and multiplies it, from L1, by every row's digits (2·K bytes
-# a row, read again by every tile of 4 weight rows): it stays ahead of dequantising + the GEMM
-# while those digits fit in L2, a few hundred rows.
-INT8_KERNEL_ROWS = 256
-DEQUANTIZED_FLOATS = 1 << 20  # the GEMM road's block of float32 weights (4 MB)
-
-
-def _check_int8_shapes(x, qweight, scale, bias):
-    n, k = qweight.shape
-    if x.shape[1] != k or scale.shape != (n,) or (bias is not None and bias.shape != (n,)):
-        raise ValueError(f"linear_int8: x {x.shape}, weight {qweight.shape}, scale {scale.shape} and bias "
-                         f"{None if bias is None else bias.shape} do not fit (expected (M, K), (N, K), (N,), (N,))")
-
-
-def linear_int8_numbered(version, x, qweight, scale, bias=None, threads=0):
-    """``linear_int8`` by one of the numbered kernels (LINEAR_INT8), any number of rows."""
-    if version not in LINEAR_INT8:
-        raise ValueError(f"linear_int8: unknown version {version!r}; versions: {', '.join(LINEAR_INT8)}")
-    _check_int8_shapes(x, qweight, scale, bias)
-    x = _c(x.astype(np.float32, copy=False))
-    qweight, scale = _c(qweight.astype(np.int8, copy=False)), _c(scale.astype(np.float32, copy=False))
-    bias = None if bias is None else _c(bias.astype(np.float32, copy=False))
-    (m, k), n = x.shape, qweight.shape[0]
-    out = np.empty((m, n), np.float32)
-    getattr(lib, version)(pointer(x), pointer(qweight), pointer(scale), ffi.NULL if bias is None else pointer(bias),
-                          pointer(out), m, n, k, threads)
-    return out
-
-
 # ---- bf16 · bf16 → float32 (matmul_bf16.c) ----------------------------------------------------
 MATMUL_BF16 = dict(enumerate(_numbered("matmul_bf16"), 1))  # {1: "matmul_bf16_v1_scalar", …}
 

@@ -41,7 +41,8 @@ class LinearBf16:
         (rows, k), (out, k_w) = x.shape, w.shape
         if k != k_w or (bias is not None and bias.shape != (out,)):
             raise ValueError(f"linear_forward_bf16: x {x.shape}, w {w.shape} and bias "
-                             f"{None if bias is None else bias.shape} do not fit (expected x (N, K), w (M, K), bias (M,))")
+                             f"{None if bias is None else bias.shape} do not fit "
+                             f"(expected x (N, K), w (M, K), bias (M,))")
         if bias is not None:
             _checked("linear_forward_bf16", bias)
         return self._bf16_product(x, w, rows, out, k, (k, 1), (1, k), bias)  # B = Wᵀ: W's rows are its columns
