@@ -405,13 +405,18 @@ static void v4_tiled(const float *A, const float *B, const float *bias, float *C
                     _mm512_store_si512(to + (long)p * V3_NR,
                                        pairs16(B + 2L * p * sbk + (long)j * sbn, sbk, sbn, N - j, 2 * p + 1 < K));
         }
-    const int mc = rows_per_block(M, threads), blocks = (M + mc - 1) / mc;
+    const int row_slivers = (M + V3_MR - 1) / V3_MR;
 #pragma omp parallel num_threads(threads)
     {
-        uint32_t *packed_a = aligned_alloc(64, (size_t)mc * V3_KC2 * 4 + 64);
-#pragma omp for schedule(static)
-        for (int blk = 0; blk < blocks; ++blk) {
-            const int ic = blk * mc, rows = M - ic < mc ? M - ic : mc;
+        /* each thread an equal share of C's MR-row slivers (one sliver more or less), in blocks of
+         * at most MC rows: v3's equal blocks leave the last one short, so the thread that owns it
+         * waits for the others (up to a tenth of the product on two threads) */
+        const int me = team_member(), size = team_size();
+        const int first = (int)((long)me * row_slivers / size) * V3_MR;
+        const int end = (int)((long)(me + 1) * row_slivers / size) * V3_MR, last = end < M ? end : M;
+        uint32_t *packed_a = aligned_alloc(64, (size_t)V3_MC * V3_KC2 * 4 + 64);
+        for (int ic = first; ic < last; ic += V3_MC) {
+            const int rows = last - ic < V3_MC ? last - ic : V3_MC;
             for (int pc = 0; pc < pairs; pc += V3_KC2) {
                 const int kc2 = pairs - pc < V3_KC2 ? pairs - pc : V3_KC2;
                 for (int ir = 0; ir < rows; ir += V3_MR) {  /* MR rows of a pair: lanes 0…11 of one vector */

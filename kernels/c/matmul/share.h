@@ -43,13 +43,16 @@ static inline void wait_for_team(team_t team) {
 }
 
 /* Each of `threads` cores computes its own rows of C with `one_thread`, a whole number of MR
- * slivers each, so that only the last share has an edge. */
+ * slivers each, so that only the last share has an edge, and as many slivers each as can be
+ * (one more or less): shares rounded up to whole slivers would leave the last core short
+ * (128 rows on two cores: 72 and 56), and the others wait for the longest. */
 static inline void own_rows(const gemm_t *p, int threads, void (*one_thread)(const gemm_t *)) {
 #pragma omp parallel num_threads(threads)
     {
         const team_t me = this_member();
-        const int rows = round_up((p->M + me.size - 1) / me.size, MR);
-        const int first = min_int(me.id * rows, p->M), last = min_int(first + rows, p->M);
+        const long slivers = (p->M + MR - 1) / MR;
+        const int first = min_int((int)(me.id * slivers / me.size) * MR, p->M);
+        const int last = min_int((int)((me.id + 1) * slivers / me.size) * MR, p->M);
         if (first < last) {
             const gemm_t mine = rows_of(*p, first, last);
             one_thread(&mine);
@@ -68,13 +71,14 @@ static inline gemm_t columns_of(gemm_t p, int first, int last) {
 }
 
 /* Each of `threads` cores computes its own columns of C with `one_thread`, whole NR slivers
- * each, and packs only its own columns of B. */
+ * each (as many each as can be, as own_rows), and packs only its own columns of B. */
 static inline void own_columns(const gemm_t *p, int threads, void (*one_thread)(const gemm_t *)) {
 #pragma omp parallel num_threads(threads)
     {
         const team_t me = this_member();
-        const int cols = round_up((p->N + me.size - 1) / me.size, NR);
-        const int first = min_int(me.id * cols, p->N), last = min_int(first + cols, p->N);
+        const long slivers = (p->N + NR - 1) / NR;
+        const int first = min_int((int)(me.id * slivers / me.size) * NR, p->N);
+        const int last = min_int((int)((me.id + 1) * slivers / me.size) * NR, p->N);
         if (first < last) {
             const gemm_t mine = columns_of(*p, first, last);
             one_thread(&mine);
