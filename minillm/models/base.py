@@ -132,18 +132,29 @@ def generate_with_cache(model, idx, max_new_tokens, temperature=1.0, top_k=None,
     from that window (absolute positions cannot slide), which gives exactly the tokens
     generation without the cache gives."""
     from ..nn.transformer import KVCache
+    from .decode import ArrayDecoder
     check_generation(max_new_tokens)
     idx = as_ids(idx)
     was_training = model.training
     model.eval()
+    # the array decoder when every layer is one it knows (GPT, float32 or int8 weights): the same
+    # logits without Tensor nodes around the kernels; any other model runs its forward
+    arrays = ArrayDecoder(model) if ArrayDecoder.fits(model) else None
     caches, pending, block = None, idx, model.block_size
     with no_grad():
         for _ in range(max_new_tokens):
-            if caches is None or len(caches[0]) + pending.shape[1] > block:
-                caches = [KVCache(block) for _ in model.blocks_with_cache()]
-                pending = idx[:, -block:]
-            logits, _ = model(pending, caches=caches)
-            next_token = sample(logits.numpy()[:, -1, :], temperature, top_k, top_p, vocab_size)
+            if arrays is not None:
+                if len(arrays) + pending.shape[1] > block:
+                    arrays.reset()
+                    pending = idx[:, -block:]
+                last = arrays.step(pending)
+            else:
+                if caches is None or len(caches[0]) + pending.shape[1] > block:
+                    caches = [KVCache(block) for _ in model.blocks_with_cache()]
+                    pending = idx[:, -block:]
+                logits, _ = model(pending, caches=caches)
+                last = logits.numpy()[:, -1, :]
+            next_token = sample(last, temperature, top_k, top_p, vocab_size)
             idx = np.concatenate([idx, next_token[:, None]], axis=1)
             pending = next_token[:, None]
     model.train(was_training)
