@@ -69,12 +69,14 @@ class ArrayDecoder:
     ``step(ids)`` runs the (B, T) new tokens against the caches and returns the last
     position's logits (B, vocab); ``reset()`` empties the caches (the context was cropped)."""
 
-    @staticmethod
-    def fits(model):
+    enabled = True  # False: every model takes the Tensor path (the benchmark's A/B, the tests' reference)
+
+    @classmethod
+    def fits(cls, model):
         """Whether every module on GPT's decode path is one this file computes exactly as its
         forward does; anything else (a LoRA layer, a subclass's own forward) keeps the Tensor path."""
         from .gpt import GPT
-        return (isinstance(model, GPT) and type(model).forward is GPT.forward and not model.training
+        return (cls.enabled and isinstance(model, GPT) and type(model).forward is GPT.forward and not model.training
                 and amp.autocast_dtype() is None and backends.current().name in CPU_BACKENDS
                 and type(model.wte) in (Embedding, QuantizedEmbedding)
                 and type(model.wpe) in (Embedding, QuantizedEmbedding) and type(model.drop) is Dropout
