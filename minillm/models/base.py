@@ -130,15 +130,16 @@ def generate_with_cache(model, idx, max_new_tokens, temperature=1.0, top_k=None,
     the block size: after the prompt each token is one query against the cache. Past
     block_size the context is cropped to its last block_size tokens and the cache rebuilt
     from that window (absolute positions cannot slide), which gives exactly the tokens
-    generation without the cache gives."""
+    generation without the cache gives. A model ``ArrayDecoder.fits`` (GPT, float32 or int8
+    weights) decodes on arrays with its own caches (models/decode.py): the same logits, without
+    a Tensor node around the kernels."""
     from ..nn.transformer import KVCache
     from .decode import ArrayDecoder
     check_generation(max_new_tokens)
     idx = as_ids(idx)
     was_training = model.training
     model.eval()
-    # the array decoder when every layer is one it knows (GPT, float32 or int8 weights): the same
-    # logits without Tensor nodes around the kernels; any other model runs its forward
+    # checked once per generation; any other model (LoRA, Llama, autocast, a GPU) runs its forward
     arrays = ArrayDecoder(model) if ArrayDecoder.fits(model) else None
     caches, pending, block = None, idx, model.block_size
     with no_grad():
