@@ -7,7 +7,7 @@ from hypothesis import given, settings, strategies as st
 
 import minillm
 from minillm import backends
-from minillm.compress import quantize_weights
+from minillm.compress import quantize_model, quantize_weights
 from minillm.models import GPT, GPTConfig, Llama, LlamaConfig
 from minillm.models import decode
 from minillm.models.decode import ArrayDecoder
@@ -21,10 +21,10 @@ CPU = [name for name in ("numpy", "numba", "c") if name in backends.available()]
 RTOL, ATOL = 1e-5, 1e-6
 
 
-def _gpt(vocab, heads, head_size, layers, block, int8, seed):
+def _gpt(vocab, heads, head_size, layers, block, int8, seed, tie=False):
     minillm.manual_seed(seed)
     model = GPT(GPTConfig(vocab_size=vocab, block_size=block, n_layer=layers, n_head=heads,
-                          n_embd=heads * head_size)).eval()
+                          n_embd=heads * head_size, tie_word_embeddings=tie)).eval()
     rng = np.random.default_rng(seed)
     for p in model.parameters():  # not N(0, 0.02): distinct, wide logits, so that ties cannot hide a difference
         p.data = backends.asarray(rng.standard_normal(p.shape).astype(np.float32) * np.float32(0.3))
@@ -43,6 +43,7 @@ shapes = st.fixed_dictionaries(dict(
     block=st.integers(3, 9),                       # new tokens below cross it: the cache is rebuilt
     batch=st.sampled_from([1, 3]),
     prompt=st.integers(1, 11),                     # may itself be longer than the block
+    tie=st.booleans(),                             # GPT-2's lm_head reads wte's table
     seed=st.integers(0, 2 ** 16)))
 
 
@@ -53,7 +54,7 @@ shapes = st.fixed_dictionaries(dict(
 def test_same_tokens_as_the_tensor_path(backend, int8, shape):
     with backends.use_backend(backend):
         model = _gpt(shape["vocab"], shape["heads"], shape["head_size"], shape["layers"], shape["block"], int8,
-                     shape["seed"])
+                     shape["seed"], shape["tie"])
         assert ArrayDecoder.fits(model)
         prompt = np.random.default_rng(shape["seed"]).integers(0, shape["vocab"], (shape["batch"], shape["prompt"]))
         new = 2 * shape["block"] + 1
@@ -89,7 +90,8 @@ def test_logits_match_at_every_step_across_a_cache_rebuild(backend, int8):
 
 
 def test_models_it_does_not_know_keep_the_tensor_path(monkeypatch):
-    """A LoRA-wrapped GPT, a Llama and a model in training mode are not decoded on arrays. A
+    """A LoRA-wrapped GPT, a Llama, a GPT with int8 activations (``quantize_model``) and a
+    model in training mode are not decoded on arrays. A
     fresh LoRA adapter adds zero, so the wrapped model on the Tensor path gives the tokens the
     plain model gave on arrays: the two paths agree."""
     made = []
@@ -107,6 +109,11 @@ def test_models_it_does_not_know_keep_the_tensor_path(monkeypatch):
     llama.generate(prompt, 10, temperature=0)
     assert len(made) == 1  # neither built an ArrayDecoder
     assert not ArrayDecoder.fits(_gpt(13, 2, 4, 1, 8, False, seed=1).train())
+    both = _gpt(13, 2, 4, 1, 8, False, seed=1)
+    both.trained_steps = 1  # quantize_model refuses an untrained model
+    assert not ArrayDecoder.fits(quantize_model(both))
+    both.generate(prompt, 10, temperature=0)
+    assert len(made) == 1
 
 
 def test_bad_token_ids_get_a_clear_error():
