@@ -121,3 +121,20 @@ def test_bad_token_ids_get_a_clear_error():
     for bad in (13, -1):
         with pytest.raises(IndexError, match=f"embedding: index {bad} is out of range for 13"):
             model.generate(np.array([[1, bad]]), 2, temperature=0)
+
+
+def test_a_float64_model_keeps_float64_caches(monkeypatch):
+    """The caches take the model's dtype, as KVCache does: float64 logits are not rounded."""
+    model = _gpt(31, 2, 5, 2, 6, False, seed=2)
+    for p in model.parameters():
+        p.data = p.data.astype(np.float64)
+    prompt = np.array([[1, 2, 3], [4, 5, 6]])
+    arrays = ArrayDecoder(model)
+    with no_grad():
+        want = model(prompt, caches=[KVCache(6) for _ in model.blocks])[0].numpy()[:, -1]
+    got = arrays.step(prompt)
+    assert got.dtype == np.float64 and arrays.keys[0].dtype == np.float64
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    fast = model.generate(prompt, 13, temperature=0)
+    _tensor_path(monkeypatch)
+    np.testing.assert_array_equal(fast, model.generate(prompt, 13, temperature=0))

@@ -118,8 +118,8 @@ class ArrayDecoder:
         x = x.reshape(batch * t, c)                                   # rows, as every kernel folds them
         if self.keys is None:
             shapes = [(batch, layer["heads"], self.block_size, c // layer["heads"]) for layer in self.layers]
-            self.keys = [np.empty(shape, np.float32) for shape in shapes]
-            self.values = [np.empty(shape, np.float32) for shape in shapes]
+            self.keys = [np.empty(shape, x.dtype) for shape in shapes]   # the model's dtype, as KVCache
+            self.values = [np.empty(shape, x.dtype) for shape in shapes]
         for layer, keys, values in zip(self.layers, self.keys, self.values):
             nh = layer["heads"]
             hs = c // nh
