@@ -11,7 +11,9 @@ once: a token takes at least (bytes of weights) ÷ (read bandwidth). This benchm
    layer of the int8 model in turn, as GB/s of weights;
 3. greedy generation with the KV cache of a GPT-2-small-shaped model (124 M parameters,
    random weights), float32 and with ``quantize_weights`` (int8 weights, float32
-   activations), rounds taken in turn so that a busy neighbour slows both alike;
+   activations), as ``model.generate`` runs it (the array decode step, models/decode.py)
+   and on the Tensor path it replaces, rounds taken in turn so that a busy neighbour slows
+   all alike (the two paths' tokens are checked equal);
 4. the fraction of the bandwidth each reaches: bytes of weights read per token × tokens/s
    ÷ bandwidth (at most 1 when the weights come from memory; the KV cache and the
    activations, a few MB at these contexts, are not counted).
@@ -127,16 +129,34 @@ def kernel_rates(model, threads, rounds, between=lambda: None):
 
 
 def decode_rates(models, prompt, new_tokens, rounds, between=lambda: None):
-    """tokens/s of greedy generation for each model, the rounds taken in turn."""
-    for model in models.values():
-        model.generate(prompt, 2, temperature=0)  # warm-up: buffers, teams, caches
-    rates = {name: [] for name in models}
+    """tokens/s of greedy generation for each model, the rounds taken in turn: ``model.generate``
+    as users call it (the array decode step, models/decode.py), and the same model on the
+    Tensor path (``<name>_tensor_path``), so that the two are compared under the same load."""
+    from minillm.models.decode import ArrayDecoder
+
+    def timed(model, arrays, tokens):
+        ArrayDecoder.enabled = arrays
+        try:
+            start = time.perf_counter()
+            out = model.generate(prompt, tokens, temperature=0)
+            return tokens / (time.perf_counter() - start), out
+        finally:
+            ArrayDecoder.enabled = True
+
+    runs = {key: (model, arrays) for name, model in models.items()
+            for key, arrays in ((name, True), (f"{name}_tensor_path", False))}
+    for model, arrays in runs.values():
+        timed(model, arrays, 2)  # warm-up: buffers, teams, caches
+    rates = {key: [] for key in runs}
     for _ in range(rounds):
         between()
-        for name, model in models.items():
-            start = time.perf_counter()
-            model.generate(prompt, new_tokens, temperature=0)
-            rates[name].append(new_tokens / (time.perf_counter() - start))
+        tokens = {}
+        for key, (model, arrays) in runs.items():
+            rate, tokens[key] = timed(model, arrays, new_tokens)
+            rates[key].append(rate)
+        for name in models:
+            if not np.array_equal(tokens[name], tokens[f"{name}_tensor_path"]):
+                raise AssertionError(f"decode_bandwidth: {name}: the array and the Tensor path gave different tokens")
     return rates
 
 
@@ -160,6 +180,9 @@ def measure(shape, plan, threads):
                      "tokens_per_s_rounds": [float(r) for r in rates[name]],
                      "weights_GBs": per_token * median / 1e9,
                      "fraction_of_bandwidth": per_token * median / 1e9 / out["read_GBs"]}
+        tensor = np.array(rates[f"{name}_tensor_path"])
+        out[name].update(tensor_path_tokens_per_s=float(np.median(tensor)),
+                         array_over_tensor_path=float(np.median(np.array(rates[name]) / tensor)))
     out["int8_speedup"] = out["int8"]["tokens_per_s"] / out["fp32"]["tokens_per_s"]
     return out
 
@@ -193,7 +216,9 @@ def run(quick=False, log=print):
             log(f"    {name}: {r['weight_bytes_per_token'] / 1e6:.1f} MB of weights a token, "
                 f"{r['tokens_per_s']:.1f} tokens/s (rounds {min(r['tokens_per_s_rounds']):.1f}–"
                 f"{max(r['tokens_per_s_rounds']):.1f}) = {r['weights_GBs']:.1f} GB/s, "
-                f"{r['fraction_of_bandwidth']:.2f} of the bandwidth")
+                f"{r['fraction_of_bandwidth']:.2f} of the bandwidth; the Tensor path "
+                f"{r['tensor_path_tokens_per_s']:.1f} tokens/s, array / Tensor path per round (median) "
+                f"{r['array_over_tensor_path']:.2f}×")
         log(f"    int8 / fp32 tokens/s: {row['int8_speedup']:.2f}×")
     best = rows[-1]
     goals = [(f"fp32 reads ≥ {GOALS['fp32']} of the bandwidth", best["fp32"]["fraction_of_bandwidth"]),

@@ -130,20 +130,32 @@ def generate_with_cache(model, idx, max_new_tokens, temperature=1.0, top_k=None,
     the block size: after the prompt each token is one query against the cache. Past
     block_size the context is cropped to its last block_size tokens and the cache rebuilt
     from that window (absolute positions cannot slide), which gives exactly the tokens
-    generation without the cache gives."""
+    generation without the cache gives. A model ``ArrayDecoder.fits`` (GPT, float32 or int8
+    weights) decodes on arrays with its own caches (models/decode.py): the same logits, without
+    a Tensor node around the kernels."""
     from ..nn.transformer import KVCache
+    from .decode import ArrayDecoder
     check_generation(max_new_tokens)
     idx = as_ids(idx)
     was_training = model.training
     model.eval()
+    # checked once per generation; any other model (LoRA, Llama, autocast, a GPU) runs its forward
+    arrays = ArrayDecoder(model) if ArrayDecoder.fits(model) else None
     caches, pending, block = None, idx, model.block_size
     with no_grad():
         for _ in range(max_new_tokens):
-            if caches is None or len(caches[0]) + pending.shape[1] > block:
-                caches = [KVCache(block) for _ in model.blocks_with_cache()]
-                pending = idx[:, -block:]
-            logits, _ = model(pending, caches=caches)
-            next_token = sample(logits.numpy()[:, -1, :], temperature, top_k, top_p, vocab_size)
+            if arrays is not None:
+                if len(arrays) + pending.shape[1] > block:
+                    arrays.reset()
+                    pending = idx[:, -block:]
+                last = arrays.step(pending)
+            else:
+                if caches is None or len(caches[0]) + pending.shape[1] > block:
+                    caches = [KVCache(block) for _ in model.blocks_with_cache()]
+                    pending = idx[:, -block:]
+                logits, _ = model(pending, caches=caches)
+                last = logits.numpy()[:, -1, :]
+            next_token = sample(last, temperature, top_k, top_p, vocab_size)
             idx = np.concatenate([idx, next_token[:, None]], axis=1)
             pending = next_token[:, None]
     model.train(was_training)
