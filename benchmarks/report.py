@@ -320,7 +320,7 @@ def _profile_section():
 
 
 def _goals_section(cpu):
-    """The CPU speed goals of issues #15 and #16, each computed from the JSON of the runs above."""
+    """The CPU speed goals of issues #15 and #16 (and #33's Llama step), each computed from the JSON of the runs above."""
     recipe = _newest("recipe-*.json")
     steps = {(r["config"], r["backend"]): r for r in cpu.get("train_step", [])}
     matmul = {r["shape"]: r for r in cpu.get("matmul", [])}
@@ -391,7 +391,7 @@ def _goals_section(cpu):
     if cpu.get("numba_startup"):
         cached = cpu["numba_startup"]["cached_startup_s"]
         goal("numba start-up with the JIT cache filled", "< 1 s", f"{cached:.1f} s", cached < 1)
-    return ["## The CPU goals of issues #15 and #16, from the runs above\n\n"
+    return ["## The CPU goals of issues #15 and #16 (and #33's Llama rows), from the runs above\n\n"
             "The last column is a practical floor for the step goals: the step's matrix products alone, at "
             "OpenBLAS's best SGEMM rate in this run (a step cannot beat it without a faster "
             "SGEMM than that).\n\n"
