@@ -4,8 +4,9 @@ the c backend. Each technique's size on disk, greedy tokens/s with the KV cache 
 validation perplexity, all measured in one process; issue #34 reads two of its rows: int8
 weights' perplexity against fp32 (goal within +1 %) and their tokens/s against fp32's.
 
-This model's 1.7 MB of weights sit in the caches, so int8 weights buy little speed here; where
-weights stream from memory (GPT-2 124M), ``benchmarks/decode_bandwidth.py`` measures the gain.
+This model's weights (about 430 thousand floats) sit in the caches, so int8 weights buy little
+speed here; where weights stream from memory (GPT-2 124M), ``benchmarks/decode_bandwidth.py``
+measures the gain.
 
     python -m benchmarks.compression [--quick] [--out=benchmarks/results]
 """

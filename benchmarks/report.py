@@ -258,11 +258,14 @@ def _compression_section():
     results = json.loads(found.read_text())
     m, plan = results["machine"], results["plan"]
     goals = [(g["goal"], g["met"], g["value"]) for g in results["goals"]]
-    return [f"## The compression table ({m['cpu']}, {m.get('simd', '')}, {m['date']}, commit {m['commit']})\n\n"
+    return [f"## The compression table ({m['cpu']}, {m.get('simd', '')}, {m['date']}, "
+            f"commit {m.get('commit', '?')})\n\n"
             f"`python -m benchmarks.compression --out=benchmarks/results` → `results/{found.name}`: lesson 08's GPT "
-            f"(2 layers, 128 wide, python-docs characters) trained {plan['max_iters']} steps on `{results['backend']}`, "
+            f"(2 layers, 128 wide, python-docs characters) trained {plan['max_iters']} steps on "
+            f"`{results['backend']}`, "
             f"then each technique (fine-tunes of {plan['fine_tune_steps']} steps, distillation of "
-            f"{plan['distill_steps']}); tokens/s greedy with the KV cache, batch 1, the best of 3.\n\n"
+            f"{plan['distill_steps']}); tokens/s greedy with the KV cache, batch 1, the best of "
+            f"{results.get('repeats', 3)}.\n\n"
             + format_table(results["rows"], goals) + "\n"]
 
 
@@ -320,7 +323,8 @@ def _profile_section():
 
 
 def _goals_section(cpu):
-    """The CPU speed goals of issues #15 and #16 (and #33's Llama step), each computed from the JSON of the runs above."""
+    """The CPU speed goals of issues #15 and #16 (and #33's Llama step), each computed from the
+    JSON of the runs above."""
     recipe = _newest("recipe-*.json")
     steps = {(r["config"], r["backend"]): r for r in cpu.get("train_step", [])}
     matmul = {r["shape"]: r for r in cpu.get("matmul", [])}
@@ -437,8 +441,8 @@ def _low_precision_goals(cpu):
                  r["int8_speedup"] >= 2.5, decode_file)
             for kind, target in (("fp32", 0.7), ("int8", 0.6)):
                 fraction = r[kind]["fraction_of_bandwidth"]
-                goal(f"{kind} decoding × the memory bound, {n}", f"≥ {target}", f"{fraction:.3f}", fraction >= target,
-                     decode_file)
+                goal(f"{kind} decoding × the memory bound, {n}", f"≥ {target}", f"{fraction:.3f}",
+                     fraction >= target, decode_file)
     compression, compression_file = loaded("compression-*.json")
     if compression:
         by_name = {r["technique"]: r for r in compression["rows"]}
@@ -468,7 +472,8 @@ def _low_precision_goals(cpu):
     if not rows:
         return []
     m = cpu["machine"]
+    features = m.get("features", "not recorded")
+    amx = "" if "amx" in features else " (no AMX: no AMX kernel can run or be tested on this CPU)"
     return ["## The low-precision goals of issue #34, from the runs above\n\n"
-            f"CPU: {m['cpu']}, {m['cores']} cores; extensions it reports: {m.get('features', 'not recorded')} "
-            "(AMX absent on AMD: no AMX kernel can run or be tested here).\n\n"
+            f"CPU: {m['cpu']}, {m['cores']} cores; extensions it reports: {features}{amx}.\n\n"
             + _table(["goal", "target", "measured", "", "from"], rows) + "\n"]

@@ -117,3 +117,11 @@ def test_numbered_versions_with_small_blocks(version):
     with c.forced_gemm_blocking(kc=13, mc=30, nc=70, nc_l2=40):
         out = c.matmul_numbered(version, a, b)
     assert np.linalg.norm(out - ref) <= 1e-5 * np.linalg.norm(ref) + 1e-6
+
+
+def test_a_misreported_l2_is_held_to_8_mb():
+    """A VM may pass on its host's figure: an L2 above 8 MB (no core has one) sizes the A block
+    and v8's panel as 8 MB would, where they still fill half of it."""
+    huge, capped = c.blocking_for_caches(48 * KB, 512 * MB, 32 * MB), c.blocking_for_caches(48 * KB, 8 * MB, 32 * MB)
+    assert huge == capped and huge["l2"] == 8 * MB
+    _holds_the_rule(huge)

@@ -68,14 +68,21 @@ def test_packed_weights_train_as_the_copies_do(backend):
 
 
 def test_loading_a_checkpoint_packs_again():
+    """A copying load packs the weights again; assign=True keeps the given arrays themselves (a
+    checkpoint in memory once) until pack_projections is asked for."""
     minillm.manual_seed(0)
     source, model = Llama(CONFIG), Llama(CONFIG)
     state = {name: value.copy() for name, value in source.state_dict().items()}
-    for assign in (False, True):
-        model.load_state_dict(state, assign=assign)
-        assert packed(model)
-        for name, p in model.named_parameters():
-            np.testing.assert_array_equal(p.data, state[name], err_msg=name)
+    model.load_state_dict(state)
+    assert packed(model)
+    for name, p in model.named_parameters():
+        np.testing.assert_array_equal(p.data, state[name], err_msg=name)
+    model.load_state_dict(state, assign=True)
+    assert all(p.data is state[name] for name, p in model.named_parameters())
+    model.pack_projections()
+    assert packed(model)
+    for name, p in model.named_parameters():
+        np.testing.assert_array_equal(p.data, state[name], err_msg=name)
 
 
 def test_unpacked_weights_still_work():
@@ -111,3 +118,15 @@ def test_the_joined_view_is_read_only():
     with pytest.raises(ValueError, match="read-only"):
         joined.data[0, 0] = 5.0
     assert weights[0].data[0, 0] == 1.0
+
+
+def test_a_one_row_block_is_joined_by_its_memory_not_its_strides():
+    """A (1, K) block may carry any row stride (NumPy ignores it for a single row); the joined
+    view steps K floats a row whatever the first block's strides say."""
+    buffer = np.arange(12, dtype=np.float32).reshape(3, 4)
+    first, rest = buffer[0][None], buffer[1:3]  # NumPy gives the one-row view a row stride of 0
+    assert first.strides[0] == 0
+    from minillm.backends.arrays import back_to_back
+    joined = back_to_back([first, rest])
+    assert joined is not None
+    np.testing.assert_array_equal(joined, buffer)

@@ -26,7 +26,7 @@ int minillm_max_threads(void) {
 /* The instruction-set extensions the kernels were compiled to use (the -march of the build),
  * and those of them the CPU running this library lacks. A library built on one machine and
  * loaded on another (a shared home directory, a container image built elsewhere) would stop
- * with "illegal instruction" in the first kernel that uses a missing one: backends/c/__init__.py
+ * with "illegal instruction" in the first kernel that uses a missing one: backends/c/library.py
  * asks first, and builds the kernels for this CPU instead. */
 #ifdef __AVX2__
 #define BUILT_AVX2 1
@@ -79,12 +79,10 @@ const char *minillm_build_isa(void) {
     return names[0] ? names + 1 : names;
 }
 
+/* Each extension the build turned on, asked of the CPU (a name the compiler did not enable is
+ * never written, so an older compiler that does not know it still builds this file). */
 #if defined(__x86_64__) && defined(__GNUC__)
-#define BASELINE __attribute__((target("arch=x86-64")))  /* runs on any x86-64, whatever the -march */
-#define MISSING_IF_ABSENT(built, name) \
-    if (built && !__builtin_cpu_supports(name)) { strcat(missing, " "); strcat(missing, name); }
-#else
-#define BASELINE
+#define MISSING(name) if (!__builtin_cpu_supports(name)) { strcat(missing, " "); strcat(missing, name); }
 #endif
 
 BASELINE
@@ -94,7 +92,27 @@ const char *minillm_isa_missing(void) {
     missing[0] = '\0';
 #if defined(__x86_64__) && defined(__GNUC__)
     __builtin_cpu_init();
-    EACH_EXTENSION(MISSING_IF_ABSENT)
+#ifdef __AVX2__
+    MISSING("avx2")
+#endif
+#ifdef __FMA__
+    MISSING("fma")
+#endif
+#ifdef __AVX512F__
+    MISSING("avx512f")
+#endif
+#ifdef __AVX512BW__
+    MISSING("avx512bw")
+#endif
+#ifdef __AVX512VL__
+    MISSING("avx512vl")
+#endif
+#ifdef __AVX512VNNI__
+    MISSING("avx512vnni")
+#endif
+#ifdef __AVX512BF16__
+    MISSING("avx512bf16")
+#endif
 #endif
     return missing[0] ? missing + 1 : missing;
 }

@@ -11,6 +11,15 @@
 
 #define MINILLM_API
 
+/* A function that runs before the backend has checked this CPU's extensions (build_info.c's
+ * minillm_isa_missing, and what runs when the library is loaded): compiled for the baseline
+ * x86-64, whatever the build's -march, so that it runs on any x86-64 CPU. */
+#if defined(__x86_64__) && defined(__GNUC__)
+#define BASELINE __attribute__((target("arch=x86-64")))
+#else
+#define BASELINE
+#endif
+
 /* matmul/sgemm.c, for linear.c and linear_int8.c: C = A·B + bias, strided operands */
 void sgemm_bias(const float *A, const float *B, const float *bias, float *C, int M, int N, int K, long long sam,
                 long long sak, long long sbk, long long sbn, int threads);

@@ -33,8 +33,10 @@ def back_to_back(arrays):
         if a.base is None or _owner(a) is not owner or a.__array_interface__["data"][0] != address:
             return None
         address += a.nbytes
-    rows = sum(a.shape[0] for a in arrays)
-    return np.lib.stride_tricks.as_strided(first, (rows, first.shape[1]), first.strides, writeable=False)
+    rows, width = sum(a.shape[0] for a in arrays), first.shape[1]
+    # the strides written out: a one-row block's row stride can be anything (NumPy ignores it)
+    return np.lib.stride_tricks.as_strided(first, (rows, width), (width * first.itemsize, first.itemsize),
+                                           writeable=False)
 
 
 def round_to_bf16(array):

@@ -66,7 +66,9 @@ class Llama(CachedDecoder):
     def pack_projections(self):
         """Put each layer's q | k | v weights, and its gate | up weights, back to back in one
         buffer (``nn.packing.pack``), so that training reads each group as one matrix without
-        copying it. Done at construction and after ``load_state_dict``."""
+        copying it. Done at construction and after ``load_state_dict`` — except with
+        ``assign=True``, which keeps the given arrays themselves (a checkpoint in memory once):
+        call this afterwards to trade that for the packed layout."""
         for layer in self.layers:
             attention, mlp = layer.self_attn, layer.mlp
             pack([attention.q_proj.weight, attention.k_proj.weight, attention.v_proj.weight])
@@ -74,7 +76,8 @@ class Llama(CachedDecoder):
 
     def load_state_dict(self, state_dict, strict=True, assign=False):
         super().load_state_dict(state_dict, strict, assign)
-        self.pack_projections()
+        if not assign:  # the weights are copies already: one more, into the packed buffer
+            self.pack_projections()
         return self
 
     def forward(self, idx, targets=None, caches=None):

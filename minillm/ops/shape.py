@@ -94,6 +94,7 @@ def row_blocks(tensors):
     if joined is None:
         return cat(tensors, dim=0)
     edges = np.cumsum([0] + [t.shape[0] for t in tensors])
+    # the blocks' gradients are disjoint row ranges of one array: as cat's, nothing writes one into another
     return result(joined, tensors, lambda g: [g[lo:hi] for lo, hi in zip(edges[:-1], edges[1:])], "row_blocks")
 
 

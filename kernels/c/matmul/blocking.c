@@ -31,6 +31,9 @@
  * often reported as the host's whole cache (glibc's sysconf says 384 MB on a VM whose cores
  * share 32 MB): v4–v7's panel, packed afresh for each product, is held to 4096 columns. */
 #define MAX_NC 4096
+/* A reported L2 above this is taken for a misreport (a VM passing on a host's figure): no core
+ * today has more, and the A block and v8's panel are sized from it. */
+#define MAX_L2 (8L << 20)
 /* Below this depth each tile's pass over its C (a load and a store of MR × NR floats) costs as
  * much as its k-steps. */
 #define MIN_KC 64
@@ -38,9 +41,12 @@
 static int at_least(int n, int floor) { return n > floor ? n : floor; }
 static int whole(long n, int multiple) { return at_least((int)(n / multiple * multiple), multiple); }
 
+/* Everything from here to read_caches runs when the library is loaded, before the backend has
+ * asked whether this CPU has the build's extensions: compiled for the baseline x86-64. */
+BASELINE
 MINILLM_API
 gemm_blocking_t blocking_for_caches(long l1, long l2, long l3) {
-    gemm_blocking_t b = {.l1 = l1 > 0 ? l1 : FALLBACK_L1, .l2 = l2 > 0 ? l2 : FALLBACK_L2,
+    gemm_blocking_t b = {.l1 = l1 > 0 ? l1 : FALLBACK_L1, .l2 = l2 > 0 ? (l2 < MAX_L2 ? l2 : MAX_L2) : FALLBACK_L2,
                          .l3 = l3 > 0 ? l3 : FALLBACK_L3, .mr = MR, .nr = NR};
     const long f = sizeof(float);
     b.kc = at_least((int)(b.l1 / 2 / (L1_SLIVER * f)), MIN_KC);  /* the L1 sliver in half of L1 */
@@ -52,7 +58,7 @@ gemm_blocking_t blocking_for_caches(long l1, long l2, long l3) {
 }
 
 /* "48K", "1024K", "32M" (a file of /sys/devices/system/cpu/cpu0/cache/index<i>/) in bytes */
-static long read_size(int index, const char *file) {
+BASELINE static long read_size(int index, const char *file) {
     char path[96], text[32] = {0};
     snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/%s", index, file);
     FILE *f = fopen(path, "r");
@@ -67,7 +73,7 @@ static long read_size(int index, const char *file) {
     return *unit == 'K' ? n << 10 : *unit == 'M' ? n << 20 : *unit == 'G' ? n << 30 : n;
 }
 
-static int is_type(int index, const char *type) {
+BASELINE static int is_type(int index, const char *type) {
     char path[96], text[32] = {0};
     snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/type", index);
     FILE *f = fopen(path, "r");
@@ -79,7 +85,7 @@ static int is_type(int index, const char *type) {
 }
 
 /* cache[1..3]: the data (or unified) cache of each level, 0 where none is reported */
-static void reported_caches(long cache[4]) {
+BASELINE static void reported_caches(long cache[4]) {
     for (int level = 0; level < 4; ++level) cache[level] = 0;
     for (int index = 0; index < 16; ++index) {
         const long level = read_size(index, "level");
@@ -96,7 +102,7 @@ static void reported_caches(long cache[4]) {
 #endif
 }
 
-static gemm_blocking_t machine_blocking(void) {
+BASELINE static gemm_blocking_t machine_blocking(void) {
     long cache[4];
     reported_caches(cache);
     return blocking_for_caches(cache[1], cache[2], cache[3]);
@@ -104,7 +110,7 @@ static gemm_blocking_t machine_blocking(void) {
 
 gemm_blocking_t gemm_blocking;
 
-__attribute__((constructor)) static void read_caches(void) { gemm_blocking = machine_blocking(); }
+__attribute__((constructor)) BASELINE static void read_caches(void) { gemm_blocking = machine_blocking(); }
 
 /* The blocks in use (`minillm info` prints them). */
 MINILLM_API

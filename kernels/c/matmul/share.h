@@ -6,8 +6,8 @@
  * kernel that is already parallel (attention, one head per thread) calls them for its small
  * tile products: a nested region, even of one thread, costs as much as such a product.
  *
- * v7 and v8 give each core its own rows of C instead (own_rows), and nothing is shared; the
- * backend gives a product with few rows a core each core its own columns (own_columns). */
+ * v7 and v8 give each core its own rows of C instead (own_rows), and nothing is shared; for a
+ * product with few rows per core the backend gives each core its own columns (own_columns). */
 #ifndef MINILLM_MATMUL_SHARE_H
 #define MINILLM_MATMUL_SHARE_H
 #include "../team.h"
