@@ -210,6 +210,11 @@ def write_results_md():
     return path
 
 
+def _heading(title, m):
+    """A section's heading: what ran, on which CPU, when, at which commit."""
+    return f"## {title} ({m['cpu']}, {m.get('simd', '')}, {m['date']}, commit {m.get('commit', '?')})\n\n"
+
+
 def _bf16_gemm_section():
     found = _newest("bf16-gemm-*.json")
     if not found:
@@ -220,8 +225,8 @@ def _bf16_gemm_section():
     ratios = [g for g in results["goals"] if g in rows[0]]
     header = ["M×K·K×N"] + [f"{n} GFLOP/s" for n in names] + [g.replace("_over_", " ÷ ") for g in ratios]
     table = [[f"{r['M']}×{r['K']}·{r['K']}×{r['N']}"] + [r[n] for n in names] + [r[g] for g in ratios] for r in rows]
-    return [f"## bf16 GEMM ({m['cpu']}, {m.get('simd', '')}, {m['date']}, commit {m['commit']})\n\n"
-            f"`python -m benchmarks.bf16_gemm --out=benchmarks/results` → `results/{found.name}`, "
+    return [_heading("bf16 GEMM", m)
+            + f"`python -m benchmarks.bf16_gemm --out=benchmarks/results` → `results/{found.name}`, "
             f"{results['threads']} threads: kernels/c/matmul_bf16.c's numbered versions (v4: float32 operands "
             f"rounded to bf16 in the packing, what a Linear layer runs under `amp.autocast(\"bfloat16\")`), the "
             f"float32 C GEMM and torch's bf16 matmul; goals "
@@ -239,8 +244,9 @@ def _recipe_section():
               "time × its fp32", "val loss − its fp32's"]
     rows = [[r["impl"], r["iters"], r["seconds"], r["ms_per_iter"], r["val_loss"], r.get("time_vs_torch"),
              r.get("val_loss_vs_torch"), r.get("time_vs_fp32"), r.get("val_loss_vs_fp32")] for r in results["runs"]]
-    return [f"## nanoGPT's CPU recipe end to end ({m['cpu']}, {m.get('simd', '')}, {m['date']}, commit {m['commit']})\n\n"
-            f"`python -m benchmarks.recipe --iters={results['iters']} --impls={','.join(r['impl'] for r in results['runs'])}"
+    return [_heading("nanoGPT's CPU recipe end to end", m)
+            + f"`python -m benchmarks.recipe --iters={results['iters']} "
+            f"--impls={','.join(r['impl'] for r in results['runs'])}"
             + (f" --rounds={results['rounds']}" if results.get("rounds", 1) > 1 else "")
             + f" --out=benchmarks/results` → "
             f"`results/{recipe.name}`: the same data (python-docs at character level), batches, initial weights "
@@ -258,9 +264,8 @@ def _compression_section():
     results = json.loads(found.read_text())
     m, plan = results["machine"], results["plan"]
     goals = [(g["goal"], g["met"], g["value"]) for g in results["goals"]]
-    return [f"## The compression table ({m['cpu']}, {m.get('simd', '')}, {m['date']}, "
-            f"commit {m.get('commit', '?')})\n\n"
-            f"`python -m benchmarks.compression --out=benchmarks/results` → `results/{found.name}`: lesson 08's GPT "
+    return [_heading("The compression table", m)
+            + f"`python -m benchmarks.compression --out=benchmarks/results` → `results/{found.name}`: lesson 08's GPT "
             f"(2 layers, 128 wide, python-docs characters) trained {plan['max_iters']} steps on "
             f"`{results['backend']}`, "
             f"then each technique (fine-tunes of {plan['fine_tune_steps']} steps, distillation of "
@@ -287,8 +292,8 @@ def _gpt2_section():
              "≥ 1.0" + (" met" if s["generate_speed_vs_torch"] >= 1 else " not met")],
             [f"training step, batch {p['batch']} × {p['context']} tokens, AdamW (ms)", s["step_ms"],
              s["torch_step_ms"], s["step_time_vs_torch"], ""]]
-    return [f"## GPT-2 small (124M) from a Hugging Face folder ({m['cpu']}, {m.get('simd', '')}, {m['date']}, "
-            f"commit {m['commit']})\n\n`python -m benchmarks.gpt2_scale --out=benchmarks/results` → "
+    return [_heading("GPT-2 small (124M) from a Hugging Face folder", m)
+            + "`python -m benchmarks.gpt2_scale --out=benchmarks/results` → "
             f"`results/{found.name}`: {results['parameters'] / 1e6:.1f}M parameters at GPT-2 small's shapes, random "
             f"weights, one folder loaded by both libraries, each task in a fresh process.\n\n"
             + _table(header, rows) + "\n"]

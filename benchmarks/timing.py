@@ -135,12 +135,19 @@ def _blas_kernel():
     return ", ".join(kinds) + (f" (forced by OPENBLAS_CORETYPE={forced})" if forced else "")
 
 
+def _cpu_flags():
+    """The feature flags /proc/cpuinfo reports for the first CPU (None where there is none)."""
+    try:
+        return set(next(line for line in open("/proc/cpuinfo") if line.startswith("flags")).split())
+    except (OSError, StopIteration):
+        return None
+
+
 def _simd():
     """The widest vector extension the CPU reports: the C and Numba kernels size their
     register tiles by it, so results from an AVX2 and an AVX-512 machine differ."""
-    try:
-        flags = next(line for line in open("/proc/cpuinfo") if line.startswith("flags")).split()
-    except (OSError, StopIteration):
+    flags = _cpu_flags()
+    if flags is None:
         return "unknown"
     return "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "SSE"
 
@@ -152,9 +159,8 @@ FEATURES = ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "av
 def _features():
     """The instruction-set extensions the kernels can use that the CPU reports (/proc/cpuinfo's
     spelling): the bf16 and int8 results depend on avx512_bf16, avx512_vnni and AMX."""
-    try:
-        flags = set(next(line for line in open("/proc/cpuinfo") if line.startswith("flags")).split())
-    except (OSError, StopIteration):
+    flags = _cpu_flags()
+    if flags is None:
         return "unknown"
     return " ".join(f for f in FEATURES if f in flags) or "none of " + ", ".join(FEATURES)
 
