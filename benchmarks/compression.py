@@ -14,7 +14,7 @@ import sys
 import tempfile
 import time
 
-from .timing import flags, machine_info, machine_stem, write_json
+from .timing import flags, machine_info, machine_stem, output_folder, write_json
 
 PLAN = dict(max_iters=1200, fine_tune_steps=150, distill_steps=600)
 QUICK_PLAN = dict(max_iters=60, fine_tune_steps=10, distill_steps=20)
@@ -42,6 +42,8 @@ def run(quick=False, log=print):
 
 if __name__ == "__main__":
     args = flags(sys.argv[1:])
+    if "out" in args:
+        output_folder(args["out"])  # before the minutes of training, not after
     results = run("quick" in args)
     results["machine"] = machine_info()
     if "out" in args:

@@ -208,10 +208,19 @@ def flags(argv):
     return dict(a[2:].split("=", 1) if "=" in a else (a[2:], "1") for a in argv if a.startswith("--"))
 
 
-def write_json(results, folder, stem):
+def output_folder(folder):
+    """``folder`` made if missing, or one line and a failing exit where it cannot be (a file there, no
+    permission): a script can check its ``--out`` before a run of minutes, not after it."""
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{stem}.json"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SystemExit(f"benchmarks: --out={folder}: cannot write results there ({exc.strerror})") from None
+    return folder
+
+
+def write_json(results, folder, stem):
+    path = output_folder(folder) / f"{stem}.json"
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(results, indent=2))
     tmp.replace(path)
