@@ -37,10 +37,11 @@ FULL = dict(sizes=[128, 256, 512, 1024, 2048, 4096], gpt_shapes=RECIPE_SHAPES + 
             configs=["recipe", "base", "llama", "large"],
             contexts=[16, 64, 128, 256, 512, 1024], repeats=5, steps=5, new_tokens=16,
             attn_version_shapes=[(48, 64, 32, 1), (64, 128, 64, 1), (64, 128, 64, 4), (16, 1024, 64, 1)],
+            rotary_shapes=[(16, 128, 4, 2, 64), (2, 1024, 8, 2, 64)],  # (B, T, heads, kv_heads, d): the llama config's
             rounds=2)  # matmul and train_step: each series twice, in turn, the faster kept (a shared VM)
 QUICK = dict(sizes=[128, 256, 512], gpt_shapes=[(768, 128, 384)], version_sizes=[128, 256],
              lengths=[64, 128], attn_shapes=[(8, 32)], ln_shapes=[(2048, 256)], ladder_shapes=[(256, 128)],
-             attn_version_shapes=[(16, 64, 32, 1), (16, 128, 64, 4)],
+             attn_version_shapes=[(16, 64, 32, 1), (16, 128, 64, 4)], rotary_shapes=[(4, 64, 4, 2, 32)],
              configs=["tiny", "tiny-llama"], contexts=[16, 64], repeats=3,
              steps=3, new_tokens=8, rounds=1)
 
@@ -94,6 +95,9 @@ def main(argv=None):
                 print("\n## attention versions")  # the attention ladder, kernels/c/attention/
                 results["attention_versions"] = kernels.attention_versions(plan["attn_version_shapes"],
                                                                            plan["repeats"], print, plan["rounds"])
+                print("\n## RoPE inside attention (v4) or a pass of its own")
+                results["rotary_attention"] = kernels.rotary_attention(plan["rotary_shapes"], plan["repeats"], print,
+                                                                       plan["rounds"])
     results["seconds"] = time.perf_counter() - started
     stem = f"cpu-{machine_stem(info)}" + ("-quick" if args.quick else "") + ("-partial" if results["partial"] else "")
     path = write_json(results, args.out, stem)

@@ -170,7 +170,8 @@ def ladders(shapes, repeats, log, rounds=2):
 
 def attention_versions(shapes, repeats, log, rounds=2):
     """Causal attention forward + backward, ms, for each numbered version of the C kernels
-    (kernels/c/attention/: v1 naive, v2 rows, v3 tiles) and the production path, at
+    (kernels/c/attention/: v1 naive, v2 rows, v3 tiles; v4, which turns RoPE inside, is
+    ``rotary_attention``'s) and the production path, at
     (B·H, T, d, groups) shapes; groups > 1 is grouped-query attention (B·H / groups key/value
     heads), timed also as it was done before the kernels took groups: each key/value head
     repeated for its group (a copy) and the gradients summed back. Series take turns,
@@ -192,12 +193,52 @@ def attention_versions(shapes, repeats, log, rounds=2):
                     [g.reshape(heads // groups, groups, t, d).sum(axis=1) for g in grads[1:]]
             return run
 
-        series = {f"c_{v}": (step(v), inputs, False) for v in c.ATTENTION_VERSIONS
-                  if not (v == "v1_naive" and t > 512)}  # v1 stores T×T and runs on one core
+        series = {f"c_{v}": (step(v), inputs, False) for v in c.ATTENTION_VERSIONS  # v1 stores T×T, on one core;
+                  if not (v == "v1_naive" and t > 512) and v != "v4_rotary"}  # v4: rotary_attention, with tables
         series["c_production"] = (step(), inputs, False)
         if groups > 1:
             series["c_production_repeated_kv"] = (step(repeat=True), inputs, False)
         row = {"BH": heads, "T": t, "d": d, "groups": groups}
+        row.update({f"{label}_ms": seconds * 1e3 for label, seconds in _fastest_series(series, repeats, rounds).items()})
+        log(_fmt(row))
+        rows.append(row)
+    return rows
+
+
+def rotary_attention(shapes, repeats, log, rounds=2):
+    """Llama's attention from one q|k|v projection, causal forward + backward, ms, at
+    (B, T, heads, kv_heads, d) shapes, three ways: RoPE as a pass of its own (a turned copy of
+    the projection for v3, the gradient turned back in one more pass: the way before v4), RoPE
+    turned inside the kernel (v4_rotary.c, the production path), and the same attention with
+    no RoPE at all (what the turn costs on top). Series take turns, ``rounds`` times, each
+    keeping its fastest median."""
+    from minillm.backends import c
+    be = c.backend
+    rows = []
+    for b, t, heads, kv_heads, d in shapes:
+        width, turned, scale = (heads + 2 * kv_heads) * d, (heads + kv_heads) * d, 1 / math.sqrt(d)
+        inputs = _inputs([(b, t, width), (b, t, heads * d)], 2, b + t + heads + d)
+        angles = np.arange(t)[:, None] * 10000.0 ** (-np.arange(d // 2) / (d // 2))
+        cos, sin = np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)
+
+        def heads_of(a):  # the q and k heads of a (B, T, width) array as (B, H + H_kv, T, d), a view
+            return a[..., :turned].reshape(b, t, heads + kv_heads, d).transpose(0, 2, 1, 3)
+
+        def rope_pass(qkv, dy):
+            packed = np.empty_like(qkv)
+            be.rope_forward(heads_of(qkv), cos, sin, heads_of(packed))
+            packed[..., turned:] = qkv[..., turned:]
+            y, lse = be.attention_qkv_forward(packed, heads, True, scale, kv_heads)
+            grad = be.attention_qkv_backward(packed, y, lse, dy, heads, True, scale, kv_heads)
+            be.rope_forward(heads_of(grad), cos, -sin, heads_of(grad))
+
+        def inside(qkv, dy, rotary=(cos, sin)):
+            y, lse = be.attention_qkv_forward(qkv, heads, True, scale, kv_heads, rotary)
+            be.attention_qkv_backward(qkv, y, lse, dy, heads, True, scale, kv_heads, rotary)
+
+        series = {"rope_pass_v3": (rope_pass, inputs, False), "v4_inside": (inside, inputs, False),
+                  "no_rope_v3": (lambda qkv, dy: inside(qkv, dy, None), inputs, False)}
+        row = {"B": b, "T": t, "heads": heads, "kv_heads": kv_heads, "d": d}
         row.update({f"{label}_ms": seconds * 1e3 for label, seconds in _fastest_series(series, repeats, rounds).items()})
         log(_fmt(row))
         rows.append(row)

@@ -28,6 +28,16 @@ def _attention_versions_table(results):
             "and grouped-query heads repeated as before)\n\n" + _table(header, rows))
 
 
+def _rotary_attention_table(results):
+    """kernels.rotary_attention: Llama's attention with RoPE as a pass of its own, inside v4, or none."""
+    header = ["B", "T", "heads", "kv heads", "d", "RoPE pass + v3 ms", "v4, RoPE inside ms", "no RoPE (v3) ms",
+              "v4 ÷ pass + v3"]
+    rows = [[r["B"], r["T"], r["heads"], r["kv_heads"], r["d"], r["rope_pass_v3_ms"], r["v4_inside_ms"],
+             r["no_rope_v3_ms"], f"{r['v4_inside_ms'] / r['rope_pass_v3_ms']:.2f}"] for r in results]
+    return ("### RoPE turned inside attention (v4_rotary.c) or as a pass of its own (causal forward + backward from "
+            "one q|k|v projection, C)\n\n" + _table(header, rows))
+
+
 def cpu_tables(results):
     names = results["backends"]
     out = []
@@ -56,6 +66,8 @@ def cpu_tables(results):
             out.append(f"### {title}, step by step (C numbered versions, kernels/c/{family}/)\n\n" + _table(header, rows))
     if results.get("attention_versions"):
         out.append(_attention_versions_table(results["attention_versions"]))
+    if results.get("rotary_attention"):
+        out.append(_rotary_attention_table(results["rotary_attention"]))
     if results.get("attention"):
         attention = results["attention"]
         labels = [l for l in ["composite"] + names + ["numba_v1_rows", "c_v2_rows"] if any(f"{l}_ms" in r for r in attention)]

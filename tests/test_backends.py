@@ -216,7 +216,9 @@ def test_attention_from_one_qkv_projection(name, data):
     """Self-attention read straight from a (B, T, (H + 2·H_kv)·D) projection and written as
     (B, T, H·D), against the float64 attention of the heads cut out by hand (each key/value
     head repeated for its group of query heads); nanoGPT's (B, T, 3C) when H_kv = H; widths
-    either side of the C kernel's in-place limit for A (3C = 387 and 1,536 floats per row)."""
+    either side of the C kernel's in-place limit for A (3C = 387 and 1,536 floats per row).
+    With RoPE's tables (Llama; D even), q and k are turned by hand first and the gradients of
+    q and k turned back, as the C kernel (v4) does inside."""
     backend = backends.get(name)
     b, kv_heads = data.draw(st.sampled_from([1, 2, 3])), data.draw(st.sampled_from([1, 2, 3]))
     heads = kv_heads * data.draw(st.sampled_from([1, 1, 2, 3]))
@@ -238,21 +240,33 @@ def test_attention_from_one_qkv_projection(name, data):
     def summed(x):       # the gradient of repeated: the group's copies added
         return x.reshape(b, kv_heads, heads // kv_heads, t, d).sum(axis=2).reshape(b * kv_heads, t, d)
 
-    q = heads_of(qkv[..., :c], heads)
-    k, v = (repeated(heads_of(part, kv_heads)) for part in (qkv[..., c:c + c_kv], qkv[..., c + c_kv:]))
+    options = {} if kv_heads == heads and data.draw(st.booleans()) else {"kv_heads": kv_heads}
+    turn = lambda x, sign: x  # noqa: E731
+    if d % 2 == 0 and data.draw(st.booleans()):  # RoPE: pair (i, i + D/2) of position p turns by p·f_i
+        angles = np.arange(t)[:, None] * draw_array(data, (1, d // 2), scale=2.0)
+        cos, sin = np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)
+
+        def turn(x, sign):  # (B, T, n·D), each head's pairs turned by sign·θ
+            pairs = x.reshape(b, t, -1, 2, d // 2)
+            c_, s_ = cos[None, :, None].astype(np.float64), sign * sin[None, :, None].astype(np.float64)
+            x1, x2 = pairs[..., 0, :], pairs[..., 1, :]
+            return np.stack([x1 * c_ - x2 * s_, x2 * c_ + x1 * s_], axis=-2).reshape(x.shape)
+        options["rotary"] = tuple(on(backend, cos, sin))
+
+    q = heads_of(turn(qkv[..., :c], 1), heads)
+    k, v = (repeated(heads_of(part, kv_heads)) for part in (turn(qkv[..., c:c + c_kv], 1), qkv[..., c + c_kv:]))
     scale = 1 / math.sqrt(d)
     ref_out, ref_lse = reference.attention_forward(q, k, v, causal, scale)
     ref_dq, ref_dk, ref_dv = reference.attention_backward(q, k, v, ref_out, ref_lse, heads_of(dy, heads), causal, scale)
-    ref_dqkv = np.concatenate([merged(ref_dq, heads), merged(summed(ref_dk), kv_heads),
+    ref_dqkv = np.concatenate([turn(merged(ref_dq, heads), -1), turn(merged(summed(ref_dk), kv_heads), -1),
                                merged(summed(ref_dv), kv_heads)], axis=-1)
 
     qkv_b, dy_b = on(backend, qkv, dy)
-    grouped = {} if kv_heads == heads and data.draw(st.booleans()) else {"kv_heads": kv_heads}
-    y, lse = backend.attention_qkv_forward(qkv_b, heads, causal, scale, **grouped)
+    y, lse = backend.attention_qkv_forward(qkv_b, heads, causal, scale, **options)
     assert y.shape == (b, t, c)
     assert close(y, merged(ref_out, heads))
     assert close(lse, ref_lse)
-    dqkv = backend.attention_qkv_backward(qkv_b, y, lse, dy_b, heads, causal, scale, **grouped)
+    dqkv = backend.attention_qkv_backward(qkv_b, y, lse, dy_b, heads, causal, scale, **options)
     assert dqkv.shape == qkv.shape
     assert close(dqkv, ref_dqkv)
 
@@ -689,6 +703,13 @@ def read_only_attention_qkv(backend, ro, rng):
     (dy, dy64) = ro(rng.standard_normal((2, 13, 32)))
     yield ("attention_qkv_backward, grouped", backend.attention_qkv_backward(grouped, y, lse, dy, 4, True, 0.25, 2),
            backward(grouped64, ref_y, ref_lse, dy64, 4, True, 0.25, 2))
+    (cos, cos64), (sin, sin64) = ro(rng.standard_normal((13, 4))), ro(rng.standard_normal((13, 4)))  # RoPE's tables
+    y, lse = backend.attention_qkv_forward(grouped, 4, True, 0.25, 2, (cos, sin))
+    ref_y, ref_lse = forward(grouped64, 4, True, 0.25, 2, (cos64, sin64))
+    yield "attention_qkv_forward y, turned", y, ref_y
+    yield ("attention_qkv_backward, turned", backend.attention_qkv_backward(grouped, y, lse, dy, 4, True, 0.25, 2,
+                                                                             (cos, sin)),
+           backward(grouped64, ref_y, ref_lse, dy64, 4, True, 0.25, 2, (cos64, sin64)))
 
 
 def read_only_layernorm(backend, ro, rng):

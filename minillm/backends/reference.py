@@ -56,6 +56,15 @@ def qkv_parts(qkv, heads, kv_heads=None):
     return qkv[..., :q_end], qkv[..., q_end:k_end], qkv[..., k_end:]
 
 
+def _turned_heads(qkv, heads, kv_heads):
+    """The q and k heads of a (B, T, (heads + 2·kv_heads)·D) projection as (B, heads + kv_heads, T, D):
+    a view, the heads where they lie (what RoPE turns)."""
+    b, t, w = qkv.shape
+    turned = heads + (kv_heads or heads)
+    d = w // (turned + (kv_heads or heads))
+    return qkv[..., :turned * d].reshape(b, t, turned, d).transpose(0, 2, 1, 3)
+
+
 def split_heads(y, heads):
     """(B, T, C) -> (B·heads, T, C/heads), contiguous."""
     b, t, c = y.shape
@@ -355,19 +364,36 @@ class Backend:
                                          False)
         return gx, gw, (g.sum(axis=0) if need_b else None)
 
-    def attention_qkv_forward(self, qkv, heads, causal, scale, kv_heads=None):
+    def attention_qkv_forward(self, qkv, heads, causal, scale, kv_heads=None, rotary=None):
         """Self-attention from one projection, q | k | v side by side: (B, T, (heads + 2·kv_heads)·D),
         kv_heads dividing heads (None: heads, nanoGPT's (B, T, 3C)); y (B, T, heads·D) and lse
-        (B·heads, T). Here the three parts go to this backend's ``attention_heads_forward``; a
-        backend may read the heads where they lie instead."""
+        (B·heads, T). ``rotary`` = (cos, sin), (T, D/2) tables as ``rope_forward`` takes them:
+        q and k are turned by their positions' angles first (Llama). Here the turn is a copy
+        of the projection and the three parts go to this backend's ``attention_heads_forward``;
+        a backend may read the heads where they lie, and turn them as it reads them, instead."""
+        if rotary is not None:
+            qkv = self._turned(qkv, heads, kv_heads, rotary)
         return self.attention_heads_forward(*qkv_parts(qkv, heads, kv_heads), heads, kv_heads or heads, causal, scale)
 
-    def attention_qkv_backward(self, qkv, y, lse, dy, heads, causal, scale, kv_heads=None):
+    def attention_qkv_backward(self, qkv, y, lse, dy, heads, causal, scale, kv_heads=None, rotary=None):
         """d qkv (B, T, (heads + 2·kv_heads)·D) of ``attention_qkv_forward``: this backend's
-        ``attention_heads_backward``, its three gradients side by side."""
-        grads = self.attention_heads_backward(*qkv_parts(qkv, heads, kv_heads), y, lse, dy, heads, kv_heads or heads,
-                                              causal, scale)
-        return xp_of(qkv).concatenate(grads, axis=-1)
+        ``attention_heads_backward``, its three gradients side by side; with ``rotary``, q and
+        k are turned again (nothing was kept from the forward) and their gradients turned back."""
+        turned = qkv if rotary is None else self._turned(qkv, heads, kv_heads, rotary)
+        grads = self.attention_heads_backward(*qkv_parts(turned, heads, kv_heads), y, lse, dy, heads,
+                                              kv_heads or heads, causal, scale)
+        grad = xp_of(qkv).concatenate(grads, axis=-1)
+        if rotary is not None:  # back through the turn: the rotation by −θ
+            cos, sin = rotary
+            self.rope_forward(_turned_heads(grad, heads, kv_heads), cos, -sin, _turned_heads(grad, heads, kv_heads))
+        return grad
+
+    def _turned(self, qkv, heads, kv_heads, rotary):
+        """A C-ordered copy of the projection with q's and k's heads turned by ``rotary``."""
+        cos, sin = rotary
+        turned = xp_of(qkv).array(qkv, order="C")
+        self.rope_forward(_turned_heads(qkv, heads, kv_heads), cos, sin, _turned_heads(turned, heads, kv_heads))
+        return turned
 
     def attention_heads_forward(self, q, k, v, heads, kv_heads, causal, scale):
         """Attention between projections as a Linear layer leaves them: q (B, T, heads·D), k and

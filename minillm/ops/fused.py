@@ -77,38 +77,25 @@ def attention_qkv(qkv, num_heads, causal, scale, kv_heads=None, rotary=None):
     Llama's attention is the same node with two options. ``kv_heads`` (dividing num_heads):
     grouped-query attention, qkv (B, T, (num_heads + 2·kv_heads)·D). ``rotary`` = (cos, sin),
     (T, D/2) arrays as ``rope`` takes them: q and k are turned by their positions' angles
-    first (into a copy of the projection; v is copied beside them), and the gradient of q and
-    k is turned back in place, so q, k and v still come from one GEMM and go back to one."""
+    before they meet (the C kernel turns them as it loads them and turns their gradient back
+    as it finishes, so no turned copy is made; the reference turns a copy), and q, k and v
+    still come from one GEMM and go back to one."""
     kv_heads = kv_heads or num_heads
     if qkv.ndim != 3 or num_heads < 1 or num_heads % kv_heads or qkv.shape[-1] % (num_heads + 2 * kv_heads):
         raise ValueError(f"attention_qkv: expected (B, T, (num_heads + 2·kv_heads)·D) with kv_heads dividing "
                          f"num_heads; got {qkv.shape}, num_heads={num_heads}, kv_heads={kv_heads}")
     backend = backends.current()
     d = qkv.shape[-1] // (num_heads + 2 * kv_heads)
-    packed = qkv.data
     if rotary is not None:
-        cos, sin = (backends.asarray(t, qkv.dtype) for t in rotary)
+        rotary = tuple(backends.asarray(t, qkv.dtype) for t in rotary)
+        cos, sin = rotary
         if cos.shape != (qkv.shape[1], d // 2) or sin.shape != cos.shape or d % 2:
             raise ValueError(f"attention_qkv: rotary tables must be (T, D/2) = {(qkv.shape[1], d // 2)} with D even; "
                              f"got cos {cos.shape}, sin {sin.shape}, D={d}")
-        turned = num_heads + kv_heads  # q's and k's heads lead the projection
-
-        def heads_of(a):  # a's first ``turned`` heads as (B, H, T, D), a view
-            b, t, _ = a.shape
-            return a[..., :turned * d].reshape(b, t, turned, d).transpose(0, 2, 1, 3)
-
-        xp = xp_of(qkv.data)
-        packed = xp.empty(qkv.shape, qkv.dtype)  # C order, so that heads_of(packed) is a view to write into
-        backend.rope_forward(heads_of(qkv.data), cos, sin, heads_of(packed))
-        packed[..., turned * d:] = qkv.data[..., turned * d:]
-    y, lse = backend.attention_qkv_forward(packed, num_heads, causal, scale, kv_heads)
+    y, lse = backend.attention_qkv_forward(qkv.data, num_heads, causal, scale, kv_heads, rotary)
 
     def backward(g):
-        grad = backend.attention_qkv_backward(packed, y, lse, g, num_heads, causal, scale, kv_heads)
-        if rotary is not None:  # back through the turn: the rotation by −θ, in place
-            grad = xp.ascontiguousarray(grad)
-            backend.rope_forward(heads_of(grad), cos, -sin, heads_of(grad))
-        return (grad,)
+        return (backend.attention_qkv_backward(qkv.data, y, lse, g, num_heads, causal, scale, kv_heads, rotary),)
 
     return result(y, (qkv,), backward, "attention_qkv")
 

@@ -13,6 +13,10 @@
  *  v3_tiles.c  a tile of query rows meets a block of keys, and both products of the tile
  *              (Q·Kᵀ and P·V, five in the backward) run on the GEMM's micro-kernel: matrix-
  *              matrix work instead of v2's matrix-vector loads. The production path
+ *  v4_rotary.c v3 with RoPE (Llama's rotary position embedding) turned inside the kernel: q and
+ *              k are turned as each tile and each key/value head is loaded, dQ and dK turned
+ *              back as they complete, so no turned copy of q and k, and no pass over the
+ *              gradient, is left outside it. The production path for problems with the tables
  *  decode.c    a few new queries (generation) against a long KV cache: memory-bound, so a
  *              dot product per key and an axpy per value, no packing
  *
@@ -26,10 +30,12 @@
  * The price: the backward has B·n_kv tasks, so with fewer key/value heads than cores (one
  * sequence, multi-query attention) some cores wait.
  *
- * What the backend runs (attention.c): decode.c for t_query ≤ DECODE_ROWS, v3 otherwise. */
+ * What the backend runs (attention.c): v4 for a problem with RoPE's tables, else decode.c for
+ * t_query ≤ DECODE_ROWS and v3 otherwise. */
 #ifndef MINILLM_ATTENTION_H
 #define MINILLM_ATTENTION_H
 #include <math.h>
+#include <stddef.h>
 #include "minillm_kernels.h"
 #include "exp_poly.h"
 
@@ -48,12 +54,16 @@ typedef struct {
 /* One attention: n query heads against n_kv key/value heads (n_kv divides n; query head z
  * reads key/value head z / (n / n_kv): grouped-query attention, no repeated copies). dq
  * shares q's layout, dk and dv share kv's, dout shares out's; lse is contiguous (n, t_query).
- * The queries are the last t_query of the t_key positions. */
+ * The queries are the last t_query of the t_key positions.
+ * rope_cos, rope_sin: RoPE's (t_key × d/2) tables, d even, or NULL. Only v4 reads them
+ * (attention.c sends it every problem that has them); v1–v3 and the decoder take problems
+ * without. */
 MINILLM_API
 typedef struct {
     int n, n_kv, t_query, t_key, d, causal;
     float scale;
     head_layout_t q, kv, out;
+    const float *rope_cos, *rope_sin;
 } attention_t;
 
 /* what attention.c calls in the other files: the decoder and v3 */
@@ -64,6 +74,11 @@ void attention_v3_tiles_forward(const attention_t *a, const float *q, const floa
 void attention_v3_tiles_backward(const attention_t *a, const float *q, const float *k, const float *v,
                                  const float *out, const float *lse, const float *dout, float *dq, float *dk,
                                  float *dv);
+void attention_v4_rotary_forward(const attention_t *a, const float *q, const float *k, const float *v, float *out,
+                                 float *lse);
+void attention_v4_rotary_backward(const attention_t *a, const float *q, const float *k, const float *v,
+                                  const float *out, const float *lse, const float *dout, float *dq, float *dk,
+                                  float *dv);
 
 /* Where head z of a tensor with this layout starts. */
 static inline long long head_start(head_layout_t h, long long z) {

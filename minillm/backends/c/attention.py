@@ -41,17 +41,33 @@ def _qkv_parts(qkv, heads, kv_heads):
     return base, base + heads * d, base + (heads + kv_heads) * d
 
 
-def _qkv_problem(qkv, heads, kv_heads, causal, scale):
+def _qkv_problem(qkv, heads, kv_heads, causal, scale, rotary=None):
     """Query head h of sequence b is the D columns from h·D of rows W = (heads + 2·kv_heads)·D
     long, key (value) head g the D columns from g·D of the k (v) block of the same rows; the
-    output's heads lie side by side in (B, T, heads·D)."""
+    output's heads lie side by side in (B, T, heads·D). ``rotary``: RoPE's (T, D/2) tables,
+    contiguous float32, which the caller keeps alive through the kernel's call (v4 turns q and
+    k as it reads them)."""
     b, t, w = qkv.shape
     d = w // (heads + 2 * kv_heads)
     rows = {"seq": t * w, "step": d, "ld": w}
+    tables = {} if rotary is None else {"rope_cos": pointer(rotary[0]), "rope_sin": pointer(rotary[1])}
     return ffi.new("attention_t *", {"n": b * heads, "n_kv": b * kv_heads, "t_query": t, "t_key": t, "d": d,
                                      "causal": int(causal), "scale": float(scale), "q": {"heads": heads, **rows},
                                      "kv": {"heads": kv_heads, **rows},
-                                     "out": {"heads": heads, "seq": t * heads * d, "step": d, "ld": heads * d}})
+                                     "out": {"heads": heads, "seq": t * heads * d, "step": d, "ld": heads * d},
+                                     **tables})
+
+
+def _tables(rotary, qkv, heads, kv_heads):
+    """RoPE's tables as the kernel reads them, (T, D/2) contiguous float32 with D even; None
+    when there is no rotary or the tables do not fit (the reference answers those)."""
+    if rotary is None:
+        return None
+    d = qkv.shape[-1] // (heads + 2 * kv_heads)
+    cos, sin = (_c(np.asarray(t, np.float32)) for t in rotary)
+    if d % 2 or cos.shape != (qkv.shape[1], d // 2) or sin.shape != cos.shape:
+        return None
+    return cos, sin
 
 
 def _qkv_fit(qkv, heads, kv_heads):
@@ -115,31 +131,37 @@ class AttentionKernels:
         return dq, dk, dv
 
     @float32_kernel(0)
-    def attention_qkv_forward(self, qkv, heads, causal, scale, kv_heads=None):
+    def attention_qkv_forward(self, qkv, heads, causal, scale, kv_heads=None, rotary=None):
         """Causal self-attention straight from one (B, T, (heads + 2·kv_heads)·D) projection to
         (B, T, heads·D): the kernel reads each head where it lies (rows W apart; a query head
         reads its group's key/value head) and writes the heads side by side, so the split into
-        heads, the merge back and the repeat of shared heads copy nothing."""
+        heads, the merge back and the repeat of shared heads copy nothing. With ``rotary``, v4
+        turns q and k as it loads them (kernels/c/attention/v4_rotary.c): no turned copy."""
         kv_heads = kv_heads or heads
-        if not _qkv_fit(qkv, heads, kv_heads):
-            return super().attention_qkv_forward(qkv, heads, causal, scale, kv_heads)
+        tables = _tables(rotary, qkv, heads, kv_heads) if _qkv_fit(qkv, heads, kv_heads) else None
+        if not _qkv_fit(qkv, heads, kv_heads) or (rotary is not None and tables is None):
+            return super().attention_qkv_forward(qkv, heads, causal, scale, kv_heads, rotary)
         qkv = _c(qkv)
         b, t, w = qkv.shape
         y = np.empty((b, t, w // (heads + 2 * kv_heads) * heads), np.float32)
         lse = np.empty((b * heads, t), np.float32)
-        lib.attention_forward(_qkv_problem(qkv, heads, kv_heads, causal, scale), *_qkv_parts(qkv, heads, kv_heads),
-                              pointer(y), pointer(lse))
+        lib.attention_forward(_qkv_problem(qkv, heads, kv_heads, causal, scale, tables),
+                              *_qkv_parts(qkv, heads, kv_heads), pointer(y), pointer(lse))
         return y, lse
 
     @float32_kernel(0, 1, 3)
-    def attention_qkv_backward(self, qkv, y, lse, dy, heads, causal, scale, kv_heads=None):
+    def attention_qkv_backward(self, qkv, y, lse, dy, heads, causal, scale, kv_heads=None, rotary=None):
+        """With ``rotary``, dq and dk come back turned by −θ (the kernel's last step), the
+        gradient with respect to the projection before the turn."""
         kv_heads = kv_heads or heads
-        if not _qkv_fit(qkv, heads, kv_heads):
-            return super().attention_qkv_backward(qkv, y, lse, dy, heads, causal, scale, kv_heads)
+        tables = _tables(rotary, qkv, heads, kv_heads) if _qkv_fit(qkv, heads, kv_heads) else None
+        if not _qkv_fit(qkv, heads, kv_heads) or (rotary is not None and tables is None):
+            return super().attention_qkv_backward(qkv, y, lse, dy, heads, causal, scale, kv_heads, rotary)
         qkv, y, lse, dy = _c(qkv), _c(y), _c(lse), _c(dy)
         dqkv = np.empty_like(qkv)  # every row of every head is zeroed by the kernel, then accumulated
-        lib.attention_backward(_qkv_problem(qkv, heads, kv_heads, causal, scale), *_qkv_parts(qkv, heads, kv_heads),
-                               pointer(y), pointer(lse), pointer(dy), *_qkv_parts(dqkv, heads, kv_heads))
+        lib.attention_backward(_qkv_problem(qkv, heads, kv_heads, causal, scale, tables),
+                               *_qkv_parts(qkv, heads, kv_heads), pointer(y), pointer(lse), pointer(dy),
+                               *_qkv_parts(dqkv, heads, kv_heads))
         return dqkv
 
     @float32_kernel(0, 1, 2)
