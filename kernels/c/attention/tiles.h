@@ -87,6 +87,11 @@ static inline void transpose_head(const float *in, long ld, int t, int d, float 
     }
 }
 
+/* Zero `rows` rows of d floats, ld apart: a head's gradient before its tiles accumulate into it. */
+static inline void zero_rows(float *x, long ld, int rows, int d) {
+    for (int t = 0; t < rows; ++t) memset(x + t * ld, 0, sizeof(float) * d);
+}
+
 /* The row loops below run over whole vectors of LANES floats (lanes.h), the keys past a row's
  * last visible one selected away (−∞ before the exponential, 0 after), instead of stopping at
  * that key. Stopping left a scalar tail of up to 15 keys a row, each with a scalar exp, and a

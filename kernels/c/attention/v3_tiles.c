@@ -31,7 +31,6 @@
  * attention copy nothing. Only the GEMMs see strides. Grouped-query attention: the query heads
  * of a group are neighbours (z / group), so a thread's consecutive tasks reuse one Kᵀ. */
 #include <stdlib.h>
-#include <string.h>
 #include "tiles.h"
 
 /* v3: tiles of query rows against blocks of keys, both products on the micro-kernel (the
@@ -84,14 +83,12 @@ void attention_v3_tiles_backward(const attention_t *a, const float *q, const flo
             float *dkz = dk + at_k, *dvz = dv + at_k;
             transpose_head(k + at_k, ld_kv, t_key, d, kt);
             transpose_head(v + at_k, ld_kv, t_key, d, vt);
-            for (int t = 0; t < t_key; ++t) {
-                memset(dkz + t * ld_kv, 0, sizeof(float) * d);
-                memset(dvz + t * ld_kv, 0, sizeof(float) * d);
-            }
+            zero_rows(dkz, ld_kv, t_key, d);
+            zero_rows(dvz, ld_kv, t_key, d);
             for (long z = zk * group; z < (zk + 1) * group; ++z) {  /* the query heads that read this one */
                 const long long at_q = head_start(a->q, z), at_o = head_start(a->out, z);
                 float *dqz = dq + at_q;
-                for (int t = 0; t < t_query; ++t) memset(dqz + t * ld_q, 0, sizeof(float) * d);
+                zero_rows(dqz, ld_q, t_query, d);
                 for (int i0 = 0; i0 < t_query; i0 += qb) {
                     const tile_t tile = {.q = q + at_q + i0 * ld_q, .ld_q = ld_q, .k = k + at_k, .ld_k = ld_kv,
                                          .kt = kt, .vt = vt, .ld_kv = ld_kv, .dk = dkz, .dv = dvz,

@@ -101,14 +101,12 @@ void attention_v4_rotary_backward(const attention_t *a, const float *q, const fl
             turn_rows(a, k + at_k, ld_kv, t_key, 0, 1.0f, k_turned, d);
             transpose_head(k_turned, d, t_key, d, kt);
             transpose_head(v + at_k, ld_kv, t_key, d, vt);
-            for (int t = 0; t < t_key; ++t) {
-                memset(dkz + t * ld_kv, 0, sizeof(float) * d);
-                memset(dvz + t * ld_kv, 0, sizeof(float) * d);
-            }
+            zero_rows(dkz, ld_kv, t_key, d);
+            zero_rows(dvz, ld_kv, t_key, d);
             for (long z = zk * group; z < (zk + 1) * group; ++z) {  /* the query heads that read this one */
                 const long long at_q = head_start(a->q, z), at_o = head_start(a->out, z);
                 float *dqz = dq + at_q;
-                for (int t = 0; t < t_query; ++t) memset(dqz + t * ld_q, 0, sizeof(float) * d);
+                zero_rows(dqz, ld_q, t_query, d);
                 for (int i0 = 0; i0 < t_query; i0 += qb) {
                     const int rows = t_query - i0 < qb ? t_query - i0 : qb;
                     turn_rows(a, q + at_q + i0 * ld_q, ld_q, rows, offset + i0, 1.0f, q_turned, d);
