@@ -1,7 +1,8 @@
-"""Where a training step's time goes: cProfile over steps of the nanoGPT recipe's shape on
-one backend, the functions' own time grouped by what they do, in ms per step.
+"""Where a training step's time goes: cProfile over steps of one of end_to_end's configs (the
+nanoGPT recipe's shape unless --config says otherwise; `llama` and `tiny-llama` profile Llama)
+on one backend, the functions' own time grouped by what they do, in ms per step.
 
-    python -m benchmarks.profile_step --backend=c [--steps=20] [--dtype=bfloat16] [--out=DIR]
+    python -m benchmarks.profile_step --backend=c [--config=llama] [--steps=20] [--dtype=bfloat16] [--out=DIR]
 
 Run it on two commits (a git worktree of the old one) to get a before/after breakdown.
 """
@@ -13,8 +14,7 @@ import time
 
 import numpy as np
 
-# the `recipe` config of end_to_end.py, repeated so this file also runs on older commits
-RECIPE = dict(vocab_size=66, block_size=64, n_layer=4, n_head=4, n_embd=128, batch=12)
+from .end_to_end import CONFIGS
 
 # function label (file:line(name) or {built-in ...}) → group; first match wins
 GROUPS = (
@@ -22,7 +22,10 @@ GROUPS = (
     ("attention", ("attention",)),
     ("optimizer", ("adam", "optim.py")),
     ("layer norm", ("layernorm",)),
+    ("RMSNorm", ("rmsnorm",)),
     ("GELU", ("gelu",)),
+    ("SwiGLU", ("swiglu",)),
+    ("RoPE (outside attention)", ("rope_forward", "(rope)")),
     ("cross-entropy", ("cross_entropy",)),
     ("embedding backward", ("'at' of", "scatter_add", "reduceat", "argsort", "unique", "embedding_backward")),
     ("residual adds (C)", ("add_arrays",)),
@@ -31,17 +34,21 @@ GROUPS = (
 )
 
 
-def profile(backend, steps, dtype="float32"):
+def profile(backend, steps, dtype="float32", config="recipe"):
     import contextlib
 
     import minillm
     from minillm import optim
-    from minillm.models import GPT, GPTConfig
+    from minillm.models import GPT, GPTConfig, Llama, LlamaConfig
 
-    c = RECIPE
+    c = CONFIGS[config]
     minillm.set_backend(backend)
     minillm.manual_seed(0)
-    model = GPT(GPTConfig(c["vocab_size"], c["block_size"], c["n_layer"], c["n_head"], c["n_embd"]))
+    if c.get("model") == "llama":
+        model = Llama(LlamaConfig(c["vocab_size"], c["block_size"], c["n_layer"], c["n_head"], c["n_kv_head"],
+                                  c["n_embd"]))
+    else:
+        model = GPT(GPTConfig(c["vocab_size"], c["block_size"], c["n_layer"], c["n_head"], c["n_embd"]))
     opt = optim.AdamW(model.parameters(), lr=1e-3)
     rng = np.random.default_rng(0)
 
@@ -76,7 +83,7 @@ def profile(backend, steps, dtype="float32"):
         label = f"{filename}:{line}({name})"
         group = next(g for g, keys in GROUPS if any(k in label for k in keys))
         totals[group] += own / steps * 1e3
-    return {"backend": backend, "dtype": dtype, "steps": steps, "ms_per_step": sum(totals.values()), "groups": totals, **memory}
+    return {"backend": backend, "config": config, "dtype": dtype, "steps": steps, "ms_per_step": sum(totals.values()), "groups": totals, **memory}
 
 
 if __name__ == "__main__":
@@ -84,16 +91,17 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="python -m benchmarks.profile_step", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backend", default="c")
+    parser.add_argument("--config", choices=sorted(CONFIGS), default="recipe", help="end_to_end's config to profile")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
                         help="bfloat16: the step under minillm.amp.autocast('bfloat16')")
-    parser.add_argument("--label", default="now", help="file name part: profile-<backend>-<label>.json")
+    parser.add_argument("--label", default="now", help="file name part: profile-<backend>[-<config>]-<label>.json")
     parser.add_argument("--out", help="folder for the JSON (printed only when left out)")
     parser.add_argument("--malloc", choices=("keep", "default"), default="keep",
                         help="MINILLM_MALLOC for this run: minillm's malloc settings, or glibc's own")
     args = vars(parser.parse_args())
     os.environ["MINILLM_MALLOC"] = args["malloc"]  # read when minillm is imported, inside profile()
-    result = profile(args["backend"], args["steps"], args["dtype"])
+    result = profile(args["backend"], args["steps"], args["dtype"], args["config"])
     for group, ms in result["groups"].items():
         print(f"  {group:34s} {ms:7.2f} ms/step")
     print(f"  {'total (under the profiler)':34s} {result['ms_per_step']:7.2f} ms/step")
@@ -103,4 +111,5 @@ if __name__ == "__main__":
     if args["out"]:
         from .timing import machine_info, write_json
         result["machine"] = machine_info()
-        print(write_json(result, args["out"], f"profile-{result['backend']}-{args['label']}"))
+        config = "" if args["config"] == "recipe" else f"-{args['config']}"
+        print(write_json(result, args["out"], f"profile-{result['backend']}{config}-{args['label']}"))
