@@ -16,25 +16,35 @@ import numpy as np
 # region; on two cores a spinning pool halves the next library's speed. Each timing series
 # starts after this pause.
 #
-# The opposite also happens, and no pause cures it: now and then, in about one series in ten
-# on the 2-core Xeon VM, libgomp's worker thread stops spinning between two calls and sleeps
-# (voluntary context switches, none in a normal series), and waking it costs milliseconds:
-# an idle virtual CPU is halted, and the hypervisor takes that long to run it again. A
-# 512³ product (0.7 ms) then takes 2.4–3.9 ms a call for the whole series, 34 GFLOP/s at
-# worst (timed for minillm's kernels; PyTorch's use the same libgomp in the same process, and
-# full runs have caught one such series of theirs too). OMP_WAIT_POLICY=active
-# (never sleep) removed it (0 of 24 series against 3 of 24), at the price of a core spinning
-# whenever Python runs, so it is not set; the tables keep the faster of two series instead.
+# The opposite also happens, and no pause cures it: now and then libgomp's worker thread
+# stops spinning between two calls and sleeps (voluntary context switches, none in a normal
+# series), and waking it costs far more than a short call: an idle virtual CPU is halted, and
+# the hypervisor takes its time to run it again. That can slow a whole series (PyTorch's too:
+# it uses the same libgomp in the same process). OMP_WAIT_POLICY=active (never sleep) removes
+# it at the price of a core spinning whenever Python runs, so it is not set; the tables keep
+# the faster of two series instead.
 SETTLE_SECONDS = 0.3
+
+# A series of short calls runs at least this long: the median of five calls of a few
+# microseconds each (a 128³ product) is one moment of a shared VM, and two runs of the same
+# code disagreed by half. Longer calls keep the ``repeats`` they are given.
+MIN_SERIES_SECONDS = 0.05
+MAX_REPEATS = 2000
 
 
 def median_seconds(fn, inputs, repeats=5, warmup=3, sync=None):
-    """Median wall time of ``fn(*inputs[i % len(inputs)])`` over ``repeats`` calls."""
+    """Median wall time of ``fn(*inputs[i % len(inputs)])`` over ``repeats`` calls, or over
+    as many more as make the series last MIN_SERIES_SECONDS when the calls are short (the
+    warm-up's calls say how long one takes)."""
     time.sleep(SETTLE_SECONDS)
+    start = time.perf_counter()
     for i in range(warmup):
         fn(*inputs[i % len(inputs)])
     if sync:
         sync()
+    if warmup:
+        per_call = (time.perf_counter() - start) / warmup
+        repeats = max(repeats, min(MAX_REPEATS, int(MIN_SERIES_SECONDS / max(per_call, 1e-9))))
     times = []
     for i in range(repeats):
         start = time.perf_counter()

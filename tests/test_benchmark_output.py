@@ -1,5 +1,5 @@
 """The benchmarks' --out folder: made when missing, refused with one line (not a traceback after
-minutes of measuring) where a file stands in its place."""
+minutes of measuring) where a file stands in its place; and how long a timing series runs."""
 import pytest
 
 from benchmarks.timing import output_folder, write_json
@@ -13,3 +13,20 @@ def test_the_folder_is_made_and_a_file_in_its_place_is_refused(tmp_path):
     with pytest.raises(SystemExit, match=r"--out=.*taken: cannot write results there"):
         output_folder(tmp_path / "taken")
     assert (tmp_path / "taken").read_text() == "the user's file"
+
+
+def test_short_calls_are_timed_over_a_longer_series(monkeypatch):
+    """The median of five calls of microseconds is noise: a series of short calls runs to
+    MIN_SERIES_SECONDS (at most MAX_REPEATS calls), while a long call keeps its repeats."""
+    import time
+
+    from benchmarks import timing
+    monkeypatch.setattr(timing, "SETTLE_SECONDS", 0.0)
+    calls = []
+    timing.median_seconds(lambda x: calls.append(x), [(0,), (1,)], repeats=5, warmup=3)
+    assert len(calls) == 3 + timing.MAX_REPEATS
+    assert calls[:6] == [0, 1, 0, 0, 1, 0]  # the inputs still take turns
+    calls.clear()
+    timing.median_seconds(lambda x: (calls.append(x), time.sleep(timing.MIN_SERIES_SECONDS)), [(0,)], repeats=3,
+                          warmup=1)
+    assert len(calls) == 1 + 3
