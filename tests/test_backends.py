@@ -210,6 +210,42 @@ def test_attention_between_projections_with_grouped_heads(name, data):
         assert close(got, merged(ref, n)), label
 
 
+def turned_by_hand(x, d, cos, sin):
+    """RoPE in float64: x (B, T, n·D), pair (i, i + D/2) of each head at position t turned by
+    the angle whose cosine and sine are cos[t, i], sin[t, i]."""
+    b, t = x.shape[:2]
+    pairs = x.reshape(b, t, -1, 2, d // 2)
+    c_, s_ = cos[None, :, None].astype(np.float64), sin[None, :, None].astype(np.float64)
+    x1, x2 = pairs[..., 0, :], pairs[..., 1, :]
+    return np.stack([x1 * c_ - x2 * s_, x2 * c_ + x1 * s_], axis=-2).reshape(x.shape)
+
+
+@pytest.mark.parametrize("name", AVAILABLE)
+@given(data=st.data())
+def test_turning_the_q_and_k_heads_of_a_projection(name, data):
+    """turn_qk: a copy of a (B, T, (H + 2·H_kv)·D) projection with q's and k's heads turned by
+    RoPE and v's left alone, the input untouched; turn_qk_back turns a gradient by −θ in place."""
+    backend = backends.get(name)
+    b, t, kv_heads = data.draw(st.sampled_from([1, 2, 3])), data.draw(awkward), data.draw(st.sampled_from([1, 2]))
+    heads, d = kv_heads * data.draw(st.sampled_from([1, 2, 3])), data.draw(st.sampled_from([2, 8, 14, 64]))
+    qkv = draw_array(data, (b, t, (heads + 2 * kv_heads) * d))
+    angles = np.arange(t)[:, None] * draw_array(data, (1, d // 2), scale=2.0)
+    cos, sin = np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)
+    turned_cols = (heads + kv_heads) * d
+    ref = qkv.copy()
+    ref[..., :turned_cols] = turned_by_hand(qkv[..., :turned_cols], d, cos, sin)
+    ref_back = qkv.copy()
+    ref_back[..., :turned_cols] = turned_by_hand(qkv[..., :turned_cols], d, cos, -sin)
+
+    qkv_b, cos_b, sin_b = on(backend, qkv, cos, sin)
+    got = backend.turn_qk(qkv_b, heads, kv_heads, (cos_b, sin_b))
+    assert close(got, ref)
+    assert close(qkv_b, qkv)  # the input is left as it was
+    grad = backend.xp.array(qkv_b)
+    assert backend.turn_qk_back(grad, heads, kv_heads, (cos_b, sin_b)) is grad
+    assert close(grad, ref_back)
+
+
 @pytest.mark.parametrize("name", AVAILABLE)
 @given(data=st.data())
 def test_attention_from_one_qkv_projection(name, data):
@@ -246,11 +282,8 @@ def test_attention_from_one_qkv_projection(name, data):
         angles = np.arange(t)[:, None] * draw_array(data, (1, d // 2), scale=2.0)
         cos, sin = np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)
 
-        def turn(x, sign):  # (B, T, n·D), each head's pairs turned by sign·θ
-            pairs = x.reshape(b, t, -1, 2, d // 2)
-            c_, s_ = cos[None, :, None].astype(np.float64), sign * sin[None, :, None].astype(np.float64)
-            x1, x2 = pairs[..., 0, :], pairs[..., 1, :]
-            return np.stack([x1 * c_ - x2 * s_, x2 * c_ + x1 * s_], axis=-2).reshape(x.shape)
+        def turn(x, sign):
+            return turned_by_hand(x, d, cos, sign * sin)
         options["rotary"] = tuple(on(backend, cos, sin))
 
     q = heads_of(turn(qkv[..., :c], 1), heads)
@@ -387,6 +420,8 @@ BY_HAND = {  # primitive -> the test that draws its inputs (in-place updates, se
     "attention_heads_backward": "test_attention_between_projections_with_grouped_heads",
     "attention_qkv_forward": "test_attention_from_one_qkv_projection",
     "attention_qkv_backward": "test_attention_from_one_qkv_projection",
+    "turn_qk": "test_turning_the_q_and_k_heads_of_a_projection",
+    "turn_qk_back": "test_turning_the_q_and_k_heads_of_a_projection",
     "layernorm_forward": "test_layernorm_forward_and_backward", "layernorm_backward": "test_layernorm_forward_and_backward",
     "cross_entropy_forward": "test_cross_entropy_forward_and_backward",
     "cross_entropy_backward": "test_cross_entropy_forward_and_backward", "add": "test_add",

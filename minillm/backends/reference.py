@@ -369,31 +369,45 @@ class Backend:
         kv_heads dividing heads (None: heads, nanoGPT's (B, T, 3C)); y (B, T, heads·D) and lse
         (B·heads, T). ``rotary`` = (cos, sin), (T, D/2) tables as ``rope_forward`` takes them:
         q and k are turned by their positions' angles first (Llama). Here the turn is a copy
-        of the projection and the three parts go to this backend's ``attention_heads_forward``;
-        a backend may read the heads where they lie, and turn them as it reads them, instead."""
+        of the projection (``turn_qk``) and the three parts go to this backend's
+        ``attention_heads_forward``; a backend may read the heads where they lie, and turn
+        them as it reads them (``rotary_in_attention``), instead."""
         if rotary is not None:
-            qkv = self._turned(qkv, heads, kv_heads, rotary)
+            qkv = self.turn_qk(qkv, heads, kv_heads, rotary)
         return self.attention_heads_forward(*qkv_parts(qkv, heads, kv_heads), heads, kv_heads or heads, causal, scale)
 
     def attention_qkv_backward(self, qkv, y, lse, dy, heads, causal, scale, kv_heads=None, rotary=None):
         """d qkv (B, T, (heads + 2·kv_heads)·D) of ``attention_qkv_forward``: this backend's
         ``attention_heads_backward``, its three gradients side by side; with ``rotary``, q and
         k are turned again (nothing was kept from the forward) and their gradients turned back."""
-        turned = qkv if rotary is None else self._turned(qkv, heads, kv_heads, rotary)
+        turned = qkv if rotary is None else self.turn_qk(qkv, heads, kv_heads, rotary)
         grads = self.attention_heads_backward(*qkv_parts(turned, heads, kv_heads), y, lse, dy, heads,
                                               kv_heads or heads, causal, scale)
         grad = xp_of(qkv).concatenate(grads, axis=-1)
-        if rotary is not None:  # back through the turn: the rotation by −θ
-            cos, sin = rotary
-            self.rope_forward(_turned_heads(grad, heads, kv_heads), cos, -sin, _turned_heads(grad, heads, kv_heads))
+        if rotary is not None:
+            self.turn_qk_back(grad, heads, kv_heads, rotary)
         return grad
 
-    def _turned(self, qkv, heads, kv_heads, rotary):
+    # Whether attention_qkv_forward/backward turn q and k themselves as they read them (C's v4).
+    # Where they do not, ops.attention_qkv turns one copy with turn_qk and keeps it for the
+    # backward, rather than have the primitives turn a copy forward and another backward.
+    rotary_in_attention = False
+
+    def turn_qk(self, qkv, heads, kv_heads, rotary):
         """A C-ordered copy of the projection with q's and k's heads turned by ``rotary``."""
         cos, sin = rotary
-        turned = xp_of(qkv).array(qkv, order="C")
+        turned = xp_of(qkv).empty(qkv.shape, qkv.dtype)  # C order: its heads are views to write into
         self.rope_forward(_turned_heads(qkv, heads, kv_heads), cos, sin, _turned_heads(turned, heads, kv_heads))
+        v_from = (heads + (kv_heads or heads)) * (qkv.shape[-1] // (heads + 2 * (kv_heads or heads)))
+        turned[..., v_from:] = qkv[..., v_from:]
         return turned
+
+    def turn_qk_back(self, grad, heads, kv_heads, rotary):
+        """The gradient of a turned projection (C-ordered) made the gradient of the projection
+        before the turn, in place: q's and k's heads turned by −θ."""
+        cos, sin = rotary
+        self.rope_forward(_turned_heads(grad, heads, kv_heads), cos, -sin, _turned_heads(grad, heads, kv_heads))
+        return grad
 
     def attention_heads_forward(self, q, k, v, heads, kv_heads, causal, scale):
         """Attention between projections as a Linear layer leaves them: q (B, T, heads·D), k and

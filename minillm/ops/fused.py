@@ -78,8 +78,8 @@ def attention_qkv(qkv, num_heads, causal, scale, kv_heads=None, rotary=None):
     grouped-query attention, qkv (B, T, (num_heads + 2·kv_heads)·D). ``rotary`` = (cos, sin),
     (T, D/2) arrays as ``rope`` takes them: q and k are turned by their positions' angles
     before they meet (the C kernel turns them as it loads them and turns their gradient back
-    as it finishes, so no turned copy is made; the reference turns a copy), and q, k and v
-    still come from one GEMM and go back to one."""
+    as it finishes, so no turned copy is made; on other backends one turned copy is made here
+    and kept for the backward), and q, k and v still come from one GEMM and go back to one."""
     kv_heads = kv_heads or num_heads
     if qkv.ndim != 3 or num_heads < 1 or num_heads % kv_heads or qkv.shape[-1] % (num_heads + 2 * kv_heads):
         raise ValueError(f"attention_qkv: expected (B, T, (num_heads + 2·kv_heads)·D) with kv_heads dividing "
@@ -92,10 +92,16 @@ def attention_qkv(qkv, num_heads, causal, scale, kv_heads=None, rotary=None):
         if cos.shape != (qkv.shape[1], d // 2) or sin.shape != cos.shape or d % 2:
             raise ValueError(f"attention_qkv: rotary tables must be (T, D/2) = {(qkv.shape[1], d // 2)} with D even; "
                              f"got cos {cos.shape}, sin {sin.shape}, D={d}")
-    y, lse = backend.attention_qkv_forward(qkv.data, num_heads, causal, scale, kv_heads, rotary)
+    heads_in, turn_inside = qkv.data, rotary
+    if rotary is not None and not backend.rotary_in_attention:  # turn one copy here, kept for the backward
+        heads_in, turn_inside = backend.turn_qk(qkv.data, num_heads, kv_heads, rotary), None
+    y, lse = backend.attention_qkv_forward(heads_in, num_heads, causal, scale, kv_heads, turn_inside)
 
     def backward(g):
-        return (backend.attention_qkv_backward(qkv.data, y, lse, g, num_heads, causal, scale, kv_heads, rotary),)
+        grad = backend.attention_qkv_backward(heads_in, y, lse, g, num_heads, causal, scale, kv_heads, turn_inside)
+        if rotary is not None and turn_inside is None:
+            grad = backend.turn_qk_back(xp_of(grad).ascontiguousarray(grad), num_heads, kv_heads, rotary)
+        return (grad,)
 
     return result(y, (qkv,), backward, "attention_qkv")
 

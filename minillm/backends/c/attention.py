@@ -94,6 +94,8 @@ def _heads_problem(q, k, heads, kv_heads, causal, scale):
 class AttentionKernels:
     """CBackend's attention primitives (a mixin)."""
 
+    rotary_in_attention = True  # attention_qkv_* with rotary: v4 turns q and k as it loads them
+
     @float32_kernel(0, 1, 2)
     def attention_forward(self, q, k, v, causal, scale, version=None):
         """q (N, Tq, D), k and v (N_kv, Tk, D) with N_kv dividing N: query head n reads key/value
