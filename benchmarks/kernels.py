@@ -216,21 +216,16 @@ def rotary_attention(shapes, repeats, log, rounds=2):
     be = c.backend
     rows = []
     for b, t, heads, kv_heads, d in shapes:
-        width, turned, scale = (heads + 2 * kv_heads) * d, (heads + kv_heads) * d, 1 / math.sqrt(d)
+        width, scale = (heads + 2 * kv_heads) * d, 1 / math.sqrt(d)
         inputs = _inputs([(b, t, width), (b, t, heads * d)], 2, b + t + heads + d)
         angles = np.arange(t)[:, None] * 10000.0 ** (-np.arange(d // 2) / (d // 2))
         cos, sin = np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)
 
-        def heads_of(a):  # the q and k heads of a (B, T, width) array as (B, H + H_kv, T, d), a view
-            return a[..., :turned].reshape(b, t, heads + kv_heads, d).transpose(0, 2, 1, 3)
-
-        def rope_pass(qkv, dy):
-            packed = np.empty_like(qkv)
-            be.rope_forward(heads_of(qkv), cos, sin, heads_of(packed))
-            packed[..., turned:] = qkv[..., turned:]
-            y, lse = be.attention_qkv_forward(packed, heads, True, scale, kv_heads)
-            grad = be.attention_qkv_backward(packed, y, lse, dy, heads, True, scale, kv_heads)
-            be.rope_forward(heads_of(grad), cos, -sin, heads_of(grad))
+        def rope_pass(qkv, dy):  # what ops.attention_qkv does on a backend without v4 (rope.c's passes)
+            turned = be.turn_qk(qkv, heads, kv_heads, (cos, sin))
+            y, lse = be.attention_qkv_forward(turned, heads, True, scale, kv_heads)
+            grad = be.attention_qkv_backward(turned, y, lse, dy, heads, True, scale, kv_heads)
+            be.turn_qk_back(grad, heads, kv_heads, (cos, sin))
 
         def inside(qkv, dy, rotary=(cos, sin)):
             y, lse = be.attention_qkv_forward(qkv, heads, True, scale, kv_heads, rotary)

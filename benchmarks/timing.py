@@ -26,8 +26,8 @@ import numpy as np
 SETTLE_SECONDS = 0.3
 
 # A series of short calls runs at least this long: the median of five calls of a few
-# microseconds each (a 128³ product) is one moment of a shared VM, and two runs of the same
-# code disagreed by half. Longer calls keep the ``repeats`` they are given.
+# microseconds each (a 128³ product) is one moment of a shared VM, not the kernel's speed.
+# Longer calls keep the ``repeats`` they are given.
 MIN_SERIES_SECONDS = 0.05
 MAX_REPEATS = 2000
 

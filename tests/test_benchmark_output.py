@@ -15,18 +15,38 @@ def test_the_folder_is_made_and_a_file_in_its_place_is_refused(tmp_path):
     assert (tmp_path / "taken").read_text() == "the user's file"
 
 
+class _Clock:
+    """A stand-in for the time module whose clock moves only when a timed call says so."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def perf_counter(self):
+        return self.now
+
+    def sleep(self, seconds):
+        pass
+
+
 def test_short_calls_are_timed_over_a_longer_series(monkeypatch):
     """The median of five calls of microseconds is noise: a series of short calls runs to
     MIN_SERIES_SECONDS (at most MAX_REPEATS calls), while a long call keeps its repeats."""
-    import time
-
     from benchmarks import timing
-    monkeypatch.setattr(timing, "SETTLE_SECONDS", 0.0)
+    clock = _Clock()
+    monkeypatch.setattr(timing, "time", clock)
     calls = []
-    timing.median_seconds(lambda x: calls.append(x), [(0,), (1,)], repeats=5, warmup=3)
+
+    def call(x, seconds):
+        calls.append(x)
+        clock.now += seconds
+
+    timing.median_seconds(lambda x: call(x, 1e-6), [(0,), (1,)], repeats=5, warmup=3)  # a microsecond each
     assert len(calls) == 3 + timing.MAX_REPEATS
     assert calls[:6] == [0, 1, 0, 0, 1, 0]  # the inputs still take turns
     calls.clear()
-    timing.median_seconds(lambda x: (calls.append(x), time.sleep(timing.MIN_SERIES_SECONDS)), [(0,)], repeats=3,
-                          warmup=1)
+    per_call = timing.MIN_SERIES_SECONDS / 100.5  # a hundred of them (not quite 101) fill the series
+    assert timing.median_seconds(lambda x: call(x, per_call), [(0,)], repeats=5, warmup=2) == pytest.approx(per_call)
+    assert len(calls) == 2 + 100
+    calls.clear()
+    timing.median_seconds(lambda x: call(x, timing.MIN_SERIES_SECONDS), [(0,)], repeats=3, warmup=1)
     assert len(calls) == 1 + 3

@@ -150,6 +150,46 @@ def test_numbered_attention_versions(version, n_kv, groups, t, extra_keys, d, ca
         assert np.linalg.norm(got - ref) <= 1e-5 * np.linalg.norm(ref) + 1e-5 * np.sqrt(ref.size), label
 
 
+def _turned_rows(x, cos, sin, positions, sign):
+    """RoPE in float64 on (N, T, d) rows: row t's pair (i, i + d/2) turned by sign · the angle of
+    position positions[t] (cos, sin: one row of the tables per position)."""
+    half = x.shape[-1] // 2
+    c_, s_ = cos[positions].astype(np.float64), sign * sin[positions].astype(np.float64)
+    x1, x2 = x[..., :half], x[..., half:]
+    return np.concatenate([x1 * c_ - x2 * s_, x2 * c_ + x1 * s_], axis=-1)
+
+
+@given(n_kv=st.sampled_from([1, 2]), groups=st.integers(1, 3), t=st.sampled_from([1, 2, 4, 5, 65, 130]),
+       extra_keys=st.sampled_from([0, 5]), d=st.sampled_from([2, 14, 64]), causal=st.booleans())
+def test_v4_turns_queries_and_keys_by_their_positions(n_kv, groups, t, extra_keys, d, causal):
+    """v4_rotary with RoPE's tables, called as the library is, against float64: keys turned by
+    positions 0 … Tk − 1 and queries by the last Tq of them (Tk > Tq here too, which no Python
+    path reaches yet), attention, then dQ and dK turned back by −θ."""
+    from minillm.backends.c.attention import _heads_where_they_lie, _problem
+    rng = np.random.default_rng(t * 131 + d * 7 + groups + 3 * n_kv + extra_keys)
+    t_key, scale = t + extra_keys, d ** -0.5
+    q, dout = (rng.standard_normal((n_kv * groups, t, d)).astype(np.float32) for _ in range(2))
+    k, v = (rng.standard_normal((n_kv, t_key, d)).astype(np.float32) for _ in range(2))
+    angles = np.arange(t_key)[:, None] * rng.uniform(0.0, 2.0, d // 2)
+    cos, sin = np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)
+    q_at, k_at = np.arange(t_key - t, t_key), np.arange(t_key)
+    q64, k64 = _turned_rows(q.astype(np.float64), cos, sin, q_at, 1), _turned_rows(k.astype(np.float64), cos, sin, k_at, 1)
+    ref_out, ref_lse = reference.attention_forward(q64, k64, v.astype(np.float64), causal, scale)
+    dq, dk, ref_dv = reference.attention_backward(q64, k64, v.astype(np.float64), ref_out, ref_lse,
+                                                  dout.astype(np.float64), causal, scale)
+    ref_dq, ref_dk = _turned_rows(dq, cos, sin, q_at, -1), _turned_rows(dk, cos, sin, k_at, -1)
+
+    out, lse = np.empty_like(q), np.empty(q.shape[:2], np.float32)
+    problem = _problem(q, k, causal, scale, *(_heads_where_they_lie(a) for a in (q, k, out)))
+    problem.rope_cos, problem.rope_sin = c.pointer(cos), c.pointer(sin)
+    c.lib.attention_v4_rotary_forward(problem, *map(c.pointer, (q, k, v, out, lse)))
+    grads = [np.empty_like(a) for a in (q, k, v)]
+    c.lib.attention_v4_rotary_backward(problem, *map(c.pointer, (q, k, v, out, lse, dout, *grads)))
+    for label, got, ref in zip(("out", "lse", "dq", "dk", "dv"), [out, lse] + grads,
+                               (ref_out, ref_lse, ref_dq, ref_dk, ref_dv)):
+        assert np.linalg.norm(got - ref) <= 1e-5 * np.linalg.norm(ref) + 1e-5 * np.sqrt(ref.size), label
+
+
 def test_unknown_attention_version_is_a_clear_error():
     q = np.ones((2, 3, 4), np.float32)
     with pytest.raises(ValueError, match="attention: unknown version 'v9'; versions: v1_naive, v2_rows, v3_tiles"):

@@ -281,19 +281,27 @@ def test_swiglu_of_zero_dimensional_tensors(name):
 def test_rotary_attention_from_a_projection_in_any_memory_order(name):
     """ops.attention_qkv with grouped heads and RoPE gives the same output and gradient for a
     projection stored transposed (not C-ordered) as for its C-ordered copy: the rotated copy and
-    the in-place turn of the gradient must not land in a temporary."""
+    the in-place turn of the gradient must not land in a temporary. Both equal the reference's
+    float64 result within float32 rounding."""
     rng = np.random.default_rng(0)
     b, t, heads, kv_heads, d = 2, 5, 4, 2, 6
     stored = rng.standard_normal((b, (heads + 2 * kv_heads) * d, t))
     angles = rng.standard_normal((t, d // 2))
     rotary = (np.cos(angles), np.sin(angles))
     dy = rng.standard_normal((b, t, heads * d))
+
+    def run(data, dtype):
+        x = minillm.tensor(data.astype(dtype), requires_grad=True)
+        y = ops.attention_qkv(x, heads, True, d ** -0.5, kv_heads=kv_heads, rotary=rotary)
+        y.backward(minillm.tensor(dy.astype(dtype)))
+        return backends.to_numpy(y.data), backends.to_numpy(x.grad.data)
+
     with backends.use_backend(name):
-        results = []
-        for data in (stored.transpose(0, 2, 1), np.ascontiguousarray(stored.transpose(0, 2, 1))):
-            x = minillm.tensor(data.astype(np.float32), requires_grad=True)
-            y = ops.attention_qkv(x, heads, True, d ** -0.5, kv_heads=kv_heads, rotary=rotary)
-            y.backward(minillm.tensor(dy.astype(np.float32)))
-            results.append((backends.to_numpy(y.data), backends.to_numpy(x.grad.data)))
+        results = [run(data, np.float32) for data in (stored.transpose(0, 2, 1),
+                                                      np.ascontiguousarray(stored.transpose(0, 2, 1)))]
+    with backends.use_backend("numpy"):
+        exact = run(stored.transpose(0, 2, 1), np.float64)
     np.testing.assert_array_equal(results[0][0], results[1][0])
     np.testing.assert_array_equal(results[0][1], results[1][1])
+    np.testing.assert_allclose(results[0][0], exact[0], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(results[0][1], exact[1], rtol=1e-4, atol=1e-5)

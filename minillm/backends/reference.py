@@ -56,7 +56,7 @@ def qkv_parts(qkv, heads, kv_heads=None):
     return qkv[..., :q_end], qkv[..., q_end:k_end], qkv[..., k_end:]
 
 
-def _turned_heads(qkv, heads, kv_heads):
+def _qk_heads(qkv, heads, kv_heads):
     """The q and k heads of a (B, T, (heads + 2·kv_heads)·D) projection as (B, heads + kv_heads, T, D):
     a view, the heads where they lie (what RoPE turns)."""
     b, t, w = qkv.shape
@@ -397,7 +397,7 @@ class Backend:
         """A C-ordered copy of the projection with q's and k's heads turned by ``rotary``."""
         cos, sin = rotary
         turned = xp_of(qkv).empty(qkv.shape, qkv.dtype)  # C order: its heads are views to write into
-        self.rope_forward(_turned_heads(qkv, heads, kv_heads), cos, sin, _turned_heads(turned, heads, kv_heads))
+        self.rope_forward(_qk_heads(qkv, heads, kv_heads), cos, sin, _qk_heads(turned, heads, kv_heads))
         v_from = (heads + (kv_heads or heads)) * (qkv.shape[-1] // (heads + 2 * (kv_heads or heads)))
         turned[..., v_from:] = qkv[..., v_from:]
         return turned
@@ -406,7 +406,7 @@ class Backend:
         """The gradient of a turned projection (C-ordered) made the gradient of the projection
         before the turn, in place: q's and k's heads turned by −θ."""
         cos, sin = rotary
-        self.rope_forward(_turned_heads(grad, heads, kv_heads), cos, -sin, _turned_heads(grad, heads, kv_heads))
+        self.rope_forward(_qk_heads(grad, heads, kv_heads), cos, -sin, _qk_heads(grad, heads, kv_heads))
         return grad
 
     def attention_heads_forward(self, q, k, v, heads, kv_heads, causal, scale):

@@ -71,8 +71,8 @@ static inline int live_keys(int i, int j0, int cols, int offset, int t_key, int 
 /* out (d × t, rows t apart) = the head's t rows of d values (rows ld apart), transposed.
  *
  * Why: S = Q·Kᵀ and dP = dO·Vᵀ take Kᵀ and Vᵀ as their B. Handed over as strides, every
- * tile's GEMM packed them by gathering one float per key row (perf, base GPT's attention:
- * pack_b was 22 % of the time), and each key block was gathered again for every query tile
+ * tile's GEMM packed them by gathering one float per key row (perf showed pack_b high in
+ * base GPT's attention), and each key block was gathered again for every query tile
  * that sees it (at T = 128 with 32-row tiles, 320 key rows gathered for 128 keys). Transposed
  * once per head, the packing copies contiguous rows (memcpy). Cache arithmetic: 16 key rows
  * of d = 64 floats are 4 KB, read once into L1 while the 16-float pieces of each out row are
@@ -95,8 +95,8 @@ static inline void zero_rows(float *x, long ld, int rows, int d) {
 /* The row loops below run over whole vectors of LANES floats (lanes.h), the keys past a row's
  * last visible one selected away (−∞ before the exponential, 0 after), instead of stopping at
  * that key. Stopping left a scalar tail of up to 15 keys a row, each with a scalar exp, and a
- * reduction clause made GCC add a row's 16 partial sums one by one through the stack: perf put
- * half of the forward at nanoGPT's recipe (T = 64, 1 thread) in that row code. A row of the
+ * reduction clause made GCC add a row's 16 partial sums one by one through the stack (perf
+ * found the short rows of nanoGPT's recipe, T = 64, spending their time there). A row of the
  * score tile has KB floats of room, a multiple of LANES, so the whole vectors never leave it. */
 static inline int whole_vectors(int cols) {
     return (cols + LANES - 1) / LANES * LANES;

@@ -11,8 +11,8 @@
  *   K   transpose_head reads every key row once per key/value head to build Kᵀ; the rows are
  *       turned into the thread's K buffer first (t_key × d: 32 KB at T = 128, d = 64, in L1/L2)
  *       and Kᵀ transposed from it. The backward's dQ += dS·K reads that buffer's rows.
- *   Q   each query tile is turned into the thread's QB × d buffer (at most 128 × 64 floats,
- *       32 KB) when the tile starts; the tile's products read it instead of q.
+ *   Q   each query tile is turned into the thread's QB × d buffer (32 KB at d = 64) when the
+ *       tile starts; the tile's products read it instead of q.
  *   dQ  complete when the tile's key blocks are done: turned back (by −θ) in place, while the
  *       tile's rows are still in cache.
  *   dK  complete when every query head of the group is done: turned back in place then.
@@ -27,7 +27,8 @@
 
 /* out = `rows` rows of x (ld_x apart) turned by the angles of positions first, first + 1, …:
  * dimension i of a row pairs with i + d/2, as rope.c turns them. sign = −1 turns by −θ, the
- * transpose of the turn (the backward). out may be x: each pair is read before it is written. */
+ * transpose of the turn (the backward). out may be x: each pair is read before it is written.
+ * RoPE needs d even (Python checks); an odd d's last column, which no pair holds, is copied. */
 static void turn_rows(const attention_t *a, const float *x, long ld_x, int rows, int first, float sign, float *out,
                       long ld_out) {
     const int d = a->d, half = d / 2;
@@ -45,6 +46,8 @@ static void turn_rows(const attention_t *a, const float *x, long ld_x, int rows,
             o[i] = x1 * c[i] - x2 * si;
             o[i + half] = x2 * c[i] + x1 * si;
         }
+        if (d % 2)
+            o[d - 1] = xr[d - 1];
     }
 }
 

@@ -322,7 +322,8 @@ def forced_gemm_blocking(kc=0, mc=0, nc=0, nc_l2=0):
     finally:
         lib.gemm_force_blocking(0, 0, 0, 0)
 
-# ---- attention (kernels/c/attention/): v1_naive, v2_rows, v3_tiles (the production path's tiles) ----
+# ---- attention (kernels/c/attention/): v1_naive, v2_rows, v3_tiles (production), v4_rotary (production
+# for problems with RoPE's tables: attention_qkv_* with rotary) ----
 # ---- bf16 · bf16 → float32 (matmul_bf16.c) ----------------------------------------------------
 MATMUL_BF16 = dict(enumerate(_numbered("matmul_bf16"), 1))  # {1: "matmul_bf16_v1_scalar", …}
 
