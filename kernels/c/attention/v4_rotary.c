@@ -5,7 +5,7 @@
  * Llama turns q and k by their positions' angles before attention. As a pass of its own
  * (rope.c), that pass writes a turned copy of q and k for the attention to read again, and the
  * backward turns dQ and dK back in one more pass over the gradient: two trips through memory
- * per layer, each the size of the attention's inputs, for four flops a value. Here the turn
+ * per layer, each the size of the attention's inputs, for three flops a value. Here the turn
  * happens where the tiles already hold each row:
  *
  *   K   transpose_head reads every key row once per key/value head to build Kᵀ; the rows are
