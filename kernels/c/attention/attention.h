@@ -66,7 +66,7 @@ typedef struct {
     const float *rope_cos, *rope_sin;
 } attention_t;
 
-/* what attention.c calls in the other files: the decoder and v3 */
+/* what attention.c calls in the other files: the decoder, v3 and v4 */
 void attention_decode_forward(const attention_t *a, const float *q, const float *k, const float *v, float *out,
                               float *lse);
 void attention_v3_tiles_forward(const attention_t *a, const float *q, const float *k, const float *v, float *out,
